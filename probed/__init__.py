@@ -1,0 +1,30 @@
+"""probed: a pluggable health-check and synthetic-monitoring daemon.
+
+Plugin authors import only from here::
+
+    from probed import Check, CheckOptions, Result, Status, hookimpl
+"""
+
+from probed.check import Check, CheckOptions, MetricDef, Reason, Result, Sample, Status
+from probed.errors import ConfigError, ConfigErrors, PluginError, ProbedError
+from probed.hookspecs import hookimpl
+from probed.spec import CheckSpec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Check",
+    "CheckOptions",
+    "CheckSpec",
+    "ConfigError",
+    "ConfigErrors",
+    "MetricDef",
+    "PluginError",
+    "ProbedError",
+    "Reason",
+    "Result",
+    "Sample",
+    "Status",
+    "__version__",
+    "hookimpl",
+]

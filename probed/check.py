@@ -1,0 +1,218 @@
+"""What a plugin author subclasses and returns: ``Check``, ``Result``, ``Status`` and friends.
+
+A check type is a class with a ``type_name``, an ``Options`` pydantic model (validated from the
+YAML, and the source of its JSON Schema) and ``async def run()`` returning a :class:`Result`.
+The daemon owns timing, timeouts and exception handling: ``run`` only probes and describes what
+it saw.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from probed.spec import CheckSpec
+
+__all__ = [
+    "Check",
+    "CheckOptions",
+    "MetricDef",
+    "Reason",
+    "Result",
+    "Sample",
+    "Status",
+]
+
+
+class Status(enum.IntEnum):
+    """Outcome of one run, ordered like Nagios exit codes (worse is larger, unknown last)."""
+
+    OK = 0
+    WARN = 1
+    FAIL = 2
+    UNKNOWN = 3
+
+    @property
+    def passed(self) -> bool:
+        """True for ``ok`` and ``warn``: the target answered acceptably."""
+        return self is Status.OK or self is Status.WARN
+
+    @property
+    def label(self) -> str:
+        """Lower-case name used in metrics, logs and the API (``ok``, ``warn``, ...)."""
+        return _STATUS_LABELS[self]
+
+    @classmethod
+    def parse(cls, text: str) -> Status:
+        """Parse ``ok``/``warn``/``fail``/``unknown`` (case-insensitive)."""
+        try:
+            return cls[text.strip().upper()]
+        except KeyError:
+            raise ValueError(f"unknown status {text!r}; expected ok, warn, fail or unknown") from None
+
+
+_STATUS_LABELS: Final = {
+    Status.OK: "ok",
+    Status.WARN: "warn",
+    Status.FAIL: "fail",
+    Status.UNKNOWN: "unknown",
+}
+
+
+class Reason:
+    """Well-known values for :attr:`Result.reason`, the bounded ``reason`` metric label.
+
+    Plugins may use their own short reasons; anything that is not ``[a-z][a-z0-9_]{0,31}`` is
+    reported as ``other`` so a plugin cannot blow up label cardinality.
+    """
+
+    TIMEOUT: Final = "timeout"
+    CONNECTION_REFUSED: Final = "connection_refused"
+    CONNECTION_RESET: Final = "connection_reset"
+    UNREACHABLE: Final = "unreachable"
+    DNS: Final = "dns"
+    TLS: Final = "tls"
+    CERT_EXPIRY: Final = "cert_expiry"
+    STATUS: Final = "status"
+    ASSERTION: Final = "assertion"
+    AUTH: Final = "auth"
+    PROTOCOL: Final = "protocol"
+    THRESHOLD: Final = "threshold"
+    BODY_SIZE: Final = "body_size"
+    EXCEPTION: Final = "exception"
+    OTHER: Final = "other"
+
+
+_REASON_RE: Final = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+
+def clean_reason(reason: str) -> str:
+    """Return ``reason`` if it is a valid bounded label value, else ``other``."""
+    return reason if _REASON_RE.fullmatch(reason) else Reason.OTHER
+
+
+@dataclass(frozen=True, slots=True)
+class MetricDef:
+    """A type-specific metric a check type exports, declared once on the class.
+
+    ``name`` is the full Prometheus name (it must start with ``probed_``); ``labels`` are label
+    names beyond the check's own identity labels, filled from :class:`Sample`.
+    """
+
+    name: str
+    help: str
+    kind: Literal["gauge", "counter"] = "gauge"
+    labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One labelled value of a declared metric, for metrics with extra labels."""
+
+    name: str
+    value: float
+    labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What one run of a check saw.
+
+    :param status: ok, warn, fail or unknown.
+    :param reason: short, bounded machine reason for anything but ok (see :class:`Reason`).
+    :param message: one human sentence for the operator reading logs or the API.
+    :param phases: phase name to seconds (``resolve``, ``connect``, ``tls``, ...).
+    :param values: unlabelled values of the metrics the check type declares, by metric name.
+    :param samples: labelled values of declared metrics.
+    :param duration: seconds the run took; set by the daemon.
+    :param timestamp: wall-clock end of the run (Unix seconds); set by the daemon.
+    """
+
+    status: Status
+    reason: str = ""
+    message: str = ""
+    phases: Mapping[str, float] = field(default_factory=dict)
+    values: Mapping[str, float] = field(default_factory=dict)
+    samples: tuple[Sample, ...] = ()
+    duration: float = 0.0
+    timestamp: float = 0.0
+
+    @classmethod
+    def ok(cls, message: str = "", **kwargs: Any) -> Result:
+        """A passing result."""
+        return cls(Status.OK, "", message, **kwargs)
+
+    @classmethod
+    def warn(cls, reason: str, message: str, **kwargs: Any) -> Result:
+        """A degraded but passing result."""
+        return cls(Status.WARN, reason, message, **kwargs)
+
+    @classmethod
+    def fail(cls, reason: str, message: str, **kwargs: Any) -> Result:
+        """A failing result."""
+        return cls(Status.FAIL, reason, message, **kwargs)
+
+    @classmethod
+    def unknown(cls, reason: str, message: str, **kwargs: Any) -> Result:
+        """The check could not tell."""
+        return cls(Status.UNKNOWN, reason, message, **kwargs)
+
+
+class CheckOptions(BaseModel):
+    """Base for a check type's options model: frozen, and unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+OptionsT = TypeVar("OptionsT", bound=CheckOptions)
+
+
+class Check(ABC, Generic[OptionsT]):
+    """Base class of every check type.
+
+    Subclasses set the class attributes and implement :meth:`run`. One instance exists per
+    configured check and lives as long as its configuration is unchanged, so it may keep
+    expensive things (an SSL context, a compiled regex) built in ``__init__`` or :meth:`setup`.
+
+    Class attributes:
+
+    - ``type_name``: the ``type:`` value in check files, ``[a-z][a-z0-9_]*``.
+    - ``options_model``: a :class:`CheckOptions` subclass for the type-specific keys.
+    - ``metrics``: the type-specific metrics :class:`Result` values may fill.
+    - ``requires``: importable modules the type needs, and ``extra`` the pip extra providing
+      them; a check configured without them is a validation error naming the extra.
+    - ``description``: one line shown by ``probed plugins``.
+    """
+
+    type_name: ClassVar[str]
+    options_model: ClassVar[type[CheckOptions]] = CheckOptions
+    metrics: ClassVar[tuple[MetricDef, ...]] = ()
+    requires: ClassVar[tuple[str, ...]] = ()
+    extra: ClassVar[str | None] = None
+    description: ClassVar[str] = ""
+
+    def __init__(self, spec: CheckSpec) -> None:
+        self.spec = spec
+        self.options: OptionsT = spec.options  # type: ignore[assignment]
+
+    async def setup(self) -> None:  # noqa: B027 - optional hook, empty by design
+        """Prepare once before the first run (optional)."""
+
+    @abstractmethod
+    async def run(self) -> Result:
+        """Probe the target once and describe what was seen.
+
+        Raise or hang as you like: the daemon turns an exception into a ``fail`` with reason
+        ``exception`` and cancels the run at the check's ``timeout``. Do not block the event
+        loop; use ``asyncio.to_thread`` for blocking calls.
+        """
+
+    async def close(self) -> None:  # noqa: B027 - optional hook, empty by design
+        """Release resources when the check is removed or changed (optional)."""

@@ -1,0 +1,141 @@
+"""The whole plugin contract: every ``probed_*`` hook, typed and documented.
+
+Hooks are grouped by lifecycle phase. pluggy never awaits, so hooks that *return* things are
+plain functions. The lifecycle and notification hooks (``probed_startup``, ``probed_shutdown``,
+``probed_check_result``, ``probed_check_state_changed``) may be ``async def``: probed calls each
+implementation on its own, awaits it under a timeout and logs its exception, so one failing
+plugin never blocks or breaks the others.
+
+Implement hooks with :data:`probed.hookimpl`; every parameter is optional in an implementation
+(pluggy passes only the ones you name).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+    from aiohttp import web
+    from prometheus_client.registry import Collector
+
+    from probed.check import Check, Result, Status
+    from probed.settings import Settings
+    from probed.spec import CheckSpec
+    from probed.state import StateStore
+
+PROJECT_NAME = "probed"
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+# -- registration: called once when the plugin manager is built --------------------------------
+
+
+@hookspec
+def probed_register_check_types() -> Iterable[type[Check[Any]]]:
+    """Return the check types (``Check`` subclasses) this plugin provides.
+
+    Two plugins registering the same ``type_name`` stop startup with an error naming both.
+
+    :return: an iterable of ``Check`` subclasses.
+    """
+
+
+@hookspec
+def probed_register_commands(cli: click.Group) -> None:
+    """Add subcommands to the ``probed`` command line.
+
+    :param cli: the root click group; call ``cli.add_command(...)``.
+    """
+
+
+# -- configuration: called on every (re)load ---------------------------------------------------
+
+
+@hookspec
+def probed_configure(settings: Settings, plugin_config: Mapping[str, Any]) -> None:
+    """Read daemon settings and this plugin's own section of ``probed.yaml``.
+
+    Called on startup and after each successful reload, before checks are (re)scheduled.
+
+    :param settings: the daemon settings (listen address, directories, limits).
+    :param plugin_config: the ``plugins:`` mapping of ``probed.yaml``, keyed by plugin name.
+    """
+
+
+@hookspec
+def probed_discover_checks(settings: Settings) -> Iterable[Mapping[str, Any]]:
+    """Return extra check definitions, in the same shape as an entry of ``checks:``.
+
+    Use it for service discovery. Each definition is validated like one from a file; an invalid
+    one is reported as coming from ``<plugin:NAME>`` and skipped, the others still load.
+
+    :param settings: the daemon settings.
+    :return: an iterable of raw check mappings (``name``, ``type``, options...).
+    """
+
+
+# -- serving: called once when the HTTP app is built -------------------------------------------
+
+
+@hookspec
+def probed_register_routes(states: StateStore) -> Iterable[web.AbstractRouteDef]:
+    """Return extra aiohttp routes served beside ``/metrics`` and ``/health/*``.
+
+    :param states: read-only access to every check's current state.
+    :return: route definitions, e.g. ``[web.get("/my/path", handler)]``.
+    """
+
+
+@hookspec
+def probed_register_collectors(states: StateStore) -> Iterable[Collector]:
+    """Return extra prometheus_client collectors exposed on ``/metrics``.
+
+    :param states: read-only access to every check's current state.
+    :return: collectors; their ``collect()`` runs at scrape time and must not block.
+    """
+
+
+# -- lifecycle: may be async -------------------------------------------------------------------
+
+
+@hookspec
+def probed_startup(settings: Settings, states: StateStore) -> Awaitable[None] | None:
+    """The daemon has loaded its configuration and is about to start serving and scheduling.
+
+    :param settings: the daemon settings.
+    :param states: read-only access to every check's state.
+    """
+
+
+@hookspec
+def probed_shutdown(settings: Settings) -> Awaitable[None] | None:
+    """The daemon is stopping; release what ``probed_startup`` acquired."""
+
+
+# -- notifications: may be async, called for every run / transition ----------------------------
+
+
+@hookspec
+def probed_check_result(spec: CheckSpec, result: Result) -> Awaitable[None] | None:
+    """A check finished a run. Called for every run: keep it cheap.
+
+    :param spec: the check's configuration.
+    :param result: what the run saw (secrets already redacted from the message).
+    """
+
+
+@hookspec
+def probed_check_state_changed(
+    spec: CheckSpec, old: Status, new: Status, result: Result
+) -> Awaitable[None] | None:
+    """A check's thresholded status changed (for example ``ok`` to ``fail``).
+
+    :param spec: the check's configuration.
+    :param old: the status before; ``unknown`` before the first verdict.
+    :param new: the status now.
+    :param result: the run that caused the change.
+    """

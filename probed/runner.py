@@ -1,0 +1,75 @@
+"""Running one check once: the daemon-owned boundary around plugin code.
+
+The daemon, not the plugin, owns timing, timeouts and exceptions. :func:`execute` never raises
+(except ``CancelledError`` when the daemon itself cancels): a plugin that raises becomes a
+``fail`` with reason ``exception``, one that hangs is cancelled at its timeout and becomes a
+``fail`` with reason ``timeout``, and one that blocked the event loop past its timeout is
+reported as a ``timeout`` that says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from typing import Any, Final
+
+from probed.check import Check, Reason, Result, Status, clean_reason
+
+__all__ = ["execute"]
+
+log = logging.getLogger("probed.runner")
+
+_MAX_MESSAGE: Final = 500
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    name = type(exc).__name__
+    return f"{name}: {text}" if text else name
+
+
+async def execute(check: Check[Any], timeout: float) -> Result:
+    """Run ``check`` once under ``timeout`` seconds and return its result with timing filled.
+
+    :param check: the check instance.
+    :param timeout: seconds before the run is cancelled.
+    :return: the plugin's result, or a ``fail`` describing the timeout or exception.
+    """
+    start = time.perf_counter()
+    try:
+        async with asyncio.timeout(timeout):
+            result = await check.run()
+        if not isinstance(result, Result):
+            result = Result.fail(
+                Reason.EXCEPTION,
+                f"check type {check.spec.type!r} returned {type(result).__name__}, not a Result",
+            )
+    except TimeoutError:
+        result = Result.fail(
+            Reason.TIMEOUT, f"no answer within the timeout of {timeout:g}s"
+        )
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.debug("check %s raised", check.spec.name, exc_info=True)
+        result = Result.fail(Reason.EXCEPTION, f"check raised {_describe(exc)}")
+    duration = time.perf_counter() - start
+    if duration > timeout and result.reason != Reason.TIMEOUT:
+        # The coroutine finished without yielding to the loop in time: it blocked the loop.
+        result = Result.fail(
+            Reason.TIMEOUT,
+            f"run took {duration:.3f}s, over the timeout of {timeout:g}s, without yielding: "
+            "the check blocked the event loop (blocking calls belong in asyncio.to_thread)",
+            phases=result.phases,
+        )
+    message = result.message
+    if len(message) > _MAX_MESSAGE:
+        message = message[: _MAX_MESSAGE - 1] + "…"
+    reason = "" if result.status is Status.OK and not result.reason else clean_reason(result.reason)
+    if result.status is not Status.OK and not reason:
+        reason = Reason.OTHER
+    return dataclasses.replace(
+        result, reason=reason, message=message, duration=duration, timestamp=time.time()
+    )

@@ -1,0 +1,49 @@
+"""Shared helpers for fixtures that start real servers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+from collections.abc import Callable
+
+import pytest
+
+REQUIRE_SERVICES = os.environ.get("PROBED_REQUIRE_SERVICES") == "1"
+
+
+def require_binary(name: str, hint: str) -> str:
+    """Return the path of ``name`` or skip (fail when ``PROBED_REQUIRE_SERVICES=1``)."""
+    path = shutil.which(name) or (name if os.path.isabs(name) and os.access(name, os.X_OK) else None)
+    if path:
+        return path
+    message = f"{name} not found ({hint})"
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{message}; PROBED_REQUIRE_SERVICES=1 requires it")
+    pytest.skip(message)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago on ``host``."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
+    """Poll ``predicate`` until true or fail after ``timeout`` seconds (no fixed sleeps)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def port_open(host: str, port: int) -> bool:
+    """True if a TCP connect to host:port succeeds."""
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
