@@ -1,0 +1,128 @@
+"""The ``disk`` check type: space and inode use of the filesystem holding a path.
+
+Uses ``os.statvfs`` (standard library, run in a thread), so it needs no extra on Linux and
+other POSIX systems; psutil is used only where ``statvfs`` does not exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+from typing import Any, ClassVar
+
+from pydantic import field_validator, model_validator
+
+from probed import hookimpl
+from probed.check import Check, CheckOptions, MetricDef, Reason, Result, Status
+from probed.checks._host import HostUnsupportedError, read_disk_usage
+from probed.checks._thresholds import (
+    Bytes,
+    Limit,
+    Percent,
+    bytes_limit,
+    check_order,
+    evaluate,
+    format_bytes,
+    percent_limit,
+)
+
+__all__ = ["DiskCheck", "DiskOptions"]
+
+
+class DiskOptions(CheckOptions):
+    """Options of ``type: disk``. Percent limits are exceeded when use goes *above* them,
+    byte limits when free space falls *below* them; ``null`` switches a level off."""
+
+    path: str = "/"
+    warn_used_percent: Percent | None = 80.0
+    fail_used_percent: Percent | None = 90.0
+    warn_free_bytes: Bytes | None = None
+    fail_free_bytes: Bytes | None = None
+    warn_inodes_used_percent: Percent | None = 80.0
+    fail_inodes_used_percent: Percent | None = 90.0
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(
+                f"path must be absolute (start with /), got {value!r}: the daemon's working "
+                "directory is not a stable reference"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DiskOptions:
+        check_order(self, "used_percent")
+        check_order(self, "free_bytes", above=False)
+        check_order(self, "inodes_used_percent")
+        return self
+
+
+class DiskCheck(Check[DiskOptions]):
+    """Space and inode use of the filesystem holding ``path``, held to warn/fail limits."""
+
+    type_name: ClassVar[str] = "disk"
+    options_model: ClassVar[type[CheckOptions]] = DiskOptions
+    description: ClassVar[str] = "filesystem space and inode use (statvfs)"
+    metrics: ClassVar[tuple[MetricDef, ...]] = (
+        MetricDef("probed_disk_used_ratio", "Used share of the space available to users, 0..1"),
+        MetricDef("probed_disk_free_bytes", "Bytes still writable by unprivileged users"),
+        MetricDef("probed_disk_size_bytes", "Size of the filesystem in bytes"),
+        MetricDef(
+            "probed_disk_inodes_used_ratio",
+            "Used share of inodes, 0..1 (absent on filesystems without an inode table)",
+        ),
+    )
+
+    async def run(self) -> Result:
+        """Read ``statvfs`` in a thread and compare use with the limits."""
+        opts = self.options
+        try:
+            usage = await asyncio.to_thread(read_disk_usage, opts.path)
+        except HostUnsupportedError as exc:
+            return Result.unknown("unsupported", str(exc))
+        except FileNotFoundError:
+            return Result.fail("not_found", f"{opts.path}: no such file or directory")
+        except PermissionError:
+            return Result.fail("permission", f"{opts.path}: permission denied")
+        except OSError as exc:
+            name = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+            return Result.fail(Reason.OTHER, f"{opts.path}: statvfs failed: {name} {exc.strerror}")
+
+        values = {
+            "probed_disk_used_ratio": usage.used_ratio,
+            "probed_disk_free_bytes": float(usage.free),
+            "probed_disk_size_bytes": float(usage.size),
+        }
+        limits: list[Limit] = [
+            percent_limit("used", usage.used_ratio, opts.warn_used_percent, opts.fail_used_percent),
+            bytes_limit("free", usage.free, opts.warn_free_bytes, opts.fail_free_bytes),
+        ]
+        summary = (
+            f"{opts.path}: {usage.used_ratio * 100:.1f}% used, {format_bytes(usage.free)} free "
+            f"of {format_bytes(usage.size)}"
+        )
+        inodes = usage.inodes_used_ratio
+        if inodes is not None:
+            values["probed_disk_inodes_used_ratio"] = inodes
+            limits.append(
+                percent_limit(
+                    "of inodes used",
+                    inodes,
+                    opts.warn_inodes_used_percent,
+                    opts.fail_inodes_used_percent,
+                )
+            )
+            summary += f", {inodes * 100:.1f}% of inodes used"
+
+        status, breaches = evaluate(opts.path, limits)
+        if status is Status.OK:
+            return Result.ok(summary, values=values)
+        return Result(status, Reason.THRESHOLD, breaches, values=values)
+
+
+@hookimpl
+def probed_register_check_types() -> list[type[Check[Any]]]:
+    """Register ``type: disk``."""
+    return [DiskCheck]
