@@ -1,0 +1,226 @@
+"""Timed connection set-up shared by the ``http`` and ``tcp`` probes.
+
+:func:`open_connection` resolves (skipped for IP literals), connects and optionally wraps the
+connection in TLS, recording the ``resolve``, ``connect`` and ``tls`` phases separately, and
+turns every expected failure into a :class:`ProbeError` carrying a bounded reason and a sentence
+for the operator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import socket
+import ssl
+from collections.abc import Callable
+from time import perf_counter
+from typing import Final, Literal, TypeVar
+
+from probed.check import Reason
+from probed.checks._tls import CertInfo, cert_info, describe_ssl_error
+
+__all__ = [
+    "IpVersion",
+    "ProbeError",
+    "family_for",
+    "is_ip_literal",
+    "open_connection",
+]
+
+IpVersion = Literal["any", "ip4", "ip6"]
+
+_FAMILIES: Final = {"any": socket.AF_UNSPEC, "ip4": socket.AF_INET, "ip6": socket.AF_INET6}
+
+_UNREACHABLE: Final = frozenset(
+    {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL, errno.EHOSTDOWN}
+)
+
+ProtoT = TypeVar("ProtoT", bound=asyncio.Protocol)
+
+
+class ProbeError(Exception):
+    """An expected failure of a probe: bounded ``reason``, human ``detail``, partial phases.
+
+    :param reason: a :class:`probed.check.Reason` value.
+    :param detail: what went wrong, without the method/URL prefix and without secrets.
+    :param phases: the phases measured before the failure.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        detail: str,
+        phases: dict[str, float] | None = None,
+        cert: CertInfo | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+        self.phases: dict[str, float] = phases if phases is not None else {}
+        self.cert = cert
+
+
+def family_for(ip_version: str) -> int:
+    """The ``socket`` address family for an ``ip_version`` option value."""
+    return int(_FAMILIES[ip_version])
+
+
+def is_ip_literal(host: str) -> bool:
+    """True when ``host`` is an IPv4 or IPv6 address (no resolution needed)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _family_name(family: int) -> str:
+    return {socket.AF_INET: " IPv4", socket.AF_INET6: " IPv6"}.get(family, "")
+
+
+async def _resolve(
+    loop: asyncio.AbstractEventLoop, host: str, port: int, family: int
+) -> list[tuple[int, tuple[str, int]]]:
+    try:
+        infos = await loop.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ProbeError(
+            Reason.DNS, f"cannot resolve{_family_name(family)} address of {host}: {exc.strerror}"
+        ) from None
+    addrs = [(int(info[0]), (str(info[4][0]), int(info[4][1]))) for info in infos]
+    if not addrs:
+        raise ProbeError(Reason.DNS, f"no{_family_name(family)} address for {host}")
+    return addrs
+
+
+def _connect_error(exc: OSError, where: str) -> ProbeError:
+    if isinstance(exc, ConnectionRefusedError):
+        return ProbeError(Reason.CONNECTION_REFUSED, f"connection refused by {where}")
+    if isinstance(exc, TimeoutError):
+        return ProbeError(Reason.TIMEOUT, f"connect to {where} timed out")
+    if exc.errno in _UNREACHABLE:
+        return ProbeError(Reason.UNREACHABLE, f"{where} unreachable: {exc.strerror}")
+    if isinstance(exc, ConnectionResetError):
+        return ProbeError(Reason.CONNECTION_RESET, f"connection to {where} reset")
+    return ProbeError(Reason.UNREACHABLE, f"cannot connect to {where}: {exc.strerror or exc}")
+
+
+def format_addr(host: str, port: int) -> str:
+    """``host:port`` with IPv6 literals in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def _fetch_unverified_cert(
+    loop: asyncio.AbstractEventLoop, addr: tuple[str, int], family: int, server_hostname: str
+) -> CertInfo | None:
+    """Handshake once more without verification to say *when* a certificate expired."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    transport: asyncio.BaseTransport | None = None
+    try:
+        transport, _ = await loop.create_connection(
+            asyncio.Protocol,
+            addr[0],
+            addr[1],
+            family=family,
+            ssl=ctx,
+            server_hostname=server_hostname or None,
+        )
+        return cert_info(transport.get_extra_info("ssl_object"))
+    except (OSError, ssl.SSLError):
+        return None
+    finally:
+        if transport is not None:
+            transport.abort()
+
+
+async def open_connection(
+    protocol_factory: Callable[[], ProtoT],
+    host: str,
+    port: int,
+    *,
+    family: int = socket.AF_UNSPEC,
+    ssl_context: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+    phases: dict[str, float],
+) -> tuple[asyncio.Transport, ProtoT, CertInfo | None]:
+    """Resolve, connect and (with ``ssl_context``) handshake; fill ``phases`` as it goes.
+
+    The protocol is connected to the raw TCP transport first and keeps receiving data through
+    the TLS transport after ``start_tls``: one protocol object per connection, no streams.
+
+    :param server_hostname: SNI and verification name (defaults to ``host``).
+    :param phases: dict updated with ``resolve`` (when ``host`` is a name), ``connect``, ``tls``.
+    :return: (transport to use, protocol, peer certificate info or None).
+    :raises ProbeError: for DNS, connect and TLS failures, with ``phases`` attached.
+    """
+    loop = asyncio.get_running_loop()
+    if is_ip_literal(host):
+        fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+        if family not in (socket.AF_UNSPEC, fam):
+            raise ProbeError(
+                Reason.DNS,
+                f"{host} is an IPv{6 if fam == socket.AF_INET6 else 4} address "
+                f"but ip_version asks for IPv{6 if family == socket.AF_INET6 else 4}",
+                phases,
+            )
+        addrs = [(int(fam), (host, port))]
+    else:
+        t0 = perf_counter()
+        try:
+            addrs = await _resolve(loop, host, port, family)
+        except ProbeError as exc:
+            phases["resolve"] = perf_counter() - t0
+            exc.phases = phases
+            raise
+        phases["resolve"] = perf_counter() - t0
+
+    t0 = perf_counter()
+    last: ProbeError | None = None
+    result: tuple[asyncio.Transport, ProtoT] | None = None
+    addr = addrs[0][1]
+    fam = addrs[0][0]
+    for fam, addr in addrs:
+        try:
+            transport, protocol = await loop.create_connection(
+                protocol_factory, addr[0], addr[1], family=fam
+            )
+        except OSError as exc:
+            last = _connect_error(exc, format_addr(*addr))
+            continue
+        result = (transport, protocol)  # type: ignore[assignment]
+        break
+    phases["connect"] = perf_counter() - t0
+    if result is None:
+        assert last is not None
+        last.phases = phases
+        raise last
+    transport, protocol = result
+    if ssl_context is None:
+        return transport, protocol, None
+
+    name = server_hostname or host
+    t0 = perf_counter()
+    try:
+        tls_transport = await loop.start_tls(transport, protocol, ssl_context, server_hostname=name)
+    except (ssl.SSLError, OSError, EOFError) as exc:
+        phases["tls"] = perf_counter() - t0
+        transport.abort()
+        cert = None
+        if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_code in (9, 10):
+            cert = await _fetch_unverified_cert(loop, addr, fam, name)
+        raise ProbeError(Reason.TLS, describe_ssl_error(exc, cert), phases, cert) from None
+    except BaseException:
+        transport.abort()
+        raise
+    phases["tls"] = perf_counter() - t0
+    if tls_transport is None:  # start_tls returns None only if the transport was closed
+        transport.abort()
+        raise ProbeError(Reason.TLS, "TLS handshake failed: connection closed", phases)
+    return (
+        tls_transport,  # type: ignore[return-value]
+        protocol,
+        cert_info(tls_transport.get_extra_info("ssl_object")),
+    )

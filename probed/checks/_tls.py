@@ -1,0 +1,272 @@
+"""TLS pieces shared by the ``http``, ``tcp`` (and ``json_api``) check types.
+
+- :class:`TlsOptions`: the ``tls:`` option block (verification, CA, client certificate, server
+  name, certificate expiry thresholds).
+- :func:`build_context`: one ``ssl.SSLContext`` per check instance (they are expensive to build).
+- :class:`CertInfo` / :func:`cert_info`: what we report about the peer certificate, parsed from
+  its DER form so it also works when verification is off.
+- :func:`describe_ssl_error`: an operator-readable sentence for a handshake failure.
+- :func:`expiry_verdict`: warn/fail from the certificate expiry thresholds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import ssl
+from dataclasses import dataclass
+from typing import Final
+
+from pydantic import Field, model_validator
+
+from probed.check import CheckOptions, Reason, Status
+
+__all__ = [
+    "CertInfo",
+    "TlsOptions",
+    "build_context",
+    "cert_info",
+    "default_context",
+    "describe_ssl_error",
+    "expiry_verdict",
+    "format_time",
+]
+
+
+class TlsOptions(CheckOptions):
+    """The ``tls:`` block: how to verify the server and which client certificate to present."""
+
+    verify: bool = Field(True, description="Verify the server certificate chain and host name.")
+    ca_file: str | None = Field(
+        None, description="PEM file of CA certificates to trust instead of the system store."
+    )
+    cert_file: str | None = Field(None, description="PEM client certificate (mutual TLS).")
+    key_file: str | None = Field(
+        None, description="PEM private key of the client certificate (if not in cert_file)."
+    )
+    server_name: str | None = Field(
+        None, description="Host name for SNI and verification instead of the URL/address host."
+    )
+    expiry_warn_days: float | None = Field(
+        14.0, ge=0, description="Warn when the certificate expires in fewer days (null: never)."
+    )
+    expiry_fail_days: float | None = Field(
+        None, ge=0, description="Fail when the certificate expires in fewer days (null: never)."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> TlsOptions:
+        for field in ("ca_file", "cert_file", "key_file"):
+            path = getattr(self, field)
+            if path is not None and not os.path.isfile(path):
+                raise ValueError(f"{field}: no such file {path!r}")
+        if self.key_file and not self.cert_file:
+            raise ValueError("key_file needs cert_file (the client certificate)")
+        if (
+            self.expiry_warn_days is not None
+            and self.expiry_fail_days is not None
+            and self.expiry_fail_days > self.expiry_warn_days
+        ):
+            raise ValueError(
+                f"expiry_fail_days ({self.expiry_fail_days:g}) must not be above "
+                f"expiry_warn_days ({self.expiry_warn_days:g})"
+            )
+        return self
+
+
+def build_context(options: TlsOptions) -> ssl.SSLContext:
+    """Build the client SSL context for ``options`` (blocking: reads files; call in a thread).
+
+    :raises ssl.SSLError, OSError: when a CA or client certificate file cannot be loaded.
+    """
+    if options.verify:
+        ctx = ssl.create_default_context(cafile=options.ca_file)
+    else:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if options.cert_file:
+        ctx.load_cert_chain(options.cert_file, options.key_file)
+    return ctx
+
+
+_DEFAULT_CONTEXT: ssl.SSLContext | None = None
+
+
+def default_context() -> ssl.SSLContext:
+    """A shared verifying context with the system CAs (for https redirects of http checks)."""
+    global _DEFAULT_CONTEXT
+    if _DEFAULT_CONTEXT is None:
+        _DEFAULT_CONTEXT = ssl.create_default_context()
+    return _DEFAULT_CONTEXT
+
+
+@dataclass(frozen=True, slots=True)
+class CertInfo:
+    """The peer (leaf) certificate and negotiated TLS parameters of one connection."""
+
+    not_before: float
+    not_after: float
+    subject_cn: str
+    issuer_cn: str
+    version: str
+    cipher: str
+
+
+_CN_OID: Final = b"\x06\x03\x55\x04\x03"
+
+
+def _tlv(data: bytes, pos: int) -> tuple[int, int, int]:
+    """Read one DER tag-length at ``pos``: (tag, content start, content end)."""
+    tag = data[pos]
+    length = data[pos + 1]
+    start = pos + 2
+    if length & 0x80:
+        n = length & 0x7F
+        length = int.from_bytes(data[start : start + n], "big")
+        start += n
+    return tag, start, start + length
+
+
+def _children(data: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
+    out = []
+    pos = start
+    while pos < end:
+        tag, cstart, cend = _tlv(data, pos)
+        out.append((tag, cstart, cend))
+        pos = cend
+    return out
+
+
+def _der_time(tag: int, raw: bytes) -> float:
+    text = raw.decode("ascii")
+    fmt = "%y%m%d%H%M%SZ" if tag == 0x17 else "%Y%m%d%H%M%SZ"
+    return dt.datetime.strptime(text, fmt).replace(tzinfo=dt.UTC).timestamp()
+
+
+def _common_name(data: bytes, start: int, end: int) -> str:
+    # Name ::= SEQUENCE OF SET OF SEQUENCE { type OID, value ANY }
+    for _, s, e in _children(data, start, end):
+        for _, s2, e2 in _children(data, s, e):
+            parts = _children(data, s2, e2)
+            if len(parts) == 2 and data[s2 : parts[0][2]] == _CN_OID:
+                _, vs, ve = parts[1]
+                return data[vs:ve].decode("utf-8", "replace")
+    return ""
+
+
+def parse_der(der: bytes) -> tuple[float, float, str, str]:
+    """(notBefore, notAfter, subject CN, issuer CN) of a DER certificate.
+
+    A few dozen lines of DER walking instead of a dependency on ``cryptography``: ``ssl`` only
+    decodes a *verified* peer certificate, and we also report on unverified ones.
+
+    :raises ValueError: on malformed input.
+    """
+    try:
+        _, cs, ce = _tlv(der, 0)
+        _, ts, te = _children(der, cs, ce)[0]
+        fields = _children(der, ts, te)
+        if fields[0][0] == 0xA0:  # explicit [0] version
+            fields = fields[1:]
+        # serial, signature algorithm, issuer, validity, subject
+        issuer, validity, subject = fields[2], fields[3], fields[4]
+        times = _children(der, validity[1], validity[2])
+        not_before = _der_time(times[0][0], der[times[0][1] : times[0][2]])
+        not_after = _der_time(times[1][0], der[times[1][1] : times[1][2]])
+        return (
+            not_before,
+            not_after,
+            _common_name(der, subject[1], subject[2]),
+            _common_name(der, issuer[1], issuer[2]),
+        )
+    except (IndexError, ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot parse the peer certificate: {exc}") from None
+
+
+def cert_info(sslobj: ssl.SSLObject | ssl.SSLSocket | None) -> CertInfo | None:
+    """Describe the peer certificate of a finished handshake, or None if there is none."""
+    if sslobj is None:
+        return None
+    der = sslobj.getpeercert(binary_form=True)
+    if not der:
+        return None
+    try:
+        not_before, not_after, subject, issuer = parse_der(der)
+    except ValueError:
+        return None
+    cipher = sslobj.cipher()
+    return CertInfo(
+        not_before=not_before,
+        not_after=not_after,
+        subject_cn=subject,
+        issuer_cn=issuer,
+        version=sslobj.version() or "",
+        cipher=cipher[0] if cipher else "",
+    )
+
+
+def format_time(timestamp: float) -> str:
+    """``2026-01-01 12:00 UTC`` style, for messages."""
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+_VERIFY_HINTS: Final = {
+    # OpenSSL X509_V_ERR_* codes worth a plainer explanation.
+    18: "self-signed certificate (not issued by a trusted CA; set tls.ca_file or tls.verify: false)",
+    19: "self-signed certificate in the chain (set tls.ca_file to trust its CA)",
+    20: "certificate issued by an untrusted CA (set tls.ca_file to trust it)",
+    21: "certificate issued by an untrusted CA (set tls.ca_file to trust it)",
+}
+
+
+def describe_ssl_error(exc: BaseException, expired_cert: CertInfo | None = None) -> str:
+    """One sentence for a TLS handshake/verification failure.
+
+    :param expired_cert: the certificate fetched without verification after an "expired"
+        failure, so the message can say when it expired.
+    """
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        code = exc.verify_code
+        text = _VERIFY_HINTS.get(code) or (exc.verify_message or str(exc)).rstrip(".")
+        if code == 10 and expired_cert is not None:  # X509_V_ERR_CERT_HAS_EXPIRED
+            text += f" (notAfter {format_time(expired_cert.not_after)})"
+        elif code == 9 and expired_cert is not None:  # X509_V_ERR_CERT_NOT_YET_VALID
+            text += f" (notBefore {format_time(expired_cert.not_before)})"
+        return f"TLS certificate verify failed: {text}"
+    if isinstance(exc, ssl.SSLError):
+        detail = (exc.reason or str(exc)).replace("_", " ").lower()
+        if exc.reason == "WRONG_VERSION_NUMBER":
+            return "TLS handshake failed: the server did not answer with TLS (wrong version number)"
+        if exc.reason and "ALERT" in exc.reason:
+            return f"TLS handshake failed: server sent {detail} (client certificate required?)"
+        return f"TLS handshake failed: {detail}"
+    if isinstance(exc, ConnectionResetError | BrokenPipeError):
+        return "TLS handshake failed: connection reset by the server"
+    return f"TLS handshake failed: {exc or type(exc).__name__}"
+
+
+def expiry_verdict(
+    not_after: float, options: TlsOptions, now: float
+) -> tuple[Status, str, str] | None:
+    """Warn or fail per the thresholds; None when the certificate is far enough from expiry.
+
+    :return: (status, reason, message) or None.
+    """
+    days = (not_after - now) / 86400.0
+    when = format_time(not_after)
+    if options.expiry_fail_days is not None and days < options.expiry_fail_days:
+        return (
+            Status.FAIL,
+            Reason.CERT_EXPIRY,
+            f"TLS certificate expires in {days:.1f} days ({when}), "
+            f"below expiry_fail_days={options.expiry_fail_days:g}",
+        )
+    if options.expiry_warn_days is not None and days < options.expiry_warn_days:
+        return (
+            Status.WARN,
+            Reason.CERT_EXPIRY,
+            f"TLS certificate expires in {days:.1f} days ({when}), "
+            f"below expiry_warn_days={options.expiry_warn_days:g}",
+        )
+    return None
