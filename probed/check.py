@@ -55,7 +55,9 @@ class Status(enum.IntEnum):
         try:
             return cls[text.strip().upper()]
         except KeyError:
-            raise ValueError(f"unknown status {text!r}; expected ok, warn, fail or unknown") from None
+            raise ValueError(
+                f"unknown status {text!r}; expected ok, warn, fail or unknown"
+            ) from None
 
 
 _STATUS_LABELS: Final = {
@@ -202,7 +204,7 @@ class Check(ABC, Generic[OptionsT]):
         self.spec = spec
         self.options: OptionsT = spec.options  # type: ignore[assignment]
 
-    async def setup(self) -> None:  # noqa: B027 - optional hook, empty by design
+    async def setup(self) -> None:
         """Prepare once before the first run (optional)."""
 
     @abstractmethod
@@ -214,5 +216,5 @@ class Check(ABC, Generic[OptionsT]):
         loop; use ``asyncio.to_thread`` for blocking calls.
         """
 
-    async def close(self) -> None:  # noqa: B027 - optional hook, empty by design
+    async def close(self) -> None:
         """Release resources when the check is removed or changed (optional)."""

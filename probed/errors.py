@@ -31,7 +31,9 @@ class ConfigError(ProbedError):
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        return (
+            f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        )
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ConfigError) and str(self) == str(other)
@@ -40,7 +42,7 @@ class ConfigError(ProbedError):
         return hash(str(self))
 
 
-class ConfigErrors(ProbedError):
+class ConfigErrors(ProbedError):  # noqa: N818 - a collection of ConfigError, named as such
     """Several configuration problems; ``errors`` holds each one."""
 
     def __init__(self, errors: Sequence[ConfigError]) -> None:

@@ -162,9 +162,7 @@ def get_plugin_manager(
     return pm
 
 
-def call_each(
-    pm: pluggy.PluginManager, hook_name: str, **kwargs: Any
-) -> list[tuple[str, Any]]:
+def call_each(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
     """Call every implementation of a hook separately; return ``(plugin_name, result)`` pairs.
 
     Unlike a plain pluggy call, the caller learns which plugin returned what, and can isolate
@@ -188,7 +186,9 @@ def _validate_type(cls: object, plugin: str) -> type[Check[Any]]:
             f"got {type_name!r}"
         )
     if not (inspect.isclass(cls.options_model) and issubclass(cls.options_model, CheckOptions)):
-        raise PluginError(f"plugin {plugin!r}: {cls.__name__}.options_model must subclass CheckOptions")
+        raise PluginError(
+            f"plugin {plugin!r}: {cls.__name__}.options_model must subclass CheckOptions"
+        )
     for metric in cls.metrics:
         if not _METRIC_NAME_RE.fullmatch(metric.name):
             raise PluginError(
@@ -246,4 +246,3 @@ def plugin_infos(pm: pluggy.PluginManager) -> list[PluginInfo]:
         hooks = tuple(sorted(h.name for h in pm.get_hookcallers(plugin) or ()))
         infos.append(PluginInfo(name, origin, location, _version_of(plugin), hooks))
     return infos
-

@@ -33,6 +33,8 @@ def _describe(exc: BaseException) -> str:
 async def execute(check: Check[Any], timeout: float) -> Result:
     """Run ``check`` once under ``timeout`` seconds and return its result with timing filled.
 
+    The check's :meth:`~probed.Check.setup` runs before its first run, inside the same timeout.
+
     :param check: the check instance.
     :param timeout: seconds before the run is cancelled.
     :return: the plugin's result, or a ``fail`` describing the timeout or exception.
@@ -40,6 +42,9 @@ async def execute(check: Check[Any], timeout: float) -> Result:
     start = time.perf_counter()
     try:
         async with asyncio.timeout(timeout):
+            if not getattr(check, "_probed_ready", False):
+                await check.setup()
+                check._probed_ready = True  # type: ignore[attr-defined]
             result = await check.run()
         if not isinstance(result, Result):
             result = Result.fail(
@@ -47,9 +52,7 @@ async def execute(check: Check[Any], timeout: float) -> Result:
                 f"check type {check.spec.type!r} returned {type(result).__name__}, not a Result",
             )
     except TimeoutError:
-        result = Result.fail(
-            Reason.TIMEOUT, f"no answer within the timeout of {timeout:g}s"
-        )
+        result = Result.fail(Reason.TIMEOUT, f"no answer within the timeout of {timeout:g}s")
     except asyncio.CancelledError:
         raise
     except Exception as exc:

@@ -56,7 +56,6 @@ async def run_check(
     spec = make_spec(check_type, timeout=timeout, interval=max(timeout * 2, 1.0), **options)
     check = check_type(spec)
     try:
-        await check.setup()
         return await execute(check, timeout)
     finally:
         await check.close()

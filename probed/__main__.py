@@ -1,0 +1,5 @@
+"""``python -m probed`` runs the command line."""
+
+from probed.cli import main
+
+main()

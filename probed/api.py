@@ -1,0 +1,81 @@
+"""JSON views of check state for ``/api/v1/checks`` (secrets redacted)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from probed.check import Result
+from probed.redact import redact_data
+from probed.state import CheckState
+
+__all__ = ["check_view", "result_view"]
+
+
+def _iso(ts: float) -> str | None:
+    if not ts:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def result_view(result: Result, redact: Callable[[str], str]) -> dict[str, Any]:
+    """One result as JSON-able data."""
+    view: dict[str, Any] = {
+        "status": result.status.label,
+        "reason": result.reason,
+        "message": redact(result.message),
+        "duration_seconds": round(result.duration, 6),
+        "time": _iso(result.timestamp),
+        "phases": {k: round(v, 6) for k, v in result.phases.items()},
+    }
+    if result.values:
+        view["values"] = dict(result.values)
+    if result.samples:
+        view["samples"] = [
+            {"name": s.name, "labels": list(s.labels), "value": s.value} for s in result.samples
+        ]
+    return view
+
+
+def check_view(
+    state: CheckState, redact: Callable[[str], str], *, detail: bool = False
+) -> dict[str, Any]:
+    """One check's state; ``detail`` adds options and history."""
+    spec = state.spec
+    view: dict[str, Any] = {
+        "name": spec.name,
+        "type": spec.type,
+        "labels": dict(spec.labels),
+        "status": state.status.label,
+        "up": state.up,
+        "readiness": spec.readiness,
+        "interval_seconds": spec.interval,
+        "timeout_seconds": spec.timeout,
+        "failure_threshold": spec.failure_threshold,
+        "success_threshold": spec.success_threshold,
+        "consecutive_failures": state.fail_streak,
+        "consecutive_successes": state.ok_streak,
+        "runs": sum(state.runs),
+        "skipped_runs": state.skipped_runs,
+        "status_since": _iso(state.changed_at),
+        "last_result": result_view(state.last, redact) if state.last is not None else None,
+        "source": spec.where,
+    }
+    if spec.description:
+        view["description"] = spec.description
+    if detail:
+        options = redact_data(spec.public_options())
+        view["options"] = _redact_strings(options, redact)
+        view["history"] = [result_view(r, redact) for r in reversed(state.history)]
+    return view
+
+
+def _redact_strings(data: Any, redact: Callable[[str], str]) -> Any:
+    if isinstance(data, str):
+        return redact(data)
+    if isinstance(data, dict):
+        return {k: _redact_strings(v, redact) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_redact_strings(v, redact) for v in data]
+    return data

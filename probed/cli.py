@@ -1,0 +1,306 @@
+"""The command line: ``probed [run]``, ``validate``, ``once``, ``plugins``, ``schema``.
+
+Every option also reads ``PROBED_<OPTION>`` from the environment (sidecars are configured by
+environment). Options that take several values (``--checks-dir``) split the variable on ``:``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import pluggy
+
+from probed import __version__
+from probed.errors import ConfigErrors, PluginError
+from probed.plugins import check_types, get_plugin_manager, plugin_infos
+from probed.settings import Settings
+
+__all__ = ["cli", "main"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_CONFIG_OPTIONS: list[Callable[[F], F]] = [
+    click.option(
+        "--config",
+        "config_file",
+        envvar="PROBED_CONFIG",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="probed.yaml to read.",
+    ),
+    click.option(
+        "--checks-dir",
+        "checks_dirs",
+        envvar="PROBED_CHECKS_DIR",
+        multiple=True,
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Directory of *.yaml check files (repeatable).",
+    ),
+    click.option(
+        "--plugins-dir",
+        "plugins_dirs",
+        envvar="PROBED_PLUGINS_DIR",
+        multiple=True,
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Directory of one-file plugins (repeatable).",
+    ),
+    click.option(
+        "--disable-plugin",
+        "disabled_plugins",
+        envvar="PROBED_DISABLE_PLUGIN",
+        multiple=True,
+        help="Plugin name to disable (repeatable; see `probed plugins`).",
+    ),
+    click.option("--listen", envvar="PROBED_LISTEN", help="HOST:PORT to serve on [0.0.0.0:9333]."),
+    click.option(
+        "--log-format",
+        envvar="PROBED_LOG_FORMAT",
+        type=click.Choice(["json", "text"]),
+        help="Log line format [json].",
+    ),
+    click.option("--log-level", envvar="PROBED_LOG_LEVEL", help="Log level [INFO]."),
+]
+
+
+def config_options(fn: F) -> F:
+    """Decorate a command with the shared configuration options."""
+    for option in reversed(_CONFIG_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+def _overrides(kwargs: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in ("checks_dirs", "plugins_dirs", "disabled_plugins"):
+        if kwargs.get(key):
+            out[key] = tuple(kwargs[key])
+    for key in ("listen", "log_format", "log_level"):
+        if kwargs.get(key):
+            out[key] = kwargs[key]
+    return out
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(f"probed: {message}", err=True)
+    sys.exit(code)
+
+
+def build(kwargs: dict[str, Any]) -> tuple[Settings, pluggy.PluginManager, dict[str, Any]]:
+    """Settings and plugin manager from command-line/environment options, or exit with errors."""
+    from probed.config import load_settings
+
+    overrides = _overrides(kwargs)
+    config_file = kwargs.get("config_file")
+    if config_file is None and not overrides.get("checks_dirs"):
+        overrides["use_embedded_checks"] = True
+    try:
+        settings = load_settings(config_file, overrides)
+    except ConfigErrors as exc:
+        for error in exc.errors:
+            click.echo(str(error), err=True)
+        sys.exit(1)
+    if settings.checks_dirs and settings.use_embedded_checks:
+        from dataclasses import replace
+
+        settings = replace(settings, use_embedded_checks=False)
+    try:
+        pm = get_plugin_manager(
+            plugins_dirs=settings.plugins_dirs, disabled=settings.disabled_plugins
+        )
+    except PluginError as exc:
+        _fail(str(exc))
+    return settings, pm, overrides
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="probed")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """probed: health checks and synthetic monitoring for Prometheus and Kubernetes.
+
+    With no command, runs the daemon (`probed run`).
+    """
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(run)
+
+
+@cli.command()
+@config_options
+def run(**kwargs: Any) -> None:
+    """Run the daemon: schedule checks, serve /metrics, /health/* and the API."""
+    from probed.daemon import Daemon
+    from probed.logs import configure_logging
+    from probed.server import make_app
+
+    settings, pm, overrides = build(kwargs)
+    configure_logging(settings.log_format, settings.log_level)
+
+    async def main() -> None:
+        daemon = Daemon(settings, pm, overrides=overrides)
+        await daemon.serve(make_app(daemon))
+
+    try:
+        asyncio.run(main())
+    except OSError as exc:
+        _fail(f"cannot listen on {settings.listen}: {exc.strerror or exc}", 1)
+    except PluginError as exc:
+        _fail(str(exc))
+
+
+@cli.command()
+@config_options
+def validate(**kwargs: Any) -> None:
+    """Check the configuration; print every error as FILE:LINE: field: message.
+
+    Exits 0 when valid, 1 otherwise.
+    """
+    from probed.config import load_checks
+
+    settings, pm, _ = build(kwargs)
+    loaded = load_checks(settings, check_types(pm), extra_files=_embedded(settings))
+    for error in loaded.errors:
+        click.echo(str(error), err=True)
+    if loaded.errors:
+        click.echo(f"{len(loaded.errors)} error(s); {len(loaded.specs)} valid check(s)", err=True)
+        sys.exit(1)
+    click.echo(f"configuration valid: {len(loaded.specs)} check(s)")
+
+
+def _embedded(settings: Settings) -> list[Path]:
+    from probed.daemon import embedded_checks_file
+
+    return [embedded_checks_file()] if settings.use_embedded_checks else []
+
+
+@cli.command()
+@config_options
+@click.option("--check", "names", multiple=True, help="Check to run (repeatable; default all).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "junit"]),
+    default="text",
+    show_default=True,
+    help="Output format.",
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the report to this file instead of standard output.",
+)
+def once(names: tuple[str, ...], fmt: str, output: Path | None, **kwargs: Any) -> None:
+    """Run checks once and exit with the worst status.
+
+    Exit codes follow Nagios: 0 ok, 1 warn, 2 fail, 3 unknown (also for configuration errors
+    in the selected checks).
+    """
+    from probed.once import report, run_once
+
+    settings, pm, _ = build(kwargs)
+    code, results, errors = asyncio.run(run_once(settings, pm, names, _embedded(settings)))
+    for error in errors:
+        click.echo(error, err=True)
+    text = report(results, fmt)
+    if output is not None:
+        output.write_text(text)
+    else:
+        click.echo(text, nl=False)
+    sys.exit(code)
+
+
+@cli.command()
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.option(
+    "--plugins-dir",
+    "plugins_dirs",
+    envvar="PROBED_PLUGINS_DIR",
+    multiple=True,
+    type=click.Path(file_okay=False, path_type=Path),
+)
+@click.option("--disable-plugin", "disabled", envvar="PROBED_DISABLE_PLUGIN", multiple=True)
+def plugins(fmt: str, plugins_dirs: tuple[Path, ...], disabled: tuple[str, ...]) -> None:
+    """List every plugin and check type: where it came from and its version."""
+    try:
+        pm = get_plugin_manager(plugins_dirs=plugins_dirs, disabled=disabled)
+    except PluginError as exc:
+        _fail(str(exc))
+    infos = plugin_infos(pm)
+    types = check_types(pm)
+    if fmt == "json":
+        data = {
+            "plugins": [
+                {
+                    "name": i.name,
+                    "origin": i.origin,
+                    "location": i.location,
+                    "version": i.version,
+                    "hooks": list(i.hooks),
+                }
+                for i in infos
+            ],
+            "check_types": [
+                {
+                    "type": name,
+                    "plugin": t.plugin,
+                    "description": t.cls.description,
+                    "extra": t.cls.extra,
+                    "missing_module": t.available,
+                }
+                for name, t in sorted(types.items())
+            ],
+        }
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo("Plugins:")
+    for i in infos:
+        click.echo(f"  {i.name:<28} {i.version:<10} {i.origin:<10} {i.location}")
+    click.echo("\nCheck types:")
+    for name, t in sorted(types.items()):
+        missing = t.available
+        note = f"  (needs: pip install 'probed[{t.cls.extra}]')" if missing else ""
+        click.echo(f"  {name:<12} {t.plugin:<28} {t.cls.description}{note}")
+
+
+@cli.command()
+@click.option(
+    "--plugins-dir",
+    "plugins_dirs",
+    envvar="PROBED_PLUGINS_DIR",
+    multiple=True,
+    type=click.Path(file_okay=False, path_type=Path),
+)
+def schema(plugins_dirs: tuple[Path, ...]) -> None:
+    """Print the JSON Schema of a checks file (for editors and CI linting)."""
+    from probed.config import check_file_schema
+
+    pm = get_plugin_manager(plugins_dirs=plugins_dirs)
+    click.echo(json.dumps(check_file_schema(check_types(pm)), indent=2))
+
+
+def _register_plugin_commands() -> None:
+    dirs = [Path(p) for p in os.environ.get("PROBED_PLUGINS_DIR", "").split(":") if p]
+    argv = sys.argv[1:]
+    for i, arg in enumerate(argv):
+        if arg == "--plugins-dir" and i + 1 < len(argv):
+            dirs.append(Path(argv[i + 1]))
+        elif arg.startswith("--plugins-dir="):
+            dirs.append(Path(arg.split("=", 1)[1]))
+    try:
+        pm = get_plugin_manager(plugins_dirs=[d for d in dirs if d.is_dir()])
+    except PluginError:
+        return  # the command itself will report it with full context
+    pm.hook.probed_register_commands(cli=cli)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    _register_plugin_commands()
+    cli(prog_name="probed")

@@ -1,0 +1,363 @@
+"""The daemon: wires config, scheduler, state, notifications and the HTTP server together.
+
+It holds no policy of its own: when checks run is the scheduler's business, how results fold is
+the state's, what is valid is the config's. The daemon applies a loaded configuration (keeping
+the state and schedule of unchanged checks), reacts to results, reloads on request, SIGHUP or
+file changes, and stops cleanly on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pluggy
+from aiohttp import web
+
+from probed.check import Check, Result
+from probed.config import LoadResult, load_checks, load_settings
+from probed.errors import ConfigError, ConfigErrors
+from probed.exposition import TypeMetrics
+from probed.logs import set_redactor
+from probed.metrics import DaemonMetrics
+from probed.notify import Notifier
+from probed.plugins import CheckTypeInfo, call_each, check_types
+from probed.redact import Redactor
+from probed.scheduler import Job, Scheduler
+from probed.settings import Settings
+from probed.state import CheckState, StateStore
+
+__all__ = ["Daemon", "embedded_checks_file"]
+
+log = logging.getLogger("probed")
+
+
+def embedded_checks_file() -> Path:
+    """The packaged default checks (host disk, memory, CPU) used when nothing is configured."""
+    return Path(str(resources.files("probed").joinpath("embedded_checks.yaml")))
+
+
+class Daemon:
+    """One running probed: configuration, scheduler, state and server."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        pm: pluggy.PluginManager,
+        *,
+        overrides: dict[str, Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.pm = pm
+        self.overrides = overrides or {}
+        self.types: dict[str, CheckTypeInfo] = check_types(pm)
+        self.type_metrics = TypeMetrics(
+            (name, info.cls.metrics) for name, info in self.types.items()
+        )
+        self.store = StateStore()
+        self.metrics = DaemonMetrics(self.store, self.started)
+        self.notifier = Notifier(
+            pm, settings.hook_timeout, lambda p, h: self.metrics.plugin_errors.labels(p, h).inc()
+        )
+        self.scheduler = Scheduler(
+            self._on_result,
+            max_concurrency=settings.max_concurrency,
+            startup_spread=settings.startup_spread,
+            observe_lag=self.metrics.lag.observe,
+        )
+        self.jobs: dict[str, Job] = {}
+        self.loaded: LoadResult | None = None
+        self.errors: tuple[ConfigError, ...] = ()
+        self.redact: Callable[[str], str] = Redactor(())
+        self._started_latch = False
+        self._reload_lock = asyncio.Lock()
+        self._stop = asyncio.Event()
+        self._closing: set[asyncio.Task[None]] = set()
+        self._notify_results = False
+        self.started_at = time.time()
+
+    # -- readers ------------------------------------------------------------------------------
+
+    def started(self) -> bool:
+        """True once every readiness check has finished a first run (latched)."""
+        if not self._started_latch and self.store.started():
+            self._started_latch = True
+        return self._started_latch
+
+    # -- configuration ------------------------------------------------------------------------
+
+    def _extra_files(self) -> list[Path]:
+        return [embedded_checks_file()] if self.settings.use_embedded_checks else []
+
+    def load(self) -> LoadResult:
+        """Load (or reload) every check; never raises for check problems."""
+        discovered: list[tuple[str, Any]] = []
+        for plugin, defs in call_each(self.pm, "probed_discover_checks", settings=self.settings):
+            discovered.extend((plugin, d) for d in defs or ())
+        return load_checks(
+            self.settings,
+            self.types,
+            previous=self.loaded,
+            discovered=discovered,
+            extra_files=self._extra_files(),
+        )
+
+    def apply(self, loaded: LoadResult) -> None:
+        """Make ``loaded`` the running configuration, keeping unchanged checks as they are."""
+        self.loaded = loaded
+        self.errors = loaded.errors
+        self.redact = Redactor(loaded.secrets)
+        set_redactor(self.redact)
+        old_jobs = self.jobs
+        new_jobs: dict[str, Job] = {}
+        new_states: dict[str, CheckState] = {}
+        added = changed = 0
+        for name, spec in loaded.specs.items():
+            job = old_jobs.get(name)
+            if job is not None and job.spec == spec:
+                new_jobs[name] = job
+            else:
+                if job is not None:
+                    changed += 1
+                    self._retire(job)
+                else:
+                    added += 1
+                job = Job(
+                    spec, self.types[spec.type].cls(spec), CheckState(spec, self.settings.history)
+                )
+                new_jobs[name] = job
+                self.scheduler.add(job)
+            new_states[name] = job.state
+        removed = [job for name, job in old_jobs.items() if name not in new_jobs]
+        for job in removed:
+            self._retire(job)
+        self.jobs = new_jobs
+        self.store.replace(new_states)
+        self._notify_results = self.notifier.has_impls("probed_check_result")
+        ok = not loaded.errors
+        self.metrics.reload_successful.set(1 if ok else 0)
+        self.metrics.config_errors.set(len(loaded.errors))
+        if ok:
+            self.metrics.reload_timestamp.set(time.time())
+        log.info(
+            "configuration applied: %d checks (%d new, %d changed, %d removed, %d kept), %d errors",
+            len(new_jobs),
+            added,
+            changed,
+            len(removed),
+            len(new_jobs) - added - changed,
+            len(loaded.errors),
+            extra={
+                "event": "config_applied",
+                "checks": len(new_jobs),
+                "errors": len(loaded.errors),
+            },
+        )
+        for error in loaded.errors:
+            log.error(
+                "%s", error, extra={"event": "config_error", "file": error.file, "line": error.line}
+            )
+
+    def _retire(self, job: Job) -> None:
+        self.scheduler.remove(job)
+
+        async def close(task: asyncio.Task[None] | None, check: Check[Any]) -> None:
+            if task is not None:
+                await asyncio.wait([task])
+            try:
+                await check.close()
+            except Exception:  # a plugin's close failing must not break a reload
+                log.exception("closing check %s failed", job.spec.name)
+
+        closer = asyncio.get_running_loop().create_task(close(job.task, job.check))
+        self._closing.add(closer)
+        closer.add_done_callback(self._closing.discard)
+
+    async def reload(self) -> tuple[bool, tuple[ConfigError, ...]]:
+        """Re-read settings and checks; return success and the errors found.
+
+        Settings that need a restart (listen address, plugins) are kept from startup.
+        """
+        async with self._reload_lock:
+            try:
+                fresh = await asyncio.to_thread(
+                    load_settings, self.settings.config_file, self.overrides
+                )
+                self.settings = replace(
+                    fresh,
+                    listen=self.settings.listen,
+                    plugins_dirs=self.settings.plugins_dirs,
+                    disabled_plugins=self.settings.disabled_plugins,
+                    use_embedded_checks=self.settings.use_embedded_checks,
+                )
+            except ConfigErrors as exc:
+                self.metrics.reload_successful.set(0)
+                self.metrics.reloads.labels("failure").inc()
+                for error in exc.errors:
+                    log.error("%s", error, extra={"event": "config_error"})
+                return False, tuple(exc.errors)
+            loaded = await asyncio.to_thread(self.load)
+            self.apply(loaded)
+            await self.notifier.call(
+                "probed_configure", settings=self.settings, plugin_config=self.settings.plugins
+            )
+            self.metrics.reloads.labels("success" if not loaded.errors else "failure").inc()
+            return not loaded.errors, loaded.errors
+
+    # -- results ------------------------------------------------------------------------------
+
+    def _on_result(self, job: Job, result: Result) -> None:
+        if result.message:
+            message = self.redact(result.message)
+            if message is not result.message:
+                result = replace(result, message=message)
+        transition = job.state.record(result)
+        if transition is not None:
+            spec = job.spec
+            log.info(
+                "check %s is now %s (was %s)%s",
+                spec.name,
+                transition.new.label,
+                transition.old.label,
+                f": {result.message}" if result.message else "",
+                extra={
+                    "event": "check_state_changed",
+                    "check": spec.name,
+                    "type": spec.type,
+                    "old": transition.old.label,
+                    "new": transition.new.label,
+                    "reason": result.reason,
+                    "message": result.message,
+                },
+            )
+            self.notifier.fire(
+                "probed_check_state_changed",
+                spec=spec,
+                old=transition.old,
+                new=transition.new,
+                result=result,
+            )
+        if self._notify_results:
+            self.notifier.fire("probed_check_result", spec=job.spec, result=result)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Ask :meth:`serve` to stop (what SIGTERM does)."""
+        self._stop.set()
+
+    def _heartbeat(self) -> None:
+        self.metrics.running.set(self.scheduler.running)
+        self.metrics.queued.set(self.scheduler.queued)
+
+    async def _watch(self) -> None:
+        """Reload when files under the checks directories or the config file change."""
+        previous = await asyncio.to_thread(self._fingerprint)
+        while True:
+            await asyncio.sleep(self.settings.watch_interval)
+            current = await asyncio.to_thread(self._fingerprint)
+            if current != previous:
+                previous = current
+                log.info("configuration files changed; reloading", extra={"event": "reload"})
+                await self.reload()
+
+    def _fingerprint(self) -> tuple[tuple[str, int, int], ...]:
+        paths: list[Path] = []
+        for directory in self.settings.checks_dirs:
+            if directory.is_dir():
+                paths.extend(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml"))
+        if self.settings.config_file is not None:
+            paths.append(self.settings.config_file)
+        out = []
+        for path in sorted(paths):
+            with contextlib.suppress(OSError):
+                st = path.stat()
+                out.append((str(path), st.st_mtime_ns, st.st_size))
+        return tuple(out)
+
+    async def start(self) -> None:
+        """Load configuration, run startup hooks and start scheduling (no HTTP server)."""
+        self.scheduler.start()
+        await self.notifier.call(
+            "probed_configure", settings=self.settings, plugin_config=self.settings.plugins
+        )
+        self.apply(await asyncio.to_thread(self.load))
+        await self.notifier.call("probed_startup", settings=self.settings, states=self.store)
+
+    async def stop(self) -> None:
+        """Stop scheduling, let running checks finish (up to the longest timeout), shut down."""
+        grace = max((job.spec.timeout for job in self.jobs.values()), default=1.0)
+        await self.scheduler.stop(grace)
+        for job in self.jobs.values():
+            self._retire(job)
+        if self._closing:
+            await asyncio.wait(list(self._closing), timeout=grace)
+        await self.notifier.drain()
+        await self.notifier.call("probed_shutdown", settings=self.settings)
+
+    async def serve(self, app: web.Application, *, install_signals: bool = True) -> None:
+        """Run until :meth:`request_stop` or SIGTERM/SIGINT: server, scheduler, watcher."""
+        loop = asyncio.get_running_loop()
+        await self.start()
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        host, port = self.settings.host_port
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        await site.start()
+        log.info(
+            "probed listening on http://%s:%d with %d checks from %s",
+            host,
+            port,
+            len(self.jobs),
+            ", ".join(str(d) for d in self.settings.checks_dirs)
+            or (
+                "embedded defaults" if self.settings.use_embedded_checks else "no checks directory"
+            ),
+            extra={"event": "started", "listen": f"{host}:{port}", "checks": len(self.jobs)},
+        )
+        if install_signals:
+            loop.add_signal_handler(signal.SIGTERM, self.request_stop)
+            loop.add_signal_handler(signal.SIGINT, self.request_stop)
+            loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
+        watcher = loop.create_task(self._watch()) if self.settings.watch else None
+        beat = _Repeater(loop, 1.0, self._heartbeat)
+        try:
+            await self._stop.wait()
+            log.info("stopping", extra={"event": "stopping"})
+        finally:
+            beat.cancel()
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+            if install_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                    loop.remove_signal_handler(sig)
+            await self.stop()
+            await runner.cleanup()
+            log.info("stopped", extra={"event": "stopped"})
+
+
+class _Repeater:
+    """Calls ``fn`` every ``period`` seconds on the loop without a task."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, period: float, fn: Callable[[], None]
+    ) -> None:
+        self._loop, self._period, self._fn = loop, period, fn
+        self._handle = loop.call_later(period, self._run)
+
+    def _run(self) -> None:
+        self._fn()
+        self._handle = self._loop.call_later(self._period, self._run)
+
+    def cancel(self) -> None:
+        self._handle.cancel()

@@ -1,0 +1,122 @@
+"""Liveness, readiness and startup verdicts, rendered as ``application/health+json`` or text.
+
+- live: the event loop answers and the scheduler's timer is not stuck. Never depends on check
+  results: a failing database must not restart the pod.
+- ready: every readiness check is up (after thresholds).
+- startup: every readiness check has finished its first run (latched once true).
+
+The JSON body follows the draft "Health Check Response Format for HTTP APIs"
+(``status`` pass/warn/fail, ``checks`` keyed by check name). ``?verbose`` or
+``Accept: text/plain`` gives kube-apiserver ``/readyz?verbose`` style lines.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from probed.check import Status
+from probed.state import CheckState
+
+__all__ = [
+    "HEALTH_JSON",
+    "Verdict",
+    "readiness_verdict",
+    "render_json",
+    "render_text",
+    "startup_verdict",
+]
+
+HEALTH_JSON: Final = "application/health+json"
+STUCK_AFTER: Final = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One endpoint's answer: overall pass/fail plus per-check lines."""
+
+    name: str
+    passed: bool
+    warn: bool
+    states: tuple[CheckState, ...]
+    note: str = ""
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def readiness_verdict(states: Iterable[CheckState], exclude: Iterable[str] = ()) -> Verdict:
+    """Ready while every readiness check (minus ``exclude``) is up."""
+    skip = set(exclude)
+    chosen = tuple(s for s in states if s.spec.readiness and s.spec.name not in skip)
+    passed = all(s.up for s in chosen)
+    warn = passed and any(s.status is Status.WARN for s in chosen)
+    return Verdict("readyz", passed, warn, chosen)
+
+
+def startup_verdict(states: Iterable[CheckState], started: bool) -> Verdict:
+    """Started once every readiness check finished its first run."""
+    chosen = tuple(s for s in states if s.spec.readiness)
+    return Verdict("startupz", started, False, chosen)
+
+
+def _check_status(state: CheckState, startup: bool) -> str:
+    if startup:
+        return "pass" if state.started else "fail"
+    if not state.up:
+        return "fail"
+    return "warn" if state.status is Status.WARN else "pass"
+
+
+def _output(state: CheckState, startup: bool) -> str:
+    last = state.last
+    if last is None:
+        return "not run yet"
+    if startup:
+        return "first run finished"
+    if not state.up and last.status.passed:
+        return f"recovering: {state.ok_streak}/{state.spec.success_threshold} passing runs"
+    return last.message or last.status.label
+
+
+def render_json(verdict: Verdict, startup: bool = False) -> bytes:
+    """The ``application/health+json`` body."""
+    checks: dict[str, list[dict[str, Any]]] = {}
+    for state in verdict.states:
+        entry: dict[str, Any] = {
+            "componentType": state.spec.type,
+            "status": _check_status(state, startup),
+            "output": _output(state, startup),
+        }
+        last = state.last
+        if last is not None:
+            entry["time"] = _iso(last.timestamp)
+            entry["observedValue"] = round(last.duration, 6)
+            entry["observedUnit"] = "s"
+            if last.reason:
+                entry["reason"] = last.reason
+        checks[state.spec.name] = [entry]
+    status = "fail" if not verdict.passed else ("warn" if verdict.warn else "pass")
+    body: dict[str, Any] = {"status": status, "checks": checks}
+    if verdict.note:
+        body["output"] = verdict.note
+    return json.dumps(body).encode()
+
+
+def render_text(verdict: Verdict, startup: bool = False) -> bytes:
+    """kube-apiserver style: ``[+]name ok`` / ``[-]name failed: reason`` then a summary line."""
+    lines = []
+    for state in verdict.states:
+        status = _check_status(state, startup)
+        if status == "fail":
+            lines.append(f"[-]{state.spec.name} failed: {_output(state, startup)}")
+        else:
+            lines.append(f"[+]{state.spec.name} ok")
+    if verdict.note:
+        lines.append(verdict.note)
+    lines.append(f"{verdict.name} check {'passed' if verdict.passed else 'failed'}")
+    return ("\n".join(lines) + "\n").encode()

@@ -1,0 +1,78 @@
+"""Logging: one JSON object per line (default) or plain text, with secrets redacted.
+
+JSON lines carry ``ts``, ``level``, ``logger``, ``msg`` and any structured fields passed as
+``extra={...}`` (for example ``event``, ``check``, ``old``, ``new``, ``reason``), so Loki and
+friends can label by them without parsing prose.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Final, TextIO
+
+__all__ = ["configure_logging", "set_redactor"]
+
+_STANDARD: Final = frozenset(
+    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
+    | {"message", "asctime", "taskName"}
+)
+
+_redact: Callable[[str], str] = lambda text: text  # noqa: E731 - replaced on (re)load
+
+
+def set_redactor(redactor: Callable[[str], str]) -> None:
+    """Install the function that scrubs secrets from every log line (called on each load)."""
+    global _redact
+    _redact = redactor
+
+
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
+    return {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        data.update(_fields(record))
+        if record.exc_info:
+            data["exc"] = self.formatException(record.exc_info)
+        return _redact(json.dumps(data, default=str, ensure_ascii=False))
+
+
+class TextFormatter(logging.Formatter):
+    """``TIME LEVEL logger: message key=value ...`` for people at a terminal."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        ts = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+        extra = " ".join(f"{k}={v}" for k, v in _fields(record).items())
+        line = f"{ts}Z {record.levelname:<7} {record.name}: {record.getMessage()}"
+        if extra:
+            line += f"  {extra}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return _redact(line)
+
+
+def configure_logging(fmt: str = "json", level: str = "INFO", stream: TextIO | None = None) -> None:
+    """Send probed's logs to ``stream`` (stderr by default) in ``fmt`` at ``level``."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        if getattr(old, "_probed", False):
+            root.removeHandler(old)
+    handler._probed = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

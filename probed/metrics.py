@@ -1,0 +1,135 @@
+"""The daemon's own metrics and the assembly of the ``/metrics`` body.
+
+Check series come from :mod:`probed.exposition` (cached per check). Daemon series (build info,
+reload status, scheduler lag, process metrics) and collectors registered by plugins live in a
+prometheus_client registry of their own, created per daemon (never the global one).
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable, Iterable, Iterator
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import exposition as text_exposition
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.openmetrics import exposition as om_exposition
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+from probed import __version__
+from probed.exposition import TypeMetrics, render_checks
+from probed.state import StateStore
+
+__all__ = ["CONTENT_TYPE_OPENMETRICS", "CONTENT_TYPE_TEXT", "DaemonMetrics", "render"]
+
+CONTENT_TYPE_TEXT: Final = text_exposition.CONTENT_TYPE_LATEST
+CONTENT_TYPE_OPENMETRICS: Final = om_exposition.CONTENT_TYPE_LATEST
+
+LAG_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class _StoreCollector(Collector):
+    """Gauges derived from the state store at scrape time."""
+
+    def __init__(self, store: StateStore, started: Callable[[], bool]) -> None:
+        self._store = store
+        self._started = started
+
+    def collect(self) -> Iterator[Metric]:
+        by_type: dict[str, int] = {}
+        for state in self._store:
+            by_type[state.spec.type] = by_type.get(state.spec.type, 0) + 1
+        configured = GaugeMetricFamily(
+            "probed_checks_configured", "Configured checks by type.", labels=["type"]
+        )
+        for type_name, count in sorted(by_type.items()):
+            configured.add_metric([type_name], count)
+        yield configured
+        yield GaugeMetricFamily(
+            "probed_health_ready",
+            "1 while every readiness check is up (/health/ready answers 200).",
+            value=1 if self._store.ready() else 0,
+        )
+        yield GaugeMetricFamily(
+            "probed_health_started",
+            "1 once every readiness check finished its first run (/health/startup answers 200).",
+            value=1 if self._started() else 0,
+        )
+
+
+class DaemonMetrics:
+    """The daemon's own instruments, on a registry of their own."""
+
+    def __init__(self, store: StateStore, started: Callable[[], bool]) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        reg = self.registry
+        build = Gauge(
+            "probed_build_info",
+            "Build information; always 1.",
+            ["version", "python"],
+            registry=reg,
+        )
+        build.labels(__version__, platform.python_version()).set(1)
+        self.reload_successful = Gauge(
+            "probed_config_last_reload_successful",
+            "1 if the last configuration (re)load had no errors.",
+            registry=reg,
+        )
+        self.reload_timestamp = Gauge(
+            "probed_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last configuration (re)load without errors.",
+            registry=reg,
+        )
+        self.config_errors = Gauge(
+            "probed_config_errors",
+            "Number of configuration problems found by the last (re)load.",
+            registry=reg,
+        )
+        self.reloads = Counter(
+            "probed_config_reloads_total",
+            "Configuration reloads by result.",
+            ["result"],
+            registry=reg,
+        )
+        self.lag = Histogram(
+            "probed_scheduler_lag_seconds",
+            "Delay between when a run was due and when it started.",
+            buckets=LAG_BUCKETS,
+            registry=reg,
+        )
+        self.running = Gauge(
+            "probed_scheduler_running_checks", "Checks running right now.", registry=reg
+        )
+        self.queued = Gauge(
+            "probed_scheduler_queued_checks",
+            "Due runs waiting for a free slot under max_concurrency.",
+            registry=reg,
+        )
+        self.plugin_errors = Counter(
+            "probed_plugin_errors_total",
+            "Exceptions and timeouts raised by plugin hooks.",
+            ["plugin", "hook"],
+            registry=reg,
+        )
+        ProcessCollector(registry=reg)
+        reg.register(_StoreCollector(store, started))
+
+    def add_collectors(self, collectors: Iterable[Collector]) -> None:
+        """Register collectors provided by plugins."""
+        for collector in collectors:
+            self.registry.register(collector)
+
+
+def render(
+    store: StateStore, types: TypeMetrics, daemon: DaemonMetrics, openmetrics: bool
+) -> bytes:
+    """The whole ``/metrics`` body in the requested format."""
+    checks = render_checks(store, types, openmetrics)
+    rest: bytes
+    if openmetrics:
+        rest = om_exposition.generate_latest(daemon.registry)  # type: ignore[no-untyped-call]
+    else:
+        rest = text_exposition.generate_latest(daemon.registry)
+    return checks.encode() + rest

@@ -1,0 +1,168 @@
+"""Per-check state: last result, thresholds (Kubernetes semantics), counters and short history.
+
+Results fold into :class:`CheckState` in one place, :meth:`CheckState.record`. Every reader
+(metrics, health, API, logs, plugins) reads state and never runs checks.
+
+Threshold semantics follow Kubernetes probes: a check starts *not up*; it becomes up after
+``success_threshold`` consecutive passing runs (ok or warn) and goes down after
+``failure_threshold`` consecutive failing runs (fail or unknown). Its *status* is the
+thresholded verdict: ``unknown`` until the first verdict, then the status of the latest passing
+run while up (ok or warn), and ``fail`` (or ``unknown``) while down.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Final
+
+from probed.check import Result, Status
+from probed.spec import CheckSpec
+
+__all__ = ["DURATION_BUCKETS", "CheckState", "StateStore", "Transition"]
+
+DURATION_BUCKETS: Final[tuple[float, ...]] = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+"""Upper bounds of the ``probed_check_duration_seconds`` histogram (plus ``+Inf``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A change of a check's thresholded status."""
+
+    old: Status
+    new: Status
+
+
+class CheckState:
+    """Everything known about one check. Mutated only by :meth:`record` and :meth:`skipped`."""
+
+    __slots__ = (
+        "_render_cache",
+        "bucket_counts",
+        "changed_at",
+        "duration_count",
+        "duration_sum",
+        "fail_streak",
+        "failures",
+        "history",
+        "last",
+        "ok_streak",
+        "runs",
+        "skipped_runs",
+        "spec",
+        "state_changes",
+        "status",
+        "up",
+        "version",
+    )
+
+    def __init__(self, spec: CheckSpec, history: int = 10) -> None:
+        self.spec = spec
+        self.last: Result | None = None
+        self.status = Status.UNKNOWN
+        self.up = False
+        self.ok_streak = 0
+        self.fail_streak = 0
+        self.history: deque[Result] = deque(maxlen=history)
+        self.runs = [0, 0, 0, 0]  # indexed by Status
+        self.failures: dict[str, int] = {}
+        self.bucket_counts = [0] * (len(DURATION_BUCKETS) + 1)  # non-cumulative; last is +Inf
+        self.duration_sum = 0.0
+        self.duration_count = 0
+        self.state_changes = 0
+        self.skipped_runs = 0
+        self.changed_at = 0.0
+        self.version = 0  # bumped on every change, so renderers can cache
+        self._render_cache: object = None
+
+    @property
+    def started(self) -> bool:
+        """True once the check has finished its first run."""
+        return self.last is not None
+
+    def record(self, result: Result) -> Transition | None:
+        """Fold one run's result into the state; return the transition, if any."""
+        self.last = result
+        self.history.append(result)
+        self.runs[result.status] += 1
+        if not result.status.passed:
+            self.failures[result.reason] = self.failures.get(result.reason, 0) + 1
+        duration = result.duration
+        self.bucket_counts[bisect.bisect_left(DURATION_BUCKETS, duration)] += 1
+        self.duration_sum += duration
+        self.duration_count += 1
+        self.version += 1
+
+        spec = self.spec
+        old = self.status
+        if result.status.passed:
+            self.ok_streak += 1
+            self.fail_streak = 0
+            if self.up or self.ok_streak >= spec.success_threshold:
+                self.up = True
+                new = result.status
+            else:
+                new = old
+        else:
+            self.fail_streak += 1
+            self.ok_streak = 0
+            if self.fail_streak >= spec.failure_threshold:
+                self.up = False
+                new = result.status
+            else:
+                new = old
+        if new is old:
+            return None
+        self.status = new
+        self.state_changes += 1
+        self.changed_at = result.timestamp
+        return Transition(old, new)
+
+    def skipped(self) -> None:
+        """Count a run that was skipped because the previous one was still going."""
+        self.skipped_runs += 1
+        self.version += 1
+
+
+class StateStore:
+    """Every check's state by name, in configuration order. Read-only for plugins."""
+
+    def __init__(self) -> None:
+        self._states: dict[str, CheckState] = {}
+
+    def __iter__(self) -> Iterator[CheckState]:
+        return iter(self._states.values())
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._states
+
+    def get(self, name: str) -> CheckState | None:
+        """The state of check ``name``, or ``None``."""
+        return self._states.get(name)
+
+    def names(self) -> list[str]:
+        """Check names in configuration order."""
+        return list(self._states)
+
+    def replace(self, states: dict[str, CheckState]) -> None:
+        """Swap in a new set of states (the daemon does this on reload)."""
+        self._states = states
+
+    def readiness(self) -> list[CheckState]:
+        """States of the checks that count toward ``/health/ready``."""
+        return [s for s in self._states.values() if s.spec.readiness]
+
+    def ready(self) -> bool:
+        """True while every readiness check is up."""
+        return all(s.up for s in self._states.values() if s.spec.readiness)
+
+    def started(self) -> bool:
+        """True once every readiness check has finished its first run."""
+        return all(s.last is not None for s in self._states.values() if s.spec.readiness)
