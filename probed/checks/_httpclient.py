@@ -234,7 +234,7 @@ class HttpResponse:
             return self.body.decode("utf-8", "replace")
 
 
-class _BodyTooLarge(Exception):
+class _BodyTooLargeSignal(Exception):  # noqa: N818 - internal signal, never escapes fetch()
     pass
 
 
@@ -286,7 +286,7 @@ class _HttpProtocol(asyncio.Protocol):
                 self._fail(ProbeError(Reason.PROTOCOL, _describe_parse_error(exc, data)))
                 return
         if self.too_large:
-            self._fail(_BodyTooLarge(self.parser.get_status_code(), _version(self)))
+            self._fail(_BodyTooLargeSignal(self.parser.get_status_code(), _version(self)))
         elif self.complete:
             self._finish()
 
@@ -395,7 +395,7 @@ async def _fetch_once(
             exc.phases = phases
             exc.cert = cert
             raise
-        except _BodyTooLarge:
+        except _BodyTooLargeSignal:
             _add_response_phases(phases, proto, sent)
             raise
         _add_response_phases(phases, proto, sent)
@@ -446,7 +446,7 @@ async def fetch(request: HttpRequest, config: ClientConfig) -> HttpResponse:
             if redirects:
                 exc.detail = f"after redirect to {url}: {exc.detail}"
             raise
-        except _BodyTooLarge as exc:
+        except _BodyTooLargeSignal as exc:
             _merge(phases, hop)
             where = f" (after redirect to {url})" if redirects else ""
             status, version = exc.args

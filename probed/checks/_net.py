@@ -76,7 +76,9 @@ def is_ip_literal(host: str) -> bool:
 
 
 def _family_name(family: int) -> str:
-    return {socket.AF_INET: " IPv4", socket.AF_INET6: " IPv6"}.get(family, "")
+    if family == socket.AF_INET:
+        return " IPv4"
+    return " IPv6" if family == socket.AF_INET6 else ""
 
 
 async def _resolve(
@@ -118,7 +120,7 @@ async def _fetch_unverified_cert(
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
-    transport: asyncio.BaseTransport | None = None
+    transport: asyncio.Transport | None = None
     try:
         transport, _ = await loop.create_connection(
             asyncio.Protocol,
@@ -157,8 +159,9 @@ async def open_connection(
     :raises ProbeError: for DNS, connect and TLS failures, with ``phases`` attached.
     """
     loop = asyncio.get_running_loop()
+    addrs: list[tuple[int, tuple[str, int]]]
     if is_ip_literal(host):
-        fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+        fam: int = socket.AF_INET6 if ":" in host else socket.AF_INET
         if family not in (socket.AF_UNSPEC, fam):
             raise ProbeError(
                 Reason.DNS,
@@ -180,8 +183,7 @@ async def open_connection(
     t0 = perf_counter()
     last: ProbeError | None = None
     result: tuple[asyncio.Transport, ProtoT] | None = None
-    addr = addrs[0][1]
-    fam = addrs[0][0]
+    fam, addr = addrs[0]
     for fam, addr in addrs:
         try:
             transport, protocol = await loop.create_connection(
@@ -190,7 +192,7 @@ async def open_connection(
         except OSError as exc:
             last = _connect_error(exc, format_addr(*addr))
             continue
-        result = (transport, protocol)  # type: ignore[assignment]
+        result = (transport, protocol)
         break
     phases["connect"] = perf_counter() - t0
     if result is None:
@@ -220,7 +222,7 @@ async def open_connection(
         transport.abort()
         raise ProbeError(Reason.TLS, "TLS handshake failed: connection closed", phases)
     return (
-        tls_transport,  # type: ignore[return-value]
+        tls_transport,
         protocol,
         cert_info(tls_transport.get_extra_info("ssl_object")),
     )

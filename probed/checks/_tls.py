@@ -36,22 +36,30 @@ __all__ = [
 class TlsOptions(CheckOptions):
     """The ``tls:`` block: how to verify the server and which client certificate to present."""
 
-    verify: bool = Field(True, description="Verify the server certificate chain and host name.")
-    ca_file: str | None = Field(
-        None, description="PEM file of CA certificates to trust instead of the system store."
+    verify: bool = Field(
+        default=True, description="Verify the server certificate chain and host name."
     )
-    cert_file: str | None = Field(None, description="PEM client certificate (mutual TLS).")
+    ca_file: str | None = Field(
+        default=None,
+        description="PEM file of CA certificates to trust instead of the system store.",
+    )
+    cert_file: str | None = Field(default=None, description="PEM client certificate (mutual TLS).")
     key_file: str | None = Field(
-        None, description="PEM private key of the client certificate (if not in cert_file)."
+        default=None, description="PEM private key of the client certificate (if not in cert_file)."
     )
     server_name: str | None = Field(
-        None, description="Host name for SNI and verification instead of the URL/address host."
+        default=None,
+        description="Host name for SNI and verification instead of the URL/address host.",
     )
     expiry_warn_days: float | None = Field(
-        14.0, ge=0, description="Warn when the certificate expires in fewer days (null: never)."
+        default=14.0,
+        ge=0,
+        description="Warn when the certificate expires in fewer days (null: never).",
     )
     expiry_fail_days: float | None = Field(
-        None, ge=0, description="Fail when the certificate expires in fewer days (null: never)."
+        default=None,
+        ge=0,
+        description="Fail when the certificate expires in fewer days (null: never).",
     )
 
     @model_validator(mode="after")
@@ -213,7 +221,7 @@ def format_time(timestamp: float) -> str:
 
 _VERIFY_HINTS: Final = {
     # OpenSSL X509_V_ERR_* codes worth a plainer explanation.
-    18: "self-signed certificate (not issued by a trusted CA; set tls.ca_file or tls.verify: false)",
+    18: "self-signed certificate (set tls.ca_file to trust it, or tls.verify: false)",
     19: "self-signed certificate in the chain (set tls.ca_file to trust its CA)",
     20: "certificate issued by an untrusted CA (set tls.ca_file to trust it)",
     21: "certificate issued by an untrusted CA (set tls.ca_file to trust it)",

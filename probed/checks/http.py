@@ -116,19 +116,21 @@ class HttpOptions(CheckOptions):
     """Options of the ``http`` check type (``json_api`` extends this model)."""
 
     url: str = Field(description="http:// or https:// URL; IPv6 literals in brackets.")
-    method: str = Field("GET", description="Request method.")
+    method: str = Field(default="GET", description="Request method.")
     headers: dict[str, str] = Field(default_factory=dict, description="Request headers.")
     secret_headers: dict[str, SecretStr] = Field(
         default_factory=dict,
         description="Request headers with secret values (API keys); sent to the origin only.",
     )
-    body: str | None = Field(None, description="Request body (sent as UTF-8).")
-    basic_auth: BasicAuth | None = Field(None, description="username + password.")
-    bearer_token: SecretStr | None = Field(None, description="Sent as Authorization: Bearer.")
-    follow_redirects: bool = Field(True, description="Follow 301/302/303/307/308.")
-    max_redirects: int = Field(10, ge=0, le=100, description="Redirects followed at most.")
+    body: str | None = Field(default=None, description="Request body (sent as UTF-8).")
+    basic_auth: BasicAuth | None = Field(default=None, description="username + password.")
+    bearer_token: SecretStr | None = Field(
+        default=None, description="Sent as Authorization: Bearer."
+    )
+    follow_redirects: bool = Field(default=True, description="Follow 301/302/303/307/308.")
+    max_redirects: int = Field(default=10, ge=0, le=100, description="Redirects followed at most.")
     valid_status_codes: list[int | str] = Field(
-        default_factory=lambda: ["2xx"],
+        default_factory=lambda: list[int | str](["2xx"]),
         description="Accepted final status codes: 200, '2xx', '200-299'.",
     )
     body_must_match: list[str] = Field(
@@ -141,10 +143,12 @@ class HttpOptions(CheckOptions):
         default_factory=dict, description="Response header name -> regex its value must match."
     )
     max_body_size: Size = Field(
-        10 * 1024 * 1024, ge=0, description="Larger bodies fail with reason body_size."
+        default=10 * 1024 * 1024, ge=0, description="Larger bodies fail with reason body_size."
     )
-    ip_version: IpVersion = Field("any", description="any, ip4 or ip6.")
-    tls: TlsOptions = Field(default_factory=TlsOptions, description="TLS settings for https.")
+    ip_version: IpVersion = Field(default="any", description="any, ip4 or ip6.")
+    tls: TlsOptions = Field(
+        default_factory=lambda: TlsOptions(), description="TLS settings for https."
+    )
 
     @field_validator("url")
     @classmethod

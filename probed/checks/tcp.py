@@ -1,0 +1,288 @@
+"""The ``tcp`` check type: connect (optionally TLS), optionally send a line and expect a reply.
+
+Connection set-up, phases and TLS come from :mod:`probed.checks._net` and
+:mod:`probed.checks._tls`, shared with ``http``. Phases: ``resolve`` (host names only),
+``connect``, ``tls`` (when enabled) and ``exchange`` (from sending ``send`` until ``expect``
+matched).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import ssl
+import time
+from time import perf_counter
+from typing import Any, ClassVar, Final
+
+from pydantic import Field, field_validator, model_validator
+
+from probed import hookimpl
+from probed.check import Check, CheckOptions, MetricDef, Reason, Result, Status
+from probed.checks._net import IpVersion, ProbeError, family_for, format_addr, open_connection
+from probed.checks._tls import TlsOptions, build_context, expiry_verdict
+from probed.checks.http import Size
+
+__all__ = ["TcpCheck", "TcpOptions", "parse_address"]
+
+_ADDRESS_RE: Final = re.compile(r"\[([0-9a-fA-F:.%a-zA-Z]+)\]:(\d+)|([^:\[\]\s]+):(\d+)")
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """(host, port) from ``host:port`` or ``[v6addr]:port``.
+
+    :raises ValueError: explaining the expected form.
+    """
+    match = _ADDRESS_RE.fullmatch(text.strip())
+    if not match:
+        raise ValueError(
+            f"invalid address {text!r}: use host:port, or [::1]:port for IPv6 addresses"
+        )
+    host = match.group(1) or match.group(3)
+    port = int(match.group(2) or match.group(4))
+    if not 1 <= port <= 65535:
+        raise ValueError(f"invalid port {port} in {text!r}: must be 1-65535")
+    return host, port
+
+
+class TcpOptions(CheckOptions):
+    """Options of the ``tcp`` check type."""
+
+    address: str = Field(description="host:port, or [IPv6]:port.")
+    ip_version: IpVersion = Field(default="any", description="any, ip4 or ip6.")
+    tls: TlsOptions | None = Field(
+        default=None,
+        description="Wrap the connection in TLS: true, or a mapping of TLS settings.",
+    )
+    send: str | None = Field(default=None, description="Text to send after connecting.")
+    expect: str | None = Field(
+        default=None, description="Regex the reply must match (read until it does)."
+    )
+    max_read_size: Size = Field(
+        default=65536, gt=0, description="Read at most this many bytes looking for expect."
+    )
+
+    @field_validator("tls", mode="before")
+    @classmethod
+    def _tls(cls, value: Any) -> Any:
+        if value is True:
+            return {}
+        if value is False:
+            return None
+        return value
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        parse_address(value)
+        return value.strip()
+
+    @field_validator("expect")
+    @classmethod
+    def _expect(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TcpOptions:
+        host, _ = parse_address(self.address)
+        if ":" in host and self.ip_version == "ip4":
+            raise ValueError(f"address {host} is an IPv6 address but ip_version is ip4")
+        return self
+
+
+class _TcpProtocol(asyncio.Protocol):
+    """Buffers what the server sends and wakes the reader."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.buffer = bytearray()
+        self.closed = False
+        self.error: Exception | None = None
+        self.waiter: asyncio.Future[None] | None = None
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        self._wake()
+
+    def eof_received(self) -> bool | None:
+        self.closed = True
+        self._wake()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.error = exc
+        self._wake()
+
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    async def wait(self) -> None:
+        """Wait for more data or the end of the connection."""
+        self.waiter = self.loop.create_future()
+        await self.waiter
+
+
+def _excerpt(data: bytes, limit: int = 60) -> str:
+    text = data[:limit].decode("utf-8", "replace")
+    return repr(text + ("…" if len(data) > limit else ""))
+
+
+class TcpCheck(Check[TcpOptions]):
+    """Connect to host:port, optionally over TLS, optionally exchange send/expect."""
+
+    type_name: ClassVar[str] = "tcp"
+    options_model: ClassVar[type[CheckOptions]] = TcpOptions
+    metrics: ClassVar[tuple[MetricDef, ...]] = (
+        MetricDef(
+            "probed_tls_cert_expiry_timestamp_seconds",
+            "notAfter (Unix time) of the server certificate.",
+        ),
+    )
+    description: ClassVar[str] = "TCP connect with optional TLS and send/expect exchange"
+
+    def __init__(self, spec: Any) -> None:
+        super().__init__(spec)
+        options = self.options
+        self.host, self.port = parse_address(options.address)
+        self.where = format_addr(self.host, self.port)
+        self.family = family_for(options.ip_version)
+        self.expect = re.compile(options.expect) if options.expect is not None else None
+        self.payload = options.send.encode("utf-8") if options.send else b""
+        self.ssl_context: ssl.SSLContext | None = None
+        self._ready = False
+        self._tls_error: str | None = None
+
+    async def setup(self) -> None:
+        """Build the SSL context once (reading CA/cert files in a thread)."""
+        if self.options.tls is not None:
+            try:
+                self.ssl_context = await asyncio.to_thread(build_context, self.options.tls)
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                self._tls_error = f"cannot load the TLS configuration: {exc}"
+        self._ready = True
+
+    async def run(self) -> Result:
+        """Connect once, exchange if configured, judge the certificate."""
+        if not self._ready:
+            await self.setup()
+        if self._tls_error:
+            return Result.fail(Reason.TLS, f"{self.where}: {self._tls_error}")
+        tls = self.options.tls
+        loop = asyncio.get_running_loop()
+        phases: dict[str, float] = {}
+        try:
+            transport, proto, cert = await open_connection(
+                lambda: _TcpProtocol(loop),
+                self.host,
+                self.port,
+                family=self.family,
+                ssl_context=self.ssl_context,
+                server_hostname=tls.server_name if tls is not None else None,
+                phases=phases,
+            )
+        except ProbeError as exc:
+            values = {}
+            if exc.cert is not None:
+                values["probed_tls_cert_expiry_timestamp_seconds"] = exc.cert.not_after
+            return Result.fail(
+                exc.reason, f"{self.where}: {exc.detail}", phases=exc.phases, values=values
+            )
+        values = {}
+        if cert is not None:
+            values["probed_tls_cert_expiry_timestamp_seconds"] = cert.not_after
+        try:
+            problem = await self._exchange(transport, proto, phases)
+        finally:
+            transport.abort()
+        if problem is not None:
+            reason, detail = problem
+            return Result.fail(reason, f"{self.where}: {detail}", phases=phases, values=values)
+        if cert is not None and tls is not None:
+            verdict = expiry_verdict(cert.not_after, tls, time.time())
+            if verdict is not None:
+                status, reason, detail = verdict
+                return Result(
+                    status, reason, f"{self.where}: {detail}", phases=phases, values=values
+                )
+        how = "TLS " if cert is not None or tls is not None else ""
+        total = sum(phases.values()) * 1000
+        matched = f", reply matched /{self.options.expect}/" if self.expect else ""
+        return Result(
+            Status.OK,
+            "",
+            f"{self.where}: {how}connected{matched} in {total:.1f}ms",
+            phases=phases,
+            values=values,
+        )
+
+    async def _exchange(
+        self, transport: asyncio.Transport, proto: _TcpProtocol, phases: dict[str, float]
+    ) -> tuple[str, str] | None:
+        if not self.payload and self.expect is None:
+            return None
+        start = perf_counter()
+        # Give up reading a little before the daemon's timeout, so a reply that never matches
+        # is reported with what the server did send (not just "timeout").
+        deadline = start + max(self.spec.timeout * 0.9 - sum(phases.values()), 0.0)
+        try:
+            if self.payload:
+                transport.write(self.payload)
+            if self.expect is None:
+                return None
+            limit = self.options.max_read_size
+            while True:
+                data = bytes(proto.buffer[:limit])
+                if self.expect.search(data.decode("utf-8", "replace")):
+                    return None
+                if len(proto.buffer) >= limit:
+                    return (
+                        Reason.ASSERTION,
+                        f"no match for /{self.expect.pattern}/ in the first {limit} bytes "
+                        f"(max_read_size), got {_excerpt(data)}",
+                    )
+                if proto.closed:
+                    if isinstance(proto.error, ConnectionResetError):
+                        return Reason.CONNECTION_RESET, "connection reset before a match"
+                    if not data:
+                        return (
+                            Reason.PROTOCOL,
+                            f"server closed the connection without sending anything "
+                            f"(expected /{self.expect.pattern}/)",
+                        )
+                    return (
+                        Reason.ASSERTION,
+                        f"reply {_excerpt(data)} does not match /{self.expect.pattern}/ "
+                        "(connection closed)",
+                    )
+                remaining = deadline - perf_counter()
+                if remaining <= 0:
+                    if not data:
+                        return (
+                            Reason.TIMEOUT,
+                            f"no reply within the timeout (expected /{self.expect.pattern}/)",
+                        )
+                    return (
+                        Reason.ASSERTION,
+                        f"no match for /{self.expect.pattern}/ within the timeout, "
+                        f"got {_excerpt(data)}",
+                    )
+                try:
+                    async with asyncio.timeout(remaining):
+                        await proto.wait()
+                except TimeoutError:
+                    continue
+        finally:
+            phases["exchange"] = perf_counter() - start
+
+
+@hookimpl
+def probed_register_check_types() -> list[type[Check[Any]]]:
+    """Register the ``tcp`` check type."""
+    return [TcpCheck]
