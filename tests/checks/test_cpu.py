@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pydantic
 import pytest
@@ -27,7 +28,7 @@ PROC_STAT = Path("/proc/stat")
 
 pytestmark = pytest.mark.skipif(not PROC_STAT.exists(), reason="needs Linux /proc/stat")
 
-NO_LIMITS = {
+NO_LIMITS: dict[str, Any] = {
     "warn_used_percent": None,
     "fail_used_percent": None,
     "warn_load_per_core": None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pydantic
 import pytest
@@ -34,7 +35,7 @@ def used_percent() -> float:
     return 100.0 * (1 - info["MemAvailable"] / info["MemTotal"])
 
 
-NO_LIMITS = {"warn_used_percent": None, "fail_used_percent": None}
+NO_LIMITS: dict[str, Any] = {"warn_used_percent": None, "fail_used_percent": None}
 
 
 async def test_memory_reports_total_available_and_use() -> None:

@@ -1,0 +1,175 @@
+"""``type: file_age``: the newest file matching a path or glob must be recent and big enough.
+
+The check that tells you the nightly database backup really ran::
+
+    probed --plugins-dir plugins --checks-dir checks.d
+
+    checks:
+      - name: nightly-db-backup
+        type: file_age
+        path: /var/backups/postgres/*.sql.gz
+        warn_age: 26h      # a little late
+        max_age: 2d        # missed a night: fail
+        min_size: 1MiB     # an empty or truncated dump is no backup
+
+This file is a complete one-file plugin: drop it in a ``--plugins-dir`` directory. It uses only
+what probed offers plugin authors (``probed`` and its option types), runs the blocking glob
+and ``stat`` calls in a thread, and returns a :class:`~probed.Result` for every outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import os
+import stat
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from pydantic import ByteSize, Field, field_validator, model_validator
+
+from probed import Check, CheckOptions, MetricDef, Reason, Result, hookimpl
+from probed._durations import Duration, format_duration
+
+__version__ = "1.0.0"
+
+
+class FileAgeOptions(CheckOptions):
+    """Options of ``type: file_age``."""
+
+    path: str = Field(description="a file, or a glob such as /backups/db-*.sql.gz ('**' recurses)")
+    max_age: Duration = Field(description="fail when the newest file is older than this")
+    warn_age: Duration | None = Field(
+        default=None, description="warn when the newest file is older than this (below max_age)"
+    )
+    min_size: ByteSize = Field(
+        default=ByteSize(1), ge=0, description="fail when the newest file is smaller (bytes)"
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(
+                f"path must be absolute (start with /), got {value!r}: the daemon's working "
+                "directory is not a stable reference"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _tiers(self) -> FileAgeOptions:
+        if self.warn_age is not None and self.warn_age >= self.max_age:
+            raise ValueError(
+                f"warn_age ({format_duration(self.warn_age)}) must be below max_age "
+                f"({format_duration(self.max_age)}): the warning should come first"
+            )
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class Newest:
+    """The most recently modified regular file among the matches."""
+
+    path: str
+    mtime: float
+    size: int
+    count: int
+
+
+def find_newest(pattern: str) -> Newest | None:
+    """Glob ``pattern`` and stat every regular file; ``None`` if none matches. Blocking."""
+    best: tuple[float, str, int] | None = None
+    count = 0
+    for path in glob.iglob(pattern, recursive=True):
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:  # rotated away between the glob and the stat
+            continue
+        if not stat.S_ISREG(st.st_mode):  # directories and devices are not backups
+            continue
+        count += 1
+        if best is None or st.st_mtime > best[0]:
+            best = (st.st_mtime, path, st.st_size)
+    if best is None:
+        return None
+    return Newest(path=best[1], mtime=best[0], size=best[2], count=count)
+
+
+def _format_size(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _format_age(seconds: float) -> str:
+    # "30h" reads better in a message than "30h0m13.2137s": whole minutes past an hour.
+    rounded = round(seconds / 60) * 60 if seconds >= 3600 else round(seconds)
+    return format_duration(max(1, rounded))
+
+
+class FileAgeCheck(Check[FileAgeOptions]):
+    """The newest file matching ``path`` must be younger than ``max_age`` and at least
+    ``min_size`` bytes."""
+
+    type_name: ClassVar[str] = "file_age"
+    options_model: ClassVar[type[CheckOptions]] = FileAgeOptions
+    description: ClassVar[str] = "newest file matching a glob is recent and big enough (backups)"
+    metrics: ClassVar[tuple[MetricDef, ...]] = (
+        MetricDef("probed_file_age_seconds", "Age of the newest matching file, in seconds"),
+        MetricDef("probed_file_size_bytes", "Size of the newest matching file, in bytes"),
+        MetricDef("probed_file_count", "Number of regular files matching the path or glob"),
+    )
+
+    async def run(self) -> Result:
+        """Find the newest match in a thread, then hold its age and size to the limits."""
+        opts = self.options
+        try:
+            newest = await asyncio.to_thread(find_newest, opts.path)
+        except PermissionError as exc:
+            return Result.fail("permission", f"{opts.path}: permission denied ({exc.filename})")
+        if newest is None:
+            return Result.fail(
+                "not_found",
+                f"no file matches {opts.path}",
+                values={"probed_file_count": 0.0},
+            )
+        age = max(0.0, time.time() - newest.mtime)  # a future mtime (clock skew) counts as new
+        values = {
+            "probed_file_age_seconds": age,
+            "probed_file_size_bytes": float(newest.size),
+            "probed_file_count": float(newest.count),
+        }
+        problems: list[str] = []
+        if age > opts.max_age:
+            problems.append(
+                f"{newest.path} is {_format_age(age)} old, older than max_age "
+                f"{format_duration(opts.max_age)} (the fail threshold)"
+            )
+        if newest.size < opts.min_size:
+            problems.append(
+                f"{newest.path} is {_format_size(newest.size)}, smaller than min_size "
+                f"{_format_size(opts.min_size)} (the fail threshold)"
+            )
+        if problems:
+            return Result.fail(Reason.THRESHOLD, "; ".join(problems), values=values)
+        if opts.warn_age is not None and age > opts.warn_age:
+            return Result.warn(
+                Reason.THRESHOLD,
+                f"{newest.path} is {_format_age(age)} old, older than warn_age "
+                f"{format_duration(opts.warn_age)} (the warn threshold)",
+                values=values,
+            )
+        return Result.ok(
+            f"{newest.path} is {_format_age(age)} old and {_format_size(newest.size)} "
+            f"(newest of {newest.count} matching {opts.path})",
+            values=values,
+        )
+
+
+@hookimpl
+def probed_register_check_types() -> list[type[Check[Any]]]:
+    """Register ``type: file_age``."""
+    return [FileAgeCheck]
