@@ -1,0 +1,240 @@
+"""``${VAR}``, ``${VAR:-default}`` and ``${file:/path}`` references in configuration values.
+
+Interpolation runs on scalar strings *after* YAML parsing, so a value can never inject YAML
+structure. ``$${`` writes a literal ``${``. Values read from files, and from environment
+variables whose name looks secret (``PASS``, ``SECRET``, ``TOKEN``, ``KEY``, ``AUTH``,
+``CREDENTIAL``, ``DSN``), are collected as secrets so the caller can redact them everywhere.
+Errors name the variable or file, never a value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+import secrets as _secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from probed._yaml import DocPath, YDict, YList
+
+__all__ = [
+    "MIN_SECRET_LENGTH",
+    "InterpolationError",
+    "Interpolator",
+    "TreeResult",
+    "escape",
+    "is_secret_name",
+]
+
+MIN_SECRET_LENGTH: Final = 4
+"""Shorter values are not treated as secrets: redacting ``on`` or ``1`` would mangle text."""
+
+_MAX_FILE_BYTES: Final = 1 << 20
+# A YAML alias "bomb" is a small file whose tree is exponentially large once walked.
+_MAX_NODES: Final = 2_000_000
+
+_TOKEN: Final = re.compile(r"\$\$\{|\$\{(?P<body>[^}]*)\}|(?P<open>\$\{)")
+_VAR: Final = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>.*))?", re.DOTALL)
+_SECRET_NAME: Final = re.compile(r"PASS|SECRET|TOKEN|KEY|AUTH|CREDENTIAL|DSN", re.IGNORECASE)
+_FORMS: Final = "use ${VAR}, ${VAR:-default} or ${file:/path}, and $${ for a literal ${"
+
+# Digests of interpolated content are keyed per process, so a digest never lets anyone test
+# guesses of a secret offline.
+_DIGEST_KEY: Final = _secrets.token_bytes(32)
+
+
+class InterpolationError(ValueError):
+    """A reference that cannot be resolved; the message names it but never shows a value."""
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether an environment variable's name says it holds a secret."""
+    return _SECRET_NAME.search(name) is not None
+
+
+def escape(text: str) -> str:
+    """Escape ``text`` so that interpolating the result gives ``text`` back."""
+    return text.replace("${", "$${")
+
+
+@dataclass(slots=True)
+class TreeResult:
+    """The outcome of interpolating a document.
+
+    :param value: the document with every string interpolated; a string that failed keeps its
+        original text and its path is in ``failed``.
+    :param errors: ``(path, message)`` for each failed reference.
+    :param secrets: secret values produced (to redact everywhere).
+    :param pieces: ``path -> values`` substituted at that path (to keep them out of messages).
+    :param failed: paths whose string could not be interpolated.
+    """
+
+    value: Any = None
+    errors: list[tuple[DocPath, str]] = field(default_factory=list)
+    secrets: set[str] = field(default_factory=set)
+    pieces: dict[DocPath, list[str]] = field(default_factory=dict)
+    failed: set[DocPath] = field(default_factory=set)
+
+
+class Interpolator:
+    """Resolves references against an environment and the file system, caching file reads.
+
+    Use one instance per (re)load so a secret file is read once however often it is used, and
+    a rotated secret is seen on the next reload.
+    """
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        self.env: Mapping[str, str] = os.environ if env is None else env
+        self._files: dict[str, str | InterpolationError] = {}
+
+    def read_file(self, name: str) -> str:
+        """Content of ``name`` with one trailing newline stripped.
+
+        :raises InterpolationError: naming the file and the reason, never its content.
+        """
+        cached = self._files.get(name)
+        if cached is None:
+            cached = self._read(name)
+            self._files[name] = cached
+        if isinstance(cached, InterpolationError):
+            raise cached
+        return cached
+
+    @staticmethod
+    def _read(name: str) -> str | InterpolationError:
+        where = f"cannot read file {name!r} (from ${{file:...}})"
+        if not name:
+            return InterpolationError("${file:} needs a path, e.g. ${file:/run/secrets/token}")
+        try:
+            with Path(name).open("rb") as handle:
+                data = handle.read(_MAX_FILE_BYTES + 1)
+        except OSError as exc:
+            return InterpolationError(f"{where}: {exc.strerror or type(exc).__name__}")
+        if len(data) > _MAX_FILE_BYTES:
+            return InterpolationError(f"{where}: larger than {_MAX_FILE_BYTES} bytes")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return InterpolationError(f"{where}: not valid UTF-8")
+        if text.endswith("\r\n"):
+            return text[:-2]
+        return text[:-1] if text.endswith("\n") else text
+
+    def string(self, text: str) -> tuple[str, list[str], list[str]]:
+        """Interpolate one string.
+
+        :return: ``(result, pieces, secrets)``: the substituted values and those among them
+            that are secret.
+        :raises InterpolationError: on the first reference that cannot be resolved.
+        """
+        if "$" not in text:
+            return text, [], []
+        out: list[str] = []
+        pieces: list[str] = []
+        secret: list[str] = []
+        pos = 0
+        for match in _TOKEN.finditer(text):
+            out.append(text[pos : match.start()])
+            pos = match.end()
+            if match.group("open") is not None:
+                raise InterpolationError(f"unterminated '${{' ({_FORMS})")
+            body = match.group("body")
+            if body is None:
+                out.append("${")
+                continue
+            value, is_secret = self._resolve(body)
+            out.append(value)
+            pieces.append(value)
+            if is_secret and len(value) >= MIN_SECRET_LENGTH:
+                secret.append(value)
+        out.append(text[pos:])
+        return "".join(out), pieces, secret
+
+    def _resolve(self, body: str) -> tuple[str, bool]:
+        if body.startswith("file:"):
+            return self.read_file(body[5:]), True
+        match = _VAR.fullmatch(body)
+        if match is None:
+            shown = body if len(body) <= 40 else body[:40] + "..."
+            raise InterpolationError(f"invalid reference '${{{shown}}}' ({_FORMS})")
+        name, default = match.group("name"), match.group("default")
+        if default is not None and "${" in default:
+            raise InterpolationError(f"nested reference in the default of ${{{name}:-...}}")
+        value = self.env.get(name)
+        if value is None or (default is not None and value == ""):
+            if default is None:
+                raise InterpolationError(
+                    f"environment variable {name!r} is not set "
+                    f"(set it, or give a default: ${{{name}:-default}})"
+                )
+            value = default
+        return value, is_secret_name(name)
+
+    def tree(self, tree: Any) -> TreeResult:
+        """Interpolate every string value (never a key) of a parsed document."""
+        result = TreeResult()
+        budget = [_MAX_NODES]
+        result.value = self._walk(tree, (), result, budget)
+        return result
+
+    def _walk(self, node: Any, path: DocPath, result: TreeResult, budget: list[int]) -> Any:
+        budget[0] -= 1
+        if budget[0] < 0:
+            if budget[0] == -1:
+                result.errors.append((path, "document too large (too many aliases?)"))
+                result.failed.add(())
+            return None
+        if isinstance(node, str):
+            try:
+                value, pieces, secret = self.string(node)
+            except InterpolationError as exc:
+                result.errors.append((path, str(exc)))
+                result.failed.add(path)
+                return node
+            if pieces:
+                result.pieces[path] = [*pieces, value]
+                result.secrets.update(secret)
+            return value
+        if isinstance(node, YDict):
+            new_map = YDict()
+            new_map.line, new_map.key_lines, new_map.duplicates = (
+                node.line,
+                node.key_lines,
+                node.duplicates,
+            )
+            for key, value in node.items():
+                new_map[key] = self._walk(value, (*path, key), result, budget)
+            return new_map
+        if isinstance(node, dict):
+            return {k: self._walk(v, (*path, k), result, budget) for k, v in node.items()}
+        if isinstance(node, YList):
+            new_list = YList(self._walk(v, (*path, i), result, budget) for i, v in enumerate(node))
+            new_list.line, new_list.item_lines = node.line, node.item_lines
+            return new_list
+        if isinstance(node, list):
+            return [self._walk(v, (*path, i), result, budget) for i, v in enumerate(node)]
+        return node
+
+    def digest(self, content: bytes) -> str:
+        """A keyed digest of ``content`` and of the current value of every reference in it.
+
+        Two equal digests mean re-validating would give the same result: the file is unchanged
+        *and* so are the environment variables and files it refers to (a rotated secret file
+        changes the digest).
+        """
+        mac = hmac.new(_DIGEST_KEY, content, hashlib.sha256)
+        text = content.decode("utf-8", "replace")
+        for match in _TOKEN.finditer(text):
+            body = match.group("body")
+            if not body:
+                continue
+            try:
+                value, _ = self._resolve(body)
+            except InterpolationError as exc:
+                value = f"\0error:{exc}"
+            mac.update(b"\0" + body.encode() + b"\0" + value.encode("utf-8", "replace"))
+        return mac.hexdigest()
