@@ -229,13 +229,15 @@ class Daemon:
                 transition.old.label,
                 f": {result.message}" if result.message else "",
                 extra={
-                    "event": "check_state_changed",
-                    "check": spec.name,
-                    "type": spec.type,
-                    "old": transition.old.label,
-                    "new": transition.new.label,
-                    "reason": result.reason,
-                    "message": result.message,
+                    "fields": {
+                        "event": "check_state_changed",
+                        "check": spec.name,
+                        "type": spec.type,
+                        "old": transition.old.label,
+                        "new": transition.new.label,
+                        "reason": result.reason,
+                        "message": result.message,
+                    }
                 },
             )
             self.notifier.fire(

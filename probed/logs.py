@@ -2,7 +2,8 @@
 
 JSON lines carry ``ts``, ``level``, ``logger``, ``msg`` and any structured fields passed as
 ``extra={...}`` (for example ``event``, ``check``, ``old``, ``new``, ``reason``), so Loki and
-friends can label by them without parsing prose.
+friends can label by them without parsing prose. Keys that ``logging`` reserves (``message``)
+go in ``extra={"fields": {...}}``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,16 @@ def set_redactor(redactor: Callable[[str], str]) -> None:
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
-    return {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
+    out = {
+        k: v
+        for k, v in vars(record).items()
+        if k not in _STANDARD and k != "fields" and not k.startswith("_")
+    }
+    # ``extra={"fields": {...}}`` carries keys LogRecord reserves, such as ``message``.
+    nested = getattr(record, "fields", None)
+    if isinstance(nested, dict):
+        out.update(nested)
+    return out
 
 
 class JsonFormatter(logging.Formatter):

@@ -24,7 +24,7 @@ from probed.state import StateStore
 
 __all__ = ["CONTENT_TYPE_OPENMETRICS", "CONTENT_TYPE_TEXT", "DaemonMetrics", "render"]
 
-CONTENT_TYPE_TEXT: Final = text_exposition.CONTENT_TYPE_LATEST
+CONTENT_TYPE_TEXT: Final = "text/plain; version=0.0.4; charset=utf-8"
 CONTENT_TYPE_OPENMETRICS: Final = om_exposition.CONTENT_TYPE_LATEST
 
 LAG_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
