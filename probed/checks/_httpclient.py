@@ -30,7 +30,7 @@ import httptools
 
 from probed.check import Reason
 from probed.checks._net import ProbeError, format_addr, open_connection
-from probed.checks._tls import CertInfo, default_context
+from probed.checks._tls import CertInfo, default_context, describe_ssl_error
 
 __all__ = [
     "BodyTooLargeError",
@@ -297,6 +297,10 @@ class _HttpProtocol(asyncio.Protocol):
             self.end = perf_counter()  # body delimited by the end of the connection
             self._finish()
             return
+        if isinstance(exc, ssl.SSLError):
+            # TLS 1.3 servers reject a client certificate after the client's handshake is done.
+            self._fail(ProbeError(Reason.TLS, describe_ssl_error(exc)))
+            return
         how = "reset the connection" if isinstance(exc, ConnectionResetError) else "closed"
         if not self.received:
             detail = f"server {how} without sending a response"
@@ -394,6 +398,19 @@ async def _fetch_once(
         except ProbeError as exc:
             exc.phases = phases
             exc.cert = cert
+            if (
+                exc.reason == Reason.CONNECTION_RESET
+                and not proto.received
+                and cert is not None
+                and cert.version == "TLSv1.3"
+            ):
+                # A TLS 1.3 server checks the client certificate after the client considers the
+                # handshake done, and rejects it by closing (its alert is often lost to the RST).
+                exc.reason = Reason.TLS
+                exc.detail += (
+                    " right after the TLS handshake: it probably rejected the client "
+                    "certificate (none sent, or not trusted by the server)"
+                )
             raise
         except _BodyTooLargeSignal:
             _add_response_phases(phases, proto, sent)

@@ -250,7 +250,10 @@ def describe_ssl_error(exc: BaseException, expired_cert: CertInfo | None = None)
             return f"TLS handshake failed: server sent {detail} (client certificate required?)"
         return f"TLS handshake failed: {detail}"
     if isinstance(exc, ConnectionResetError | BrokenPipeError):
-        return "TLS handshake failed: connection reset by the server"
+        return (
+            "TLS handshake failed: the server closed the connection mid-handshake "
+            "(does it require a client certificate, or other TLS versions/ciphers?)"
+        )
     return f"TLS handshake failed: {exc or type(exc).__name__}"
 
 
