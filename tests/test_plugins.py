@@ -119,7 +119,8 @@ def test_duplicate_check_type_stops_startup_naming_both_plugins(tmp_path: Path) 
 
 def test_misspelled_hook_fails_loudly(tmp_path: Path) -> None:
     (tmp_path / "typo.py").write_text(
-        "from probed import hookimpl\n\n@hookimpl\ndef probed_check_resutl(spec, result):\n    pass\n"
+        "from probed import hookimpl\n\n@hookimpl\n"
+        "def probed_check_resutl(spec, result):\n    pass\n"
     )
     with pytest.raises(PluginError, match="probed_check_resutl"):
         get_plugin_manager(plugins_dirs=[tmp_path], entry_points=False)

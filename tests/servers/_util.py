@@ -15,7 +15,9 @@ REQUIRE_SERVICES = os.environ.get("PROBED_REQUIRE_SERVICES") == "1"
 
 def require_binary(name: str, hint: str) -> str:
     """Return the path of ``name`` or skip (fail when ``PROBED_REQUIRE_SERVICES=1``)."""
-    path = shutil.which(name) or (name if os.path.isabs(name) and os.access(name, os.X_OK) else None)
+    path = shutil.which(name) or (
+        name if os.path.isabs(name) and os.access(name, os.X_OK) else None
+    )
     if path:
         return path
     message = f"{name} not found ({hint})"
@@ -31,7 +33,9 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
+def wait_until(
+    predicate: Callable[[], bool], timeout: float = 15.0, what: str = "condition"
+) -> None:
     """Poll ``predicate`` until true or fail after ``timeout`` seconds (no fixed sleeps)."""
     deadline = time.monotonic() + timeout
     while not predicate():
