@@ -8,10 +8,11 @@ loopback HTTP, by aiohttp and by its own CLI command.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +21,17 @@ import click
 import pluggy
 import pydantic
 import pytest
-import yaml
 from aiohttp import web
 from click.testing import CliRunner
 
 from probed import CheckOptions, CheckSpec, Reason, Result, Status
 from probed.check import Check
+from probed.config import LoadResult, load_checks
 from probed.plugins import check_types, get_plugin_manager, plugin_infos
+from probed.settings import Settings
 from probed.testing import run_check
+from tests.harness import running_daemon
+from tests.harness import write as harness_write
 from tests.servers._util import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -250,46 +254,92 @@ def test_example_hooks_command_says_when_the_daemon_is_unreachable(
     assert f"cannot reach probed at {url}" in run.output
 
 
-# -- the example check file --------------------------------------------------------------------
+# -- the example check files ------------------------------------------------------------------
 
-COMMON_KEYS = {
-    "name", "type", "interval", "timeout", "readiness", "failure_threshold",
-    "success_threshold", "labels", "description",
-}  # fmt: skip
+HOST_TYPES = ("probed.checks.disk", "probed.checks.cpu", "probed.checks.memory")
+CHECKS_D = ROOT / "checks.d"
 
 
-def interpolate_defaults(text: str) -> str:
-    """``${VAR:-default}`` with the environment unset, as on a fresh machine."""
-    return re.sub(r"\$\{[A-Z_][A-Z0-9_]*:-([^}]*)\}", r"\1", text)
+def load_examples(pm: pluggy.PluginManager, *names: str) -> LoadResult:
+    """Load example files with probed's own loader, the environment left at its defaults."""
+    return load_checks(Settings(), check_types(pm), extra_files=[CHECKS_D / n for n in names])
 
 
-def example_checks(name: str) -> list[Mapping[str, Any]]:
-    data = yaml.safe_load(interpolate_defaults((ROOT / "checks.d" / name).read_text()))
-    checks: list[Mapping[str, Any]] = data["checks"]
-    return checks
-
-
-async def test_backups_example_validates_and_runs_against_a_fresh_backup(
+async def test_backups_example_loads_with_the_plugins_dir_and_passes_on_a_fresh_backup(
     file_age: type[Check[Any]], tmp_path: Path
 ) -> None:
-    checks = example_checks("backups.yaml")
-    assert {c["type"] for c in checks} == {"file_age"}
-    for check in checks:
-        options = {k: v for k, v in check.items() if k not in COMMON_KEYS}
-        file_age.options_model.model_validate(options)
-    # The first example pointed at a real, fresh dump passes.
-    options = {k: v for k, v in checks[0].items() if k not in COMMON_KEYS}
+    pm = get_plugin_manager(plugins_dirs=[PLUGINS], builtins=HOST_TYPES, entry_points=False)
+    loaded = load_examples(pm, "backups.yaml")
+    assert loaded.errors == ()
+    assert {s.type for s in loaded.specs.values()} == {"file_age"}
+    # The nightly backup example, pointed at a real fresh dump of a plausible size, passes.
+    nightly = loaded.specs["nightly-db-backup"].options.model_dump()
     write(tmp_path / "app-2024-05-01.sql.gz", 2 * 2**20, HOUR)
-    options["path"] = f"{tmp_path}/{Path(options['path']).name}"
-    result = await run_check(file_age, **options)
+    nightly["path"] = f"{tmp_path}/{Path(nightly['path']).name}"
+    result = await run_check(file_age, **nightly)
     assert result.status is Status.OK, result.message
 
 
-def test_host_example_validates_against_the_builtin_types() -> None:
-    host = ("probed.checks.disk", "probed.checks.cpu", "probed.checks.memory")
-    types = check_types(get_plugin_manager(builtins=host, entry_points=False))
-    checks = example_checks("host.yaml")
-    assert {c["type"] for c in checks} == {"disk", "cpu", "memory"}
-    for check in checks:
-        options = {k: v for k, v in check.items() if k not in COMMON_KEYS}
-        types[check["type"]].cls.options_model.model_validate(options)
+def test_backups_example_needs_the_plugins_dir() -> None:
+    pm = get_plugin_manager(builtins=HOST_TYPES, entry_points=False)
+    loaded = load_examples(pm, "backups.yaml")
+    assert loaded.errors
+    assert all("file_age" in str(error) for error in loaded.errors)
+
+
+def test_host_example_loads_against_the_builtin_types() -> None:
+    pm = get_plugin_manager(builtins=HOST_TYPES, entry_points=False)
+    loaded = load_examples(pm, "host.yaml")
+    assert loaded.errors == ()
+    assert {s.type for s in loaded.specs.values()} == {"disk", "cpu", "memory"}
+    cpu = loaded.specs["cpu"]
+    assert cpu.options.window < cpu.timeout  # type: ignore[attr-defined]
+
+
+# -- both plugins inside a running daemon --------------------------------------------------------
+
+
+async def test_daemon_with_plugins_dir_reports_a_missed_backup_and_its_recovery(
+    tmp_path: Path,
+) -> None:
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    harness_write(
+        tmp_path / "checks" / "backups.yaml",
+        f"""
+        checks:
+          - name: nightly
+            type: file_age
+            interval: 200ms
+            timeout: 100ms
+            failure_threshold: 1
+            path: {backups}/app-*.sql.gz
+            max_age: 1d
+        """,
+    )
+    async with running_daemon(tmp_path / "checks", builtins=(), plugins_dirs=[PLUGINS]) as daemon:
+
+        async def transitions() -> list[tuple[str, str, str]]:
+            status, body, _ = await daemon.get("/example/transitions?check=nightly")
+            assert status == 200
+            return [(t["old"], t["new"], t["reason"]) for t in json.loads(body)]
+
+        seen: list[tuple[str, str, str]] = []
+
+        async def has(transition: tuple[str, str, str]) -> bool:
+            seen[:] = await transitions()
+            return transition in seen
+
+        deadline = time.monotonic() + 10
+        while not await has(("unknown", "fail", "not_found")):
+            assert time.monotonic() < deadline, f"no fail transition, saw {seen}"
+            await asyncio.sleep(0.02)
+
+        write(backups / "app-2024-05-01.sql.gz", 100, HOUR)
+        while not await has(("fail", "ok", "")):
+            assert time.monotonic() < deadline, f"no recovery transition, saw {seen}"
+            await asyncio.sleep(0.02)
+        assert seen[0] == ("fail", "ok", "")  # newest first
+
+        _, metrics, _ = await daemon.get("/metrics")
+        assert re.search(r'^probed_file_count\{[^}]*check="nightly"[^}]*\} 1(\.0)?$', metrics, re.M)
