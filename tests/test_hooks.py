@@ -1,0 +1,192 @@
+"""Every hook, exercised through a running daemon; plus the meta-test that keeps it so."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import click
+from aiohttp import web
+from click.testing import CliRunner
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from probed import Status, hookimpl, hookspecs
+from probed.cli import cli
+from probed.plugins import get_plugin_manager
+from probed.settings import Settings
+from probed.state import StateStore
+from tests.fakes import ScriptPlugin
+from tests.harness import running_daemon, wait_for, write
+
+ROOT = Path(__file__).parent.parent
+HOOK_NAMES = sorted(
+    name
+    for name, fn in inspect.getmembers(hookspecs, inspect.isfunction)
+    if name.startswith("probed_")
+)
+
+
+class _Collector(Collector):
+    def __init__(self, states: StateStore) -> None:
+        self.states = states
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("probed_demo_checks", "Checks seen by a plugin.", len(self.states))
+
+
+class EveryHook:
+    """A plugin implementing every lifecycle, serving and discovery hook."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+        self.plugin_config: Mapping[str, Any] = {}
+
+    @hookimpl
+    def probed_configure(self, settings: Settings, plugin_config: Mapping[str, Any]) -> None:
+        self.events.append("configure")
+        self.plugin_config = plugin_config
+
+    @hookimpl
+    def probed_discover_checks(self, settings: Settings) -> Iterable[Mapping[str, Any]]:
+        return [
+            {"name": "discovered", "type": "script", "interval": "100ms", "timeout": "50ms"},
+            {"name": "discovered-bad", "type": "script", "mood": "ok"},
+        ]
+
+    @hookimpl
+    def probed_register_routes(self, states: StateStore) -> list[web.RouteDef]:
+        async def handler(_request: web.Request) -> web.Response:
+            return web.json_response({"checks": len(states)})
+
+        return [web.get("/demo/count", handler)]
+
+    @hookimpl
+    def probed_register_collectors(self, states: StateStore) -> list[Collector]:
+        return [_Collector(states)]
+
+    @hookimpl
+    async def probed_startup(self, settings: Settings, states: StateStore) -> None:
+        await asyncio.sleep(0)
+        self.events.append("startup")
+
+    @hookimpl
+    async def probed_shutdown(self, settings: Settings) -> None:
+        await asyncio.sleep(0)
+        self.events.append("shutdown")
+
+
+class Misbehaving:
+    """Notification hooks that raise and hang: the others must still be called."""
+
+    @hookimpl
+    def probed_check_result(self, spec: Any, result: Any) -> None:
+        raise RuntimeError("plugin bug")
+
+    @hookimpl
+    async def probed_check_state_changed(self, spec: Any, old: Any, new: Any, result: Any) -> None:
+        await asyncio.Event().wait()
+
+
+async def test_lifecycle_discovery_routes_and_collectors_hooks(tmp_path: Path) -> None:
+    plugin = EveryHook()
+    config = write(
+        tmp_path / "probed.yaml",
+        """
+        plugins:
+          demo: {greeting: hello}
+        """,
+    )
+    async with running_daemon(
+        None,
+        config_file=config,
+        builtins=(),
+        plugins=[("script", ScriptPlugin()), ("demo", plugin)],
+    ) as r:
+        assert plugin.events[:2] == ["configure", "startup"]
+        assert plugin.plugin_config == {"demo": {"greeting": "hello"}}
+        await r.runs("discovered", 1)
+        assert any("<plugin:demo>" in str(e) and "mood" in str(e) for e in r.daemon.errors)
+        status, body, _ = await r.get("/demo/count")
+        assert status == 200 and '"checks": 1' in body
+        _, metrics, _ = await r.get("/metrics")
+        assert "probed_demo_checks 1.0" in metrics
+    assert plugin.events[-1] == "shutdown"
+
+
+async def test_failing_and_hanging_notification_hooks_do_not_block_others(tmp_path: Path) -> None:
+    from tests.fakes import CONTROL, Recorder
+
+    recorder = Recorder()
+    write(
+        tmp_path / "a.yaml",
+        """
+        checks:
+          - {name: n, type: script, interval: 50ms, timeout: 40ms, failure_threshold: 1}
+        """,
+    )
+    async with running_daemon(
+        tmp_path,
+        builtins=(),
+        plugins=[("script", ScriptPlugin()), ("bad", Misbehaving()), ("recorder", recorder)],
+        hook_timeout=0.2,
+    ) as r:
+        await r.runs("n", 2)
+        CONTROL["n"] = "fail"
+        await wait_for(lambda: ("n", Status.OK, Status.FAIL) in recorder.transitions, 5)
+        await wait_for(
+            lambda: (
+                'probed_plugin_errors_total{hook="probed_check_state_changed",plugin="bad"}'
+                in _sync_metrics(r.daemon)
+            ),
+            5,
+            "hanging hook to be counted",
+        )
+        assert 'hook="probed_check_result",plugin="bad"' in _sync_metrics(r.daemon)
+    CONTROL.clear()
+
+
+def _sync_metrics(daemon: Any) -> str:
+    from probed.metrics import render
+
+    return render(daemon.store, daemon.type_metrics, daemon.metrics, False).decode()
+
+
+def test_register_commands_adds_a_subcommand() -> None:
+    class Commands:
+        @hookimpl
+        def probed_register_commands(self, cli: click.Group) -> None:
+            @click.command(name="hello")
+            def hello() -> None:
+                click.echo("hello from a plugin")
+
+            cli.add_command(hello)
+
+    pm = get_plugin_manager(builtins=(), entry_points=False, extra=[("cmds", Commands())])
+    group = click.Group(commands=dict(cli.commands))
+    pm.hook.probed_register_commands(cli=group)
+    result = CliRunner().invoke(group, ["hello"])
+    assert result.exit_code == 0 and "hello from a plugin" in result.output
+
+
+def test_every_hook_is_tested_and_documented() -> None:
+    """Meta-test: a hook without a test implementing it or a README entry fails here."""
+    assert HOOK_NAMES, "no hookspecs found"
+    sources = [*(ROOT / "tests").rglob("test_*.py"), ROOT / "tests" / "fakes.py"]
+    tests_text = "\n".join(p.read_text() for p in sources)
+    readme = (ROOT / "README.md").read_text()
+    untested = [h for h in HOOK_NAMES if not re.search(rf"def {h}\(", tests_text)]
+    undocumented = [h for h in HOOK_NAMES if f"`{h}`" not in readme]
+    assert not untested, f"hooks with no test implementing them: {untested}"
+    assert not undocumented, f"hooks missing from README.md: {undocumented}"
+
+
+def test_every_hookspec_has_a_docstring_and_typed_signature() -> None:
+    for name in HOOK_NAMES:
+        fn = getattr(hookspecs, name)
+        assert fn.__doc__ and len(fn.__doc__.strip()) > 20, name
+        assert "return" in fn.__annotations__, name
