@@ -136,7 +136,7 @@ class IcmpCheck(Check[IcmpOptions]):
         """Resolve the host if needed, send the echo requests, judge loss and round trips."""
         opts = self.options
         if self._timing is not None:
-            return Result.unknown(CONFIG, self._timing)
+            return Result.fail(CONFIG, self._timing)
         phases: dict[str, float] = {}
         address = await self._address(phases)
         if isinstance(address, Result):

@@ -242,7 +242,7 @@ async def test_requests_that_cannot_fit_the_timeout_are_a_clear_config_error() -
     result = await run_check(
         IcmpCheck, timeout=1, host="127.0.0.1", count=10, packet_interval="500ms"
     )
-    assert result.status is Status.UNKNOWN
+    assert result.status is Status.FAIL
     assert result.reason == CONFIG
     assert "10 echo requests 500ms apart" in result.message
     assert "lower count, packet_interval or reply_timeout, or raise timeout" in result.message
