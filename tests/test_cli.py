@@ -222,7 +222,7 @@ def test_probed_with_no_arguments_runs_embedded_host_checks(tmp_path: Path) -> N
     daemon = Daemon(cwd=tmp_path)
     try:
         wait_until(lambda: 'check="host-memory"' in daemon.get("/metrics")[1], 20, "host checks")
-        status, body = daemon.get("/api/v1/checks")
+        _, body = daemon.get("/api/v1/checks")
         names = {c["name"] for c in json.loads(body)["checks"]}
         assert names == {"host-disk-root", "host-memory", "host-cpu"}
         assert daemon.get("/health/ready")[0] == 200
