@@ -20,7 +20,7 @@ from pydantic import Field, field_validator, model_validator
 from probed import hookimpl
 from probed.check import Check, CheckOptions, MetricDef, Reason, Result, Status
 from probed.checks._net import IpVersion, ProbeError, family_for, format_addr, open_connection
-from probed.checks._tls import TlsOptions, build_context, expiry_verdict
+from probed.checks._tls import TlsOptions, build_context, describe_ssl_error, expiry_verdict
 from probed.checks.http import Size
 
 __all__ = ["TcpCheck", "TcpOptions", "parse_address"]
@@ -248,6 +248,8 @@ class TcpCheck(Check[TcpOptions]):
                         f"(max_read_size), got {_excerpt(data)}",
                     )
                 if proto.closed:
+                    if isinstance(proto.error, ssl.SSLError):
+                        return Reason.TLS, describe_ssl_error(proto.error)
                     if isinstance(proto.error, ConnectionResetError):
                         return Reason.CONNECTION_RESET, "connection reset before a match"
                     if not data:
