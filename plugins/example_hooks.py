@@ -12,7 +12,10 @@ It shows the three hooks most plugins beyond check types need:
 Try it::
 
     probed --plugins-dir plugins &
-    probed --plugins-dir plugins transitions --url http://127.0.0.1:9333
+    PROBED_PLUGINS_DIR=plugins probed transitions --url http://127.0.0.1:9333
+
+(Plugin commands are found through ``PROBED_PLUGINS_DIR``, read before the command line is
+parsed.)
 
 A one-file plugin is a module, so its state lives in module globals: probed loads the file once
 per daemon. Keep notification hooks cheap and never block in them.
