@@ -1,0 +1,362 @@
+"""The ``redis`` check type: connect to Redis with redis-py (asyncio), PING, read INFO.
+
+Every run opens one fresh connection (AUTH with the password or an ACL user happens during
+``connect``), sends PING, and, when a role or INFO limits are configured, reads ``INFO``; the
+connection is closed at the end of every run, also when the daemon cancels it at its timeout.
+redis-py's own retries are off: a failed run is reported, not retried, so what is measured is
+what a client would see. RESP2 is used so any Redis-compatible server (old Redis, Valkey,
+KeyDB) answers.
+
+Watched INFO fields are exported as ``probed_redis_info{field="used_memory"}`` and may carry
+warn/fail limits above or below. The password never reaches a message: driver errors are
+passed through :func:`~probed.checks._db_common.redact`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from typing import Annotated, Any, ClassVar, Final, Literal
+
+from pydantic import (
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+
+from probed import hookimpl
+from probed._durations import format_duration
+from probed.check import Check, CheckOptions, MetricDef, Reason, Result, Sample, Status
+from probed.checks._db_common import (
+    SecretUrl,
+    network_failure,
+    parse_quantity,
+    redact,
+    short,
+    timed,
+)
+
+__all__ = ["InfoLimits", "RedisCheck", "RedisOptions"]
+
+_SCHEMES: Final = ("redis", "rediss", "unix")
+_FIELD_RE: Final = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_MAX_FIELDS: Final = 32  # each watched field is one series per check: keep it bounded
+# Margin so redis-py's socket timeouts fire just before the daemon's: its error names the phase.
+_MARGIN: Final = 0.05
+
+# Reasons specific to this type (documented in the README section checks-redis).
+LOADING: Final = "loading"
+ROLE: Final = "role"
+TOO_MANY_CONNECTIONS: Final = "too_many_connections"
+DATABASE_MISSING: Final = "database_missing"
+UNAVAILABLE: Final = "unavailable"
+
+Quantity = Annotated[float, BeforeValidator(parse_quantity)]
+"""A limit: a number, or a size with a suffix (``512MB``, ``1.5GiB``)."""
+
+
+def _normalise_role(value: Any) -> Any:
+    aliases = {"primary": "master", "slave": "replica"}
+    return aliases.get(value, value) if isinstance(value, str) else value
+
+
+class InfoLimits(CheckOptions):
+    """Warn/fail limits for one numeric INFO field; every limit is optional."""
+
+    warn_above: Quantity | None = None
+    fail_above: Quantity | None = None
+    warn_below: Quantity | None = None
+    fail_below: Quantity | None = None
+
+    @model_validator(mode="after")
+    def _check_order(self) -> InfoLimits:
+        if (
+            self.warn_above is not None
+            and self.fail_above is not None
+            and self.warn_above > self.fail_above
+        ):
+            raise ValueError(
+                f"warn_above ({self.warn_above:g}) must not exceed fail_above ({self.fail_above:g})"
+            )
+        if (
+            self.warn_below is not None
+            and self.fail_below is not None
+            and self.warn_below < self.fail_below
+        ):
+            raise ValueError(
+                f"warn_below ({self.warn_below:g}) must not be under fail_below "
+                f"({self.fail_below:g})"
+            )
+        return self
+
+
+class RedisOptions(CheckOptions):
+    """Options of the ``redis`` check type."""
+
+    # Validation errors must not echo the URL they reject: it may hold the password.
+    model_config = ConfigDict(hide_input_in_errors=True)  # merged with the base's
+
+    url: SecretUrl = Field(
+        description="redis://[user[:password]@]host:port/db, rediss:// for TLS, or "
+        "unix:///path/redis.sock; the password is redacted everywhere"
+    )
+    username: str | None = Field(None, min_length=1, description="ACL user, if not in the URL")
+    password: SecretStr | None = Field(None, description="password, if not in the URL")
+    expect_role: Annotated[
+        Literal["master", "replica"] | None, BeforeValidator(_normalise_role)
+    ] = Field(None, description="fail unless INFO reports this role (primary/slave accepted)")
+    info_fields: dict[str, InfoLimits | None] = Field(
+        default_factory=dict,
+        description="numeric INFO fields to export as probed_redis_info{field}, each with "
+        "optional warn_above/fail_above/warn_below/fail_below limits",
+    )
+    tls_ca_file: str | None = Field(
+        None, description="CA bundle (PEM) to verify a rediss:// server with"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, url: SecretUrl) -> SecretUrl:
+        if url.scheme not in _SCHEMES:
+            raise ValueError(
+                f"url must start with redis://, rediss:// or unix:// (got {url.scheme}://); "
+                "example: redis://127.0.0.1:6379/0"
+            )
+        return url
+
+    @field_validator("info_fields")
+    @classmethod
+    def _check_fields(cls, fields: dict[str, InfoLimits | None]) -> dict[str, InfoLimits | None]:
+        bad = [name for name in fields if not _FIELD_RE.fullmatch(name)]
+        if bad:
+            raise ValueError(
+                f"INFO field names are lower-case words like used_memory; got {', '.join(bad)}"
+            )
+        if len(fields) > _MAX_FIELDS:
+            raise ValueError(f"watch at most {_MAX_FIELDS} INFO fields per check")
+        return fields
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> RedisOptions:
+        if self.password is not None and self.url.password is not None:
+            raise ValueError("the password is given twice, in url and in password; keep one")
+        if self.username is not None and self.url.username:
+            raise ValueError("the user is given twice, in url and in username; keep one")
+        if self.tls_ca_file is not None and self.url.scheme != "rediss":
+            raise ValueError("tls_ca_file needs a rediss:// url")
+        return self
+
+    @property
+    def wants_info(self) -> bool:
+        """Whether a run reads INFO."""
+        return self.expect_role is not None or bool(self.info_fields)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def _limit_breaches(name: str, value: float, limits: InfoLimits) -> tuple[Status, str] | None:
+    checks = (
+        (Status.FAIL, limits.fail_above, "above", value > (limits.fail_above or 0)),
+        (Status.FAIL, limits.fail_below, "below", value < (limits.fail_below or 0)),
+        (Status.WARN, limits.warn_above, "above", value > (limits.warn_above or 0)),
+        (Status.WARN, limits.warn_below, "below", value < (limits.warn_below or 0)),
+    )
+    for status, limit, side, breached in checks:
+        if limit is not None and breached:
+            return status, f"{name} is {value:g}, {side} the {status.label} level {limit:g}"
+    return None
+
+
+class RedisCheck(Check[RedisOptions]):
+    """PING a Redis server on a fresh connection; check its role and INFO fields."""
+
+    type_name: ClassVar[str] = "redis"
+    options_model: ClassVar[type[CheckOptions]] = RedisOptions
+    requires: ClassVar[tuple[str, ...]] = ("redis",)
+    extra: ClassVar[str | None] = "redis"
+    description: ClassVar[str] = "Redis: AUTH, PING, role and INFO field limits"
+    metrics: ClassVar[tuple[MetricDef, ...]] = (
+        MetricDef("probed_redis_info", "Numeric INFO fields the check watches", labels=("field",)),
+    )
+
+    def _secrets(self) -> tuple[str, ...]:
+        extra = (self.options.password.get_secret_value(),) if self.options.password else ()
+        return self.options.url.secrets() + extra
+
+    async def run(self) -> Result:
+        """Connect, PING, read INFO if needed, close; expected failures become results."""
+        import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        opts = self.options
+        loop = asyncio.get_running_loop()
+        socket_timeout = max(self.spec.timeout - _MARGIN, 0.001)
+        extra: dict[str, Any] = {}
+        if opts.tls_ca_file is not None:
+            extra["ssl_ca_certs"] = opts.tls_ca_file
+        client = aioredis.Redis.from_url(
+            opts.url.get_secret_value(),
+            username=opts.username,
+            password=opts.password.get_secret_value() if opts.password else None,
+            protocol=2,
+            retry=Retry(NoBackoff(), 0),
+            socket_connect_timeout=socket_timeout,
+            socket_timeout=socket_timeout,
+            single_connection_client=True,
+            **extra,
+        )
+        phases: dict[str, float] = {}
+        phase = "connect"
+        start = loop.time()
+        try:
+            with timed(phases, "connect"):
+                await client.initialize()
+            phase = "ping"
+            with timed(phases, "ping"):
+                pong = await client.ping()
+            if pong is not True:
+                return self._fail(
+                    Reason.PROTOCOL,
+                    f"{opts.url.endpoint} answered PING with {short(repr(pong), 60)}, not PONG",
+                    phases,
+                )
+            info: dict[str, Any] | None = None
+            if opts.wants_info:
+                phase = "info"
+                with timed(phases, "info"):
+                    info = await client.info()
+            return self._evaluate(info, phases)
+        except Exception as exc:
+            reason, text = self._classify(exc, phase, loop.time() - start)
+            return self._fail(reason, text, phases)
+        finally:
+            # Also on timeout or cancellation: never leave the connection behind.
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+    def _fail(self, reason: str, text: str, phases: dict[str, float]) -> Result:
+        return Result.fail(reason, redact(text, self._secrets()), phases=phases)
+
+    def _evaluate(self, info: dict[str, Any] | None, phases: dict[str, float]) -> Result:
+        opts = self.options
+        where = opts.url.endpoint
+        summary = f"{where}: connected in {_ms(phases['connect'])}, PONG in {_ms(phases['ping'])}"
+        if info is None:
+            return Result.ok(summary, phases=phases)
+        role = "replica" if info.get("role") == "slave" else str(info.get("role", "unknown"))
+        if role == "replica":
+            upstream = f"{info.get('master_host', '?')}:{info.get('master_port', '?')}"
+            role_text = f"replica of {upstream}, link {info.get('master_link_status', '?')}"
+        else:
+            role_text = f"{role}, {info.get('connected_slaves', 0)} connected replicas"
+        samples: list[Sample] = []
+        missing: list[str] = []
+        breaches: list[tuple[Status, str]] = []
+        for name, limits in opts.info_fields.items():
+            value = _number(info.get(name))
+            if value is None:
+                missing.append(name)
+                continue
+            samples.append(Sample("probed_redis_info", value, (name,)))
+            breach = _limit_breaches(name, value, limits) if limits else None
+            if breach:
+                breaches.append(breach)
+        kw: dict[str, Any] = {"phases": phases, "samples": tuple(samples)}
+        if opts.expect_role is not None and role != opts.expect_role:
+            return Result.fail(
+                ROLE,
+                f"{where} is a {role_text}; expected a {opts.expect_role} "
+                "(failover happened, or the url points at the wrong node)",
+                **kw,
+            )
+        if missing:
+            return Result.fail(
+                Reason.ASSERTION,
+                f"{where}: INFO has no numeric field {', '.join(missing)} "
+                f"(misspelt, or not reported by this server/role); role {role_text}",
+                **kw,
+            )
+        text = f"{summary}; {role_text}"
+        if breaches:
+            worst = max(status for status, _ in breaches)
+            detail = "; ".join(t for _, t in sorted(breaches, key=lambda b: -b[0]))
+            return Result(worst, Reason.THRESHOLD, f"{where}: {detail}", **kw)
+        watched = ", ".join(f"{s.labels[0]}={s.value:g}" for s in samples)
+        return Result.ok(f"{text}; {watched}" if watched else text, **kw)
+
+    def _classify(self, exc: Exception, phase: str, elapsed: float) -> tuple[str, str]:
+        from redis import exceptions as rexc
+
+        where = self.options.url.endpoint
+        detail = short(str(exc)) or type(exc).__name__
+        doing = {"connect": "connecting", "ping": "waiting for PONG", "info": "reading INFO"}
+        during = doing.get(phase, phase)
+        upper = str(exc).upper()
+        if isinstance(exc, rexc.BusyLoadingError) or upper.startswith("LOADING"):
+            return LOADING, (
+                f"{where} is loading its dataset into memory (just restarted?) and refuses "
+                f"commands until it is done: {detail}"
+            )
+        if isinstance(exc, rexc.NoPermissionError):
+            return Reason.AUTH, f"{where}: the user may not run a command the check needs: {detail}"
+        if isinstance(exc, rexc.AuthenticationError) or upper.startswith(("NOAUTH", "WRONGPASS")):
+            return Reason.AUTH, (
+                f"{where} rejected the login while {during}: {detail} "
+                "(check username and password / ACL user)"
+            )
+        if isinstance(exc, rexc.TimeoutError | TimeoutError):
+            return Reason.TIMEOUT, (
+                f"no answer from {where} while {during} after {format_duration(elapsed)} "
+                "(server hung or overloaded, or not Redis)"
+            )
+        if "max number of clients" in str(exc):
+            return TOO_MANY_CONNECTIONS, (
+                f"{where} refused a new client: {detail} (maxclients reached; "
+                "look for a connection leak)"
+            )
+        if "DB index is out of range" in str(exc):
+            return DATABASE_MISSING, f"{where}: {detail} (check the /db number in the url)"
+        if upper.startswith("MASTERDOWN"):
+            return UNAVAILABLE, f"{where}: {detail}"
+        if isinstance(exc, rexc.InvalidResponse):
+            return Reason.PROTOCOL, (
+                f"{where} did not answer like Redis while {during} ({detail}): "
+                "is it Redis on that port?"
+            )
+        network = network_failure(exc, where)
+        if network is not None and network[0] == Reason.CONNECTION_RESET and phase != "info":
+            # Redis refuses a client over maxclients by writing an error and closing at once;
+            # when our first command crosses that close, the kernel's reset loses the error.
+            return Reason.CONNECTION_RESET, (
+                f"{where} closed the connection right after it was opened, while {during} "
+                "(maxclients reached, a TLS port spoken to in plain text, or a restart?)"
+            )
+        if network is not None:
+            return network
+        if isinstance(exc, rexc.ConnectionError):
+            return Reason.CONNECTION_RESET, f"{where}: connection lost while {during}: {detail}"
+        if isinstance(exc, rexc.ResponseError):
+            return Reason.OTHER, f"{where} replied with an error while {during}: {detail}"
+        return (
+            Reason.EXCEPTION,
+            f"{where}: unexpected {type(exc).__name__} while {during}: {detail}",
+        )
+
+
+@hookimpl
+def probed_register_check_types() -> list[type[Check[Any]]]:
+    """Register the ``redis`` check type."""
+    return [RedisCheck]
