@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pydantic
@@ -178,3 +180,42 @@ def test_disk_is_registered_as_a_builtin_plugin_without_requirements() -> None:
         "probed_disk_size_bytes",
         "probed_disk_inodes_used_ratio",
     }
+
+
+NO_PSUTIL_SCRIPT = """
+import asyncio, sys
+sys.modules["psutil"] = None  # as after a plain `pip install probed`: importing it fails
+from probed import Status
+from probed.checks._host import HostUnsupportedError, read_memory_psutil
+from probed.checks.cpu import CpuCheck
+from probed.checks.disk import DiskCheck
+from probed.checks.memory import MemoryCheck
+from probed.testing import run_check
+
+async def main():
+    for check, options in ((DiskCheck, {}), (MemoryCheck, {}), (CpuCheck, {"window": "100ms"})):
+        result = await run_check(check, **options)
+        assert result.status is not Status.UNKNOWN and result.values, (check, result)
+    try:
+        read_memory_psutil()
+    except HostUnsupportedError as exc:
+        print(exc)
+
+asyncio.run(main())
+"""
+
+
+def test_host_checks_work_on_linux_without_psutil() -> None:
+    if not Path("/proc/meminfo").exists():
+        pytest.skip("needs Linux /proc")
+    done = subprocess.run(
+        [sys.executable, "-c", NO_PSUTIL_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    # Where /proc is missing, the same readers would say what to install.
+    assert "needs /proc (Linux) or psutil; install probed[system]" in done.stdout
