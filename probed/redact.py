@@ -108,8 +108,8 @@ def redact_data(obj: Any, redactor: Redactor | None = None) -> Any:
     if isinstance(obj, dict):
         out: dict[Any, Any] = {}
         for key, value in obj.items():
-            if isinstance(key, str) and is_secret_key(key) and value not in (None, "", {}, []):
-                out[key] = MASK if not isinstance(value, dict | list | tuple) else _mask_all(value)
+            if isinstance(key, str) and is_secret_key(key) and not _masked(value):
+                out[key] = _mask_all(value)
             else:
                 out[key] = redact_data(value, redactor)
         return out
@@ -118,9 +118,14 @@ def redact_data(obj: Any, redactor: Redactor | None = None) -> Any:
     return obj
 
 
+def _masked(value: Any) -> bool:
+    """Nothing to hide: empty, or already masked (``SecretStr`` dumps as ``**********``)."""
+    return value is None or (isinstance(value, str) and value.strip("*") == "")
+
+
 def _mask_all(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: _mask_all(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         return type(obj)(_mask_all(v) for v in obj)
-    return MASK if obj not in (None, "") else obj
+    return obj if _masked(obj) else MASK
