@@ -25,7 +25,8 @@ from probed.checks.json_api import UNHEALTHY, JsonApiCheck, JsonApiOptions
 from probed.testing import run_check
 from tests.servers._util import free_port
 
-EXAMPLE: Path = Path(__file__).parents[2] / "checks.d" / "json_api.yaml"
+ROOT: Path = Path(__file__).parents[2]
+EXAMPLE: Path = ROOT / "checks.d" / "json_api.yaml"
 
 
 @dataclass
@@ -613,8 +614,7 @@ def _defaults_only(value: Any) -> Any:
     return value
 
 
-def test_example_file_validates() -> None:
-    document = yaml.safe_load(EXAMPLE.read_text())
+def _validate_example(document: dict[str, Any]) -> None:
     common = {"name", "type", "interval", "timeout", "readiness", "labels"}
     checks = document["checks"]
     assert checks and all(check["type"] == "json_api" for check in checks)
@@ -622,3 +622,14 @@ def test_example_file_validates() -> None:
         options = {k: v for k, v in _defaults_only(check).items() if k not in common}
         parsed = JsonApiOptions.model_validate(options)
         assert parsed.url.startswith("http://127.0.0.1:")
+
+
+def test_example_file_validates() -> None:
+    _validate_example(yaml.safe_load(EXAMPLE.read_text()))
+
+
+def test_readme_example_validates() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("<!-- section:checks-json_api -->")[1].split("<!-- /section")[0]
+    block = section.split("```yaml")[1].split("```")[0]
+    _validate_example(yaml.safe_load(block))
