@@ -116,8 +116,30 @@ async def test_separate_password_and_acl_user_options_log_in(redis_server: Redis
     assert in_url.status is Status.OK, in_url.message
 
 
+async def test_minimal_acl_user_with_ping_and_info_is_enough(
+    redis_factory: Callable[..., RedisServer],
+) -> None:
+    # The README's least-privilege user: the check sends nothing else that must succeed.
+    server = redis_factory()
+    async with aioredis.Redis(host=server.host, port=server.port) as admin:
+        await admin.acl_setuser(
+            "mini", enabled=True, passwords=["+mini-pw"], commands=["+ping", "+info"]
+        )
+    result = await run_check(
+        RedisCheck,
+        url=f"redis://127.0.0.1:{server.port}/0",
+        username="mini",
+        password="mini-pw",
+        expect_role="master",
+        info_fields={"used_memory": None},
+    )
+    assert result.status is Status.OK, result.message
+
+
 async def test_connections_are_closed_after_every_run(redis_server: RedisServer) -> None:
-    async with aioredis.Redis(**redis_server.client_kwargs()) as admin:  # type: ignore[arg-type]
+    async with aioredis.Redis(
+        host=redis_server.host, port=redis_server.port, password=REDIS_PASSWORD
+    ) as admin:
         before = (await admin.info("clients"))["connected_clients"]
         for _ in range(5):
             assert (await run_check(RedisCheck, url=redis_server.url())).status is Status.OK

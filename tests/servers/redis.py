@@ -66,17 +66,18 @@ class RedisServer:
         ]  # fmt: skip
         # Config errors go to stderr before the log file opens: keep them for the message.
         with open(self.root / "stderr.log", "wb") as stderr:
-            self.process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr)
+            process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr)
+        self.process = process
         try:
             wait_until(
-                lambda: port_open(self.host, self.port) or self.process.poll() is not None,  # type: ignore[union-attr]
+                lambda: port_open(self.host, self.port) or process.poll() is not None,
                 _START_TIMEOUT,
                 f"redis-server on port {self.port}",
             )
         except TimeoutError:
             self.stop()
             raise
-        if self.process.poll() is not None:
+        if process.poll() is not None:
             self.process = None
             logs = [self.root / "stderr.log", self.root / "redis.log"]
             text = "".join(p.read_text(errors="replace") for p in logs if p.exists())
@@ -98,10 +99,6 @@ class RedisServer:
         """Stop and delete the working directory."""
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
-
-    def client_kwargs(self) -> dict[str, object]:
-        """Arguments for a redis-py client talking to this server (for test setup)."""
-        return {"host": self.host, "port": self.port, "password": self.password}
 
 
 def _make(*args: str, password: str | None = None, tls: bool = False) -> RedisServer:
