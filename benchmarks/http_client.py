@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from probed.checks._httpclient import ClientConfig, HttpRequest, Url, fetch  # noqa: E402
+from probed.checks._httpclient import ClientConfig, HttpRequest, Url, fetch
 
 NGINX_CONF = """
 worker_processes 1;
@@ -108,12 +108,14 @@ async def bench_probed(url: str, total: int, concurrency: int) -> tuple[float, f
 
     async def probe() -> None:
         response = await fetch(request, config)
-        assert response.status == 200 and response.body == b"OK\n"
+        if response.status != 200 or response.body != b"OK\n":
+            raise RuntimeError(f"unexpected answer {response.status} {response.body!r}")
         phases_seen.update(response.phases)
 
     await run_many(probe, min(500, total), concurrency)  # warm-up
     result = await run_many(probe, total, concurrency)
-    assert phases_seen == {"connect", "processing", "transfer"}, phases_seen
+    if phases_seen != {"connect", "processing", "transfer"}:
+        raise RuntimeError(f"phases missing: {phases_seen}")
     return result
 
 
@@ -126,7 +128,8 @@ async def bench_aiohttp(url: str, total: int, concurrency: int) -> tuple[float, 
         async def probe() -> None:
             async with session.get(url) as response:
                 body = await response.read()
-                assert response.status == 200 and body == b"OK\n"
+                if response.status != 200 or body != b"OK\n":
+                    raise RuntimeError(f"unexpected answer {response.status} {body!r}")
 
         await run_many(probe, min(500, total), concurrency)
         return await run_many(probe, total, concurrency)

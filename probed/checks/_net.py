@@ -15,7 +15,7 @@ import socket
 import ssl
 from collections.abc import Callable
 from time import perf_counter
-from typing import Final, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 from probed.check import Reason
 from probed.checks._tls import CertInfo, cert_info, describe_ssl_error
@@ -83,14 +83,15 @@ def _family_name(family: int) -> str:
 
 async def _resolve(
     loop: asyncio.AbstractEventLoop, host: str, port: int, family: int
-) -> list[tuple[int, tuple[str, int]]]:
+) -> list[tuple[int, tuple[Any, ...]]]:
     try:
         infos = await loop.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise ProbeError(
             Reason.DNS, f"cannot resolve{_family_name(family)} address of {host}: {exc.strerror}"
         ) from None
-    addrs = [(int(info[0]), (str(info[4][0]), int(info[4][1]))) for info in infos]
+    # Keep the whole sockaddr: IPv6 link-local addresses need their scope id.
+    addrs = [(int(info[0]), tuple(info[4])) for info in infos]
     if not addrs:
         raise ProbeError(Reason.DNS, f"no{_family_name(family)} address for {host}")
     return addrs
@@ -114,7 +115,7 @@ def format_addr(host: str, port: int) -> str:
 
 
 async def _fetch_unverified_cert(
-    loop: asyncio.AbstractEventLoop, addr: tuple[str, int], family: int, server_hostname: str
+    loop: asyncio.AbstractEventLoop, addr: tuple[Any, ...], family: int, server_hostname: str
 ) -> CertInfo | None:
     """Handshake once more without verification to say *when* a certificate expired."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -159,7 +160,7 @@ async def open_connection(
     :raises ProbeError: for DNS, connect and TLS failures, with ``phases`` attached.
     """
     loop = asyncio.get_running_loop()
-    addrs: list[tuple[int, tuple[str, int]]]
+    addrs: list[tuple[int, tuple[Any, ...]]]
     if is_ip_literal(host):
         fam: int = socket.AF_INET6 if ":" in host else socket.AF_INET
         if family not in (socket.AF_UNSPEC, fam):
@@ -185,13 +186,18 @@ async def open_connection(
     result: tuple[asyncio.Transport, ProtoT] | None = None
     fam, addr = addrs[0]
     for fam, addr in addrs:
+        sock = socket.socket(fam, socket.SOCK_STREAM)
         try:
-            transport, protocol = await loop.create_connection(
-                protocol_factory, addr[0], addr[1], family=fam
-            )
+            sock.setblocking(False)
+            await loop.sock_connect(sock, addr)
+            transport, protocol = await loop.create_connection(protocol_factory, sock=sock)
         except OSError as exc:
-            last = _connect_error(exc, format_addr(*addr))
+            sock.close()
+            last = _connect_error(exc, format_addr(addr[0], addr[1]))
             continue
+        except BaseException:
+            sock.close()
+            raise
         result = (transport, protocol)
         break
     phases["connect"] = perf_counter() - t0

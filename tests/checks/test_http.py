@@ -585,3 +585,15 @@ def test_tls_options_validate_files_and_thresholds(tmp_path: Any) -> None:
         HttpOptions(url="https://127.0.0.1/", tls={"ca_file": str(tmp_path / "nope.pem")})
     with pytest.raises(ValidationError, match="must not be above"):
         HttpOptions(url="https://127.0.0.1/", tls={"expiry_warn_days": 3, "expiry_fail_days": 7})
+
+
+async def test_tls_handshake_that_never_completes_is_cut_at_the_timeout() -> None:
+    release = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await release.wait()
+
+    async with raw_server(silent) as port:
+        result = await run_check(HttpCheck, url=f"https://127.0.0.1:{port}/", timeout=0.3)
+        release.set()
+    assert (result.status, result.reason) == (Status.FAIL, Reason.TIMEOUT)
