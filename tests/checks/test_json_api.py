@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -499,7 +500,17 @@ async def test_target_recovers_from_fail_to_pass(target: JsonTarget) -> None:
     assert len(target.requests) == 2
 
 
-async def test_large_body_is_decoded(target: JsonTarget) -> None:
+async def test_large_body_is_decoded_off_the_event_loop_thread(
+    target: JsonTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads: list[int] = []
+    decode = json_api._decode
+
+    def recording_decode(body: bytes) -> tuple[Any, str | None]:
+        threads.append(threading.get_ident())
+        return decode(body)
+
+    monkeypatch.setattr(json_api, "_decode", recording_decode)
     target.serve({"status": "ok", "items": list(range(50_000))})
     assert len(target.body) > 64 * 1024
     result = await run_check(
@@ -508,6 +519,11 @@ async def test_large_body_is_decoded(target: JsonTarget) -> None:
         assertions=[{"path": "items[-1]", "op": "eq", "value": 49_999}],
     )
     assert result.status is Status.OK, result.message
+    target.serve({"status": "ok"})
+    assert (await run_check(JsonApiCheck, url=target.url)).status is Status.OK
+    loop_thread = threading.get_ident()
+    assert threads[0] != loop_thread  # large: in a worker thread
+    assert threads[1] == loop_thread  # small: cheaper than a thread hop
 
 
 async def test_bearer_token_is_sent_but_never_shown(target: JsonTarget) -> None:
