@@ -1,0 +1,480 @@
+"""Run the real probed daemon with N generated checks against a loopback target and measure it.
+
+The daemon runs as a subprocess (``python -m probed run``) on a temporary ``checks.d`` holding
+N ``tcp`` or ``http`` checks aimed at a local nginx (or an aiohttp server when nginx is not
+installed). After a warm-up, two ``/metrics`` scrapes bound a measured window; every figure comes
+from deltas between them (so start-up work is not counted):
+
+- probes per second achieved (``probed_check_runs_total``) vs scheduled (N / interval);
+- runs on time: achieved / scheduled, and the share of runs whose start lag fell in the
+  ``probed_scheduler_lag_seconds`` buckets up to 50 ms;
+- scheduling lag p50 / p99, interpolated inside the histogram's buckets like PromQL's
+  ``histogram_quantile`` (so only bucket resolution: 1, 2.5, 5, 10, 25, 50 ms, ...);
+- daemon CPU seconds per probe and probes per CPU-second (``/proc/PID/stat``);
+- RSS at the end of the window and the peak (``VmHWM``), skipped runs, result breakdown;
+- ``/metrics`` time (client-measured, fresh connection per scrape) and size, plain text,
+  gzip and OpenMetrics, taken after the window while the checks keep running.
+
+``--idle`` instead configures the checks with a long interval, waits until every check ran
+once, and reports the RSS of the idle daemon.
+
+    python benchmarks/daemon.py --type tcp --checks 1000 --interval 1
+    python benchmarks/daemon.py --type http --checks 10000 --interval 10
+    python benchmarks/daemon.py --idle --checks 10000
+
+Every wait is bounded; the daemon, the target and any profiler are stopped on exit, Ctrl-C
+included. Loopback only. ``--py-spy FILE`` samples the daemon during the window (needs
+``pip install py-spy``) and prints its top functions; ``--cprofile FILE`` runs the daemon under
+cProfile instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _targets import (
+    LOOPBACK,
+    Procs,
+    Target,
+    cpu_seconds,
+    free_port,
+    histogram_quantile,
+    http_status,
+    parse_metrics,
+    peak_rss_bytes,
+    rss_bytes,
+    scrape,
+    start_target,
+    wait_for,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+MB = 1024 * 1024
+OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+# Only these families are parsed from the window scrapes (a 10,000-check body has ~300k lines).
+_WANTED = (
+    "probed_check_runs_total",
+    "probed_check_failures_total",
+    "probed_check_skipped_runs_total",
+    "probed_scheduler_lag_seconds",
+    "probed_checks_configured",
+)
+_KEEP = _WANTED + tuple(f"# {kind} {name}" for name in _WANTED for kind in ("HELP", "TYPE"))
+
+
+def _duration(seconds: float) -> str:
+    return f"{round(seconds * 1000)}ms"
+
+
+def write_checks(
+    directory: Path, kind: str, count: int, interval: float, timeout: float, target: Target
+) -> None:
+    """One ``bench.yaml`` with ``count`` checks of ``kind`` aimed at ``target``."""
+    option = f"url: {target.url}" if kind == "http" else f"address: {target.address}"
+    lines = [
+        "defaults:",
+        f"  interval: {_duration(interval)}",
+        f"  timeout: {_duration(timeout)}",
+        "checks:",
+    ]
+    for i in range(count):
+        lines.append(f"  - {{name: bench-{i:05d}, type: {kind}, {option}}}")
+    (directory / "bench.yaml").write_text("\n".join(lines) + "\n")
+
+
+@dataclass
+class Daemon:
+    """A running daemon subprocess and where it listens."""
+
+    pid: int
+    port: int
+
+
+def start_daemon(procs: Procs, checks_dir: Path, cprofile: Path | None, timeout: float) -> Daemon:
+    """Start ``probed run`` on ``checks_dir``; return once ``/health/startup`` answers 200."""
+    port = free_port()
+    argv = [sys.executable]
+    if cprofile is not None:
+        argv += ["-m", "cProfile", "-o", str(cprofile)]
+    argv += ["-m", "probed", "run", "--checks-dir", str(checks_dir)]
+    argv += ["--listen", f"{LOOPBACK}:{port}", "--log-level", "WARNING"]
+    proc = procs.start(argv, "daemon", cwd=REPO)
+
+    def started() -> bool:
+        if proc.poll() is not None:
+            raise SystemExit(f"the daemon exited ({proc.returncode}):\n{procs.log_tail('daemon')}")
+        return http_status(LOOPBACK, port, "/health/startup") == 200
+
+    wait_for(started, timeout, "the daemon's /health/startup")
+    return Daemon(proc.pid, port)
+
+
+@dataclass
+class Snapshot:
+    """Counters from one scrape, with the time and daemon CPU next to it."""
+
+    at: float
+    cpu: float
+    runs: Counter[str]
+    failures: Counter[str]
+    skipped: float
+    lag: dict[float, float]
+    configured: int
+
+
+def snapshot(daemon: Daemon) -> Snapshot:
+    """Scrape and read CPU together; parse only the families the window needs."""
+    got = scrape(LOOPBACK, daemon.port)
+    at = time.monotonic()
+    cpu = cpu_seconds(daemon.pid)
+    text = "".join(line + "\n" for line in got.body.decode().splitlines() if line.startswith(_KEEP))
+    samples = parse_metrics(text, _WANTED)
+    runs: Counter[str] = Counter()
+    for labels, value in samples.get("probed_check_runs_total", {}).items():
+        runs[dict(labels)["result"]] += int(value)
+    failures: Counter[str] = Counter()
+    for labels, value in samples.get("probed_check_failures_total", {}).items():
+        failures[dict(labels)["reason"]] += int(value)
+    skipped = sum(samples.get("probed_check_skipped_runs_total", {}).values())
+    lag = {
+        float(dict(labels)["le"]): value
+        for labels, value in samples.get("probed_scheduler_lag_seconds_bucket", {}).items()
+    }
+    configured = int(sum(samples.get("probed_checks_configured", {}).values()))
+    return Snapshot(at, cpu, runs, failures, skipped, lag, configured)
+
+
+@dataclass
+class ScrapeFigures:
+    """Client-measured ``/metrics`` times and the body size as sent."""
+
+    label: str
+    median: float
+    maximum: float
+    size: int
+    plain_size: int
+    count: int
+
+
+def measure_scrapes(daemon: Daemon, count: int) -> list[ScrapeFigures]:
+    """``count`` scrapes each as plain text, gzip and OpenMetrics, one after another."""
+    variants: tuple[tuple[str, dict[str, str]], ...] = (
+        ("text", {}),
+        ("gzip", {"Accept-Encoding": "gzip"}),
+        ("openmetrics", {"Accept": OPENMETRICS}),
+    )
+    out = []
+    for label, headers in variants:
+        times, size, plain = [], 0, 0
+        for _ in range(count):
+            got = scrape(LOOPBACK, daemon.port, headers=headers)
+            times.append(got.seconds)
+            size = len(got.body)
+            plain = len(gzip.decompress(got.body)) if got.content_encoding == "gzip" else size
+        if label == "gzip" and size == plain:
+            label = "gzip (not compressed by the daemon)"
+        out.append(ScrapeFigures(label, statistics.median(times), max(times), size, plain, count))
+    return out
+
+
+@dataclass
+class LoadFigures:
+    """Everything :func:`run_load` measured."""
+
+    kind: str
+    checks: int
+    interval: float
+    target: str
+    window: float
+    achieved: float
+    scheduled: float
+    on_time_share: float
+    lag_under_50ms: float
+    lag_p50: float
+    lag_p99: float
+    lag_count: float
+    cpu: float
+    skipped: float
+    results: Counter[str]
+    failures: Counter[str]
+    rss_end: int
+    rss_max_sampled: int
+    rss_peak: int
+    scrapes: list[ScrapeFigures] = field(default_factory=list)
+    profile: str = ""
+
+    @property
+    def probes(self) -> float:
+        """Runs completed in the window."""
+        return sum(self.results.values())
+
+    @property
+    def probes_per_cpu_second(self) -> float:
+        """Probes per daemon CPU-second."""
+        return self.probes / self.cpu if self.cpu > 0 else float("inf")
+
+
+def _lag_share(lag: dict[float, float], bound: float) -> float:
+    total = lag.get(float("inf"), 0.0)
+    under = max((v for le, v in lag.items() if le <= bound), default=0.0)
+    return under / total if total else float("nan")
+
+
+def _py_spy(procs: Procs, pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
+    exe = shutil.which("py-spy")
+    if exe is None:
+        raise SystemExit("--py-spy needs py-spy (pip install py-spy)")
+    argv = [exe, "record", "--pid", str(pid), "--duration", str(max(1, round(seconds)))]
+    argv += ["--rate", "100", "--nonblocking", "--format", "raw", "--output", str(out)]
+    return procs.start(argv, "py-spy")
+
+
+def top_functions(raw: Path, limit: int = 15) -> str:
+    """Top functions by self and by inclusive samples from py-spy's collapsed-stack output."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = stack.split(";")
+        # The first frame is py-spy's thread name; the leaf is where the sample landed.
+        total += count
+        own[frames[-1]] += count
+        for frame in set(frames[1:]):
+            inclusive[frame] += count
+    if not total:
+        return "py-spy recorded no samples"
+    out = [f"py-spy: {total} samples; top functions by own samples:"]
+    out += [f"  {100 * n / total:5.1f} %  {name}" for name, n in own.most_common(limit)]
+    out.append("top functions by inclusive samples:")
+    out += [f"  {100 * n / total:5.1f} %  {name}" for name, n in inclusive.most_common(limit)]
+    return "\n".join(out)
+
+
+def run_load(args: argparse.Namespace) -> LoadFigures:
+    """Start target and daemon, warm up, measure one window, scrape; stop everything."""
+    with Procs() as procs:
+        target = start_target(procs, args.target)
+        checks_dir = procs.tmp / "checks.d"
+        checks_dir.mkdir()
+        write_checks(checks_dir, args.type, args.checks, args.interval, args.timeout, target)
+        daemon = start_daemon(procs, checks_dir, args.cprofile, args.start_timeout)
+        # After the quick first round every check moves onto its own phase within 1.5 intervals.
+        warmup = args.warmup if args.warmup is not None else 2.0 + 1.5 * args.interval
+        time.sleep(warmup)
+        first = snapshot(daemon)
+        if first.configured != args.checks:
+            raise SystemExit(
+                f"the daemon runs {first.configured} of {args.checks} checks:\n"
+                + procs.log_tail("daemon")
+            )
+        spy = None
+        if args.py_spy is not None:
+            spy = _py_spy(procs, daemon.pid, args.duration, args.py_spy)
+        rss_samples = [rss_bytes(daemon.pid)]
+        end = first.at + args.duration
+        while (left := end - time.monotonic()) > 0:
+            time.sleep(min(0.5, left))
+            rss_samples.append(rss_bytes(daemon.pid))
+        cpu_end = cpu_seconds(daemon.pid)
+        second = snapshot(daemon)
+        rss_end = rss_bytes(daemon.pid)
+        scrapes = measure_scrapes(daemon, args.scrapes)
+        peak = peak_rss_bytes(daemon.pid)
+        profile = ""
+        if spy is not None:
+            procs.stop(spy)
+            if args.py_spy.exists():
+                profile = top_functions(args.py_spy)
+        procs.stop_all()
+    window = second.at - first.at
+    results = second.runs - first.runs
+    lag = {le: second.lag.get(le, 0.0) - first.lag.get(le, 0.0) for le in second.lag}
+    buckets = sorted(lag.items())
+    scheduled = args.checks / args.interval
+    achieved = sum(results.values()) / window
+    return LoadFigures(
+        kind=args.type,
+        checks=args.checks,
+        interval=args.interval,
+        target=f"{target.kind} {target.address}",
+        window=window,
+        achieved=achieved,
+        scheduled=scheduled,
+        on_time_share=achieved / scheduled,
+        lag_under_50ms=_lag_share(lag, 0.05),
+        lag_p50=histogram_quantile(0.5, buckets),
+        lag_p99=histogram_quantile(0.99, buckets),
+        lag_count=lag.get(float("inf"), 0.0),
+        cpu=cpu_end - first.cpu,
+        skipped=second.skipped - first.skipped,
+        results=results,
+        failures=second.failures - first.failures,
+        rss_end=rss_end,
+        rss_max_sampled=max(rss_samples),
+        rss_peak=peak,
+        scrapes=scrapes,
+        profile=profile,
+    )
+
+
+def print_load(fig: LoadFigures) -> None:
+    """The figure lines (``tests/test_benchmarks_smoke.py`` checks their prefixes)."""
+    ms = 1000.0
+    print(
+        f"probed daemon: {fig.checks} {fig.kind} checks every {fig.interval:g} s "
+        f"against {fig.target}; window {fig.window:.1f} s"
+    )
+    print(
+        f"probes/s: achieved {fig.achieved:.1f}, scheduled {fig.scheduled:.1f} "
+        f"({100 * fig.achieved / fig.scheduled:.1f} %)"
+    )
+    print(
+        f"on time: {100 * fig.on_time_share:.2f} % of scheduled runs ran; "
+        f"{100 * fig.lag_under_50ms:.2f} % of {fig.lag_count:.0f} runs started < 50 ms late"
+    )
+    print(f"lag (bucket resolution): p50 {fig.lag_p50 * ms:.2f} ms, p99 {fig.lag_p99 * ms:.2f} ms")
+    outcome = ", ".join(f"{k} {int(v)}" for k, v in sorted(fig.results.items()) if v) or "none"
+    reasons = ", ".join(f"{k} {int(v)}" for k, v in fig.failures.most_common() if v)
+    print(f"results: {outcome}" + (f" (failures: {reasons})" if reasons else ""))
+    print(f"skipped runs: {fig.skipped:.0f}")
+    per_probe = fig.cpu / fig.probes * 1e3 if fig.probes else float("nan")
+    print(
+        f"daemon CPU: {fig.cpu:.2f} s in {fig.window:.1f} s ({100 * fig.cpu / fig.window:.0f} % "
+        f"of a core); {per_probe:.3f} ms per probe; {fig.probes_per_cpu_second:.0f} probes per "
+        f"CPU-second"
+    )
+    print(
+        f"RSS: {fig.rss_end / MB:.1f} MB at end of window, {fig.rss_max_sampled / MB:.1f} MB max "
+        f"sampled, {fig.rss_peak / MB:.1f} MB peak (VmHWM)"
+    )
+    for s in fig.scrapes:
+        size = f"{s.size / 1024:.0f} KiB"
+        if s.size != s.plain_size:
+            size += f" (from {s.plain_size / 1024:.0f} KiB)"
+        print(
+            f"/metrics {s.label}: median {s.median * ms:.1f} ms, max {s.maximum * ms:.1f} ms "
+            f"over {s.count} scrapes, {size}"
+        )
+    if fig.profile:
+        print(fig.profile)
+
+
+@dataclass
+class IdleFigures:
+    """RSS and CPU of a daemon whose checks all ran once and now wait for their next turn."""
+
+    checks: int
+    kind: str
+    interval: float
+    settle: float
+    rss: int
+    peak: int
+    cpu: float
+
+
+def run_idle(args: argparse.Namespace) -> IdleFigures:
+    """Start with a long interval, wait for the first round and a settle time, read RSS."""
+    with Procs() as procs:
+        target = start_target(procs, args.target)
+        checks_dir = procs.tmp / "checks.d"
+        checks_dir.mkdir()
+        write_checks(checks_dir, args.type, args.checks, args.interval, args.timeout, target)
+        daemon = start_daemon(procs, checks_dir, args.cprofile, args.start_timeout)
+        settle = args.warmup if args.warmup is not None else 5.0
+        time.sleep(settle)
+        cpu0 = cpu_seconds(daemon.pid)
+        t0 = time.monotonic()
+        time.sleep(args.duration)
+        cpu = (cpu_seconds(daemon.pid) - cpu0) / (time.monotonic() - t0)
+        figures = IdleFigures(
+            args.checks,
+            args.type,
+            args.interval,
+            settle,
+            rss_bytes(daemon.pid),
+            peak_rss_bytes(daemon.pid),
+            cpu,
+        )
+        procs.stop_all()
+    return figures
+
+
+def print_idle(fig: IdleFigures) -> None:
+    """The idle figure lines."""
+    print(
+        f"probed daemon idle: {fig.checks} {fig.kind} checks every {fig.interval:g} s, all ran "
+        f"once, then {fig.settle:g} s settle"
+    )
+    print(
+        f"idle RSS: {fig.rss / MB:.1f} MB ({fig.rss / max(1, fig.checks) / 1024:.1f} KiB per "
+        f"check); peak (VmHWM, includes the first round) {fig.peak / MB:.1f} MB"
+    )
+    print(f"idle CPU: {100 * fig.cpu:.1f} % of a core")
+
+
+def parser() -> argparse.ArgumentParser:
+    """Command-line options."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--type", choices=("tcp", "http"), default="tcp", help="check type [tcp]")
+    p.add_argument("--checks", type=int, default=1000, help="number of checks [1000]")
+    p.add_argument("--interval", type=float, help="seconds between runs [1; 3600 with --idle]")
+    p.add_argument("--timeout", type=float, help="check timeout in seconds [min(interval / 2, 5)]")
+    p.add_argument("--duration", type=float, default=20.0, help="measured seconds [20]")
+    p.add_argument(
+        "--warmup", type=float, help="seconds after startup before measuring [2 + 1.5 interval]"
+    )
+    p.add_argument(
+        "--target", choices=("auto", "nginx", "aiohttp"), default="auto", help="[auto: nginx]"
+    )
+    p.add_argument("--scrapes", type=int, default=10, help="/metrics scrapes per variant [10]")
+    p.add_argument("--idle", action="store_true", help="measure idle RSS instead of load")
+    p.add_argument(
+        "--start-timeout", type=float, default=120.0, help="seconds to wait for startup [120]"
+    )
+    p.add_argument("--py-spy", type=Path, help="record the window with py-spy (raw) to FILE")
+    p.add_argument("--cprofile", type=Path, help="run the daemon under cProfile, stats to FILE")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse options, run the chosen mode, print figures."""
+    args = parser().parse_args(argv)
+    if args.interval is None:
+        args.interval = 3600.0 if args.idle else 1.0
+    if args.timeout is None:
+        args.timeout = min(args.interval / 2, 5.0)
+    if args.idle and args.duration == 20.0:
+        args.duration = 3.0
+    if args.checks < 1 or args.duration <= 0 or args.interval <= 0:
+        raise SystemExit("--checks, --duration and --interval must be positive")
+    try:
+        if args.idle:
+            print_idle(run_idle(args))
+        else:
+            print_load(run_load(args))
+    except KeyboardInterrupt:
+        raise SystemExit("interrupted; everything started was stopped") from None
+    if args.cprofile is not None and args.cprofile.exists():
+        import pstats
+
+        print(f"cProfile ({args.cprofile}), top 25 by internal time:")
+        pstats.Stats(str(args.cprofile)).sort_stats("tottime").print_stats(25)
+
+
+if __name__ == "__main__":
+    main()
