@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import decimal
+import importlib
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -175,6 +176,12 @@ class PostgresCheck(Check[PostgresOptions]):
             "Replay lag of a replica in seconds (0 when all received WAL is replayed)",
         ),
     )
+
+    async def setup(self) -> None:
+        """Import the driver once, in a thread: it takes long enough to stall the loop and
+        would otherwise count against the first run's timeout."""
+        for module in ("asyncpg",):
+            await asyncio.to_thread(importlib.import_module, module)
 
     def _secrets(self) -> tuple[str, ...]:
         extra = (self.options.password.get_secret_value(),) if self.options.password else ()
