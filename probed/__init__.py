@@ -5,6 +5,7 @@ Plugin authors import only from here::
     from probed import Check, CheckOptions, Result, Status, hookimpl
 """
 
+from probed._durations import Duration, format_duration, parse_duration
 from probed.check import Check, CheckOptions, MetricDef, Reason, Result, Sample, Status
 from probed.errors import ConfigError, ConfigErrors, PluginError, ProbedError
 from probed.hookspecs import hookimpl
@@ -18,6 +19,7 @@ __all__ = [
     "CheckSpec",
     "ConfigError",
     "ConfigErrors",
+    "Duration",
     "MetricDef",
     "PluginError",
     "ProbedError",
@@ -26,5 +28,7 @@ __all__ = [
     "Sample",
     "Status",
     "__version__",
+    "format_duration",
     "hookimpl",
+    "parse_duration",
 ]

@@ -120,13 +120,22 @@ def build(kwargs: dict[str, Any]) -> tuple[Settings, pluggy.PluginManager, dict[
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="probed")
+@click.option(
+    "--plugins-dir",
+    "_plugins_dirs",
+    multiple=True,
+    expose_value=False,
+    is_eager=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory of one-file plugins whose commands to add (before the command name).",
+)
 @click.pass_context
 def cli(ctx: click.Context) -> None:
     """probed: health checks and synthetic monitoring for Prometheus and Kubernetes.
 
     With no command, runs the daemon (`probed run`).
     """
-    if ctx.invoked_subcommand is None:
+    if ctx.invoked_subcommand is None:  # only when called as a library; main() inserts `run`
         ctx.invoke(run)
 
 
@@ -211,6 +220,70 @@ def once(names: tuple[str, ...], fmt: str, output: Path | None, **kwargs: Any) -
         output.write_text(text)
     else:
         click.echo(text, nl=False)
+    sys.exit(code)
+
+
+@cli.command()
+@config_options
+@click.option("--check", "names", multiple=True, help="Check to watch (repeatable; default all).")
+@click.option(
+    "--for", "window", default="5m", show_default=True, help="Length of the watch window."
+)
+@click.option("--every", default="10s", show_default=True, help="Time between rounds of checks.")
+@click.option(
+    "--max-failure-ratio",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Largest share of failed runs that still passes the gate.",
+)
+def gate(
+    names: tuple[str, ...], window: str, every: str, max_failure_ratio: float, **kwargs: Any
+) -> None:
+    """Run checks repeatedly for a window; exit 0 if the failure ratio stays low enough.
+
+    Exits 2 as soon as the window can no longer pass (so a deploy pipeline rolls back early),
+    3 on configuration problems. Made for blue-green watch windows:
+    `probed gate --for 5m --max-failure-ratio 0.01`.
+    """
+    from probed._durations import parse_duration
+    from probed.gate import GateReport, run_gate
+
+    try:
+        window_s, every_s = parse_duration(window), parse_duration(every)
+    except ValueError as exc:
+        _fail(str(exc), 3)
+    settings, pm, _ = build(kwargs)
+
+    def show(report: GateReport, line: list[tuple[str, Any, str]]) -> None:
+        bad = [f"{n} {s.label}: {m}" for n, s, m in line if not s.passed]
+        click.echo(
+            f"round {report.rounds}: {len(line) - len(bad)}/{len(line)} passed, "
+            f"{report.failures}/{report.runs} failed so far ({report.ratio:.2%})"
+            + ("".join(f"\n  {b}" for b in bad))
+        )
+
+    code, report = asyncio.run(
+        run_gate(
+            settings,
+            pm,
+            names,
+            window=window_s,
+            every=every_s,
+            max_failure_ratio=max_failure_ratio,
+            extra_files=_embedded(settings),
+            on_round=show,
+        )
+    )
+    for error in report.errors:
+        click.echo(error, err=True)
+    verdict = "passed" if code == 0 else "FAILED"
+    if report.aborted:
+        verdict += " early: the failure budget is spent"
+    click.echo(
+        f"gate {verdict}: {report.failures}/{report.runs} runs failed ({report.ratio:.2%}, "
+        f"max {max_failure_ratio:.2%}) over {report.rounds} round(s)"
+    )
     sys.exit(code)
 
 
@@ -300,7 +373,16 @@ def _register_plugin_commands() -> None:
     pm.hook.probed_register_commands(cli=cli)
 
 
+def _default_to_run(argv: list[str]) -> list[str]:
+    """``probed`` and ``probed --opt ...`` mean ``probed run ...``."""
+    if any(arg in cli.commands for arg in argv) or any(
+        arg in ("-h", "--help", "--version") for arg in argv
+    ):
+        return argv
+    return ["run", *argv]
+
+
 def main() -> None:
     """Console-script entry point."""
     _register_plugin_commands()
-    cli(prog_name="probed")
+    cli(args=_default_to_run(sys.argv[1:]), prog_name="probed")

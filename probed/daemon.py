@@ -22,6 +22,7 @@ from typing import Any
 import pluggy
 from aiohttp import web
 
+from probed import __version__
 from probed.check import Check, Result
 from probed.config import LoadResult, load_checks, load_settings
 from probed.errors import ConfigError, ConfigErrors
@@ -110,7 +111,7 @@ class Daemon:
             extra_files=self._extra_files(),
         )
 
-    def apply(self, loaded: LoadResult) -> None:
+    def apply(self, loaded: LoadResult, *, initial: bool = False) -> None:
         """Make ``loaded`` the running configuration, keeping unchanged checks as they are."""
         self.loaded = loaded
         self.errors = loaded.errors
@@ -147,7 +148,8 @@ class Daemon:
         self.metrics.config_errors.set(len(loaded.errors))
         if ok:
             self.metrics.reload_timestamp.set(time.time())
-        log.info(
+        log.log(
+            logging.DEBUG if initial else logging.INFO,
             "configuration applied: %d checks (%d new, %d changed, %d removed, %d kept), %d errors",
             len(new_jobs),
             added,
@@ -161,7 +163,11 @@ class Daemon:
                 "errors": len(loaded.errors),
             },
         )
-        for error in loaded.errors:
+        if not initial:  # on startup they follow the first log line (see serve)
+            self._log_errors()
+
+    def _log_errors(self) -> None:
+        for error in self.errors:
             log.error(
                 "%s", error, extra={"event": "config_error", "file": error.file, "line": error.line}
             )
@@ -291,7 +297,7 @@ class Daemon:
         await self.notifier.call(
             "probed_configure", settings=self.settings, plugin_config=self.settings.plugins
         )
-        self.apply(await asyncio.to_thread(self.load))
+        self.apply(await asyncio.to_thread(self.load), initial=True)
         await self.notifier.call("probed_startup", settings=self.settings, states=self.store)
 
     async def stop(self) -> None:
@@ -314,17 +320,29 @@ class Daemon:
         host, port = self.settings.host_port
         site = web.TCPSite(runner, host, port, reuse_address=True)
         await site.start()
+        sources = [str(d) for d in self.settings.checks_dirs]
+        if self.settings.config_file is not None:
+            sources.insert(0, str(self.settings.config_file))
+        if self.settings.use_embedded_checks:
+            sources.append("embedded host checks")
+        types = sorted({job.spec.type for job in self.jobs.values()})
         log.info(
-            "probed listening on http://%s:%d with %d checks from %s",
+            "probed %s listening on http://%s:%d: %d checks (%s) from %s, %d config errors",
+            __version__,
             host,
             port,
             len(self.jobs),
-            ", ".join(str(d) for d in self.settings.checks_dirs)
-            or (
-                "embedded defaults" if self.settings.use_embedded_checks else "no checks directory"
-            ),
-            extra={"event": "started", "listen": f"{host}:{port}", "checks": len(self.jobs)},
+            ", ".join(types) or "none",
+            ", ".join(sources) or "nowhere (no --config, no --checks-dir)",
+            len(self.errors),
+            extra={
+                "event": "started",
+                "listen": f"{host}:{port}",
+                "checks": len(self.jobs),
+                "config_errors": len(self.errors),
+            },
         )
+        self._log_errors()
         if install_signals:
             loop.add_signal_handler(signal.SIGTERM, self.request_stop)
             loop.add_signal_handler(signal.SIGINT, self.request_stop)

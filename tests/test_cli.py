@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -274,3 +275,46 @@ def test_plugins_lists_builtin_types_and_drop_ins(tmp_path: Path) -> None:
     assert origins["file_age"] == "directory"
     text = probed("plugins", cwd=tmp_path)
     assert "http" in text.stdout and "Check types:" in text.stdout
+
+
+def test_gate_passes_a_healthy_window(tmp_path: Path, http_target: int) -> None:
+    checks = acceptance_dir(tmp_path, http_target)
+    result = probed(
+        "gate",
+        "--checks-dir",
+        str(checks),
+        "--check",
+        "web-ok",
+        "--check",
+        "tcp-ok",
+        "--for",
+        "600ms",
+        "--every",
+        "200ms",
+        "--max-failure-ratio",
+        "0",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"gate passed: 0/\d+ runs failed \(0.00%, max 0.00%\)", result.stdout)
+    assert "round 2: 2/2 passed" in result.stdout
+
+
+def test_gate_fails_early_when_the_failure_budget_is_spent(
+    tmp_path: Path, http_target: int
+) -> None:
+    checks = acceptance_dir(tmp_path, http_target)
+    result = probed(
+        "gate",
+        "--checks-dir",
+        str(checks),
+        "--for",
+        "1m",
+        "--every",
+        "100ms",
+        "--max-failure-ratio",
+        "0.01",
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "gate FAILED early" in result.stdout
+    assert "web-down fail" in result.stdout

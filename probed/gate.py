@@ -1,0 +1,95 @@
+"""``probed gate``: run checks repeatedly for a window and pass or fail on the failure ratio.
+
+Made for deploy pipelines: after switching traffic to a new version, ``probed gate --for 5m
+--max-failure-ratio 0.01`` watches the service and exits non-zero as soon as the window can no
+longer pass, so the pipeline rolls back without waiting for the rest of the window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pluggy
+
+from probed.check import Status
+from probed.once import run_once
+from probed.settings import Settings
+
+__all__ = ["GateReport", "run_gate"]
+
+
+@dataclass
+class GateReport:
+    """What a gate window saw."""
+
+    rounds: int = 0
+    runs: int = 0
+    failures: int = 0
+    planned_runs: int = 0
+    by_check: dict[str, list[int]] = field(default_factory=dict)  # name -> [runs, failures]
+    aborted: bool = False
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float:
+        """Failed runs over runs so far."""
+        return self.failures / self.runs if self.runs else 0.0
+
+
+async def run_gate(
+    settings: Settings,
+    pm: pluggy.PluginManager,
+    names: Sequence[str],
+    *,
+    window: float,
+    every: float,
+    max_failure_ratio: float,
+    extra_files: Sequence[Path] = (),
+    on_round: Callable[[GateReport, list[tuple[str, Status, str]]], None] | None = None,
+) -> tuple[int, GateReport]:
+    """Run the checks every ``every`` seconds for ``window`` seconds.
+
+    A run counts as failed when its status is ``fail`` or ``unknown``. The gate stops early once
+    the failures exceed what ``max_failure_ratio`` allows over the whole planned window.
+
+    :return: exit code (0 passed, 2 failed, 3 configuration problem) and the report.
+    """
+    report = GateReport()
+    rounds_planned = max(1, math.floor(window / every) + 1)
+    deadline = time.monotonic() + window
+    next_round = time.monotonic()
+    while True:
+        _code, outcomes, errors = await run_once(settings, pm, names, extra_files)
+        if not outcomes or (names and len(outcomes) < len(set(names))):
+            report.errors = errors or ["no checks selected"]
+            return 3, report
+        if report.rounds == 0:
+            report.errors = errors
+            report.planned_runs = rounds_planned * len(outcomes)
+        report.rounds += 1
+        line = []
+        for spec, result in outcomes:
+            failed = not result.status.passed
+            counts = report.by_check.setdefault(spec.name, [0, 0])
+            counts[0] += 1
+            report.runs += 1
+            if failed:
+                counts[1] += 1
+                report.failures += 1
+            line.append((spec.name, result.status, result.message))
+        if on_round is not None:
+            on_round(report, line)
+        allowed = max_failure_ratio * report.planned_runs
+        if report.failures > allowed:
+            report.aborted = time.monotonic() < deadline
+            return 2, report
+        next_round += every
+        if next_round > deadline:
+            break
+        await asyncio.sleep(max(0.0, next_round - time.monotonic()))
+    return (0 if report.ratio <= max_failure_ratio else 2), report
