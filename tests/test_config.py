@@ -692,6 +692,20 @@ def test_reload_revalidates_when_a_referenced_variable_changes(
     assert second.specs["a"].options.url == "http://127.0.0.1/two"  # type: ignore[attr-defined]
 
 
+def test_reload_sees_a_rotated_secret_file(work: Path) -> None:
+    write("token", "first-token\n")
+    write(
+        "checks.d/a.yaml",
+        "checks:\n  - {name: a, type: web, url: http://127.0.0.1/,\n"
+        f"     password: '${{file:{work}/token}}'}}\n",
+    )
+    first = load()
+    write("token", "second-token\n")
+    second = load(first)
+    assert second.specs["a"].options.password.get_secret_value() == "second-token"  # type: ignore[attr-defined]
+    assert "second-token" in second.secrets
+
+
 def test_reload_revalidates_when_settings_defaults_change(work: Path) -> None:
     write("checks.d/a.yaml", "checks:\n  - {name: a, type: ping}\n")
     first = load()
@@ -838,6 +852,18 @@ def test_load_settings_reports_every_error_with_line(work: Path) -> None:
         "result, stat, status, type, window",
         "probed.yaml:8: defaults.timeout: timeout 5s must be less than interval 5s",
     ]
+
+
+def test_load_settings_errors_do_not_show_interpolated_values(
+    work: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LISTEN_SECRET_TOKEN", "not-an-address-secret")
+    write("probed.yaml", "listen: ${LISTEN_SECRET_TOKEN}\n")
+    with pytest.raises(ConfigErrors) as info:
+        load_settings(Path("probed.yaml"), {})
+    assert str(info.value) == (
+        "probed.yaml:1: listen: expected HOST:PORT such as 127.0.0.1:9333 or [::1]:9333, got '***'"
+    )
 
 
 def test_load_settings_file_problems(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
