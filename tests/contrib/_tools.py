@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import re
 import subprocess
 from collections.abc import Iterator, Sequence
@@ -84,3 +85,55 @@ def probed_cli_missing() -> str | None:
     except Exception as exc:  # any import failure means "not ready", whatever it is
         return f"probed.cli does not import yet: {exc!r}"
     return None
+
+
+# --- Grafana ----------------------------------------------------------------------------------
+
+GRAFANA: Final = CONTRIB / "grafana"
+DASHBOARDS: Final = tuple(sorted((GRAFANA / "dashboards").glob("*.json")))
+
+# Grafana's built-in interval variables become durations; any other variable sits inside a
+# label matcher string and becomes a plain value, so that promtool sees valid PromQL.
+_GRAFANA_DURATIONS: Final = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h"}
+_GRAFANA_VAR_RE: Final = re.compile(r"\$\{[^}]+\}|\$[A-Za-z_]\w*")
+_LABEL_VALUES_RE: Final = re.compile(r"^label_values\((?:(.*),\s*)?(\w+)\)$")
+
+
+def grafana_to_promql(expr: str) -> str:
+    """A panel or variable query with Grafana's variables replaced by concrete values."""
+    for var, value in _GRAFANA_DURATIONS.items():
+        expr = expr.replace(var, value)
+    match = _LABEL_VALUES_RE.match(expr.strip())
+    if match:  # label_values(selector, label) is Grafana's, not PromQL: check its selector
+        expr = match.group(1) or "up"
+    return _GRAFANA_VAR_RE.sub("x", expr)
+
+
+def _walk_panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for panel in panels:
+        yield panel
+        yield from _walk_panels(panel.get("panels", []))
+
+
+def dashboard_panels(path: Path) -> list[dict[str, Any]]:
+    """Every panel of a dashboard, rows' nested panels included."""
+    return list(_walk_panels(json.loads(path.read_text())["panels"]))
+
+
+def dashboard_promql(path: Path) -> list[tuple[str, str]]:
+    """(where, expression) for every Prometheus query of a dashboard: panel targets and
+    template variable queries. Loki targets are LogQL and are left out."""
+    dashboard = json.loads(path.read_text())
+    found = []
+    for panel in dashboard_panels(path):
+        for target in panel.get("targets", []):
+            source = target.get("datasource") or panel.get("datasource") or {}
+            if source.get("type") == "prometheus":
+                found.append(
+                    (f"{path.name}: panel {panel['title']!r} {target['refId']}", target["expr"])
+                )
+    for var in dashboard["templating"]["list"]:
+        if var["type"] == "query":
+            query = var["query"]["query"] if isinstance(var["query"], dict) else var["query"]
+            found.append((f"{path.name}: variable {var['name']}", query))
+    return found
