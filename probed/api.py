@@ -65,17 +65,7 @@ def check_view(
     if spec.description:
         view["description"] = spec.description
     if detail:
-        options = redact_data(spec.public_options())
-        view["options"] = _redact_strings(options, redact)
+        view["options"] = redact_data(spec.public_options(), redact)
         view["history"] = [result_view(r, redact) for r in reversed(state.history)]
     return view
 
-
-def _redact_strings(data: Any, redact: Callable[[str], str]) -> Any:
-    if isinstance(data, str):
-        return redact(data)
-    if isinstance(data, dict):
-        return {k: _redact_strings(v, redact) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_redact_strings(v, redact) for v in data]
-    return data

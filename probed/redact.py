@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
@@ -94,7 +94,7 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
-def redact_data(obj: Any, redactor: Redactor | None = None) -> Any:
+def redact_data(obj: Any, redactor: Callable[[str], str] | None = None) -> Any:
     """A copy of JSON-like ``obj`` safe to show.
 
     Values of secret-looking keys (``password``, ``token``, ``Authorization``, ``api_key``...)

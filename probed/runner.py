@@ -22,6 +22,9 @@ __all__ = ["execute"]
 log = logging.getLogger("probed.runner")
 
 _MAX_MESSAGE: Final = 500
+SETUP_TIMEOUT: Final = 10.0
+"""Seconds a check's one-time ``setup()`` may take (at least its own timeout): importing a
+driver or loading a CA bundle should not count against the first probe's timeout."""
 
 
 def _describe(exc: BaseException) -> str:
@@ -30,21 +33,43 @@ def _describe(exc: BaseException) -> str:
     return f"{name}: {text}" if text else name
 
 
+async def _setup(check: Check[Any], budget: float) -> Result | None:
+    """Run ``check.setup()`` once; a failure is the run's result and setup is retried next run."""
+    start = time.perf_counter()
+    try:
+        async with asyncio.timeout(budget):
+            await check.setup()
+    except asyncio.CancelledError:
+        raise
+    except TimeoutError:
+        message = f"setup did not finish within {budget:g}s"
+    except Exception as exc:
+        log.debug("setup of check %s raised", check.spec.name, exc_info=True)
+        message = f"setup failed: {_describe(exc)}"
+    else:
+        check._probed_ready = True  # type: ignore[attr-defined]
+        return None
+    reason = Reason.TIMEOUT if message.startswith("setup did not") else Reason.EXCEPTION
+    return Result.fail(reason, message, duration=time.perf_counter() - start, timestamp=time.time())
+
+
 async def execute(check: Check[Any], timeout: float) -> Result:
     """Run ``check`` once under ``timeout`` seconds and return its result with timing filled.
 
-    The check's :meth:`~probed.Check.setup` runs before its first run, inside the same timeout.
+    The check's :meth:`~probed.Check.setup` runs once before its first run, under its own
+    budget (:data:`SETUP_TIMEOUT`, or the check's timeout if longer), not counted in the run.
 
     :param check: the check instance.
     :param timeout: seconds before the run is cancelled.
     :return: the plugin's result, or a ``fail`` describing the timeout or exception.
     """
+    if not getattr(check, "_probed_ready", False):
+        failed = await _setup(check, max(timeout, SETUP_TIMEOUT))
+        if failed is not None:
+            return failed
     start = time.perf_counter()
     try:
         async with asyncio.timeout(timeout):
-            if not getattr(check, "_probed_ready", False):
-                await check.setup()
-                check._probed_ready = True  # type: ignore[attr-defined]
             result = await check.run()
         if not isinstance(result, Result):
             result = Result.fail(
