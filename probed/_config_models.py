@@ -2,8 +2,9 @@
 
 The models validate the common keys of a check, a ``defaults:`` block and ``probed.yaml``;
 :func:`pydantic_problems` turns pydantic errors into ``(loc, message)`` pairs worded for people
-(with "did you mean" hints and never the input value); :func:`check_file_schema` describes a
-checks file for editors.
+(with "did you mean" hints and never the input value) and :func:`located` gives them their
+``FILE:LINE``; :func:`merge_defaults` applies a ``defaults:`` block; :func:`check_file_schema`
+describes a checks file for editors.
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ from pydantic import (
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
-from probed._durations import Duration, parse_duration
+from probed._durations import Duration, format_duration, parse_duration
 from probed._interpolate import MIN_SECRET_LENGTH
-from probed._yaml import DocPath, did_you_mean
+from probed._yaml import DocPath, did_you_mean, format_path, line_at
+from probed.errors import ConfigError
 from probed.plugins import CheckTypeInfo
+from probed.settings import CheckDefaults
 
 COMMON_KEYS: Final = (
     "name",
@@ -261,6 +264,67 @@ def hide(message: str, pieces: Iterable[str]) -> str:
 def related(a: DocPath, b: DocPath) -> bool:
     n = min(len(a), len(b))
     return a[:n] == b[:n]
+
+
+def located(
+    problems: Iterable[tuple[DocPath, str]],
+    doc: Any,
+    source: str,
+    base: DocPath = (),
+    hidden: Mapping[DocPath, Sequence[str]] | None = None,
+) -> list[ConfigError]:
+    """ConfigErrors for ``(loc, message)`` problems at ``base + loc`` of ``doc``."""
+    out = []
+    for loc, message in problems:
+        full = (*base, *loc)
+        if hidden:
+            message = hide(
+                message, (p for hp, ps in hidden.items() if related(hp, full) for p in ps)
+            )
+        out.append(ConfigError(source, line_at(doc, full), format_path(full), message))
+    return out
+
+
+def merge_defaults(
+    base: CheckDefaults, raw: Any
+) -> tuple[CheckDefaults, list[tuple[DocPath, str]]]:
+    """``base`` overridden by a ``defaults:`` mapping; invalid parts are reported and skipped."""
+    if raw is None:
+        return base, []
+    if not isinstance(raw, Mapping):
+        return base, [((), "must be a mapping (interval, timeout, readiness, labels...)")]
+    problems: list[tuple[DocPath, str]] = []
+    try:
+        model = Defaults.model_validate(raw)
+    except ValidationError as exc:
+        problems = pydantic_problems(exc, Defaults)
+        bad = {loc[0] for loc, _ in problems if loc}
+        model = Defaults.model_validate(
+            {k: v for k, v in raw.items() if k not in bad and k in Defaults.model_fields}
+        )
+    labels = dict(base.labels)
+    if model.labels:
+        bad_labels = label_problems(model.labels)
+        problems += [(("labels", name), message) for name, message in bad_labels]
+        rejected = {name for name, _ in bad_labels}
+        labels.update((k, v) for k, v in model.labels.items() if k not in rejected)
+    if model.timeout is not None and model.interval is not None and model.timeout >= model.interval:
+        problems.append(
+            (
+                ("timeout",),
+                f"timeout {format_duration(model.timeout)} must be less than interval "
+                f"{format_duration(model.interval)}",
+            )
+        )
+    merged = CheckDefaults(
+        interval=model.interval or base.interval,
+        timeout=model.timeout or base.timeout,
+        readiness=base.readiness if model.readiness is None else model.readiness,
+        failure_threshold=model.failure_threshold or base.failure_threshold,
+        success_threshold=model.success_threshold or base.success_threshold,
+        labels=tuple(sorted(labels.items())),
+    )
+    return merged, problems
 
 
 # -- JSON Schema -------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ after YAML parsing, and values they produce never appear in error messages.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +20,12 @@ from probed._config_models import (
     COMMON_KEYS,
     RESERVED_LABELS,
     Common,
-    Defaults,
     SettingsFile,
     check_file_schema,
     hide,
     label_problems,
+    located,
+    merge_defaults,
     pydantic_problems,
     related,
 )
@@ -61,10 +61,6 @@ __all__ = [
 _FILE_KEYS: Final = ("defaults", "checks")
 _TIMEOUT_SHARE: Final = 0.8
 
-log = logging.getLogger("probed.config")
-
-
-log = logging.getLogger("probed.config")
 
 # -- result types -------------------------------------------------------------------------------
 
@@ -140,7 +136,8 @@ def validate_check(
     :param path: where the entry sits in its file, e.g. ``("checks", 0)``, for error fields.
     :param line: the entry's line (used when a key has no line of its own).
     :param failed: paths inside ``raw`` whose interpolation failed: their errors are already
-        reported, so validation errors there are dropped, and the check is invalid.
+        reported, so validation errors there are dropped, and the check is invalid (the
+        ``ConfigErrors`` raised may then be empty).
     :param hidden: interpolated values by path inside ``raw``, kept out of error messages.
     :raises ConfigErrors: every problem found.
     """
@@ -161,6 +158,8 @@ def validate_check(
     except ValidationError as exc:
         common_problems = pydantic_problems(exc, Common)
         for loc, message in common_problems:
+            if loc[:1] == ("labels",) and len(loc) == 3 and loc[2] == "[key]":
+                continue  # a non-string label name: label_problems below words it better
             if loc[:1] == ("labels",) and len(loc) == 2 and message.startswith("Input should be"):
                 message = "label values must be strings (quote the value in YAML)"
             problems.append((loc, message))
@@ -257,67 +256,6 @@ class _Context:
     settings: Settings
     types: Mapping[str, CheckTypeInfo]
     interpolator: Interpolator
-
-
-def _located(
-    problems: Iterable[tuple[DocPath, str]],
-    doc: Any,
-    source: str,
-    base: DocPath = (),
-    hidden: Mapping[DocPath, Sequence[str]] | None = None,
-) -> list[ConfigError]:
-    """ConfigErrors for ``(loc, message)`` problems at ``base + loc`` of ``doc``."""
-    out = []
-    for loc, message in problems:
-        full = (*base, *loc)
-        if hidden:
-            message = hide(
-                message, (p for hp, ps in hidden.items() if related(hp, full) for p in ps)
-            )
-        out.append(ConfigError(source, line_at(doc, full), format_path(full), message))
-    return out
-
-
-def _merge_defaults(
-    base: CheckDefaults, raw: Any
-) -> tuple[CheckDefaults, list[tuple[DocPath, str]]]:
-    """``base`` overridden by a ``defaults:`` mapping; invalid parts are reported and skipped."""
-    if raw is None:
-        return base, []
-    if not isinstance(raw, Mapping):
-        return base, [((), "must be a mapping (interval, timeout, readiness, labels...)")]
-    problems: list[tuple[DocPath, str]] = []
-    try:
-        model = Defaults.model_validate(raw)
-    except ValidationError as exc:
-        problems = pydantic_problems(exc, Defaults)
-        bad = {loc[0] for loc, _ in problems if loc}
-        model = Defaults.model_validate(
-            {k: v for k, v in raw.items() if k not in bad and k in Defaults.model_fields}
-        )
-    labels = dict(base.labels)
-    if model.labels:
-        bad_labels = label_problems(model.labels)
-        problems += [(("labels", name), message) for name, message in bad_labels]
-        rejected = {name for name, _ in bad_labels}
-        labels.update((k, v) for k, v in model.labels.items() if k not in rejected)
-    if model.timeout is not None and model.interval is not None and model.timeout >= model.interval:
-        problems.append(
-            (
-                ("timeout",),
-                f"timeout {format_duration(model.timeout)} must be less than interval "
-                f"{format_duration(model.interval)}",
-            )
-        )
-    merged = CheckDefaults(
-        interval=model.interval or base.interval,
-        timeout=model.timeout or base.timeout,
-        readiness=base.readiness if model.readiness is None else model.readiness,
-        failure_threshold=model.failure_threshold or base.failure_threshold,
-        success_threshold=model.success_threshold or base.success_threshold,
-        labels=tuple(sorted(labels.items())),
-    )
-    return merged, problems
 
 
 def _validate_entries(
@@ -449,8 +387,8 @@ def _validate_document(
                         "optionally 'defaults:'",
                     )
                 )
-        defaults, problems = _merge_defaults(defaults, doc.get("defaults"))
-        errors += _located(problems, doc, source, ("defaults",), interp.pieces)
+        defaults, problems = merge_defaults(defaults, doc.get("defaults"))
+        errors += located(problems, doc, source, ("defaults",), interp.pieces)
         defaults_ok = not problems and not any(p[:1] == ("defaults",) for p in interp.failed)
     checks = doc.get("checks")
     specs: list[CheckSpec] = []
@@ -649,7 +587,7 @@ def _settings_values(path: Path) -> dict[str, Any]:
         problems += pydantic_problems(exc, SettingsFile)
     defaults = CheckDefaults()
     if doc.get("defaults") is not None:
-        defaults, default_problems = _merge_defaults(defaults, doc["defaults"])
+        defaults, default_problems = merge_defaults(defaults, doc["defaults"])
         problems += [(("defaults", *loc), m) for loc, m in default_problems]
     seen: set[tuple[DocPath, str]] = set()
     unique = []
@@ -657,7 +595,7 @@ def _settings_values(path: Path) -> dict[str, Any]:
         if (loc, message) not in seen and not any(loc[: len(f)] == f for f in failed):
             seen.add((loc, message))
             unique.append((loc, message))
-    errors += _located(unique, doc, source, (), interp.pieces)
+    errors += located(unique, doc, source, (), interp.pieces)
     if errors:
         raise ConfigErrors(sorted(errors, key=lambda e: e.line))
 
