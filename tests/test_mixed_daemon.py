@@ -1,0 +1,132 @@
+"""One daemon, one check of every type, half of them against dead or silent targets.
+
+The healthy checks must keep their schedule: no skipped runs and no gap between consecutive
+runs much longer than their interval, while the dead ones fail with the right reasons.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from probed import Result, Status, hookimpl
+from probed.spec import CheckSpec
+from tests.harness import running_daemon, wait_for, write
+from tests.servers._util import free_port
+
+ROOT = Path(__file__).parent.parent
+INTERVAL = 0.4
+HEALTHY = ("redis-ok", "dns-ok", "icmp-ok", "disk-ok", "memory-ok", "cpu-ok", "backup-ok")
+DEAD = {
+    "http-dead": "connection_refused",
+    "json-silent": "timeout",
+    "tcp-dead": "connection_refused",
+    "pg-dead": "connection_refused",
+    "dns-silent": "timeout",
+}
+
+
+class Timeline:
+    """Records when each run of each check finished."""
+
+    def __init__(self) -> None:
+        self.ends: dict[str, list[float]] = {}
+        self.results: dict[str, Result] = {}
+
+    @hookimpl
+    def probed_check_result(self, spec: CheckSpec, result: Result) -> None:
+        self.ends.setdefault(spec.name, []).append(time.monotonic())
+        self.results[spec.name] = result
+
+
+@pytest.fixture
+async def silent_port() -> AsyncIterator[int]:
+    """A TCP listener that accepts and never answers."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    yield server.sockets[0].getsockname()[1]
+    for writer in held:
+        writer.close()
+    server.close()
+    await server.wait_closed()
+
+
+async def test_dead_targets_do_not_disturb_healthy_checks(
+    tmp_path: Path,
+    redis_server,
+    dnsmasq,
+    fake_dns,
+    silent_port: int,  # type: ignore[no-untyped-def]
+) -> None:
+    fake_dns.mode = "silent"
+    backup = tmp_path / "backups" / "db.dump"
+    backup.parent.mkdir()
+    backup.write_bytes(b"x" * 100)
+    timeout = "300ms"
+    write(
+        tmp_path / "checks" / "all.yaml",
+        f"""
+        defaults:
+          interval: {int(INTERVAL * 1000)}ms
+          timeout: {timeout}
+          failure_threshold: 1
+        checks:
+          - {{name: redis-ok, type: redis, url: "{redis_server.url()}"}}
+          - {{name: dns-ok, type: dns, query_name: ok.probed.test, server: "{dnsmasq.server}"}}
+          - {{name: icmp-ok, type: icmp, host: 127.0.0.1, count: 1, reply_timeout: 200ms}}
+          - {{name: disk-ok, type: disk, path: /, warn_used_percent: null, fail_used_percent: null,
+              warn_inodes_used_percent: null, fail_inodes_used_percent: null}}
+          - {{name: memory-ok, type: memory, warn_used_percent: null, fail_used_percent: null}}
+          - {{name: cpu-ok, type: cpu, window: 100ms, warn_used_percent: null,
+              warn_load_per_core: null, fail_load_per_core: null}}
+          - {{name: backup-ok, type: file_age, path: "{backup}", max_age: 1h}}
+          - {{name: http-dead, type: http, url: "http://127.0.0.1:{free_port()}/"}}
+          - {{name: json-silent, type: json_api, url: "http://127.0.0.1:{silent_port}/health"}}
+          - {{name: tcp-dead, type: tcp, address: "127.0.0.1:{free_port()}"}}
+          - {{name: pg-dead, type: postgres,
+              dsn: "postgresql://probe:pw@127.0.0.1:{free_port()}/postgres"}}
+          - {{name: dns-silent, type: dns, query_name: ok.probed.test,
+              server: "127.0.0.1:{fake_dns.port}"}}
+        """,
+    )
+    timeline = Timeline()
+    async with running_daemon(
+        tmp_path / "checks",
+        plugins=[("timeline", timeline)],
+        plugins_dirs=[ROOT / "plugins"],
+        startup_spread=0.2,
+    ) as r:
+        assert not r.daemon.errors, [str(e) for e in r.daemon.errors]
+        assert len(r.daemon.jobs) == 12
+        types = {job.spec.type for job in r.daemon.jobs.values()}
+        assert types == {
+            "redis", "dns", "icmp", "disk", "memory", "cpu", "file_age", "http", "json_api",
+            "tcp", "postgres",
+        }  # fmt: skip
+        await wait_for(
+            lambda: all(len(timeline.ends.get(n, ())) >= 8 for n in (*HEALTHY, *DEAD)),
+            30,
+            "8 runs of every check",
+        )
+        for name in HEALTHY:
+            state = r.state(name)
+            assert state.status in (Status.OK, Status.WARN), (name, state.last)
+            assert state.skipped_runs == 0, name
+            gaps = [b - a for a, b in zip(timeline.ends[name][1:], timeline.ends[name][2:])]
+            assert statistics.median(gaps) == pytest.approx(INTERVAL, abs=0.1), (name, gaps)
+            assert max(gaps) < 2 * INTERVAL, (name, gaps)
+        for name, reason in DEAD.items():
+            last = timeline.results[name]
+            assert last.status is Status.FAIL, (name, last)
+            assert last.reason == reason, (name, last)
+        _, metrics, _ = await r.get("/metrics")
+        assert "probed_check_success" in metrics
