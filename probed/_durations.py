@@ -45,7 +45,7 @@ def format_duration(seconds: float) -> str:
         return f"{seconds * 1000:g}ms"
     whole = int(seconds)
     if whole != seconds:
-        return f"{seconds:g}s"
+        return f"{seconds!r}s"  # repr round-trips through parse_duration exactly
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
     parts = [
