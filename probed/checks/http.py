@@ -317,6 +317,10 @@ class HttpCheck(Check[HttpOptions]):
             return Result.fail(
                 exc.reason, f"{self.prefix}: {exc.detail}", phases=exc.phases, values=values
             )
+        return await self.evaluate(response)
+
+    async def evaluate(self, response: HttpResponse) -> Result:
+        """Judge a received response; subclasses (``json_api``) extend this to read the body."""
         return self.judge(response)
 
     def judge(self, response: HttpResponse) -> Result:

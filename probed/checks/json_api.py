@@ -138,24 +138,10 @@ class JsonApiCheck(HttpCheck):
             self.request = dataclasses.replace(
                 self.request, headers=(*self.request.headers, ("Accept", ACCEPT))
             )
-        # The response of the current run, handed from judge() back to run(); runs of one
-        # check never overlap, so one slot is enough.
-        self._pending: tuple[HttpResponse, Result] | None = None
 
-    def judge(self, response: HttpResponse) -> Result:
-        """The HTTP verdict; the JSON is judged afterwards in :meth:`run` (it may need a thread)."""
-        result = super().judge(response)
-        self._pending = (response, result)
-        return result
-
-    async def run(self) -> Result:
-        """Fetch the URL, judge it as ``http`` does, then judge the JSON body."""
-        self._pending = None
-        result = await super().run()
-        pending, self._pending = self._pending, None
-        if pending is None:  # no response: refused, TLS, DNS, reset... already described
-            return result
-        response, base = pending
+    async def evaluate(self, response: HttpResponse) -> Result:
+        """Judge the response as ``http`` does, then judge its JSON body."""
+        base = self.judge(response)
         if len(response.body) > _THREAD_DECODE_BYTES:
             document, error = await asyncio.to_thread(_decode, response.body)
         else:
