@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import os
 import shutil
 import statistics
 import subprocess
@@ -93,6 +94,24 @@ def write_checks(
     (directory / "bench.yaml").write_text("\n".join(lines) + "\n")
 
 
+# With --gc-pauses the daemon runs under this wrapper: gc.callbacks time every collection and
+# append "monotonic-start generation seconds collected" lines to $PROBED_BENCH_GC_LOG.
+GC_WRAPPER = """\
+import gc, os, runpy, sys, time
+log = open(os.environ["PROBED_BENCH_GC_LOG"], "w", buffering=1)
+began = [0.0]
+def timed(phase, info):
+    if phase == "start":
+        began[0] = time.monotonic()
+    else:
+        took = time.monotonic() - began[0]
+        log.write(f"{began[0]} {info['generation']} {took} {info['collected']}\\n")
+gc.callbacks.append(timed)
+sys.argv = ["probed", *sys.argv[1:]]
+runpy.run_module("probed", run_name="__main__", alter_sys=True)
+"""
+
+
 @dataclass
 class Daemon:
     """A running daemon subprocess and where it listens."""
@@ -101,15 +120,27 @@ class Daemon:
     port: int
 
 
-def start_daemon(procs: Procs, checks_dir: Path, cprofile: Path | None, timeout: float) -> Daemon:
+def start_daemon(
+    procs: Procs,
+    checks_dir: Path,
+    timeout: float,
+    cprofile: Path | None = None,
+    gc_log: Path | None = None,
+) -> Daemon:
     """Start ``probed run`` on ``checks_dir``; return once ``/health/startup`` answers 200."""
     port = free_port()
     argv = [sys.executable]
+    env = dict(os.environ)
     if cprofile is not None:
-        argv += ["-m", "cProfile", "-o", str(cprofile)]
-    argv += ["-m", "probed", "run", "--checks-dir", str(checks_dir)]
+        argv += ["-m", "cProfile", "-o", str(cprofile), "-m", "probed"]
+    elif gc_log is not None:
+        argv += ["-c", GC_WRAPPER]
+        env["PROBED_BENCH_GC_LOG"] = str(gc_log)
+    else:
+        argv += ["-m", "probed"]
+    argv += ["run", "--checks-dir", str(checks_dir)]
     argv += ["--listen", f"{LOOPBACK}:{port}", "--log-level", "WARNING"]
-    proc = procs.start(argv, "daemon", cwd=REPO)
+    proc = procs.start(argv, "daemon", cwd=REPO, env=env)
 
     def started() -> bool:
         if proc.poll() is not None:
@@ -135,8 +166,10 @@ class Snapshot:
 
 def snapshot(daemon: Daemon) -> Snapshot:
     """Scrape and read CPU together; parse only the families the window needs."""
-    got = scrape(LOOPBACK, daemon.port)
+    # The counters are read when the daemon starts rendering, close to when the request is
+    # sent; the body of a 10,000-check scrape then takes a while to arrive.
     at = time.monotonic()
+    got = scrape(LOOPBACK, daemon.port)
     cpu = cpu_seconds(daemon.pid)
     text = "".join(line + "\n" for line in got.body.decode().splitlines() if line.startswith(_KEEP))
     samples = parse_metrics(text, _WANTED)
@@ -213,6 +246,7 @@ class LoadFigures:
     rss_peak: int
     scrapes: list[ScrapeFigures] = field(default_factory=list)
     profile: str = ""
+    gc_pauses: str = ""
 
     @property
     def probes(self) -> float:
@@ -236,7 +270,9 @@ def _py_spy(procs: Procs, pid: int, seconds: float, out: Path) -> subprocess.Pop
     if exe is None:
         raise SystemExit("--py-spy needs py-spy (pip install py-spy)")
     argv = [exe, "record", "--pid", str(pid), "--duration", str(max(1, round(seconds)))]
-    argv += ["--rate", "100", "--nonblocking", "--format", "raw", "--output", str(out)]
+    # --gil: only the thread holding the GIL is sampled, so idle pool workers blocked in
+    # queue.get() (which py-spy can count as busy) stay out of the figures.
+    argv += ["--rate", "100", "--nonblocking", "--gil", "--format", "raw", "--output", str(out)]
     return procs.start(argv, "py-spy")
 
 
@@ -251,18 +287,35 @@ def top_functions(raw: Path, limit: int = 15) -> str:
             continue
         count = int(count_text)
         frames = stack.split(";")
-        # The first frame is py-spy's thread name; the leaf is where the sample landed.
+        # Root first, leaf (where the sample landed) last.
         total += count
         own[frames[-1]] += count
-        for frame in set(frames[1:]):
+        for frame in set(frames):
             inclusive[frame] += count
     if not total:
         return "py-spy recorded no samples"
     out = [f"py-spy: {total} samples; top functions by own samples:"]
     out += [f"  {100 * n / total:5.1f} %  {name}" for name, n in own.most_common(limit)]
-    out.append("top functions by inclusive samples:")
-    out += [f"  {100 * n / total:5.1f} %  {name}" for name, n in inclusive.most_common(limit)]
+    # Inclusive counts are shown for probed's own frames: the frames above them (runpy, click,
+    # the event loop) are in every sample and say nothing.
+    ours = Counter({k: v for k, v in inclusive.items() if "(probed/" in k})
+    out.append("top probed functions by inclusive samples:")
+    out += [f"  {100 * n / total:5.1f} %  {name}" for name, n in ours.most_common(limit)]
     return "\n".join(out)
+
+
+def gc_summary(log: Path, start: float, end: float) -> str:
+    """One line on the garbage collector's pauses that began inside the window."""
+    by_gen: dict[int, list[float]] = {0: [], 1: [], 2: []}
+    if log.exists():
+        for line in log.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 4 and start <= float(parts[0]) <= end:
+                by_gen[int(parts[1])].append(float(parts[2]))
+    return "GC pauses in window: " + "; ".join(
+        f"gen{gen} {len(p)}x, max {1000 * max(p, default=0):.1f} ms, total {1000 * sum(p):.0f} ms"
+        for gen, p in by_gen.items()
+    )
 
 
 def run_load(args: argparse.Namespace) -> LoadFigures:
@@ -272,7 +325,8 @@ def run_load(args: argparse.Namespace) -> LoadFigures:
         checks_dir = procs.tmp / "checks.d"
         checks_dir.mkdir()
         write_checks(checks_dir, args.type, args.checks, args.interval, args.timeout, target)
-        daemon = start_daemon(procs, checks_dir, args.cprofile, args.start_timeout)
+        gc_log = procs.tmp / "gc.log" if args.gc_pauses else None
+        daemon = start_daemon(procs, checks_dir, args.start_timeout, args.cprofile, gc_log)
         # After the quick first round every check moves onto its own phase within 1.5 intervals.
         warmup = args.warmup if args.warmup is not None else 2.0 + 1.5 * args.interval
         time.sleep(warmup)
@@ -301,6 +355,7 @@ def run_load(args: argparse.Namespace) -> LoadFigures:
             if args.py_spy.exists():
                 profile = top_functions(args.py_spy)
         procs.stop_all()
+        gc_pauses = gc_summary(gc_log, first.at, second.at) if gc_log is not None else ""
     window = second.at - first.at
     results = second.runs - first.runs
     lag = {le: second.lag.get(le, 0.0) - first.lag.get(le, 0.0) for le in second.lag}
@@ -329,6 +384,7 @@ def run_load(args: argparse.Namespace) -> LoadFigures:
         rss_peak=peak,
         scrapes=scrapes,
         profile=profile,
+        gc_pauses=gc_pauses,
     )
 
 
@@ -370,6 +426,8 @@ def print_load(fig: LoadFigures) -> None:
             f"/metrics {s.label}: median {s.median * ms:.1f} ms, max {s.maximum * ms:.1f} ms "
             f"over {s.count} scrapes, {size}"
         )
+    if fig.gc_pauses:
+        print(fig.gc_pauses)
     if fig.profile:
         print(fig.profile)
 
@@ -394,7 +452,7 @@ def run_idle(args: argparse.Namespace) -> IdleFigures:
         checks_dir = procs.tmp / "checks.d"
         checks_dir.mkdir()
         write_checks(checks_dir, args.type, args.checks, args.interval, args.timeout, target)
-        daemon = start_daemon(procs, checks_dir, args.cprofile, args.start_timeout)
+        daemon = start_daemon(procs, checks_dir, args.start_timeout, args.cprofile)
         settle = args.warmup if args.warmup is not None else 5.0
         time.sleep(settle)
         cpu0 = cpu_seconds(daemon.pid)
@@ -447,6 +505,7 @@ def parser() -> argparse.ArgumentParser:
         "--start-timeout", type=float, default=120.0, help="seconds to wait for startup [120]"
     )
     p.add_argument("--py-spy", type=Path, help="record the window with py-spy (raw) to FILE")
+    p.add_argument("--gc-pauses", action="store_true", help="time the daemon's garbage collections")
     p.add_argument("--cprofile", type=Path, help="run the daemon under cProfile, stats to FILE")
     return p
 
