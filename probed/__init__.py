@@ -6,7 +6,7 @@ Plugin authors import only from here::
 """
 
 from probed._durations import Duration, format_duration, parse_duration
-from probed.check import Check, CheckOptions, MetricDef, Reason, Result, Sample, Status
+from probed.check import Check, CheckOptions, MetricDef, Reason, Regex, Result, Sample, Status
 from probed.errors import ConfigError, ConfigErrors, PluginError, ProbedError
 from probed.hookspecs import hookimpl
 from probed.spec import CheckSpec
@@ -24,6 +24,7 @@ __all__ = [
     "PluginError",
     "ProbedError",
     "Reason",
+    "Regex",
     "Result",
     "Sample",
     "Status",

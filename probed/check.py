@@ -13,9 +13,9 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Final, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict
 
 if TYPE_CHECKING:
     from probed.spec import CheckSpec
@@ -25,6 +25,7 @@ __all__ = [
     "CheckOptions",
     "MetricDef",
     "Reason",
+    "Regex",
     "Result",
     "Sample",
     "Status",
@@ -165,6 +166,18 @@ class Result:
     def unknown(cls, reason: str, message: str, **kwargs: Any) -> Result:
         """The check could not tell."""
         return cls(Status.UNKNOWN, reason, message, **kwargs)
+
+
+def _valid_regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
+    return value
+
+
+Regex = Annotated[str, AfterValidator(_valid_regex)]
+"""An option holding a regular expression, rejected at validation time if it does not compile."""
 
 
 class CheckOptions(BaseModel):

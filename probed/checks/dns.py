@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from probed.check import Check, CheckOptions, MetricDef, Reason, Result
+from probed.check import Check, CheckOptions, MetricDef, Reason, Regex, Result
 from probed.checks._dns_server import (
     RESOLV_CONF,
     DnsServer,
@@ -82,7 +82,7 @@ class DnsOptions(CheckOptions):
         default=(),
         description="Values that must each appear among the answers (e.g. `127.0.0.1`).",
     )
-    answer_regex: str | None = Field(
+    answer_regex: Regex | None = Field(
         default=None, description="Regular expression every answer's data must match."
     )
     min_answers: int | None = Field(
@@ -141,16 +141,6 @@ class DnsOptions(CheckOptions):
                         f"unknown rcode {rcode!r}; use names such as NOERROR, NXDOMAIN, SERVFAIL"
                     ) from None
         return tuple(rcodes)
-
-    @field_validator("answer_regex")
-    @classmethod
-    def _check_regex(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
-        return value
 
     @field_validator("server")
     @classmethod

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Final
 from pydantic import Field, field_validator, model_validator
 
 from probed import hookimpl
-from probed.check import Check, CheckOptions, MetricDef, Reason, Result, Status
+from probed.check import Check, CheckOptions, MetricDef, Reason, Regex, Result, Status
 from probed.checks._net import IpVersion, ProbeError, family_for, format_addr, open_connection
 from probed.checks._tls import TlsOptions, build_context, describe_ssl_error, expiry_verdict
 from probed.checks.http import Size
@@ -55,7 +55,7 @@ class TcpOptions(CheckOptions):
         description="Wrap the connection in TLS: true, or a mapping of TLS settings.",
     )
     send: str | None = Field(default=None, description="Text to send after connecting.")
-    expect: str | None = Field(
+    expect: Regex | None = Field(
         default=None, description="Regex the reply must match (read until it does)."
     )
     max_read_size: Size = Field(
@@ -76,16 +76,6 @@ class TcpOptions(CheckOptions):
     def _address(cls, value: str) -> str:
         parse_address(value)
         return value.strip()
-
-    @field_validator("expect")
-    @classmethod
-    def _expect(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
-        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> TcpOptions:
