@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -61,13 +64,14 @@ async def silent_port() -> AsyncIterator[int]:
     await server.wait_closed()
 
 
-async def test_dead_targets_do_not_disturb_healthy_checks(
+def write_every_type(
     tmp_path: Path,
     redis_server,
     dnsmasq,
     fake_dns,
     silent_port: int,  # type: ignore[no-untyped-def]
-) -> None:
+) -> Path:
+    """A checks directory with one check of every type; the DEAD ones point at dead targets."""
     fake_dns.mode = "silent"
     backup = tmp_path / "backups" / "db.dump"
     backup.parent.mkdir()
@@ -99,6 +103,17 @@ async def test_dead_targets_do_not_disturb_healthy_checks(
               server: "127.0.0.1:{fake_dns.port}"}}
         """,
     )
+    return tmp_path / "checks"
+
+
+async def test_dead_targets_do_not_disturb_healthy_checks(
+    tmp_path: Path,
+    redis_server,
+    dnsmasq,
+    fake_dns,
+    silent_port: int,  # type: ignore[no-untyped-def]
+) -> None:
+    write_every_type(tmp_path, redis_server, dnsmasq, fake_dns, silent_port)
     timeline = Timeline()
     async with running_daemon(
         tmp_path / "checks",
@@ -132,3 +147,27 @@ async def test_dead_targets_do_not_disturb_healthy_checks(
             assert last.reason == reason, (name, last)
         _, metrics, _ = await r.get("/metrics")
         assert "probed_check_success" in metrics
+
+
+def test_probed_once_and_validate_run_every_type(
+    tmp_path: Path,
+    redis_server,
+    dnsmasq,
+    fake_dns,
+    silent_port: int,  # type: ignore[no-untyped-def]
+) -> None:
+    checks = write_every_type(tmp_path, redis_server, dnsmasq, fake_dns, silent_port)
+    base = [sys.executable, "-m", "probed"]
+    common = ["--checks-dir", str(checks), "--plugins-dir", str(ROOT / "plugins")]
+    valid = subprocess.run([*base, "validate", *common], capture_output=True, text=True)
+    assert valid.returncode == 0, valid.stderr
+    once = subprocess.run(
+        [*base, "once", *common, "--format", "json"], capture_output=True, text=True, timeout=60
+    )
+    assert once.returncode == 2, once.stderr
+    outcome = {c["name"]: (c["type"], c["status"], c["reason"]) for c in json.loads(once.stdout)}
+    for name in HEALTHY:
+        assert outcome[name][1] in ("ok", "warn"), outcome[name]
+    for name, reason in DEAD.items():
+        assert outcome[name][1:] == ("fail", reason), outcome[name]
+    assert len({t for t, _, _ in outcome.values()}) == 11
