@@ -318,3 +318,18 @@ def test_gate_fails_early_when_the_failure_budget_is_spent(
     assert result.returncode == 2
     assert "gate FAILED early" in result.stdout
     assert "web-down fail" in result.stdout
+
+
+def test_shipped_examples_validate_and_cover_every_check_type() -> None:
+    root = Path(__file__).parent.parent
+    result = probed("validate", "--checks-dir", "checks.d", "--plugins-dir", "plugins", cwd=root)
+    assert result.returncode == 0, result.stderr
+    from probed.config import load_checks, load_settings
+    from probed.plugins import check_types, get_plugin_manager
+
+    pm = get_plugin_manager(plugins_dirs=[root / "plugins"], entry_points=False)
+    types = check_types(pm)
+    settings = load_settings(None, {"checks_dirs": (root / "checks.d",)})
+    loaded = load_checks(settings, types)
+    assert not loaded.errors
+    assert {spec.type for spec in loaded.specs.values()} >= set(types)
