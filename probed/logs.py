@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Final, TextIO
 
-__all__ = ["configure_logging", "set_redactor"]
+__all__ = ["configure_logging", "current_redactor", "set_redactor"]
 
 _STANDARD: Final = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
@@ -29,6 +29,12 @@ def set_redactor(redactor: Callable[[str], str]) -> None:
     """Install the function that scrubs secrets from every log line (called on each load)."""
     global _redact
     _redact = redactor
+
+
+def current_redactor() -> Callable[[str], str]:
+    """The function currently scrubbing secrets from log lines (for integrations that ship logs
+    elsewhere, such as Sentry); read it at use time, since every reload replaces it."""
+    return _redact
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
