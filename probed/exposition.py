@@ -16,6 +16,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
+from operator import itemgetter
 from typing import Final, Literal
 
 from probed.check import MetricDef, Status
@@ -129,57 +131,113 @@ class TypeMetrics:
                     self.labels[metric.name] = metric.labels
 
 
+class _Prefixes:
+    """Everything about a check's lines that only changes with its spec, built once.
+
+    Rendering a changed state then only appends numbers to these prefixes.
+    """
+
+    __slots__ = (
+        "buckets",
+        "failures",
+        "ident",
+        "last_run",
+        "lb",
+        "phases",
+        "runs",
+        "skipped",
+        "spec",
+        "state_changes",
+        "static",
+        "status",
+        "success",
+        "up",
+    )
+
+    def __init__(self, spec: CheckSpec) -> None:
+        self.spec = spec
+        self.ident = identity_labels(spec)
+        lb = self.lb = "{" + self.ident
+        self.success = (f"probed_check_success{lb}}} 0\n", f"probed_check_success{lb}}} 1\n")
+        self.up = (f"probed_check_up{lb}}} 0\n", f"probed_check_up{lb}}} 1\n")
+        self.status = {
+            current: "".join(
+                f'probed_check_status{lb},status="{s.label}"}} {1 if s is current else 0}\n'
+                for s in _STATUSES
+            )
+            for current in _STATUSES
+        }
+        self.phases: dict[str, str] = {}
+        self.failures: dict[str, str] = {}
+        # %-templates: one C-level format call per block instead of a dozen concatenations.
+        esc = lb.replace("%", "%%")
+        self.buckets = (
+            "".join(
+                f'probed_check_duration_seconds_bucket{esc},le="{b}"}} %d\n' for b in _INF_BUCKETS
+            )
+            + f"probed_check_duration_seconds_sum{esc}}} %s\n"
+            + f"probed_check_duration_seconds_count{esc}}} %d\n"
+        )
+        self.runs = "".join(
+            f'probed_check_runs_total{esc},result="{s.label}"}} %d\n' for s in _STATUSES
+        )
+        self.last_run = f"probed_check_last_run_timestamp_seconds{lb}}} "
+        self.state_changes = f"probed_check_state_changes_total{lb}}} "
+        self.skipped = f"probed_check_skipped_runs_total{lb}}} "
+        self.static = (
+            f"probed_check_interval_seconds{lb}}} {format_value(spec.interval)}\n",
+            f"probed_check_timeout_seconds{lb}}} {format_value(spec.timeout)}\n",
+            f"probed_check_readiness{lb}}} {1 if spec.readiness else 0}\n",
+        )
+
+
 @dataclass(slots=True)
 class _Cache:
     version: int
-    spec: CheckSpec
-    ident: str
+    prefixes: _Prefixes
     core: list[str]
     extra: dict[str, str]
 
 
-def _render(state: CheckState, ident: str, types: TypeMetrics) -> _Cache:
-    spec = state.spec
+def _render(state: CheckState, px: _Prefixes, types: TypeMetrics) -> _Cache:
     last = state.last
-    core = [""] * _N_CORE
-    lb = "{" + ident
+    lb = px.lb
+    core = ["", "", "", "", "", "", "", "", "", "", *px.static]
     if last is not None:
-        core[0] = f"probed_check_success{lb}}} {1 if last.status.passed else 0}\n"
-        core[6] = f"probed_check_last_run_timestamp_seconds{lb}}} {format_value(last.timestamp)}\n"
+        core[0] = px.success[last.status.passed]
+        core[6] = f"{px.last_run}{last.timestamp!r}\n"
         if last.phases:
-            core[7] = "".join(
-                f'probed_check_phase_duration_seconds{lb},phase="{escape_label(p)}"}} '
-                f"{format_value(v)}\n"
-                for p, v in last.phases.items()
-            )
-    core[1] = f"probed_check_up{lb}}} {1 if state.up else 0}\n"
-    current = state.status
-    core[2] = "".join(
-        f'probed_check_status{lb},status="{s.label}"}} {1 if s is current else 0}\n'
-        for s in _STATUSES
+            phase_px = px.phases
+            parts = []
+            for phase, seconds in last.phases.items():
+                prefix = phase_px.get(phase)
+                if prefix is None:
+                    prefix = phase_px[phase] = (
+                        f'probed_check_phase_duration_seconds{lb},phase="{escape_label(phase)}"}} '
+                    )
+                parts.append(f"{prefix}{format_value(seconds)}\n")
+            core[7] = "".join(parts)
+    core[1] = px.up[state.up]
+    core[2] = px.status[state.status]
+    core[3] = px.buckets % (
+        *accumulate(state.bucket_counts),
+        format_value(state.duration_sum),
+        state.duration_count,
     )
-    cumulative = 0
-    lines = []
-    for bound, count in zip(_INF_BUCKETS, state.bucket_counts, strict=True):
-        cumulative += count
-        lines.append(f'probed_check_duration_seconds_bucket{lb},le="{bound}"}} {cumulative}\n')
-    lines.append(f"probed_check_duration_seconds_sum{lb}}} {format_value(state.duration_sum)}\n")
-    lines.append(f"probed_check_duration_seconds_count{lb}}} {state.duration_count}\n")
-    core[3] = "".join(lines)
-    runs = state.runs
-    core[4] = "".join(
-        f'probed_check_runs_total{lb},result="{s.label}"}} {runs[s]}\n' for s in _STATUSES
-    )
+    core[4] = px.runs % tuple(state.runs)
     if state.failures:
-        core[5] = "".join(
-            f'probed_check_failures_total{lb},reason="{escape_label(r)}"}} {n}\n'
-            for r, n in state.failures.items()
-        )
-    core[8] = f"probed_check_state_changes_total{lb}}} {state.state_changes}\n"
-    core[9] = f"probed_check_skipped_runs_total{lb}}} {state.skipped_runs}\n"
-    core[10] = f"probed_check_interval_seconds{lb}}} {format_value(spec.interval)}\n"
-    core[11] = f"probed_check_timeout_seconds{lb}}} {format_value(spec.timeout)}\n"
-    core[12] = f"probed_check_readiness{lb}}} {1 if spec.readiness else 0}\n"
+        fail_px = px.failures
+        parts = []
+        for reason, count in state.failures.items():
+            prefix = fail_px.get(reason)
+            if prefix is None:
+                prefix = fail_px[reason] = (
+                    f'probed_check_failures_total{lb},reason="{escape_label(reason)}"}} '
+                )
+            parts.append(f"{prefix}{count}\n")
+        core[5] = "".join(parts)
+    core[8] = f"{px.state_changes}{state.state_changes}\n"
+    core[9] = f"{px.skipped}{state.skipped_runs}\n"
 
     extra: dict[str, str] = {}
     if last is not None:
@@ -198,7 +256,7 @@ def _render(state: CheckState, ident: str, types: TypeMetrics) -> _Cache:
                 extra.get(sample.name, "")
                 + f"{sample.name}{lb}{pairs}}} {format_value(sample.value)}\n"
             )
-    return _Cache(state.version, spec, ident, core, extra)
+    return _Cache(state.version, px, core, extra)
 
 
 def render_checks(states: Iterable[CheckState], types: TypeMetrics, openmetrics: bool) -> str:
@@ -206,23 +264,16 @@ def render_checks(states: Iterable[CheckState], types: TypeMetrics, openmetrics:
     caches: list[_Cache] = []
     for state in states:
         cache = state._render_cache
-        if (
-            not isinstance(cache, _Cache)
-            or cache.version != state.version
-            or cache.spec is not state.spec
-        ):
-            ident = (
-                cache.ident
-                if isinstance(cache, _Cache) and cache.spec is state.spec
-                else identity_labels(state.spec)
-            )
-            cache = _render(state, ident, types)
+        if not isinstance(cache, _Cache) or cache.version != state.version:
+            px = cache.prefixes if isinstance(cache, _Cache) else _Prefixes(state.spec)
+            cache = _render(state, px, types)
             state._render_cache = cache
         caches.append(cache)
     out: list[str] = []
+    cores = [c.core for c in caches]
     for index, family in enumerate(CORE_FAMILIES):
         out.append(family.header(openmetrics))
-        out.extend(c.core[index] for c in caches)
+        out.extend(map(itemgetter(index), cores))
     for name, family in types.families.items():
         chunks = [c.extra[name] for c in caches if name in c.extra]
         if chunks:
