@@ -1,0 +1,103 @@
+"""The cached exposition renderer: correct text, escaping, caching and removal."""
+
+from __future__ import annotations
+
+import math
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from probed import Result, Sample
+from probed.exposition import TypeMetrics, format_value, render_checks
+from probed.state import CheckState
+from probed.testing import make_spec
+from tests.fakes import ScriptCheck
+
+TYPES = TypeMetrics([("script", ScriptCheck.metrics)])
+
+
+def parse(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def state(name: str = "c", **labels: str) -> CheckState:
+    return CheckState(make_spec(ScriptCheck, name=name, labels=labels))
+
+
+def test_label_values_with_quotes_backslashes_newlines_and_percent_round_trip() -> None:
+    tricky = 'a "quoted" \\ back\nline 100%s %d'
+    s = state(team=tricky)
+    s.record(Result.ok(duration=0.003, timestamp=1700000000.5))
+    samples = parse(render_checks([s], TYPES, openmetrics=False))
+    key = ("probed_check_success", (("check", "c"), ("team", tricky), ("type", "script")))
+    assert samples[key] == 1.0
+    bucket = (
+        "probed_check_duration_seconds_bucket",
+        (("check", "c"), ("le", "0.005"), ("team", tricky), ("type", "script")),
+    )
+    assert samples[bucket] == 1.0
+
+
+def test_histogram_is_cumulative_and_counts_match() -> None:
+    s = state()
+    for d in (0.001, 0.02, 0.02, 20.0):
+        s.record(Result.fail("timeout", "x", duration=d, timestamp=1.0))
+    samples = parse(render_checks([s], TYPES, openmetrics=False))
+    base = (("check", "c"), ("type", "script"))
+
+    def bucket(le: str) -> float:
+        return samples[("probed_check_duration_seconds_bucket", tuple(sorted((*base, ("le", le)))))]
+
+    assert [bucket(b) for b in ("0.005", "0.025", "10", "+Inf")] == [1, 3, 3, 4]
+    assert samples[("probed_check_duration_seconds_count", base)] == 4
+    assert math.isclose(samples[("probed_check_duration_seconds_sum", base)], 20.041)
+    assert (
+        samples[("probed_check_failures_total", tuple(sorted((*base, ("reason", "timeout")))))] == 4
+    )
+
+
+def test_a_changed_state_is_re_rendered_and_an_unchanged_one_is_reused() -> None:
+    s = state()
+    s.record(Result.ok(duration=0.001, timestamp=1.0))
+    first = render_checks([s], TYPES, openmetrics=False)
+    cache = s._render_cache
+    assert render_checks([s], TYPES, openmetrics=False) == first
+    assert s._render_cache is cache
+    s.record(Result.fail("assertion", "bad", duration=0.001, timestamp=2.0))
+    second = render_checks([s], TYPES, openmetrics=False)
+    assert s._render_cache is not cache
+    assert 'probed_check_success{check="c",type="script"} 0' in second
+
+
+def test_type_metrics_and_labelled_samples_are_rendered_only_when_declared() -> None:
+    s = state()
+    s.record(
+        Result.ok(
+            values={"probed_script_value": 7.5, "probed_undeclared": 1.0},
+            samples=(Sample("probed_script_labelled", 2.0, ("x",)),),
+            timestamp=1.0,
+        )
+    )
+    text = render_checks([s], TYPES, openmetrics=False)
+    assert 'probed_script_value{check="c",type="script"} 7.5' in text
+    assert 'probed_script_labelled{check="c",type="script",part="x"} 2' in text
+    assert "probed_undeclared" not in text
+
+
+def test_a_removed_check_leaves_no_series() -> None:
+    a, b = state("a"), state("b")
+    for s in (a, b):
+        s.record(Result.ok(timestamp=1.0))
+    assert 'check="b"' in render_checks([a, b], TYPES, openmetrics=False)
+    assert 'check="b"' not in render_checks([a], TYPES, openmetrics=False)
+
+
+def test_format_value() -> None:
+    assert format_value(1.0) == "1"
+    assert format_value(0.25) == "0.25"
+    assert format_value(math.inf) == "+Inf"
+    assert format_value(math.nan) == "NaN"
+    assert format_value(1e20) == "1e+20"
