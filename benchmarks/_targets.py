@@ -43,6 +43,7 @@ __all__ = [
     "parse_metrics",
     "peak_rss_bytes",
     "rss_bytes",
+    "runqueue_wait_seconds",
     "scrape",
     "start_target",
     "wait_for",
@@ -228,6 +229,18 @@ def cpu_seconds(pid: int) -> float:
     fields = _stat_fields(pid)
     # Fields 14 and 15 of stat(5); the list starts at field 3.
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+def runqueue_wait_seconds(pid: int) -> float:
+    """Seconds the main thread of ``pid`` spent runnable but waiting for a CPU.
+
+    Second field of ``/proc/PID/schedstat``: on a shared machine it shows how much of the
+    wall-clock lag came from other processes holding the cores, not from the process itself.
+    """
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return float("nan")
 
 
 def _status_kib(pid: int, key: str) -> int:

@@ -55,6 +55,7 @@ from _targets import (
     parse_metrics,
     peak_rss_bytes,
     rss_bytes,
+    runqueue_wait_seconds,
     scrape,
     start_target,
     wait_for,
@@ -247,6 +248,8 @@ class LoadFigures:
     scrapes: list[ScrapeFigures] = field(default_factory=list)
     profile: str = ""
     gc_pauses: str = ""
+    runqueue_wait: float = float("nan")
+    load: float = float("nan")
 
     @property
     def probes(self) -> float:
@@ -339,12 +342,15 @@ def run_load(args: argparse.Namespace) -> LoadFigures:
         spy = None
         if args.py_spy is not None:
             spy = _py_spy(procs, daemon.pid, args.duration, args.py_spy)
+        wait0 = runqueue_wait_seconds(daemon.pid)
         rss_samples = [rss_bytes(daemon.pid)]
         end = first.at + args.duration
         while (left := end - time.monotonic()) > 0:
             time.sleep(min(0.5, left))
             rss_samples.append(rss_bytes(daemon.pid))
         cpu_end = cpu_seconds(daemon.pid)
+        runqueue_wait = runqueue_wait_seconds(daemon.pid) - wait0
+        load = os.getloadavg()[0]
         second = snapshot(daemon)
         rss_end = rss_bytes(daemon.pid)
         scrapes = measure_scrapes(daemon, args.scrapes)
@@ -385,6 +391,8 @@ def run_load(args: argparse.Namespace) -> LoadFigures:
         scrapes=scrapes,
         profile=profile,
         gc_pauses=gc_pauses,
+        runqueue_wait=runqueue_wait,
+        load=load,
     )
 
 
@@ -413,6 +421,11 @@ def print_load(fig: LoadFigures) -> None:
         f"daemon CPU: {fig.cpu:.2f} s in {fig.window:.1f} s ({100 * fig.cpu / fig.window:.0f} % "
         f"of a core); {per_probe:.3f} ms per probe; {fig.probes_per_cpu_second:.0f} probes per "
         f"CPU-second"
+    )
+    print(
+        f"machine: the daemon waited {fig.runqueue_wait:.2f} s for a CPU in the window "
+        f"({100 * fig.runqueue_wait / fig.window:.1f} %); load average {fig.load:.2f} "
+        f"on {os.cpu_count()} CPUs"
     )
     print(
         f"RSS: {fig.rss_end / MB:.1f} MB at end of window, {fig.rss_max_sampled / MB:.1f} MB max "
