@@ -11,7 +11,7 @@ import importlib.util
 import json
 import re
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -65,15 +65,18 @@ def recording_rules() -> Iterator[dict[str, Any]]:
 
 
 def metric_names(expr: str) -> set[str]:
-    """Names of probed_*/process_* series an expression reads (histogram suffixes removed)."""
-    names = set()
-    for name in _METRIC_RE.findall(expr):
-        for suffix in _HISTOGRAM_SUFFIXES:
-            if name.endswith(suffix):
-                name = name[: -len(suffix)]
-                break
-        names.add(name)
-    return names
+    """Names of probed_*/process_* series an expression reads, as written."""
+    return set(_METRIC_RE.findall(expr))
+
+
+def family_of(name: str, families: Collection[str]) -> str | None:
+    """The metric family ``name`` belongs to (``x_bucket`` -> ``x`` for histograms), if any."""
+    if name in families:
+        return name
+    for suffix in _HISTOGRAM_SUFFIXES:
+        if name.endswith(suffix) and name[: -len(suffix)] in families:
+            return name[: -len(suffix)]
+    return None
 
 
 def probed_cli_missing() -> str | None:
