@@ -49,6 +49,7 @@ DEFAULT_PLUGINS: Final[tuple[str, ...]] = (
     "probed.checks.disk",
     "probed.checks.cpu",
     "probed.checks.memory",
+    "probed.integrations.sentry",
 )
 """Built-in plugins, registered in this order before entry points and drop-ins."""
 

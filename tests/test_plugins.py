@@ -47,7 +47,7 @@ def write_plugin(directory: Path, name: str, type_name: str = "ping") -> Path:
 def test_builtin_check_types_register_through_the_public_hook() -> None:
     pm = get_plugin_manager(entry_points=False)
     types = check_types(pm)
-    for module in DEFAULT_PLUGINS:
+    for module in (m for m in DEFAULT_PLUGINS if m.startswith("probed.checks.")):
         short = module.rsplit(".", 1)[1]
         assert short in types, f"{module} registers no type named {short!r}"
         assert types[short].plugin == module
