@@ -8,6 +8,7 @@ import json
 import logging
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -326,3 +327,63 @@ def test_before_send_drops_secret_headers_and_masks_secret_values(
     assert "cookies" not in out["request"]
     assert out["request"]["url"] == "https://user:***@example.test/x?token=***"
     assert out["extra"] == {"password": "***", "params": ["***"]}
+
+
+async def test_traces_send_api_transactions_without_secret_headers_or_query(
+    tmp_path: Path, secret_file: Path, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SENTRY_DSN", recorder.dsn)
+    config = write(tmp_path / "probed.yaml", "plugins:\n  sentry:\n    traces: true\n")
+    checks = _exploding_checks(tmp_path, secret_file)
+    async with running_daemon(
+        checks, builtins=SENTRY_ONLY, plugins=[("s", ScriptPlugin())], config_file=config
+    ) as r:
+        await r.runs("exploding", 1)
+        status, _, _ = await r.get(
+            f"/api/v1/checks?token={SECRET}",
+            headers={"Authorization": f"Bearer {SECRET}", "X-Api-Key": SECRET},
+        )
+        assert status == 200
+        await _flush()
+        await wait_for(lambda: recorder.items("transaction"), 10, "a transaction")
+    (transaction,) = [
+        t for t in recorder.items("transaction") if t["request"]["url"].endswith("/api/v1/checks")
+    ]
+    headers = {k.lower() for k in transaction["request"]["headers"]}
+    assert "accept" in headers
+    assert not headers & {"authorization", "x-api-key", "cookie"}
+    assert transaction["request"]["query_string"] == "token=***"
+    for body in recorder.bodies:
+        assert SECRET.encode() not in body
+
+
+async def test_reload_that_disables_sentry_stops_reporting(
+    tmp_path: Path, secret_file: Path, recorder: Recorder
+) -> None:
+    config = write(tmp_path / "probed.yaml", f"plugins:\n  sentry:\n    dsn: {recorder.dsn}\n")
+    checks = _exploding_checks(tmp_path, secret_file)
+    async with running_daemon(
+        checks, builtins=SENTRY_ONLY, plugins=[("s", ScriptPlugin())], config_file=config
+    ) as r:
+        await r.runs("exploding", 1)
+        assert sentry_plugin.is_active()
+        config.write_text(f"plugins:\n  sentry:\n    dsn: {recorder.dsn}\n    enabled: false\n")
+        status, _ = await r.post("/-/reload")
+        assert status == 200
+        assert not sentry_plugin.is_active()
+        assert not sentry_sdk.get_client().is_active()
+        # the old client flushes what it queued from a thread, off the event loop
+        await wait_for(
+            lambda: not any(t.name == "probed-sentry-close" for t in threading.enumerate()),
+            10,
+            "the old Sentry client to close",
+        )
+        sent = len(recorder.bodies)
+        # a new error source, which would be an event while enabled
+        write(checks / "b.yaml", "checks:\n  - name: bad\n    type: nope\n")
+        status, _ = await r.post("/-/reload")
+        assert status == 400
+        runs = sum(r.state("exploding").runs)
+        await r.runs("exploding", runs + 3)
+    assert len(recorder.bodies) == sent
+    assert not recorder.events(event="config_error")
