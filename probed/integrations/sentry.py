@@ -24,8 +24,8 @@ Every source is rate-limited (once per ``rate_limit`` per check, per config erro
 per plugin and hook), never one event per run. Every string of every event and breadcrumb
 goes through the daemon's redactor (secrets from ``${file:...}`` and secret-looking
 environment variables) and :func:`probed.redact.redact_data` (secret-looking keys, URL
-passwords); secret request headers are dropped; ``send_default_pii`` and local variables are
-off.
+passwords); secret request headers are dropped; personal data (``send_default_pii``) and local
+variables are not sent.
 """
 
 from __future__ import annotations
@@ -285,7 +285,8 @@ def _start(key: tuple[str, str | None, float], config: SentryConfig) -> _Active 
             default_integrations=False,
             auto_enabling_integrations=False,
             integrations=integrations,
-            send_default_pii=False,
+            # send_default_pii is left unset: off by default in every 2.x release, and
+            # newer ones deprecate passing it at all (warnings are errors in our tests).
             include_local_variables=False,  # frame locals are where secrets live
             max_breadcrumbs=50,
             before_send=before_send,
