@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,12 +33,14 @@ from types import FrameType
 from prometheus_client.parser import text_string_to_metric_families
 
 __all__ = [
+    "GC_WRAPPER",
     "LOOPBACK",
     "Procs",
     "Scrape",
     "Target",
     "cpu_seconds",
     "free_port",
+    "gc_summary",
     "histogram_quantile",
     "http_status",
     "parse_metrics",
@@ -46,6 +49,8 @@ __all__ = [
     "runqueue_wait_seconds",
     "scrape",
     "start_target",
+    "top_functions",
+    "tree_cpu_seconds",
     "wait_for",
 ]
 
@@ -243,6 +248,19 @@ def runqueue_wait_seconds(pid: int) -> float:
         return float("nan")
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of ``pid`` plus its live children (nginx's master and its worker)."""
+    total = cpu_seconds(pid)
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    for child in children:
+        with contextlib.suppress(OSError):  # it may exit between the two reads
+            total += cpu_seconds(int(child))
+    return total
+
+
 def _status_kib(pid: int, key: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(key + ":"):
@@ -347,3 +365,72 @@ def histogram_quantile(q: float, buckets: Sequence[tuple[float, float]]) -> floa
             return prev_bound + (bound - prev_bound) * (rank - prev_count) / (count - prev_count)
         prev_bound, prev_count = bound, count
     return ordered[-1][0]
+
+
+# With --gc-pauses the daemon runs under this wrapper: gc.callbacks time every collection and
+# append "start generation seconds collected gen2-objects" lines to $PROBED_BENCH_GC_LOG.
+GC_WRAPPER = """\
+import gc, os, runpy, sys, time
+log = open(os.environ["PROBED_BENCH_GC_LOG"], "w", buffering=1)
+began = [0.0]
+def timed(phase, info):
+    if phase == "start":
+        began[0] = time.monotonic()
+    else:
+        took = time.monotonic() - began[0]
+        gen = info["generation"]
+        heap = len(gc.get_objects(2)) if gen == 2 else 0
+        log.write(f"{began[0]} {gen} {took} {info['collected']} {heap}\\n")
+gc.callbacks.append(timed)
+sys.argv = ["probed", *sys.argv[1:]]
+runpy.run_module("probed", run_name="__main__", alter_sys=True)
+"""
+
+
+def top_functions(raw: Path, limit: int = 15) -> str:
+    """Top functions by self and by inclusive samples from py-spy's collapsed-stack output."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = stack.split(";")
+        # Root first, leaf (where the sample landed) last.
+        total += count
+        own[frames[-1]] += count
+        for frame in set(frames):
+            inclusive[frame] += count
+    if not total:
+        return "py-spy recorded no samples"
+    out = [f"py-spy: {total} samples; top functions by own samples:"]
+    out += [f"  {100 * n / total:5.1f} %  {name}" for name, n in own.most_common(limit)]
+    # Inclusive counts are shown for probed's own frames: the frames above them (runpy, click,
+    # the event loop) are in every sample and say nothing.
+    ours = Counter({k: v for k, v in inclusive.items() if "(probed/" in k})
+    out.append("top probed functions by inclusive samples:")
+    out += [f"  {100 * n / total:5.1f} %  {name}" for name, n in ours.most_common(limit)]
+    return "\n".join(out)
+
+
+def gc_summary(log: Path, start: float, end: float) -> str:
+    """One line on the garbage collector's pauses that began inside the window."""
+    by_gen: dict[int, list[float]] = {0: [], 1: [], 2: []}
+    heap = 0
+    if log.exists():
+        for line in log.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 5 and start <= float(parts[0]) <= end:
+                by_gen[int(parts[1])].append(float(parts[2]))
+                heap = max(heap, int(parts[4]))
+    return (
+        "GC pauses in window: "
+        + "; ".join(
+            f"gen{gen} {len(p)}x, max {1000 * max(p, default=0):.1f} ms, "
+            f"total {1000 * sum(p):.0f} ms"
+            for gen, p in by_gen.items()
+        )
+        + f"; up to {heap} objects in the oldest generation after a full collection"
+    )

@@ -45,11 +45,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _targets import (
+    GC_WRAPPER,
     LOOPBACK,
     Procs,
     Target,
     cpu_seconds,
     free_port,
+    gc_summary,
     histogram_quantile,
     http_status,
     parse_metrics,
@@ -58,6 +60,8 @@ from _targets import (
     runqueue_wait_seconds,
     scrape,
     start_target,
+    top_functions,
+    tree_cpu_seconds,
     wait_for,
 )
 
@@ -71,6 +75,9 @@ _WANTED = (
     "probed_check_skipped_runs_total",
     "probed_scheduler_lag_seconds",
     "probed_checks_configured",
+    "probed_check_duration_seconds",
+    "probed_scheduler_running_checks",
+    "probed_scheduler_queued_checks",
 )
 _KEEP = _WANTED + tuple(f"# {kind} {name}" for name in _WANTED for kind in ("HELP", "TYPE"))
 
@@ -93,24 +100,6 @@ def write_checks(
     for i in range(count):
         lines.append(f"  - {{name: bench-{i:05d}, type: {kind}, {option}}}")
     (directory / "bench.yaml").write_text("\n".join(lines) + "\n")
-
-
-# With --gc-pauses the daemon runs under this wrapper: gc.callbacks time every collection and
-# append "monotonic-start generation seconds collected" lines to $PROBED_BENCH_GC_LOG.
-GC_WRAPPER = """\
-import gc, os, runpy, sys, time
-log = open(os.environ["PROBED_BENCH_GC_LOG"], "w", buffering=1)
-began = [0.0]
-def timed(phase, info):
-    if phase == "start":
-        began[0] = time.monotonic()
-    else:
-        took = time.monotonic() - began[0]
-        log.write(f"{began[0]} {info['generation']} {took} {info['collected']}\\n")
-gc.callbacks.append(timed)
-sys.argv = ["probed", *sys.argv[1:]]
-runpy.run_module("probed", run_name="__main__", alter_sys=True)
-"""
 
 
 @dataclass
@@ -163,6 +152,9 @@ class Snapshot:
     skipped: float
     lag: dict[float, float]
     configured: int
+    duration: dict[float, float]
+    running: float
+    queued: float
 
 
 def snapshot(daemon: Daemon) -> Snapshot:
@@ -186,7 +178,13 @@ def snapshot(daemon: Daemon) -> Snapshot:
         for labels, value in samples.get("probed_scheduler_lag_seconds_bucket", {}).items()
     }
     configured = int(sum(samples.get("probed_checks_configured", {}).values()))
-    return Snapshot(at, cpu, runs, failures, skipped, lag, configured)
+    duration: dict[float, float] = {}
+    for labels, value in samples.get("probed_check_duration_seconds_bucket", {}).items():
+        le = float(dict(labels)["le"])
+        duration[le] = duration.get(le, 0.0) + value
+    running = sum(samples.get("probed_scheduler_running_checks", {}).values())
+    queued = sum(samples.get("probed_scheduler_queued_checks", {}).values())
+    return Snapshot(at, cpu, runs, failures, skipped, lag, configured, duration, running, queued)
 
 
 @dataclass
@@ -249,6 +247,11 @@ class LoadFigures:
     profile: str = ""
     gc_pauses: str = ""
     runqueue_wait: float = float("nan")
+    run_p50: float = float("nan")
+    run_p99: float = float("nan")
+    running: tuple[float, float] = (0.0, 0.0)
+    queued: tuple[float, float] = (0.0, 0.0)
+    target_cpu: float = float("nan")
     load: float = float("nan")
 
     @property
@@ -279,48 +282,6 @@ def _py_spy(procs: Procs, pid: int, seconds: float, out: Path) -> subprocess.Pop
     return procs.start(argv, "py-spy")
 
 
-def top_functions(raw: Path, limit: int = 15) -> str:
-    """Top functions by self and by inclusive samples from py-spy's collapsed-stack output."""
-    own: Counter[str] = Counter()
-    inclusive: Counter[str] = Counter()
-    total = 0
-    for line in raw.read_text().splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        count = int(count_text)
-        frames = stack.split(";")
-        # Root first, leaf (where the sample landed) last.
-        total += count
-        own[frames[-1]] += count
-        for frame in set(frames):
-            inclusive[frame] += count
-    if not total:
-        return "py-spy recorded no samples"
-    out = [f"py-spy: {total} samples; top functions by own samples:"]
-    out += [f"  {100 * n / total:5.1f} %  {name}" for name, n in own.most_common(limit)]
-    # Inclusive counts are shown for probed's own frames: the frames above them (runpy, click,
-    # the event loop) are in every sample and say nothing.
-    ours = Counter({k: v for k, v in inclusive.items() if "(probed/" in k})
-    out.append("top probed functions by inclusive samples:")
-    out += [f"  {100 * n / total:5.1f} %  {name}" for name, n in ours.most_common(limit)]
-    return "\n".join(out)
-
-
-def gc_summary(log: Path, start: float, end: float) -> str:
-    """One line on the garbage collector's pauses that began inside the window."""
-    by_gen: dict[int, list[float]] = {0: [], 1: [], 2: []}
-    if log.exists():
-        for line in log.read_text().splitlines():
-            parts = line.split()
-            if len(parts) == 4 and start <= float(parts[0]) <= end:
-                by_gen[int(parts[1])].append(float(parts[2]))
-    return "GC pauses in window: " + "; ".join(
-        f"gen{gen} {len(p)}x, max {1000 * max(p, default=0):.1f} ms, total {1000 * sum(p):.0f} ms"
-        for gen, p in by_gen.items()
-    )
-
-
 def run_load(args: argparse.Namespace) -> LoadFigures:
     """Start target and daemon, warm up, measure one window, scrape; stop everything."""
     with Procs() as procs:
@@ -334,6 +295,7 @@ def run_load(args: argparse.Namespace) -> LoadFigures:
         warmup = args.warmup if args.warmup is not None else 2.0 + 1.5 * args.interval
         time.sleep(warmup)
         first = snapshot(daemon)
+        target_cpu0 = tree_cpu_seconds(target.pid)
         if first.configured != args.checks:
             raise SystemExit(
                 f"the daemon runs {first.configured} of {args.checks} checks:\n"
@@ -350,6 +312,7 @@ def run_load(args: argparse.Namespace) -> LoadFigures:
             rss_samples.append(rss_bytes(daemon.pid))
         cpu_end = cpu_seconds(daemon.pid)
         runqueue_wait = runqueue_wait_seconds(daemon.pid) - wait0
+        target_cpu = tree_cpu_seconds(target.pid) - target_cpu0
         load = os.getloadavg()[0]
         second = snapshot(daemon)
         rss_end = rss_bytes(daemon.pid)
@@ -366,6 +329,9 @@ def run_load(args: argparse.Namespace) -> LoadFigures:
     results = second.runs - first.runs
     lag = {le: second.lag.get(le, 0.0) - first.lag.get(le, 0.0) for le in second.lag}
     buckets = sorted(lag.items())
+    took = sorted(
+        (le, second.duration.get(le, 0.0) - first.duration.get(le, 0.0)) for le in second.duration
+    )
     scheduled = args.checks / args.interval
     achieved = sum(results.values()) / window
     return LoadFigures(
@@ -392,8 +358,20 @@ def run_load(args: argparse.Namespace) -> LoadFigures:
         profile=profile,
         gc_pauses=gc_pauses,
         runqueue_wait=runqueue_wait,
+        run_p50=histogram_quantile(0.5, took),
+        run_p99=histogram_quantile(0.99, took),
+        running=(first.running, second.running),
+        queued=(first.queued, second.queued),
+        target_cpu=target_cpu,
         load=load,
     )
+
+
+def _quantile_text(value: float, first_bound: float) -> str:
+    """A quantile in ms; inside the first bucket only the bound is known."""
+    if value <= first_bound:
+        return f"<= {first_bound * 1000:g} ms"
+    return f"{value * 1000:.2f} ms"
 
 
 def print_load(fig: LoadFigures) -> None:
@@ -411,7 +389,17 @@ def print_load(fig: LoadFigures) -> None:
         f"on time: {100 * fig.on_time_share:.2f} % of scheduled runs ran; "
         f"{100 * fig.lag_under_50ms:.2f} % of {fig.lag_count:.0f} runs started < 50 ms late"
     )
-    print(f"lag (bucket resolution): p50 {fig.lag_p50 * ms:.2f} ms, p99 {fig.lag_p99 * ms:.2f} ms")
+    lag_first, run_first = 0.001, 0.005  # the lowest bucket bounds of the two histograms
+    print(
+        f"lag (bucket resolution): p50 {_quantile_text(fig.lag_p50, lag_first)}, "
+        f"p99 {_quantile_text(fig.lag_p99, lag_first)}"
+    )
+    print(
+        f"run duration (bucket resolution): p50 {_quantile_text(fig.run_p50, run_first)}, "
+        f"p99 {_quantile_text(fig.run_p99, run_first)}; "
+        f"running {fig.running[0]:.0f} -> {fig.running[1]:.0f}, "
+        f"queued for a slot {fig.queued[0]:.0f} -> {fig.queued[1]:.0f} (window start -> end)"
+    )
     outcome = ", ".join(f"{k} {int(v)}" for k, v in sorted(fig.results.items()) if v) or "none"
     reasons = ", ".join(f"{k} {int(v)}" for k, v in fig.failures.most_common() if v)
     print(f"results: {outcome}" + (f" (failures: {reasons})" if reasons else ""))
@@ -425,7 +413,7 @@ def print_load(fig: LoadFigures) -> None:
     print(
         f"machine: the daemon waited {fig.runqueue_wait:.2f} s for a CPU in the window "
         f"({100 * fig.runqueue_wait / fig.window:.1f} %); load average {fig.load:.2f} "
-        f"on {os.cpu_count()} CPUs"
+        f"on {os.cpu_count()} CPUs; target ({fig.target.split()[0]}) CPU {fig.target_cpu:.2f} s"
     )
     print(
         f"RSS: {fig.rss_end / MB:.1f} MB at end of window, {fig.rss_max_sampled / MB:.1f} MB max "
