@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pluggy
@@ -47,29 +47,51 @@ class Notifier:
             extra={"event": "plugin_error", "plugin": plugin, "hook": hook},
         )
 
-    async def call(self, hook_name: str, **kwargs: Any) -> None:
-        """Call every implementation in turn, awaiting async ones; never raises."""
-        impls = getattr(self._pm.hook, hook_name).get_hookimpls()
-        for impl in reversed(impls):
+    def _call_each(
+        self, hook_name: str, kwargs: dict[str, Any]
+    ) -> list[tuple[str, Awaitable[Any]]]:
+        """Call every implementation; return the awaitables of the async ones, in order."""
+        pending: list[tuple[str, Awaitable[Any]]] = []
+        for impl in reversed(getattr(self._pm.hook, hook_name).get_hookimpls()):
             args = {k: kwargs[k] for k in impl.argnames if k in kwargs}
             try:
                 outcome = impl.function(**args)
-                if inspect.isawaitable(outcome):
-                    async with asyncio.timeout(self._timeout):
-                        await outcome
-            except TimeoutError:
-                self._fail(impl.plugin_name, hook_name, f"no return within {self._timeout:g}s")
-            except asyncio.CancelledError:
-                raise
             except Exception as exc:
                 self._fail(impl.plugin_name, hook_name, f"{type(exc).__name__}: {exc}")
                 log.debug("plugin traceback", exc_info=True)
+                continue
+            if inspect.isawaitable(outcome):
+                pending.append((impl.plugin_name, outcome))
+        return pending
+
+    async def _await_all(self, hook_name: str, pending: list[tuple[str, Awaitable[Any]]]) -> None:
+        for plugin, awaitable in pending:
+            try:
+                async with asyncio.timeout(self._timeout):
+                    await awaitable
+            except TimeoutError:
+                self._fail(plugin, hook_name, f"no return within {self._timeout:g}s")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._fail(plugin, hook_name, f"{type(exc).__name__}: {exc}")
+                log.debug("plugin traceback", exc_info=True)
+
+    async def call(self, hook_name: str, **kwargs: Any) -> None:
+        """Call every implementation in turn, awaiting async ones; never raises."""
+        await self._await_all(hook_name, self._call_each(hook_name, kwargs))
 
     def fire(self, hook_name: str, **kwargs: Any) -> None:
-        """Call the hook in the background (for per-run notifications)."""
-        task = asyncio.get_running_loop().create_task(self.call(hook_name, **kwargs))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        """Notify without waiting (for per-run notifications).
+
+        Plain implementations run inline; a task is created only to await the coroutines of
+        ``async def`` implementations, one after the other.
+        """
+        pending = self._call_each(hook_name, kwargs)
+        if pending:
+            task = asyncio.get_running_loop().create_task(self._await_all(hook_name, pending))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def drain(self) -> None:
         """Wait for background notifications still in flight."""
