@@ -68,4 +68,3 @@ def check_view(
         view["options"] = redact_data(spec.public_options(), redact)
         view["history"] = [result_view(r, redact) for r in reversed(state.history)]
     return view
-
