@@ -8,7 +8,7 @@ For each target type (``http``, ``tcp``) this script
    ``GET /probe?module=...&target=...`` with ``wrk -t1 -c32 -d10s`` (or, without wrk, an
    aiohttp client loop with 32 workers) and counts the exporter's CPU from ``/proc/PID/stat``;
 2. runs the daemon benchmark (:mod:`daemon`) for the same type at a load that keeps probed
-   below one core (defaults: 1,500 TCP checks, 500 HTTP checks, every 1 s) and takes its
+   below one core (defaults: 1,500 TCP checks, 1,000 HTTP checks, every 1 s) and takes its
    probes per daemon CPU-second over the measured window;
 3. prints both figures and their ratio. The machine is shared and noisy, so only ratios
    measured in the same run mean much.
@@ -197,7 +197,7 @@ def parser() -> argparse.ArgumentParser:
         "--target", choices=("auto", "nginx", "aiohttp"), default="auto", help="[auto: nginx]"
     )
     p.add_argument("--probed-tcp-checks", type=int, default=1500, help="[1500]")
-    p.add_argument("--probed-http-checks", type=int, default=500, help="[500]")
+    p.add_argument("--probed-http-checks", type=int, default=1000, help="[1000]")
     p.add_argument("--probed-interval", type=float, default=1.0, help="seconds [1]")
     p.add_argument("--probed-duration", type=float, default=15.0, help="measured seconds [15]")
     p.add_argument("--skip-probed", action="store_true", help="measure blackbox only")
