@@ -21,13 +21,14 @@ import time
 from collections.abc import Iterable, Iterator, MutableMapping
 from contextlib import contextmanager
 from typing import Any, Final
-from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
 
 from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
 from probed.check import Reason
+from probed.redact import redact_url
 
 __all__ = [
     "MASK",
@@ -119,19 +120,7 @@ class SecretUrl:
     @property
     def redacted(self) -> str:
         """The URL with the password and secret query values replaced by ``***``."""
-        parts = self._parts
-        netloc = parts.netloc
-        if parts.password is not None:
-            userinfo, _, hostport = netloc.rpartition("@")
-            user = userinfo.split(":", 1)[0]
-            netloc = f"{user}:{MASK}@{hostport}"
-        query = parts.query
-        if query:
-            pairs = parse_qsl(query, keep_blank_values=True)
-            query = urlencode(
-                [(k, MASK if _SECRET_QUERY_KEY.search(k) else v) for k, v in pairs], safe="*/"
-            )
-        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        return redact_url(self._url)
 
     @property
     def endpoint(self) -> str:
