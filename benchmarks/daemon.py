@@ -444,15 +444,17 @@ class IdleFigures:
     rss: int
     peak: int
     cpu: float
+    baseline: int
+    rss_after_scrapes: int
+    scrapes: list[ScrapeFigures]
 
 
-def run_idle(args: argparse.Namespace) -> IdleFigures:
-    """Start with a long interval, wait for the first round and a settle time, read RSS."""
+def _idle_daemon(args: argparse.Namespace, checks: int, scrapes: int) -> IdleFigures:
     with Procs() as procs:
         target = start_target(procs, args.target)
         checks_dir = procs.tmp / "checks.d"
         checks_dir.mkdir()
-        write_checks(checks_dir, args.type, args.checks, args.interval, args.timeout, target)
+        write_checks(checks_dir, args.type, checks, args.interval, args.timeout, target)
         daemon = start_daemon(procs, checks_dir, args.start_timeout, args.cprofile)
         settle = args.warmup if args.warmup is not None else 5.0
         time.sleep(settle)
@@ -460,16 +462,24 @@ def run_idle(args: argparse.Namespace) -> IdleFigures:
         t0 = time.monotonic()
         time.sleep(args.duration)
         cpu = (cpu_seconds(daemon.pid) - cpu0) / (time.monotonic() - t0)
-        figures = IdleFigures(
-            args.checks,
-            args.type,
-            args.interval,
-            settle,
-            rss_bytes(daemon.pid),
-            peak_rss_bytes(daemon.pid),
-            cpu,
-        )
+        rss = rss_bytes(daemon.pid)
+        peak = peak_rss_bytes(daemon.pid)
+        measured = measure_scrapes(daemon, scrapes) if scrapes else []
+        after = rss_bytes(daemon.pid)
         procs.stop_all()
+    return IdleFigures(checks, args.type, args.interval, settle, rss, peak, cpu, 0, after, measured)
+
+
+def run_idle(args: argparse.Namespace) -> IdleFigures:
+    """Start with a long interval, wait for the first round and a settle time, read RSS.
+
+    A one-check daemon is measured first as the baseline (interpreter, libraries, server), so
+    the per-check figure is the increment. ``/metrics`` is then timed with every check's
+    rendering cached (nothing changed since the previous scrape but the first).
+    """
+    baseline = _idle_daemon(args, 1, 0).rss if args.checks > 1 else 0
+    figures = _idle_daemon(args, args.checks, args.scrapes)
+    figures.baseline = baseline
     return figures
 
 
@@ -479,11 +489,18 @@ def print_idle(fig: IdleFigures) -> None:
         f"probed daemon idle: {fig.checks} {fig.kind} checks every {fig.interval:g} s, all ran "
         f"once, then {fig.settle:g} s settle"
     )
+    per_check = (fig.rss - fig.baseline) / max(1, fig.checks - 1) / 1024
     print(
-        f"idle RSS: {fig.rss / MB:.1f} MB ({fig.rss / max(1, fig.checks) / 1024:.1f} KiB per "
-        f"check); peak (VmHWM, includes the first round) {fig.peak / MB:.1f} MB"
+        f"idle RSS: {fig.rss / MB:.1f} MB ({fig.baseline / MB:.1f} MB with 1 check, "
+        f"{per_check:.1f} KiB per further check); peak (VmHWM, includes the first round) "
+        f"{fig.peak / MB:.1f} MB; {fig.rss_after_scrapes / MB:.1f} MB after the scrapes"
     )
     print(f"idle CPU: {100 * fig.cpu:.1f} % of a core")
+    for s in fig.scrapes:
+        print(
+            f"/metrics {s.label} (idle): median {s.median * 1000:.1f} ms, max "
+            f"{s.maximum * 1000:.1f} ms over {s.count} scrapes, {s.size / 1024:.0f} KiB"
+        )
 
 
 def parser() -> argparse.ArgumentParser:
