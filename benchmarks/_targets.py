@@ -368,7 +368,8 @@ def histogram_quantile(q: float, buckets: Sequence[tuple[float, float]]) -> floa
 
 
 # With --gc-pauses the daemon runs under this wrapper: gc.callbacks time every collection and
-# append "start generation seconds collected gen2-objects" lines to $PROBED_BENCH_GC_LOG.
+# append "start generation seconds collected gen2-objects" lines to $PROBED_BENCH_GC_LOG;
+# $PROBED_BENCH_GC_THRESHOLD ("700,10,10") tries other gc.set_threshold values.
 GC_WRAPPER = """\
 import gc, os, runpy, sys, time
 log = open(os.environ["PROBED_BENCH_GC_LOG"], "w", buffering=1)
@@ -382,6 +383,8 @@ def timed(phase, info):
         heap = len(gc.get_objects(2)) if gen == 2 else 0
         log.write(f"{began[0]} {gen} {took} {info['collected']} {heap}\\n")
 gc.callbacks.append(timed)
+if os.environ.get("PROBED_BENCH_GC_THRESHOLD"):
+    gc.set_threshold(*(int(n) for n in os.environ["PROBED_BENCH_GC_THRESHOLD"].split(",")))
 sys.argv = ["probed", *sys.argv[1:]]
 runpy.run_module("probed", run_name="__main__", alter_sys=True)
 """

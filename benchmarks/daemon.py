@@ -116,6 +116,7 @@ def start_daemon(
     timeout: float,
     cprofile: Path | None = None,
     gc_log: Path | None = None,
+    gc_threshold: str | None = None,
 ) -> Daemon:
     """Start ``probed run`` on ``checks_dir``; return once ``/health/startup`` answers 200."""
     port = free_port()
@@ -126,6 +127,8 @@ def start_daemon(
     elif gc_log is not None:
         argv += ["-c", GC_WRAPPER]
         env["PROBED_BENCH_GC_LOG"] = str(gc_log)
+        if gc_threshold:
+            env["PROBED_BENCH_GC_THRESHOLD"] = gc_threshold
     else:
         argv += ["-m", "probed"]
     argv += ["run", "--checks-dir", str(checks_dir)]
@@ -289,8 +292,10 @@ def run_load(args: argparse.Namespace) -> LoadFigures:
         checks_dir = procs.tmp / "checks.d"
         checks_dir.mkdir()
         write_checks(checks_dir, args.type, args.checks, args.interval, args.timeout, target)
-        gc_log = procs.tmp / "gc.log" if args.gc_pauses else None
-        daemon = start_daemon(procs, checks_dir, args.start_timeout, args.cprofile, gc_log)
+        gc_log = procs.tmp / "gc.log" if args.gc_pauses or args.gc_threshold else None
+        daemon = start_daemon(
+            procs, checks_dir, args.start_timeout, args.cprofile, gc_log, args.gc_threshold
+        )
         # After the quick first round every check moves onto its own phase within 1.5 intervals.
         warmup = args.warmup if args.warmup is not None else 2.0 + 1.5 * args.interval
         time.sleep(warmup)
@@ -524,6 +529,11 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--py-spy", type=Path, help="record the window with py-spy (raw) to FILE")
     p.add_argument("--gc-pauses", action="store_true", help="time the daemon's garbage collections")
+    p.add_argument(
+        "--gc-threshold",
+        metavar="G0,G1,G2",
+        help="experiment: gc.set_threshold in the daemon before it starts (implies --gc-pauses)",
+    )
     p.add_argument("--cprofile", type=Path, help="run the daemon under cProfile, stats to FILE")
     return p
 
