@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from probed.check import Result
+from probed.check import Result, Status
 from probed.redact import redact_data
 from probed.state import CheckState
 
@@ -66,5 +66,14 @@ def check_view(
         view["description"] = spec.description
     if detail:
         view["options"] = redact_data(spec.public_options(), redact)
-        view["history"] = [result_view(r, redact) for r in reversed(state.history)]
+        view["history"] = [
+            {
+                "status": Status(status).label,
+                "reason": reason,
+                "message": redact(message),
+                "duration_seconds": round(duration, 6),
+                "time": _iso(timestamp),
+            }
+            for status, reason, message, duration, timestamp in reversed(state.history)
+        ]
     return view

@@ -151,7 +151,7 @@ def run(**kwargs: Any) -> None:
     configure_logging(settings.log_format, settings.log_level)
 
     async def main() -> None:
-        daemon = Daemon(settings, pm, overrides=overrides)
+        daemon = Daemon(settings, pm, overrides=overrides, tune_gc=True)
         await daemon.serve(make_app(daemon))
 
     try:

@@ -23,6 +23,7 @@ import pluggy
 from aiohttp import web
 
 from probed import __version__
+from probed._gc import settle
 from probed.check import Check, Result
 from probed.config import LoadResult, load_checks, load_settings
 from probed.errors import ConfigError, ConfigErrors
@@ -55,10 +56,14 @@ class Daemon:
         pm: pluggy.PluginManager,
         *,
         overrides: dict[str, Any] | None = None,
+        tune_gc: bool = False,
     ) -> None:
         self.settings = settings
         self.pm = pm
         self.overrides = overrides or {}
+        # Freezing long-lived objects is for a process the daemon owns (``probed run``), not
+        # for an embedding application or a test session.
+        self.tune_gc = tune_gc
         self.types: dict[str, CheckTypeInfo] = check_types(pm)
         self.type_metrics = TypeMetrics(
             (name, info.cls.metrics) for name, info in self.types.items()
@@ -212,6 +217,8 @@ class Daemon:
                 return False, tuple(exc.errors)
             loaded = await asyncio.to_thread(self.load)
             self.apply(loaded)
+            if self.tune_gc:
+                settle()
             await self.notifier.call(
                 "probed_configure", settings=self.settings, plugin_config=self.settings.plugins
             )
@@ -298,6 +305,8 @@ class Daemon:
             "probed_configure", settings=self.settings, plugin_config=self.settings.plugins
         )
         self.apply(await asyncio.to_thread(self.load), initial=True)
+        if self.tune_gc:
+            settle()
         await self.notifier.call("probed_startup", settings=self.settings, states=self.store)
 
     async def stop(self) -> None:

@@ -259,24 +259,44 @@ def _render(state: CheckState, px: _Prefixes, types: TypeMetrics) -> _Cache:
     return _Cache(state.version, px, core, extra)
 
 
-def render_checks(states: Iterable[CheckState], types: TypeMetrics, openmetrics: bool) -> str:
-    """Render every check's series, re-rendering only states that changed since last time."""
+def refresh(states: Iterable[CheckState], types: TypeMetrics) -> list[_Cache]:
+    """Re-render the states that changed since their last render; return every state's cache."""
     caches: list[_Cache] = []
+    append = caches.append
     for state in states:
         cache = state._render_cache
         if not isinstance(cache, _Cache) or cache.version != state.version:
             px = cache.prefixes if isinstance(cache, _Cache) else _Prefixes(state.spec)
             cache = _render(state, px, types)
             state._render_cache = cache
-        caches.append(cache)
+        append(cache)
+    return caches
+
+
+def assemble(caches: Sequence[_Cache], types: TypeMetrics, openmetrics: bool) -> str:
+    """Join rendered caches family by family into one exposition text."""
     out: list[str] = []
     cores = [c.core for c in caches]
     for index, family in enumerate(CORE_FAMILIES):
         out.append(family.header(openmetrics))
         out.extend(map(itemgetter(index), cores))
+    # One pass over the checks' type-specific chunks, grouped by family (not family x check).
+    grouped: dict[str, list[str]] = {}
+    for cache in caches:
+        for name, chunk in cache.extra.items():
+            bucket = grouped.get(name)
+            if bucket is None:
+                grouped[name] = [chunk]
+            else:
+                bucket.append(chunk)
     for name, family in types.families.items():
-        chunks = [c.extra[name] for c in caches if name in c.extra]
+        chunks = grouped.get(name)
         if chunks:
             out.append(family.header(openmetrics))
             out.extend(chunks)
     return "".join(out)
+
+
+def render_checks(states: Iterable[CheckState], types: TypeMetrics, openmetrics: bool) -> str:
+    """Render every check's series, re-rendering only states that changed since last time."""
+    return assemble(refresh(states, types), types, openmetrics)

@@ -23,7 +23,7 @@ from probed.health import (
     render_text,
     startup_verdict,
 )
-from probed.metrics import CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT, render
+from probed.metrics import CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT, render_async
 from probed.plugins import call_each
 
 __all__ = ["DAEMON", "make_app"]
@@ -68,7 +68,7 @@ async def metrics(request: web.Request) -> web.Response:
     """``GET /metrics``: Prometheus text, or OpenMetrics when the scraper asks for it."""
     daemon = request.app[DAEMON]
     openmetrics = "application/openmetrics-text" in request.headers.get("Accept", "")
-    body = render(daemon.store, daemon.type_metrics, daemon.metrics, openmetrics)
+    body = await render_async(daemon.store, daemon.type_metrics, daemon.metrics, openmetrics)
     response = web.Response(body=body)
     response.headers["Content-Type"] = (
         CONTENT_TYPE_OPENMETRICS if openmetrics else CONTENT_TYPE_TEXT

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import ipaddress
 import socket
 import ssl
@@ -66,6 +67,7 @@ def family_for(ip_version: str) -> int:
     return int(_FAMILIES[ip_version])
 
 
+@functools.lru_cache(maxsize=8192)  # called on every run; hosts repeat
 def is_ip_literal(host: str) -> bool:
     """True when ``host`` is an IPv4 or IPv6 address (no resolution needed)."""
     try:
