@@ -101,3 +101,34 @@ def test_format_value() -> None:
     assert format_value(math.inf) == "+Inf"
     assert format_value(math.nan) == "NaN"
     assert format_value(1e20) == "1e+20"
+
+
+async def test_sliced_async_render_equals_the_one_shot_render() -> None:
+    from probed.metrics import DaemonMetrics, render, render_async
+    from probed.state import StateStore
+
+    store = StateStore()
+    states = {f"c{i}": state(f"c{i}") for i in range(7)}
+    store.replace(states)
+    for i, s in enumerate(states.values()):
+        s.record(Result.ok(values={"probed_script_value": float(i)}, timestamp=1.0))
+    daemon = DaemonMetrics(store, lambda: True)
+    sliced = await render_async(store, TYPES, daemon, False, batch=2)
+    whole = render(store, TYPES, daemon, False)
+    strip = [line for line in whole.decode().splitlines() if not line.startswith("process_")]
+    assert [
+        line for line in sliced.decode().splitlines() if not line.startswith("process_")
+    ] == strip
+    assert sliced.decode().count("probed_script_value{") == 7
+
+
+def test_gc_settle_freezes_and_raises_thresholds_in_its_own_process() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import gc; from probed._gc import settle; settle(); "
+        "print(gc.get_freeze_count() > 0, gc.get_threshold()[0])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "50000"]
