@@ -9,9 +9,14 @@ with :func:`gc.freeze` once they exist, and young collections run less often.
 from __future__ import annotations
 
 import gc
-from typing import Final
+import logging
+import pickle
+from typing import Final, TypeVar
 
-__all__ = ["settle"]
+__all__ = ["compact", "settle"]
+
+T = TypeVar("T")
+log = logging.getLogger("probed")
 
 YOUNG_THRESHOLD: Final = 50_000
 OLD_THRESHOLD: Final = 100
@@ -28,3 +33,18 @@ def settle() -> None:
     gc.freeze()
     young, middle, old = gc.get_threshold()
     gc.set_threshold(max(young, YOUNG_THRESHOLD), middle, max(old, OLD_THRESHOLD))
+
+
+def compact(obj: T) -> T:
+    """A copy of ``obj`` allocated in one go, so the original's scattered memory can be freed.
+
+    Loading 10,000 checks interleaves the long-lived specs with a YAML parse tree several
+    times their size; afterwards CPython cannot return the half-empty memory arenas to the
+    system (about 25 MB at 10,000 checks). Copying the result through pickle packs it densely
+    and lets the old arenas go. Anything that cannot be pickled is returned as it is.
+    """
+    try:
+        return pickle.loads(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))  # type: ignore[no-any-return]
+    except Exception:  # a plugin's options model that does not pickle: keep the original
+        log.debug("configuration not compacted", exc_info=True)
+        return obj

@@ -17,13 +17,13 @@ from collections.abc import Callable
 from dataclasses import replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pluggy
 from aiohttp import web
 
 from probed import __version__
-from probed._gc import settle
+from probed._gc import compact, settle
 from probed.check import Check, Result
 from probed.config import LoadResult, load_checks, load_settings
 from probed.errors import ConfigError, ConfigErrors
@@ -40,6 +40,9 @@ from probed.state import CheckState, StateStore
 __all__ = ["Daemon", "embedded_checks_file"]
 
 log = logging.getLogger("probed")
+
+COMPACT_FROM: Final = 1000
+"""Configurations with at least this many checks are compacted after loading (see _gc)."""
 
 
 def embedded_checks_file() -> Path:
@@ -108,13 +111,14 @@ class Daemon:
         discovered: list[tuple[str, Any]] = []
         for plugin, defs in call_each(self.pm, "probed_discover_checks", settings=self.settings):
             discovered.extend((plugin, d) for d in defs or ())
-        return load_checks(
+        loaded = load_checks(
             self.settings,
             self.types,
             previous=self.loaded,
             discovered=discovered,
             extra_files=self._extra_files(),
         )
+        return compact(loaded) if len(loaded.specs) >= COMPACT_FROM else loaded
 
     def apply(self, loaded: LoadResult, *, initial: bool = False) -> None:
         """Make ``loaded`` the running configuration, keeping unchanged checks as they are."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import platform
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Final
 
@@ -20,7 +21,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from probed import __version__
-from probed.exposition import TypeMetrics, assemble, refresh
+from probed.exposition import TypeMetrics, assemble, refresh, release
 from probed.state import StateStore
 
 __all__ = [
@@ -72,6 +73,7 @@ class DaemonMetrics:
 
     def __init__(self, store: StateStore, started: Callable[[], bool]) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
+        self.last_scrape: float | None = None  # monotonic time of the last /metrics render
         reg = self.registry
         build = Gauge(
             "probed_build_info",
@@ -156,11 +158,17 @@ async def render_async(
     A scrape of 10,000 changed checks costs a few hundred milliseconds of CPU; in slices, runs
     that fall due meanwhile start on time instead of waiting for the whole scrape.
     """
+    now = time.monotonic()
+    gap = None if daemon.last_scrape is None else now - daemon.last_scrape
+    daemon.last_scrape = now
     states = list(store)
     caches = []
     for start in range(0, len(states), batch):
         caches.extend(refresh(states[start : start + batch], types))
         if start + batch < len(states):
             await asyncio.sleep(0)
-    checks = assemble(caches, types, openmetrics)
-    return checks.encode() + _daemon_text(daemon, openmetrics)
+    checks = assemble(caches, types, openmetrics).encode()
+    del caches
+    if gap is not None:
+        release(states, gap)
+    return checks + _daemon_text(daemon, openmetrics)

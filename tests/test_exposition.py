@@ -132,3 +132,34 @@ def test_gc_settle_freezes_and_raises_thresholds_in_its_own_process() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "50000"]
+
+
+async def test_lines_of_checks_faster_than_the_scrapes_are_not_kept_between_scrapes() -> None:
+    from probed.metrics import DaemonMetrics, render_async
+    from probed.state import StateStore
+
+    fast = state("fast")  # interval 10 s (make_spec default)
+    store = StateStore()
+    store.replace({"fast": fast})
+    fast.record(Result.ok(timestamp=1.0))
+    daemon = DaemonMetrics(store, lambda: True)
+    first = await render_async(store, TYPES, daemon, False)
+    assert fast._render_cache.core  # first scrape: no gap known, kept
+    daemon.last_scrape -= 15  # the next scrape comes 15 s later: longer than the interval
+    second = await render_async(store, TYPES, daemon, False)
+    assert fast._render_cache.core == []
+    assert b'probed_check_success{check="fast",type="script"} 1' in second
+    third = await render_async(store, TYPES, daemon, False)
+    assert b'probed_check_success{check="fast",type="script"} 1' in third
+    assert first.split(b"\nprocess_")[0] == third.split(b"\nprocess_")[0]
+
+
+def test_compact_copies_picklable_objects_and_keeps_others() -> None:
+    from probed._gc import compact
+
+    spec = make_spec(ScriptCheck, name="x", labels={"a": "b"})
+    copy = compact({"spec": spec})
+    assert copy == {"spec": spec}
+    assert copy["spec"] is not spec
+    unpicklable = {"f": lambda: None}
+    assert compact(unpicklable) is unpicklable
