@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import logging
 import pickle
+from collections.abc import Callable
 from typing import Final, TypeVar
 
 __all__ = ["compact", "settle"]
@@ -35,16 +36,23 @@ def settle() -> None:
     gc.set_threshold(max(young, YOUNG_THRESHOLD), middle, max(old, OLD_THRESHOLD))
 
 
-def compact(obj: T) -> T:
-    """A copy of ``obj`` allocated in one go, so the original's scattered memory can be freed.
+def compact(build: Callable[[], T], worth_it: Callable[[T], bool]) -> T:
+    """Build an object, and if ``worth_it``, return a densely allocated copy of it instead.
 
     Loading 10,000 checks interleaves the long-lived specs with a YAML parse tree several
     times their size; afterwards CPython cannot return the half-empty memory arenas to the
-    system (about 25 MB at 10,000 checks). Copying the result through pickle packs it densely
-    and lets the old arenas go. Anything that cannot be pickled is returned as it is.
+    system. Serialising the result, dropping the original (so its arenas empty out) and
+    deserialising packs it densely: about 25 MB less resident memory at 10,000 checks.
+    Anything that cannot be pickled is returned as built.
     """
+    obj = build()
+    if not worth_it(obj):
+        return obj
     try:
-        return pickle.loads(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))  # type: ignore[no-any-return]
+        blob = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:  # a plugin's options model that does not pickle: keep the original
         log.debug("configuration not compacted", exc_info=True)
         return obj
+    del obj
+    gc.collect()
+    return pickle.loads(blob)  # type: ignore[no-any-return]

@@ -111,14 +111,16 @@ class Daemon:
         discovered: list[tuple[str, Any]] = []
         for plugin, defs in call_each(self.pm, "probed_discover_checks", settings=self.settings):
             discovered.extend((plugin, d) for d in defs or ())
-        loaded = load_checks(
-            self.settings,
-            self.types,
-            previous=self.loaded,
-            discovered=discovered,
-            extra_files=self._extra_files(),
+        return compact(
+            lambda: load_checks(
+                self.settings,
+                self.types,
+                previous=self.loaded,
+                discovered=discovered,
+                extra_files=self._extra_files(),
+            ),
+            lambda loaded: len(loaded.specs) >= COMPACT_FROM,
         )
-        return compact(loaded) if len(loaded.specs) >= COMPACT_FROM else loaded
 
     def apply(self, loaded: LoadResult, *, initial: bool = False) -> None:
         """Make ``loaded`` the running configuration, keeping unchanged checks as they are."""

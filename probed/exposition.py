@@ -158,19 +158,15 @@ class _Prefixes:
         self.spec = spec
         self.ident = identity_labels(spec)
         lb = self.lb = "{" + self.ident
-        self.success = (f"probed_check_success{lb}}} 0\n", f"probed_check_success{lb}}} 1\n")
-        self.up = (f"probed_check_up{lb}}} 0\n", f"probed_check_up{lb}}} 1\n")
-        self.status = {
-            current: "".join(
-                f'probed_check_status{lb},status="{s.label}"}} {1 if s is current else 0}\n'
-                for s in _STATUSES
-            )
-            for current in _STATUSES
-        }
-        self.phases: dict[str, str] = {}
-        self.failures: dict[str, str] = {}
         # %-templates: one C-level format call per block instead of a dozen concatenations.
         esc = lb.replace("%", "%%")
+        self.success = (f"probed_check_success{lb}}} 0\n", f"probed_check_success{lb}}} 1\n")
+        self.up = (f"probed_check_up{lb}}} 0\n", f"probed_check_up{lb}}} 1\n")
+        self.status = "".join(
+            f'probed_check_status{esc},status="{s.label}"}} %s\n' for s in _STATUSES
+        )
+        self.phases: dict[str, str] = {}
+        self.failures: dict[str, str] = {}
         self.buckets = (
             "".join(
                 f'probed_check_duration_seconds_bucket{esc},le="{b}"}} %d\n' for b in _INF_BUCKETS
@@ -189,6 +185,9 @@ class _Prefixes:
             f"probed_check_timeout_seconds{lb}}} {format_value(spec.timeout)}\n",
             f"probed_check_readiness{lb}}} {1 if spec.readiness else 0}\n",
         )
+
+
+_STATUS_FLAGS: Final = {s: tuple("1" if t is s else "0" for t in _STATUSES) for s in _STATUSES}
 
 
 @dataclass(slots=True)
@@ -218,7 +217,7 @@ def _render(state: CheckState, px: _Prefixes, types: TypeMetrics) -> _Cache:
                 parts.append(f"{prefix}{format_value(seconds)}\n")
             core[7] = "".join(parts)
     core[1] = px.up[state.up]
-    core[2] = px.status[state.status]
+    core[2] = px.status % _STATUS_FLAGS[state.status]
     core[3] = px.buckets % (
         *accumulate(state.bucket_counts),
         format_value(state.duration_sum),

@@ -158,8 +158,10 @@ def test_compact_copies_picklable_objects_and_keeps_others() -> None:
     from probed._gc import compact
 
     spec = make_spec(ScriptCheck, name="x", labels={"a": "b"})
-    copy = compact({"spec": spec})
+    copy = compact(lambda: {"spec": spec}, lambda _obj: True)
     assert copy == {"spec": spec}
     assert copy["spec"] is not spec
+    original = {"spec": spec}
+    assert compact(lambda: original, lambda _obj: False) is original
     unpicklable = {"f": lambda: None}
-    assert compact(unpicklable) is unpicklable
+    assert compact(lambda: unpicklable, lambda _obj: True) is unpicklable
