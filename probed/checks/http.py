@@ -27,7 +27,7 @@ from probed.checks._httpclient import (
     fetch,
 )
 from probed.checks._net import IpVersion, family_for
-from probed.checks._tls import TlsOptions, build_context, expiry_verdict
+from probed.checks._tls import TlsOptions, build_context, default_context, expiry_verdict
 
 __all__ = [
     "HTTP_METRICS",
@@ -285,6 +285,9 @@ class HttpCheck(Check[HttpOptions]):
                 ctx = await asyncio.to_thread(build_context, options.tls)
             except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
                 self._tls_error = f"cannot load the TLS configuration: {exc}"
+        if ctx is None and options.follow_redirects:
+            # A redirect to https needs the system CA store: load it here, off the loop.
+            await asyncio.to_thread(default_context)
         self.client = ClientConfig(
             ssl_context=ctx,
             server_name=options.tls.server_name,
