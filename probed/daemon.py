@@ -23,7 +23,7 @@ import pluggy
 from aiohttp import web
 
 from probed import __version__
-from probed._gc import compact, settle
+from probed._gc import compact, return_large_buffers, settle
 from probed.check import Check, Result
 from probed.config import LoadResult, load_checks, load_settings
 from probed.errors import ConfigError, ConfigErrors
@@ -313,6 +313,7 @@ class Daemon:
         self.apply(await asyncio.to_thread(self.load), initial=True)
         if self.tune_gc:
             settle()
+            return_large_buffers()
         await self.notifier.call("probed_startup", settings=self.settings, states=self.store)
 
     async def stop(self) -> None:

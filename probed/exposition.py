@@ -272,8 +272,10 @@ def refresh(states: Iterable[CheckState], types: TypeMetrics) -> list[_Cache]:
     return caches
 
 
-def assemble(caches: Sequence[_Cache], types: TypeMetrics, openmetrics: bool) -> str:
-    """Join rendered caches family by family into one exposition text."""
+def assemble(
+    caches: Sequence[_Cache], types: TypeMetrics, openmetrics: bool, tail: str = ""
+) -> str:
+    """Join rendered caches family by family into one exposition text, then ``tail``."""
     out: list[str] = []
     cores = [c.core for c in caches]
     for index, family in enumerate(CORE_FAMILIES):
@@ -293,6 +295,7 @@ def assemble(caches: Sequence[_Cache], types: TypeMetrics, openmetrics: bool) ->
         if chunks:
             out.append(family.header(openmetrics))
             out.extend(chunks)
+    out.append(tail)
     return "".join(out)
 
 
