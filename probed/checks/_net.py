@@ -141,25 +141,17 @@ async def _fetch_unverified_cert(
             transport.abort()
 
 
-async def open_connection(
-    protocol_factory: Callable[[], ProtoT],
+async def connect_socket(
     host: str,
     port: int,
     *,
     family: int = socket.AF_UNSPEC,
-    ssl_context: ssl.SSLContext | None = None,
-    server_hostname: str | None = None,
     phases: dict[str, float],
-) -> tuple[asyncio.Transport, ProtoT, CertInfo | None]:
-    """Resolve, connect and (with ``ssl_context``) handshake; fill ``phases`` as it goes.
+) -> tuple[socket.socket, int, tuple[Any, ...]]:
+    """Resolve and connect a non-blocking TCP socket; fill ``phases`` (resolve, connect).
 
-    The protocol is connected to the raw TCP transport first and keeps receiving data through
-    the TLS transport after ``start_tls``: one protocol object per connection, no streams.
-
-    :param server_hostname: SNI and verification name (defaults to ``host``).
-    :param phases: dict updated with ``resolve`` (when ``host`` is a name), ``connect``, ``tls``.
-    :return: (transport to use, protocol, peer certificate info or None).
-    :raises ProbeError: for DNS, connect and TLS failures, with ``phases`` attached.
+    :return: the connected socket (the caller closes it), its family and peer address.
+    :raises ProbeError: for DNS and connect failures, with ``phases`` attached.
     """
     loop = asyncio.get_running_loop()
     addrs: list[tuple[int, tuple[Any, ...]]]
@@ -185,14 +177,11 @@ async def open_connection(
 
     t0 = perf_counter()
     last: ProbeError | None = None
-    result: tuple[asyncio.Transport, ProtoT] | None = None
-    fam, addr = addrs[0]
     for fam, addr in addrs:
         sock = socket.socket(fam, socket.SOCK_STREAM)
         try:
             sock.setblocking(False)
             await loop.sock_connect(sock, addr)
-            transport, protocol = await loop.create_connection(protocol_factory, sock=sock)
         except OSError as exc:
             sock.close()
             last = _connect_error(exc, format_addr(addr[0], addr[1]))
@@ -200,13 +189,49 @@ async def open_connection(
         except BaseException:
             sock.close()
             raise
-        result = (transport, protocol)
-        break
+        phases["connect"] = perf_counter() - t0
+        return sock, fam, addr
     phases["connect"] = perf_counter() - t0
-    if result is None:
-        assert last is not None
-        last.phases = phases
-        raise last
+    assert last is not None
+    last.phases = phases
+    raise last
+
+
+async def open_connection(
+    protocol_factory: Callable[[], ProtoT],
+    host: str,
+    port: int,
+    *,
+    family: int = socket.AF_UNSPEC,
+    ssl_context: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+    phases: dict[str, float],
+) -> tuple[asyncio.Transport, ProtoT, CertInfo | None]:
+    """Resolve, connect and (with ``ssl_context``) handshake; fill ``phases`` as it goes.
+
+    The protocol is connected to the raw TCP transport first and keeps receiving data through
+    the TLS transport after ``start_tls``: one protocol object per connection, no streams.
+
+    :param server_hostname: SNI and verification name (defaults to ``host``).
+    :param phases: dict updated with ``resolve`` (when ``host`` is a name), ``connect``, ``tls``.
+    :return: (transport to use, protocol, peer certificate info or None).
+    :raises ProbeError: for DNS, connect and TLS failures, with ``phases`` attached.
+    """
+    loop = asyncio.get_running_loop()
+    sock, fam, addr = await connect_socket(host, port, family=family, phases=phases)
+    t0 = perf_counter()
+    try:
+        result = await loop.create_connection(protocol_factory, sock=sock)
+    except OSError as exc:
+        sock.close()
+        error = _connect_error(exc, format_addr(addr[0], addr[1]))
+        phases["connect"] += perf_counter() - t0
+        error.phases = phases
+        raise error from None
+    except BaseException:
+        sock.close()
+        raise
+    phases["connect"] += perf_counter() - t0
     transport, protocol = result
     if ssl_context is None:
         return transport, protocol, None

@@ -19,7 +19,14 @@ from pydantic import Field, field_validator, model_validator
 
 from probed import hookimpl
 from probed.check import Check, CheckOptions, MetricDef, Reason, Regex, Result, Status
-from probed.checks._net import IpVersion, ProbeError, family_for, format_addr, open_connection
+from probed.checks._net import (
+    IpVersion,
+    ProbeError,
+    connect_socket,
+    family_for,
+    format_addr,
+    open_connection,
+)
 from probed.checks._tls import TlsOptions, build_context, describe_ssl_error, expiry_verdict
 from probed.checks.http import Size
 
@@ -167,6 +174,8 @@ class TcpCheck(Check[TcpOptions]):
         tls = self.options.tls
         loop = asyncio.get_running_loop()
         phases: dict[str, float] = {}
+        if self.ssl_context is None and not self.options.send and not self.expect:
+            return await self._connect_only(phases)
         try:
             transport, proto, cert = await open_connection(
                 lambda: _TcpProtocol(loop),
@@ -211,6 +220,18 @@ class TcpCheck(Check[TcpOptions]):
             phases=phases,
             values=values,
         )
+
+    async def _connect_only(self, phases: dict[str, float]) -> Result:
+        """The plain connect check: a socket, no transport or protocol objects (the fast path)."""
+        try:
+            sock, _, _ = await connect_socket(
+                self.host, self.port, family=self.family, phases=phases
+            )
+        except ProbeError as exc:
+            return Result.fail(exc.reason, f"{self.where}: {exc.detail}", phases=exc.phases)
+        sock.close()
+        total = sum(phases.values()) * 1000
+        return Result(Status.OK, "", f"{self.where}: connected in {total:.1f}ms", phases=phases)
 
     async def _exchange(
         self, transport: asyncio.Transport, proto: _TcpProtocol, phases: dict[str, float]
