@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -200,6 +201,7 @@ class ScrapeFigures:
     size: int
     plain_size: int
     count: int
+    render_median: float | None = None  # daemon-side, from probed_metrics_render_seconds
 
 
 def measure_scrapes(daemon: Daemon, count: int) -> list[ScrapeFigures]:
@@ -212,14 +214,29 @@ def measure_scrapes(daemon: Daemon, count: int) -> list[ScrapeFigures]:
     out = []
     for label, headers in variants:
         times, size, plain = [], 0, 0
-        for _ in range(count):
+        renders: list[float] = []
+        for index in range(count):
             got = scrape(LOOPBACK, daemon.port, headers=headers)
             times.append(got.seconds)
             size = len(got.body)
-            plain = len(gzip.decompress(got.body)) if got.content_encoding == "gzip" else size
+            text = gzip.decompress(got.body) if got.content_encoding == "gzip" else got.body
+            plain = len(text)
+            found = re.search(rb"^probed_metrics_render_seconds ([0-9.e+-]+)$", text, re.M)
+            if found and index > 0:  # each body reports the render before it
+                renders.append(float(found.group(1)))
         if label == "gzip" and size == plain:
             label = "gzip (not compressed by the daemon)"
-        out.append(ScrapeFigures(label, statistics.median(times), max(times), size, plain, count))
+        out.append(
+            ScrapeFigures(
+                label,
+                statistics.median(times),
+                max(times),
+                size,
+                plain,
+                count,
+                statistics.median(renders) if renders else None,
+            )
+        )
     return out
 
 
@@ -428,9 +445,14 @@ def print_load(fig: LoadFigures) -> None:
         size = f"{s.size / 1024:.0f} KiB"
         if s.size != s.plain_size:
             size += f" (from {s.plain_size / 1024:.0f} KiB)"
+        render = (
+            f"; daemon render median {s.render_median * ms:.1f} ms"
+            if s.render_median is not None
+            else ""
+        )
         print(
             f"/metrics {s.label}: median {s.median * ms:.1f} ms, max {s.maximum * ms:.1f} ms "
-            f"over {s.count} scrapes, {size}"
+            f"over {s.count} scrapes, {size}{render}"
         )
     if fig.gc_pauses:
         print(fig.gc_pauses)

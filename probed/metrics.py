@@ -117,6 +117,11 @@ class DaemonMetrics:
             "Due runs waiting for a free slot under max_concurrency.",
             registry=reg,
         )
+        self.render_seconds = Gauge(
+            "probed_metrics_render_seconds",
+            "CPU-side time the previous /metrics response took to render (not sent yet).",
+            registry=reg,
+        )
         self.plugin_errors = Counter(
             "probed_plugin_errors_total",
             "Exceptions and timeouts raised by plugin hooks.",
@@ -159,6 +164,7 @@ async def render_async(
     that fall due meanwhile start on time instead of waiting for the whole scrape.
     """
     now = time.monotonic()
+    started = time.perf_counter()
     gap = None if daemon.last_scrape is None else now - daemon.last_scrape
     daemon.last_scrape = now
     states = list(store)
@@ -173,4 +179,5 @@ async def render_async(
     del caches
     if gap is not None:
         release(states, gap)
+    daemon.render_seconds.set(time.perf_counter() - started)
     return body
