@@ -14,7 +14,7 @@ import pickle
 from collections.abc import Callable
 from typing import Final, TypeVar
 
-__all__ = ["compact", "return_large_buffers", "settle"]
+__all__ = ["compact", "return_large_buffers", "settle", "trim"]
 
 T = TypeVar("T")
 log = logging.getLogger("probed")
@@ -77,3 +77,26 @@ def return_large_buffers(threshold: int = 1 << 20) -> bool:
         return bool(libc.mallopt(M_MMAP_THRESHOLD, threshold))
     except (OSError, AttributeError):
         return False
+
+
+def _libc_trim() -> Callable[[], object] | None:
+    try:
+        import ctypes
+
+        fn = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return lambda: fn(0)
+
+
+_TRIM = _libc_trim()
+
+
+def trim() -> None:
+    """Give free memory in the middle of the C heap back to the system (glibc only).
+
+    Each scrape of many checks re-renders thousands of text fragments; the freed ones leave
+    holes in the heap that glibc keeps resident. ``malloc_trim`` releases those pages.
+    """
+    if _TRIM is not None:
+        _TRIM()

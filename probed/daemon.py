@@ -23,7 +23,7 @@ import pluggy
 from aiohttp import web
 
 from probed import __version__
-from probed._gc import compact, return_large_buffers, settle
+from probed._gc import compact, return_large_buffers, settle, trim
 from probed.check import Check, Result
 from probed.config import LoadResult, load_checks, load_settings
 from probed.errors import ConfigError, ConfigErrors
@@ -67,6 +67,7 @@ class Daemon:
         # Freezing long-lived objects is for a process the daemon owns (``probed run``), not
         # for an embedding application or a test session.
         self.tune_gc = tune_gc
+        self._trim_pending = False
         self.types: dict[str, CheckTypeInfo] = check_types(pm)
         self.type_metrics = TypeMetrics(
             (name, info.cls.metrics) for name, info in self.types.items()
@@ -268,6 +269,18 @@ class Daemon:
             )
         if self._notify_results:
             self.notifier.fire("probed_check_result", spec=job.spec, result=result)
+
+    def after_scrape(self) -> None:
+        """Trim the C heap shortly after a scrape of a large daemon (``probed run`` only)."""
+        if not self.tune_gc or len(self.jobs) < COMPACT_FROM or self._trim_pending:
+            return
+        self._trim_pending = True
+
+        def run() -> None:
+            self._trim_pending = False
+            trim()
+
+        asyncio.get_running_loop().call_later(2.0, run)
 
     # -- lifecycle ----------------------------------------------------------------------------
 

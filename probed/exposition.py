@@ -131,112 +131,74 @@ class TypeMetrics:
                     self.labels[metric.name] = metric.labels
 
 
-class _Prefixes:
-    """Everything about a check's lines that only changes with its spec, built once.
-
-    Rendering a changed state then only appends numbers to these prefixes.
-    """
-
-    __slots__ = (
-        "buckets",
-        "failures",
-        "ident",
-        "last_run",
-        "lb",
-        "phases",
-        "runs",
-        "skipped",
-        "spec",
-        "state_changes",
-        "static",
-        "status",
-        "success",
-        "up",
-    )
-
-    def __init__(self, spec: CheckSpec) -> None:
-        self.spec = spec
-        self.ident = identity_labels(spec)
-        lb = self.lb = "{" + self.ident
-        # %-templates: one C-level format call per block instead of a dozen concatenations.
-        esc = lb.replace("%", "%%")
-        self.success = (f"probed_check_success{lb}}} 0\n", f"probed_check_success{lb}}} 1\n")
-        self.up = (f"probed_check_up{lb}}} 0\n", f"probed_check_up{lb}}} 1\n")
-        self.status = "".join(
-            f'probed_check_status{esc},status="{s.label}"}} %s\n' for s in _STATUSES
-        )
-        self.phases: dict[str, str] = {}
-        self.failures: dict[str, str] = {}
-        self.buckets = (
-            "".join(
-                f'probed_check_duration_seconds_bucket{esc},le="{b}"}} %d\n' for b in _INF_BUCKETS
-            )
-            + f"probed_check_duration_seconds_sum{esc}}} %s\n"
-            + f"probed_check_duration_seconds_count{esc}}} %d\n"
-        )
-        self.runs = "".join(
-            f'probed_check_runs_total{esc},result="{s.label}"}} %d\n' for s in _STATUSES
-        )
-        self.last_run = f"probed_check_last_run_timestamp_seconds{lb}}} "
-        self.state_changes = f"probed_check_state_changes_total{lb}}} "
-        self.skipped = f"probed_check_skipped_runs_total{lb}}} "
-        self.static = (
-            f"probed_check_interval_seconds{lb}}} {format_value(spec.interval)}\n",
-            f"probed_check_timeout_seconds{lb}}} {format_value(spec.timeout)}\n",
-            f"probed_check_readiness{lb}}} {1 if spec.readiness else 0}\n",
-        )
-
-
+# Module-wide %-templates, filled with the check's label block (``lb``) and its numbers: one
+# C-level format call per block, and no per-check copies of the templates (memory matters
+# more than the few per cent of CPU that per-check prefixes would save).
+_STATUS_T: Final = "".join(f'probed_check_status%s,status="{s.label}"}} %s\n' for s in _STATUSES)
+_BUCKETS_T: Final = (
+    "".join(f'probed_check_duration_seconds_bucket%s,le="{b}"}} %d\n' for b in _INF_BUCKETS)
+    + "probed_check_duration_seconds_sum%s} %s\n"
+    + "probed_check_duration_seconds_count%s} %d\n"
+)
+_RUNS_T: Final = "".join(f'probed_check_runs_total%s,result="{s.label}"}} %d\n' for s in _STATUSES)
 _STATUS_FLAGS: Final = {s: tuple("1" if t is s else "0" for t in _STATUSES) for s in _STATUSES}
+_BUCKET_ARGS: Final = 2 * len(_INF_BUCKETS) + 4
 
 
 @dataclass(slots=True)
 class _Cache:
+    """A check's rendered lines, by core family and by type-specific family."""
+
     version: int
-    prefixes: _Prefixes
+    spec: CheckSpec
+    lb: str  # "{" + identity labels, without the closing brace
+    static: tuple[str, str, str]  # interval, timeout and readiness lines: change with the spec
     core: list[str]
     extra: dict[str, str]
 
 
-def _render(state: CheckState, px: _Prefixes, types: TypeMetrics) -> _Cache:
-    last = state.last
-    lb = px.lb
-    core = ["", "", "", "", "", "", "", "", "", "", *px.static]
-    if last is not None:
-        core[0] = px.success[last.status.passed]
-        core[6] = f"{px.last_run}{last.timestamp!r}\n"
-        if last.phases:
-            phase_px = px.phases
-            parts = []
-            for phase, seconds in last.phases.items():
-                prefix = phase_px.get(phase)
-                if prefix is None:
-                    prefix = phase_px[phase] = (
-                        f'probed_check_phase_duration_seconds{lb},phase="{escape_label(phase)}"}} '
-                    )
-                parts.append(f"{prefix}{format_value(seconds)}\n")
-            core[7] = "".join(parts)
-    core[1] = px.up[state.up]
-    core[2] = px.status % _STATUS_FLAGS[state.status]
-    core[3] = px.buckets % (
-        *accumulate(state.bucket_counts),
-        format_value(state.duration_sum),
-        state.duration_count,
+def _static_lines(spec: CheckSpec, lb: str) -> tuple[str, str, str]:
+    return (
+        f"probed_check_interval_seconds{lb}}} {format_value(spec.interval)}\n",
+        f"probed_check_timeout_seconds{lb}}} {format_value(spec.timeout)}\n",
+        f"probed_check_readiness{lb}}} {1 if spec.readiness else 0}\n",
     )
-    core[4] = px.runs % tuple(state.runs)
+
+
+def _render(state: CheckState, lb: str, static: tuple[str, str, str], types: TypeMetrics) -> _Cache:
+    last = state.last
+    core = [""] * _N_CORE
+    if last is not None:
+        core[0] = f"probed_check_success{lb}}} {1 if last.status.passed else 0}\n"
+        core[6] = f"probed_check_last_run_timestamp_seconds{lb}}} {last.timestamp!r}\n"
+        if last.phases:
+            core[7] = "".join(
+                [
+                    f'probed_check_phase_duration_seconds{lb},phase="{escape_label(p)}"}} '
+                    f"{format_value(v)}\n"
+                    for p, v in last.phases.items()
+                ]
+            )
+    core[1] = f"probed_check_up{lb}}} {1 if state.up else 0}\n"
+    flags = _STATUS_FLAGS[state.status]
+    core[2] = _STATUS_T % (lb, flags[0], lb, flags[1], lb, flags[2], lb, flags[3])
+    args: list[object] = [lb] * _BUCKET_ARGS
+    args[1 : 2 * len(_INF_BUCKETS) : 2] = accumulate(state.bucket_counts)
+    args[-3] = format_value(state.duration_sum)
+    args[-1] = state.duration_count
+    core[3] = _BUCKETS_T % tuple(args)
+    runs = state.runs
+    core[4] = _RUNS_T % (lb, runs[0], lb, runs[1], lb, runs[2], lb, runs[3])
     if state.failures:
-        fail_px = px.failures
-        parts = []
-        for reason, count in state.failures.items():
-            prefix = fail_px.get(reason)
-            if prefix is None:
-                prefix = fail_px[reason] = (
-                    f'probed_check_failures_total{lb},reason="{escape_label(reason)}"}} '
-                )
-            parts.append(f"{prefix}{count}\n")
-        core[5] = "".join(parts)
-    core[8] = f"{px.state_changes}{state.state_changes}\n"
-    core[9] = f"{px.skipped}{state.skipped_runs}\n"
+        core[5] = "".join(
+            [
+                f'probed_check_failures_total{lb},reason="{escape_label(r)}"}} {n}\n'
+                for r, n in state.failures.items()
+            ]
+        )
+    core[8] = f"probed_check_state_changes_total{lb}}} {state.state_changes}\n"
+    core[9] = f"probed_check_skipped_runs_total{lb}}} {state.skipped_runs}\n"
+    core[10:13] = static
 
     extra: dict[str, str] = {}
     if last is not None:
@@ -255,7 +217,7 @@ def _render(state: CheckState, px: _Prefixes, types: TypeMetrics) -> _Cache:
                 extra.get(sample.name, "")
                 + f"{sample.name}{lb}{pairs}}} {format_value(sample.value)}\n"
             )
-    return _Cache(state.version, px, core, extra)
+    return _Cache(state.version, state.spec, lb, static, core, extra)
 
 
 def refresh(states: Iterable[CheckState], types: TypeMetrics) -> list[_Cache]:
@@ -265,8 +227,12 @@ def refresh(states: Iterable[CheckState], types: TypeMetrics) -> list[_Cache]:
     for state in states:
         cache = state._render_cache
         if not isinstance(cache, _Cache) or cache.version != state.version:
-            px = cache.prefixes if isinstance(cache, _Cache) else _Prefixes(state.spec)
-            cache = _render(state, px, types)
+            if isinstance(cache, _Cache) and cache.spec is state.spec:
+                lb, static = cache.lb, cache.static
+            else:
+                lb = "{" + identity_labels(state.spec)
+                static = _static_lines(state.spec, lb)
+            cache = _render(state, lb, static, types)
             state._render_cache = cache
         append(cache)
     return caches

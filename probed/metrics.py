@@ -36,8 +36,6 @@ CONTENT_TYPE_TEXT: Final = "text/plain; version=0.0.4; charset=utf-8"
 CONTENT_TYPE_OPENMETRICS: Final = om_exposition.CONTENT_TYPE_LATEST
 
 RENDER_BATCH: Final = 500
-KEEP_LINES_ABOVE: Final = 60.0
-"""Rendered lines are cached between scrapes only for checks with a longer interval."""
 LAG_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -179,8 +177,7 @@ async def render_async(
     tail = _daemon_text(daemon, openmetrics).decode()
     body = assemble(caches, types, openmetrics, tail).encode()
     del caches
-    # Lines of checks that run at least every minute, or between two scrapes, would be stale
-    # by the next scrape anyway: keeping them only costs memory (~3 KiB a check).
-    release(states, max(gap or 0.0, KEEP_LINES_ABOVE))
+    if gap is not None:  # lines that change between every two scrapes are not worth keeping
+        release(states, gap)
     daemon.render_seconds.set(time.perf_counter() - started)
     return body

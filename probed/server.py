@@ -69,6 +69,7 @@ async def metrics(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON]
     openmetrics = "application/openmetrics-text" in request.headers.get("Accept", "")
     body = await render_async(daemon.store, daemon.type_metrics, daemon.metrics, openmetrics)
+    daemon.after_scrape()
     response = web.Response(body=body)
     response.headers["Content-Type"] = (
         CONTENT_TYPE_OPENMETRICS if openmetrics else CONTENT_TYPE_TEXT

@@ -139,13 +139,13 @@ def test_gc_settle_freezes_and_raises_thresholds_in_its_own_process() -> None:
     assert out.stdout.split() == ["True", "50000", "True"]  # glibc here
 
 
-async def test_lines_are_kept_between_scrapes_only_for_slow_checks() -> None:
+async def test_lines_of_checks_faster_than_the_scrapes_are_not_kept_between_scrapes() -> None:
     from dataclasses import replace
 
     from probed.metrics import DaemonMetrics, render_async
     from probed.state import StateStore
 
-    fast = state("fast")  # interval 10 s (make_spec default): stale by the next scrape
+    fast = state("fast")  # interval 10 s (make_spec default)
     slow = CheckState(replace(make_spec(ScriptCheck, name="slow"), interval=300.0))
     store = StateStore()
     store.replace({"fast": fast, "slow": slow})
@@ -153,12 +153,14 @@ async def test_lines_are_kept_between_scrapes_only_for_slow_checks() -> None:
         s.record(Result.ok(timestamp=1.0))
     daemon = DaemonMetrics(store, lambda: True)
     first = await render_async(store, TYPES, daemon, False)
+    assert fast._render_cache.core  # first scrape: the gap is unknown, everything kept
+    assert daemon.last_scrape is not None
+    daemon.last_scrape -= 15  # the next scrape 15 s later: longer than fast's interval
+    second = await render_async(store, TYPES, daemon, False)
     assert fast._render_cache.core == []
     assert slow._render_cache.core
-    daemon.last_scrape -= 400  # a scrape gap longer than even the slow check's interval
-    second = await render_async(store, TYPES, daemon, False)
-    assert slow._render_cache.core == []
-    for body in (first, second):
+    third = await render_async(store, TYPES, daemon, False)
+    for body in (first, second, third):
         assert b'probed_check_success{check="fast",type="script"} 1' in body
         assert b'probed_check_success{check="slow",type="script"} 1' in body
 
