@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,54 +23,19 @@ from probed.checks._db_common import SecretUrl, redact
 from probed.checks.postgres import PostgresCheck, PostgresOptions
 from probed.runner import execute
 from probed.testing import make_spec, run_check
+from tests.servers._stub import silent, stub_server
 from tests.servers._util import free_port
 from tests.servers.postgres import PG_PASSWORD, PostgresServer
 
 pytestmark = pytest.mark.services
 
 WRONG_PASSWORD = "Wr0ng-Pass#word"
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
 def assert_no_secret(result: Result, *secrets: str) -> None:
     for secret in (PG_PASSWORD, WRONG_PASSWORD, *secrets):
         assert secret not in result.message
         assert secret not in repr(result)
-
-
-@asynccontextmanager
-async def stub_server(handler: Handler) -> AsyncIterator[int]:
-    """A loopback TCP server running ``handler`` per connection; yields its port."""
-    writers: list[asyncio.StreamWriter] = []
-    done: list[asyncio.Event] = []
-
-    async def wrapped(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writers.append(writer)
-        finished = asyncio.Event()
-        done.append(finished)
-        try:
-            await handler(reader, writer)
-        except ConnectionError:
-            pass
-        finally:
-            writer.close()
-            finished.set()
-
-    server = await asyncio.start_server(wrapped, "127.0.0.1", 0)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
-        for writer in writers:
-            writer.close()  # the handler's reader sees EOF and returns
-        async with asyncio.timeout(5):
-            for finished in done:
-                await finished.wait()
-        await server.wait_closed()
-
-
-async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await reader.read()  # accept, never answer, wait for the client to go away
 
 
 async def junk(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

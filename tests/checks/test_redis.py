@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from probed.check import Result, Sample, Status
 from probed.checks.redis import RedisCheck, RedisOptions
 from probed.runner import execute
 from probed.testing import make_spec, run_check
+from tests.servers._stub import Handler, silent, stub_server
 from tests.servers._util import free_port
 from tests.servers.redis import (
     REDIS_ACL_PASSWORD,
@@ -34,7 +34,6 @@ from tests.servers.redis import (
 pytestmark = pytest.mark.services
 
 WRONG_PASSWORD = "Wr0ng-Redis#pw"
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
 def assert_no_secret(result: Result) -> None:
@@ -47,37 +46,6 @@ def info_samples(result: Result) -> dict[str, float]:
     return {s.labels[0]: s.value for s in result.samples if s.name == "probed_redis_info"}
 
 
-@asynccontextmanager
-async def stub_server(handler: Handler) -> AsyncIterator[int]:
-    """A loopback TCP server running ``handler`` per connection; yields its port."""
-    writers: list[asyncio.StreamWriter] = []
-    done: list[asyncio.Event] = []
-
-    async def wrapped(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writers.append(writer)
-        finished = asyncio.Event()
-        done.append(finished)
-        try:
-            await handler(reader, writer)
-        except ConnectionError:
-            pass
-        finally:
-            writer.close()
-            finished.set()
-
-    server = await asyncio.start_server(wrapped, "127.0.0.1", 0)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
-        for writer in writers:
-            writer.close()  # the handler's reader sees EOF and returns
-        async with asyncio.timeout(5):
-            for finished in done:
-                await finished.wait()
-        await server.wait_closed()
-
-
 def replying(reply: bytes) -> Handler:
     """A handler that answers every command it receives with ``reply`` (a RESP frame or junk)."""
 
@@ -87,10 +55,6 @@ def replying(reply: bytes) -> Handler:
             await writer.drain()
 
     return handler
-
-
-async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await reader.read()  # accept, never answer, wait for the client to go away
 
 
 # --- target up -------------------------------------------------------------------------------
