@@ -217,6 +217,16 @@ class Check(ABC, Generic[OptionsT]):
         self.spec = spec
         self.options: OptionsT = spec.options  # type: ignore[assignment]
 
+    @classmethod
+    def timing_problem(cls, options: Any, interval: float, timeout: float) -> str | None:
+        """Why ``options`` cannot work within the check's ``timeout``/``interval``, or None.
+
+        ``probed validate`` and every (re)load report the answer as an error on ``timeout``,
+        so a check that could never pass is caught before it runs. Override when options
+        imply a minimum run time (a measurement window, a number of packets).
+        """
+        return None
+
     async def setup(self) -> None:
         """Prepare once before the first run (optional)."""
 

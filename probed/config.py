@@ -213,6 +213,11 @@ def validate_check(
     else:
         timeout = min(defaults.timeout, _TIMEOUT_SHARE * interval)
 
+    if info is not None and options is not None:
+        timing = info.cls.timing_problem(options, interval, timeout)
+        if timing is not None:
+            problems.append((("timeout",), timing))
+
     kept = [
         (loc, msg) for loc, msg in problems if not any(loc[: len(f)] == tuple(f) for f in failed)
     ]

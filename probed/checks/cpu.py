@@ -68,6 +68,16 @@ class CpuCheck(Check[CpuOptions]):
         ),
     )
 
+    @classmethod
+    def timing_problem(cls, options: Any, interval: float, timeout: float) -> str | None:
+        """The measurement window must end before the check's timeout."""
+        if options.window >= timeout:
+            return (
+                f"cpu window {format_duration(options.window)} is not shorter than the check "
+                f"timeout {format_duration(timeout)}; lower window or raise timeout"
+            )
+        return None
+
     async def run(self) -> Result:
         """Sample CPU times twice ``window`` apart, read the load, compare with the limits."""
         opts = self.options

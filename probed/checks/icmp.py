@@ -128,6 +128,11 @@ class IcmpCheck(Check[IcmpOptions]):
         MetricDef("probed_icmp_packets_received", "Echo replies received in the last run."),
     )
 
+    @classmethod
+    def timing_problem(cls, options: Any, interval: float, timeout: float) -> str | None:
+        """The echo requests and the last reply wait must fit in the check's timeout."""
+        return timing_problem(options, timeout)
+
     def __init__(self, spec: CheckSpec) -> None:
         super().__init__(spec)
         self._timing = timing_problem(self.options, spec.timeout)
