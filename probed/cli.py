@@ -373,12 +373,29 @@ def _register_plugin_commands() -> None:
     pm.hook.probed_register_commands(cli=cli)
 
 
+def _value_options() -> set[str]:
+    """Every option name, on any command, that takes a value (so its value is skipped)."""
+    names: set[str] = set()
+    for command in (cli, *cli.commands.values()):
+        for param in command.params:
+            if isinstance(param, click.Option) and not param.is_flag:
+                names.update(param.opts)
+    return names
+
+
 def _default_to_run(argv: list[str]) -> list[str]:
     """``probed`` and ``probed --opt ...`` mean ``probed run ...``."""
-    if any(arg in cli.commands for arg in argv) or any(
-        arg in ("-h", "--help", "--version") for arg in argv
-    ):
-        return argv
+    takes_value = _value_options()
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("-h", "--help", "--version"):
+            return argv
+        elif arg.startswith("-"):
+            skip = "=" not in arg and arg in takes_value
+        else:
+            return argv if arg in cli.commands else ["run", *argv]
     return ["run", *argv]
 
 

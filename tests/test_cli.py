@@ -333,3 +333,13 @@ def test_shipped_examples_validate_and_cover_every_check_type() -> None:
     loaded = load_checks(settings, types)
     assert not loaded.errors
     assert {spec.type for spec in loaded.specs.values()} >= set(types)
+
+
+def test_options_without_a_command_mean_run_even_when_a_value_names_a_command() -> None:
+    from probed.cli import _default_to_run
+
+    assert _default_to_run([]) == ["run"]
+    assert _default_to_run(["--checks-dir", "plugins"]) == ["run", "--checks-dir", "plugins"]
+    assert _default_to_run(["--plugins-dir", "plugins", "validate"])[-1] == "validate"
+    assert _default_to_run(["validate", "--checks-dir", "x"])[0] == "validate"
+    assert _default_to_run(["--version"]) == ["--version"]
