@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import click
 import pluggy
@@ -25,6 +25,15 @@ from probed.settings import Settings
 __all__ = ["cli", "main"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+PLUGINS_DIR_OPTION: Final = click.option(
+    "--plugins-dir",
+    "plugins_dirs",
+    envvar="PROBED_PLUGINS_DIR",
+    multiple=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory of one-file plugins (repeatable).",
+)
 
 _CONFIG_OPTIONS: list[Callable[[F], F]] = [
     click.option(
@@ -42,14 +51,7 @@ _CONFIG_OPTIONS: list[Callable[[F], F]] = [
         type=click.Path(file_okay=False, path_type=Path),
         help="Directory of *.yaml check files (repeatable).",
     ),
-    click.option(
-        "--plugins-dir",
-        "plugins_dirs",
-        envvar="PROBED_PLUGINS_DIR",
-        multiple=True,
-        type=click.Path(file_okay=False, path_type=Path),
-        help="Directory of one-file plugins (repeatable).",
-    ),
+    PLUGINS_DIR_OPTION,
     click.option(
         "--disable-plugin",
         "disabled_plugins",
@@ -291,13 +293,7 @@ def gate(
 @click.option(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
-@click.option(
-    "--plugins-dir",
-    "plugins_dirs",
-    envvar="PROBED_PLUGINS_DIR",
-    multiple=True,
-    type=click.Path(file_okay=False, path_type=Path),
-)
+@PLUGINS_DIR_OPTION
 @click.option("--disable-plugin", "disabled", envvar="PROBED_DISABLE_PLUGIN", multiple=True)
 def plugins(fmt: str, plugins_dirs: tuple[Path, ...], disabled: tuple[str, ...]) -> None:
     """List every plugin and check type: where it came from and its version."""
@@ -343,13 +339,7 @@ def plugins(fmt: str, plugins_dirs: tuple[Path, ...], disabled: tuple[str, ...])
 
 
 @cli.command()
-@click.option(
-    "--plugins-dir",
-    "plugins_dirs",
-    envvar="PROBED_PLUGINS_DIR",
-    multiple=True,
-    type=click.Path(file_okay=False, path_type=Path),
-)
+@PLUGINS_DIR_OPTION
 def schema(plugins_dirs: tuple[Path, ...]) -> None:
     """Print the JSON Schema of a checks file (for editors and CI linting)."""
     from probed.config import check_file_schema
