@@ -27,10 +27,19 @@ import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pydantic import ByteSize, Field, field_validator, model_validator
+from pydantic import ByteSize, Field, model_validator
 
-from probed import Check, CheckOptions, MetricDef, Reason, Result, hookimpl
-from probed._durations import Duration, format_duration
+from probed import (
+    AbsolutePath,
+    Check,
+    CheckOptions,
+    Duration,
+    MetricDef,
+    Reason,
+    Result,
+    format_duration,
+    hookimpl,
+)
 
 __version__ = "1.0.0"
 
@@ -38,7 +47,9 @@ __version__ = "1.0.0"
 class FileAgeOptions(CheckOptions):
     """Options of ``type: file_age``."""
 
-    path: str = Field(description="a file, or a glob such as /backups/db-*.sql.gz ('**' recurses)")
+    path: AbsolutePath = Field(
+        description="a file, or a glob such as /backups/db-*.sql.gz ('**' recurses)"
+    )
     max_age: Duration = Field(description="fail when the newest file is older than this")
     warn_age: Duration | None = Field(
         default=None, description="warn when the newest file is older than this (below max_age)"
@@ -46,16 +57,6 @@ class FileAgeOptions(CheckOptions):
     min_size: ByteSize = Field(
         default=ByteSize(1), ge=0, description="fail when the newest file is smaller (bytes)"
     )
-
-    @field_validator("path")
-    @classmethod
-    def _absolute(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError(
-                f"path must be absolute (start with /), got {value!r}: the daemon's working "
-                "directory is not a stable reference"
-            )
-        return value
 
     @model_validator(mode="after")
     def _tiers(self) -> FileAgeOptions:

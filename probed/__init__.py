@@ -6,7 +6,17 @@ Plugin authors import only from here::
 """
 
 from probed._durations import Duration, format_duration, parse_duration
-from probed.check import Check, CheckOptions, MetricDef, Reason, Regex, Result, Sample, Status
+from probed.check import (
+    AbsolutePath,
+    Check,
+    CheckOptions,
+    MetricDef,
+    Reason,
+    Regex,
+    Result,
+    Sample,
+    Status,
+)
 from probed.errors import ConfigError, ConfigErrors, PluginError, ProbedError
 from probed.hookspecs import hookimpl
 from probed.spec import CheckSpec
@@ -14,6 +24,7 @@ from probed.spec import CheckSpec
 __version__ = "0.1.0"
 
 __all__ = [
+    "AbsolutePath",
     "Check",
     "CheckOptions",
     "CheckSpec",

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from probed.spec import CheckSpec
 
 __all__ = [
+    "AbsolutePath",
     "Check",
     "CheckOptions",
     "MetricDef",
@@ -178,6 +179,19 @@ def _valid_regex(value: str) -> str:
 
 Regex = Annotated[str, AfterValidator(_valid_regex)]
 """An option holding a regular expression, rejected at validation time if it does not compile."""
+
+
+def _absolute_path(value: str) -> str:
+    if not value.startswith("/"):
+        raise ValueError(
+            f"path must be absolute (start with /), got {value!r}: the daemon's working "
+            "directory is not a stable reference"
+        )
+    return value
+
+
+AbsolutePath = Annotated[str, AfterValidator(_absolute_path)]
+"""An option holding an absolute filesystem path (or glob): relative ones are rejected."""
 
 
 class CheckOptions(BaseModel):

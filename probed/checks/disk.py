@@ -10,10 +10,10 @@ import asyncio
 import errno
 from typing import Any, ClassVar
 
-from pydantic import field_validator, model_validator
+from pydantic import model_validator
 
 from probed import hookimpl
-from probed.check import Check, CheckOptions, MetricDef, Reason, Result, Status
+from probed.check import AbsolutePath, Check, CheckOptions, MetricDef, Reason, Result, Status
 from probed.checks._host import HostUnsupportedError, read_disk_usage
 from probed.checks._thresholds import (
     Bytes,
@@ -33,23 +33,13 @@ class DiskOptions(CheckOptions):
     """Options of ``type: disk``. Percent limits are exceeded when use goes *above* them,
     byte limits when free space falls *below* them; ``null`` switches a level off."""
 
-    path: str = "/"
+    path: AbsolutePath = "/"
     warn_used_percent: Percent | None = 80.0
     fail_used_percent: Percent | None = 90.0
     warn_free_bytes: Bytes | None = None
     fail_free_bytes: Bytes | None = None
     warn_inodes_used_percent: Percent | None = 80.0
     fail_inodes_used_percent: Percent | None = 90.0
-
-    @field_validator("path")
-    @classmethod
-    def _absolute(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError(
-                f"path must be absolute (start with /), got {value!r}: the daemon's working "
-                "directory is not a stable reference"
-            )
-        return value
 
     @model_validator(mode="after")
     def _ordered(self) -> DiskOptions:
