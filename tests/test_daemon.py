@@ -199,9 +199,13 @@ async def test_api_lists_checks_and_one_check_with_history(tmp_path: Path) -> No
         assert check["name"] == "api-check" and check["status"] == "ok" and check["up"]
         assert check["labels"] == {"team": "core"}
         assert check["last_result"]["values"] == {"probed_script_value": 42.0}
+        await r.runs("api-check", 2)
         status, body, _ = await r.get("/api/v1/checks/api-check")
         one = json.loads(body)
-        assert one["options"]["mode"] == "ok" and len(one["history"]) >= 1
+        assert one["options"]["mode"] == "ok"
+        # newest first, one entry per run (up to the history size)
+        assert len(one["history"]) == min(one["runs"], 10) >= 1
+        assert one["history"][0]["status"] == "ok" and one["history"][0]["time"]
         status, body, _ = await r.get("/api/v1/checks/nope")
         assert status == 404 and "nope" in json.loads(body)["error"]
 
@@ -218,6 +222,7 @@ async def test_reload_keeps_state_and_schedule_of_unchanged_checks(tmp_path: Pat
         await r.runs("keep", 3)
         state_before = r.state("keep")
         job_before = r.daemon.jobs["keep"]
+        runs_before = sum(state_before.runs)
         write(
             tmp_path / "b.yaml",
             """
@@ -230,8 +235,18 @@ async def test_reload_keeps_state_and_schedule_of_unchanged_checks(tmp_path: Pat
         assert json.loads(body)["checks"] == 2
         assert r.state("keep") is state_before
         assert r.daemon.jobs["keep"] is job_before
-        assert sum(state_before.runs) >= 3
         await r.runs("added", 1)
+        # The kept check goes on counting from where it was: its run counter in /metrics
+        # is not reset by the reload and keeps growing.
+        await r.runs("keep", runs_before + 2)
+        _, metrics, _ = await r.get("/metrics")
+        runs_total = sum(
+            s.value
+            for f in text_string_to_metric_families(metrics)
+            for s in f.samples
+            if s.name == "probed_check_runs_total" and s.labels["check"] == "keep"
+        )
+        assert runs_total >= runs_before + 2
 
 
 async def test_reload_with_invalid_file_keeps_last_good_version_and_reports(
