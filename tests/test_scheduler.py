@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
+
+import pytest
 
 from probed import Status
 from probed.scheduler import phase_fraction
@@ -122,7 +125,9 @@ async def test_concurrency_bound_is_respected(tmp_path: Path) -> None:
     GATES.clear()
 
 
-async def test_state_transition_is_logged_and_notified(tmp_path: Path) -> None:
+async def test_state_transition_is_logged_and_notified(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     from tests.fakes import Recorder
 
     recorder = Recorder()
@@ -133,6 +138,7 @@ async def test_state_transition_is_logged_and_notified(tmp_path: Path) -> None:
           - {name: flip, type: script, interval: 50ms, timeout: 40ms, failure_threshold: 1}
         """,
     )
+    caplog.set_level(logging.INFO, logger="probed")
     async with running_daemon(
         tmp_path, builtins=BUILTINS, plugins=[*SCRIPT, ("recorder", recorder)]
     ) as r:
@@ -142,4 +148,18 @@ async def test_state_transition_is_logged_and_notified(tmp_path: Path) -> None:
         await wait_for(lambda: ("flip", Status.OK, Status.FAIL) in recorder.transitions, 5)
         assert ("flip", Status.UNKNOWN, Status.OK) in recorder.transitions
         assert any(name == "flip" for name, _ in recorder.results)
+    # what the daemon logged: one INFO record per transition, with structured fields
+    changes = [
+        (record.levelno, record.getMessage(), record.fields)  # type: ignore[attr-defined]
+        for record in caplog.records
+        if getattr(record, "fields", {}).get("event") == "check_state_changed"
+    ]
+    assert [(fields["old"], fields["new"]) for _, _, fields in changes] == [
+        ("unknown", "ok"),
+        ("ok", "fail"),
+    ]
+    level, message, fields = changes[-1]
+    assert level == logging.INFO
+    assert message == "check flip is now fail (was ok): it failed"
+    assert {"check": "flip", "type": "script", "reason": "assertion"}.items() <= fields.items()
     CONTROL.clear()
