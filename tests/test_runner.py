@@ -1,0 +1,229 @@
+"""The runner's contracts with plugin code: setup failures and hangs (retried), the message cap,
+a run() returning something that is not a Result, and unbounded reasons becoming ``other``.
+
+Each contract is checked where the runner enforces it (``probed.runner.execute``) and where a
+user sees it (the running daemon's API and metrics).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from probed import runner
+from probed.check import Status
+from probed.plugins import get_plugin_manager
+from probed.spec import CheckSpec
+from tests.harness import running_daemon, wait_for, write
+
+PLUGINS = Path(__file__).parent / "data" / "plugins"
+
+
+def outcome_type() -> Any:
+    """The ``outcome`` check class, loaded through the plugin loader like any drop-in."""
+    from probed.plugins import check_types
+
+    pm = get_plugin_manager(builtins=(), plugins_dirs=[PLUGINS], entry_points=False)
+    return check_types(pm)["outcome"].cls
+
+
+def outcome(timeout: float = 1.0, **options: Any) -> Any:
+    cls = outcome_type()
+    spec = CheckSpec(
+        name="c",
+        type="outcome",
+        interval=timeout * 2,
+        timeout=timeout,
+        options=cls.options_model.model_validate(options),
+    )
+    return cls(spec)
+
+
+# -- setup() ----------------------------------------------------------------------------------
+
+
+async def test_setup_that_raises_is_a_failed_run_with_reason_exception_and_is_retried() -> None:
+    check = outcome(setup="raise", setup_failures=2)
+    first = await runner.execute(check, 1.0)
+    assert first.status is Status.FAIL and first.reason == "exception"
+    assert first.message == "setup failed: ConnectionError: setup attempt 1 refused"
+    assert check.run_calls == 0, "run() must not be called when setup() failed"
+    assert first.timestamp > 0
+
+    second = await runner.execute(check, 1.0)
+    assert second.status is Status.FAIL and "setup attempt 2 refused" in second.message
+
+    third = await runner.execute(check, 1.0)
+    assert third.status is Status.OK and third.message == "ok after 3 setup call(s)"
+    fourth = await runner.execute(check, 1.0)
+    assert fourth.status is Status.OK
+    assert check.setup_calls == 3, "a setup() that succeeded is not called again"
+    assert check.run_calls == 2
+
+
+async def test_setup_that_hangs_is_cancelled_at_its_budget_and_retried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The real budget is SETUP_TIMEOUT (10 s) or the check's timeout if longer; shortened here,
+    # and the daemon-level test below uses the real one.
+    monkeypatch.setattr(runner, "SETUP_TIMEOUT", 0.2)
+    check = outcome(timeout=0.1, setup="hang", setup_failures=1)
+    first = await runner.execute(check, 0.1)
+    assert first.status is Status.FAIL and first.reason == "timeout"
+    assert first.message == "setup did not finish within 0.2s"
+    assert check.setup_cancelled == 1 and check.run_calls == 0
+    second = await runner.execute(check, 0.1)
+    assert second.status is Status.OK and check.setup_calls == 2 and check.run_calls == 1
+
+
+async def test_setup_budget_is_the_checks_timeout_when_longer_than_the_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(runner, "SETUP_TIMEOUT", 0.05)
+    check = outcome(timeout=0.3, setup="hang", setup_failures=1)
+    first = await runner.execute(check, 0.3)
+    assert first.reason == "timeout" and first.message == "setup did not finish within 0.3s"
+
+
+async def test_daemon_reports_a_failing_setup_and_runs_the_check_once_setup_succeeds(
+    tmp_path: Path,
+) -> None:
+    write(
+        tmp_path / "c.yaml",
+        """
+        checks:
+          - name: flaky-setup
+            type: outcome
+            setup: raise
+            setup_failures: 2
+            interval: 1s
+            timeout: 500ms
+            failure_threshold: 1
+        """,
+    )
+    async with running_daemon(tmp_path, builtins=(), plugins_dirs=[PLUGINS]) as r:
+        await r.runs("flaky-setup", 1)
+        _, body, _ = await r.get("/api/v1/checks/flaky-setup")
+        view = json.loads(body)
+        assert view["status"] == "fail"
+        assert view["last_result"]["reason"] == "exception"
+        assert view["last_result"]["message"].startswith("setup failed: ConnectionError")
+        await wait_for(lambda: r.state("flaky-setup").status is Status.OK, 10, "setup to pass")
+        _, body, _ = await r.get("/api/v1/checks/flaky-setup")
+        view = json.loads(body)
+        assert view["last_result"]["message"] == "ok after 3 setup call(s)"
+        assert view["runs"] >= 3
+        history = [h["reason"] for h in view["history"]]
+        assert history[-2:] == ["exception", "exception"]  # newest first: the oldest two failed
+
+
+async def test_daemon_cuts_a_hanging_setup_at_ten_seconds_and_retries_it(tmp_path: Path) -> None:
+    write(
+        tmp_path / "c.yaml",
+        """
+        checks:
+          - {name: slow-setup, type: outcome, setup: hang, setup_failures: 1,
+             interval: 1s, timeout: 500ms, failure_threshold: 1}
+        """,
+    )
+    async with running_daemon(tmp_path, builtins=(), plugins_dirs=[PLUGINS]) as r:
+        await r.runs("slow-setup", 1, timeout=30)
+        last = r.state("slow-setup").last
+        assert last.status is Status.FAIL and last.reason == "timeout"
+        assert last.message == f"setup did not finish within {runner.SETUP_TIMEOUT:g}s"
+        assert runner.SETUP_TIMEOUT == 10.0
+        await r.runs("slow-setup", 2, timeout=30)
+        assert r.state("slow-setup").last.status is Status.OK
+        # the overlapping slots were skipped, not queued behind the hanging setup
+        assert r.state("slow-setup").skipped_runs >= 1
+
+
+# -- results ----------------------------------------------------------------------------------
+
+
+async def test_messages_longer_than_500_characters_are_cut_with_an_ellipsis() -> None:
+    check = outcome(status="fail", reason="assertion", message="0123456789", repeat=100)
+    result = await runner.execute(check, 1.0)
+    assert len(result.message) == 500
+    assert result.message == ("0123456789" * 50)[:499] + "…"
+
+
+async def test_a_message_of_exactly_500_characters_is_kept_whole() -> None:
+    check = outcome(status="warn", reason="threshold", message="x", repeat=500)
+    result = await runner.execute(check, 1.0)
+    assert result.message == "x" * 500
+
+
+async def test_daemon_api_shows_long_messages_cut_at_500(tmp_path: Path) -> None:
+    write(
+        tmp_path / "c.yaml",
+        """
+        checks:
+          - {name: chatty, type: outcome, status: fail, reason: assertion, message: "abc ",
+             repeat: 1000, interval: 1s, timeout: 500ms}
+        """,
+    )
+    async with running_daemon(tmp_path, builtins=(), plugins_dirs=[PLUGINS]) as r:
+        await r.runs("chatty", 1)
+        _, body, _ = await r.get("/api/v1/checks/chatty")
+        message = json.loads(body)["last_result"]["message"]
+        assert len(message) == 500 and message.endswith("…")
+
+
+@pytest.mark.parametrize(("returns", "type_name"), [("int", "int"), ("none", "NoneType")])
+async def test_a_run_returning_something_else_than_a_result_fails_with_reason_exception(
+    returns: str, type_name: str
+) -> None:
+    result = await runner.execute(outcome(returns=returns), 1.0)
+    assert result.status is Status.FAIL and result.reason == "exception"
+    assert result.message == f"check type 'outcome' returned {type_name}, not a Result"
+    assert result.duration >= 0 and result.timestamp > 0
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "expected"),
+    [
+        ("fail", "Connection Refused", "other"),  # upper case and a space
+        ("fail", "x" * 33, "other"),  # one character too long
+        ("fail", "1st_try", "other"),  # must start with a letter
+        ("warn", "slow-ish", "other"),  # hyphen
+        ("unknown", "", "other"),  # not ok needs a reason
+        ("fail", "x" * 32, "x" * 32),  # longest valid
+        ("fail", "custom_reason_2", "custom_reason_2"),
+        ("ok", "", ""),
+    ],
+)
+async def test_reasons_outside_the_bounded_label_set_become_other(
+    status: str, reason: str, expected: str
+) -> None:
+    result = await runner.execute(outcome(status=status, reason=reason), 1.0)
+    assert result.status is Status.parse(status)
+    assert result.reason == expected
+
+
+async def test_metrics_count_an_unbounded_reason_as_other(tmp_path: Path) -> None:
+    write(
+        tmp_path / "c.yaml",
+        """
+        checks:
+          - {name: odd, type: outcome, status: fail, reason: "Weird Reason!", interval: 100ms,
+             timeout: 80ms}
+          - {name: odd-int, type: outcome, returns: int, interval: 100ms, timeout: 80ms}
+        """,
+    )
+    async with running_daemon(tmp_path, builtins=(), plugins_dirs=[PLUGINS]) as r:
+        await r.runs("odd", 2)
+        await r.runs("odd-int", 1)
+        _, text, _ = await r.get("/metrics")
+    reasons = {
+        (s.labels["check"], s.labels["reason"])
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "probed_check_failures_total"
+    }
+    assert reasons == {("odd", "other"), ("odd-int", "exception")}
+    assert "Weird" not in text
