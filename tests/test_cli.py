@@ -125,6 +125,29 @@ def test_once_exit_code_is_the_worst_status(tmp_path: Path, http_target: int) ->
     assert statuses == {"web-ok": "ok", "web-down": "fail", "tcp-ok": "ok"}
     missing = probed("once", "--checks-dir", str(checks), "--check", "nope")
     assert missing.returncode == 3 and "nope" in missing.stderr
+    # A warning: less free space than any disk has (1 PiB) is a warn level, never a fail.
+    write(
+        checks / "disk.yaml",
+        """
+        checks:
+          - name: disk-warns
+            type: disk
+            path: /
+            warn_used_percent: null
+            fail_used_percent: null
+            warn_inodes_used_percent: null
+            fail_inodes_used_percent: null
+            warn_free_bytes: 1PiB
+        """,
+    )
+    warned = probed(
+        "once", "--checks-dir", str(checks), "--check", "web-ok", "--check", "disk-warns"
+    )
+    assert warned.returncode == 1, warned.stdout + warned.stderr
+    assert "WARN" in warned.stdout and "disk-warns" in warned.stdout
+    worst = probed("once", "--checks-dir", str(checks), "--format", "json")
+    assert worst.returncode == 2  # fail beats warn
+    assert {c["name"]: c["status"] for c in json.loads(worst.stdout)}["disk-warns"] == "warn"
 
 
 def test_validate_reports_unknown_key_with_file_line_and_key(tmp_path: Path) -> None:
