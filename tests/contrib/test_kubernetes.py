@@ -16,7 +16,10 @@ from tests.contrib._tools import CONTRIB, PROMETHEUS, load_yaml, output, probed_
 from tests.servers._util import REQUIRE_SERVICES, require_binary
 
 K8S = CONTRIB / "kubernetes"
-BUILTIN = sorted([*(K8S / "sidecar").glob("*.yaml"), *(K8S / "standalone").glob("*.yaml")])
+BUILTIN = sorted(
+    [*(K8S / "sidecar").glob("*.yaml"), *(K8S / "standalone").glob("*.yaml"),
+     *(K8S / "examples").glob("*.yaml")]
+)  # fmt: skip
 CUSTOM = sorted((K8S / "monitoring").glob("*.yaml"))
 TOOLS = CONTRIB / "tools"
 
@@ -98,7 +101,8 @@ def test_sidecar_app_is_ready_only_when_probed_says_so() -> None:
     probed_ports = {p["name"]: p["containerPort"] for p in containers["probed"]["ports"]}
     probe = containers["shop"]["readinessProbe"]["httpGet"]
     assert probe["path"] == "/health/ready"
-    assert probe["port"] in probed_ports
+    # By number: a named port would be looked up in the shop container's own ports.
+    assert probe["port"] == probed_ports["probed-metrics"]
     # probed's own liveness never depends on the checks.
     assert containers["probed"]["livenessProbe"]["httpGet"]["path"] == "/health/live"
     assert containers["probed"]["startupProbe"]["httpGet"]["path"] == "/health/startup"
