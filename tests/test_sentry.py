@@ -308,25 +308,70 @@ def test_rate_limiter_lets_one_event_per_key_and_window() -> None:
     assert limiter.allow("a") and not limiter.allow("a")
 
 
-def test_before_send_drops_secret_headers_and_masks_secret_values(
-    monkeypatch: pytest.MonkeyPatch,
+async def test_events_sent_by_the_real_client_are_masked_by_the_daemons_redactor(
+    tmp_path: Path, secret_file: Path, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("probed.logs._redact", lambda text: text.replace(SECRET, "***"))
-    event = {
-        "message": f"failed with {SECRET}",
-        "request": {
-            "url": "https://user:pw@example.test/x?token=abc",
-            "headers": {"Authorization": "Bearer x", "X-Api-Key": "k", "Accept": "*/*"},
-            "cookies": {"session": "c"},
-        },
-        "extra": {"password": "hunter2", "params": [SECRET]},
+    # Every value below is a secret; none of them may reach the Sentry endpoint. SECRET is
+    # known to the daemon only because a check reads it with ${file:...}; the others are
+    # masked by shape (a URL's password, ?token=, secret-looking keys and headers).
+    url_password, db_password, token, bearer, api_key = (
+        "Url-pw-81x",
+        "Db-pw-37q",
+        "Tok-55m",
+        "Bearer-99z",
+        "Key-12w",
+    )
+    monkeypatch.setenv("SENTRY_DSN", recorder.dsn)
+    checks = tmp_path / "checks"
+    write(
+        checks / "a.yaml",
+        f"""
+        checks:
+          - name: reads-secret
+            type: script
+            interval: 1h
+            secret_echo: "${{file:{secret_file}}}"
+        """,
+    )
+    async with running_daemon(checks, builtins=SENTRY_ONLY, plugins=[("s", ScriptPlugin())]) as r:
+        await r.runs("reads-secret", 1)
+        assert sentry_plugin.is_active()
+        sentry_sdk.capture_event(
+            {
+                "level": "error",
+                "message": f"failed with {SECRET}",
+                "tags": {"probe": "masking"},
+                "request": {
+                    "url": f"https://user:{url_password}@example.test/x?token={token}&page=2",
+                    "headers": {
+                        "Authorization": f"Bearer {bearer}",
+                        "X-Api-Key": api_key,
+                        "Accept": "*/*",
+                    },
+                    "cookies": {"session": SECRET},
+                },
+                "extra": {
+                    "dsn": f"postgresql://probe:{db_password}@127.0.0.1:5432/shop",
+                    "password": SECRET,
+                    "params": [SECRET],
+                },
+            }
+        )
+        await _flush()
+        await wait_for(lambda: recorder.events(probe="masking"), 10, "the event")
+    (event,) = recorder.events(probe="masking")
+    assert event["message"] == "failed with ***"
+    assert event["request"]["headers"] == {"Accept": "*/*"}
+    assert "cookies" not in event["request"]
+    assert event["request"]["url"] == "https://user:***@example.test/x?token=***&page=2"
+    assert event["extra"] == {
+        "dsn": "postgresql://probe:***@127.0.0.1:5432/shop",
+        "password": "***",
+        "params": ["***"],
     }
-    out = sentry_plugin.before_send(event, {})
-    assert out["message"] == "failed with ***"
-    assert out["request"]["headers"] == {"Accept": "*/*"}
-    assert "cookies" not in out["request"]
-    assert out["request"]["url"] == "https://user:***@example.test/x?token=***"
-    assert out["extra"] == {"password": "***", "params": ["***"]}
+    for body in recorder.bodies:
+        for secret in (SECRET, url_password, db_password, token, bearer, api_key):
+            assert secret.encode() not in body, secret
 
 
 async def test_traces_send_api_transactions_without_secret_headers_or_query(
