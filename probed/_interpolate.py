@@ -4,11 +4,14 @@ Interpolation runs on scalar strings *after* YAML parsing, so a value can never 
 structure. ``$${`` writes a literal ``${``. Values read from files, and from environment
 variables whose name looks secret (``PASS``, ``SECRET``, ``TOKEN``, ``KEY``, ``AUTH``,
 ``CREDENTIAL``, ``DSN``), are collected as secrets so the caller can redact them everywhere.
-Errors name the variable or file, never a value.
+Errors name the variable or file, never a value; an unset variable's error suggests the
+closest set name (``did you mean REDIS_PASSWORD?``), and for a secret-looking name advises
+``${file:...}`` rather than a default.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import hmac
 import os
@@ -40,6 +43,8 @@ _MAX_NODES: Final = 2_000_000
 _TOKEN: Final = re.compile(r"\$\$\{|\$\{(?P<body>[^}]*)\}|(?P<open>\$\{)")
 _VAR: Final = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>.*))?", re.DOTALL)
 _SECRET_NAME: Final = re.compile(r"PASS|SECRET|TOKEN|KEY|AUTH|CREDENTIAL|DSN", re.IGNORECASE)
+# How alike an unset variable's name and a set one must be to suggest the set one.
+_CLOSE: Final = 0.8
 _FORMS: Final = "use ${VAR}, ${VAR:-default} or ${file:/path}, and $${ for a literal ${"
 
 # Digests of interpolated content are keyed per process, so a digest never lets anyone test
@@ -167,12 +172,28 @@ class Interpolator:
         value = self.env.get(name)
         if value is None or (default is not None and value == ""):
             if default is None:
-                raise InterpolationError(
-                    f"environment variable {name!r} is not set "
-                    f"(set it, or give a default: ${{{name}:-default}})"
-                )
+                raise InterpolationError(self._unset(name))
             value = default
         return value, is_secret_name(name)
+
+    def _unset(self, name: str) -> str:
+        """The message for an unset variable: a close set name, and advice that suits it.
+
+        Only names are shown, never a value. A secret has no sensible default, so a secret
+        name is pointed at ``${file:...}`` instead of ``${NAME:-default}``.
+        """
+        by_lower: dict[str, str] = {}
+        for candidate in self.env:
+            by_lower.setdefault(candidate.lower(), candidate)
+        close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=_CLOSE)
+        suggestion = by_lower[close[0]] if close else None
+        hint = f"; did you mean {suggestion}?" if suggestion else ""
+        # A misspelt secret may no longer look secret (REDIS_PASWORD): judge by both names.
+        if is_secret_name(name) or (suggestion is not None and is_secret_name(suggestion)):
+            advice = "set it, or read the secret from a file: ${file:/run/secrets/...}"
+        else:
+            advice = f"set it, or give a default: ${{{name}:-default}}"
+        return f"environment variable {name!r} is not set{hint} ({advice})"
 
     def tree(self, tree: Any) -> TreeResult:
         """Interpolate every string value (never a key) of a parsed document."""

@@ -16,12 +16,20 @@ import asyncio
 import contextlib
 import decimal
 import importlib
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Final, Literal
 
-from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 from probed import hookimpl
 from probed._durations import Duration, format_duration
+from probed._yaml import did_you_mean
 from probed.check import Check, CheckOptions, MetricDef, Reason, Result, Status
 from probed.checks._db_common import SecretUrl, network_failure, redact, short, timed
 
@@ -56,6 +64,20 @@ ROLE: Final = "role"
 QUERY: Final = "query"
 
 
+_ROLE_WORDS: Final = {"master": "primary", "standby": "replica", "slave": "replica"}
+
+
+def _check_role(value: Any) -> Any:
+    """Word the error for a role that is not ``primary``/``replica`` (pydantic's is cryptic)."""
+    if value is None or value in ("primary", "replica"):
+        return value
+    shown = repr(value) if isinstance(value, str) and len(value) <= 40 else "this value"
+    hint = ""
+    if isinstance(value, str) and value.lower() not in _ROLE_WORDS:
+        hint = did_you_mean(value, ("primary", "replica"))
+    raise ValueError(f"{shown} is not a role{hint}; use 'primary' (master) or 'replica' (standby)")
+
+
 class PostgresOptions(CheckOptions):
     """Options of the ``postgres`` check type."""
 
@@ -74,8 +96,8 @@ class PostgresOptions(CheckOptions):
         None, description="expected value of the first column of the first row"
     )
     expect_rows: int | None = Field(None, ge=0, description="expected number of rows")
-    expect_role: Literal["primary", "replica"] | None = Field(
-        None, description="fail unless the server has this role (pg_is_in_recovery())"
+    expect_role: Annotated[Literal["primary", "replica"] | None, BeforeValidator(_check_role)] = (
+        Field(None, description="fail unless the server has this role (pg_is_in_recovery())")
     )
     warn_replication_lag: Duration | None = Field(
         None, description="warn when a replica's replay lag exceeds this"

@@ -25,12 +25,14 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from probed import hookimpl
 from probed._durations import format_duration
+from probed._yaml import did_you_mean
 from probed.check import Check, CheckOptions, MetricDef, Reason, Result, Sample, Status
 from probed.checks._db_common import (
     SecretUrl,
@@ -40,6 +42,7 @@ from probed.checks._db_common import (
     short,
     timed,
 )
+from probed.checks._redis_info import NUMERIC_FIELDS, TEXT_FIELDS, format_info_value
 
 __all__ = ["InfoLimits", "RedisCheck", "RedisOptions"]
 
@@ -81,7 +84,8 @@ class InfoLimits(CheckOptions):
             and self.warn_above > self.fail_above
         ):
             raise ValueError(
-                f"warn_above ({self.warn_above:g}) must not exceed fail_above ({self.fail_above:g})"
+                f"warn_above ({format_info_value('', self.warn_above)}) must not exceed "
+                f"fail_above ({format_info_value('', self.fail_above)})"
             )
         if (
             self.warn_below is not None
@@ -89,8 +93,8 @@ class InfoLimits(CheckOptions):
             and self.warn_below < self.fail_below
         ):
             raise ValueError(
-                f"warn_below ({self.warn_below:g}) must not be under fail_below "
-                f"({self.fail_below:g})"
+                f"warn_below ({format_info_value('', self.warn_below)}) must not be under "
+                f"fail_below ({format_info_value('', self.fail_below)})"
             )
         return self
 
@@ -110,6 +114,12 @@ class RedisOptions(CheckOptions):
     expect_role: Annotated[
         Literal["master", "replica"] | None, BeforeValidator(_normalise_role)
     ] = Field(None, description="fail unless INFO reports this role (primary/slave accepted)")
+    # Declared before info_fields: its validator reads this value.
+    allow_unknown_info_fields: bool = Field(
+        False,
+        description="accept info_fields names probed does not know (fields of a newer Redis, "
+        "Valkey, KeyDB or a module); otherwise an unknown name is a validation error",
+    )
     info_fields: dict[str, InfoLimits | None] = Field(
         default_factory=dict,
         description="numeric INFO fields to export as probed_redis_info{field}, each with "
@@ -131,7 +141,9 @@ class RedisOptions(CheckOptions):
 
     @field_validator("info_fields")
     @classmethod
-    def _check_fields(cls, fields: dict[str, InfoLimits | None]) -> dict[str, InfoLimits | None]:
+    def _check_fields(
+        cls, fields: dict[str, InfoLimits | None], info: ValidationInfo
+    ) -> dict[str, InfoLimits | None]:
         bad = [name for name in fields if not _FIELD_RE.fullmatch(name)]
         if bad:
             raise ValueError(
@@ -139,6 +151,18 @@ class RedisOptions(CheckOptions):
             )
         if len(fields) > _MAX_FIELDS:
             raise ValueError(f"watch at most {_MAX_FIELDS} INFO fields per check")
+        problems = [_field_problem(name) for name in fields]
+        text = [p for p in problems if p is not None and not p.startswith("unknown")]
+        unknown = [p for p in problems if p is not None and p.startswith("unknown")]
+        if not info.data.get("allow_unknown_info_fields"):
+            text += unknown
+            if unknown:
+                text[-1] += (
+                    "; if your server reports it (a newer Redis, Valkey, KeyDB, a module), "
+                    "set allow_unknown_info_fields: true"
+                )
+        if text:
+            raise ValueError("; ".join(text))
         return fields
 
     @model_validator(mode="after")
@@ -155,6 +179,18 @@ class RedisOptions(CheckOptions):
     def wants_info(self) -> bool:
         """Whether a run reads INFO."""
         return self.expect_role is not None or bool(self.info_fields)
+
+
+def _field_problem(name: str) -> str | None:
+    """Why ``name`` cannot be watched (text, or not a known numeric field), or ``None``."""
+    if name in NUMERIC_FIELDS:
+        return None
+    if name.endswith("_human") and name.removesuffix("_human") in NUMERIC_FIELDS:
+        return f"{name} is text; watch {name.removesuffix('_human')} (the number of bytes)"
+    if name in TEXT_FIELDS:
+        extra = " (use expect_role for the role)" if name == "role" else ""
+        return f"{name} is a text field; info_fields watch numeric fields{extra}"
+    return f"unknown INFO field {name!r}{did_you_mean(name, NUMERIC_FIELDS)}"
 
 
 def _number(value: Any) -> float | None:
@@ -176,7 +212,10 @@ def _limit_breaches(name: str, value: float, limits: InfoLimits) -> tuple[Status
     )
     for status, limit, side, breached in checks:
         if limit is not None and breached:
-            return status, f"{name} is {value:g}, {side} the {status.label} level {limit:g}"
+            return status, (
+                f"{name} is {format_info_value(name, value)}, {side} the {status.label} "
+                f"level {format_info_value(name, limit)}"
+            )
     return None
 
 
@@ -301,7 +340,9 @@ class RedisCheck(Check[RedisOptions]):
             worst = max(status for status, _ in breaches)
             detail = "; ".join(t for _, t in sorted(breaches, key=lambda b: -b[0]))
             return Result(worst, Reason.THRESHOLD, f"{where}: {detail}", **kw)
-        watched = ", ".join(f"{s.labels[0]}={s.value:g}" for s in samples)
+        watched = ", ".join(
+            f"{s.labels[0]}={format_info_value(s.labels[0], s.value)}" for s in samples
+        )
         return Result.ok(f"{text}; {watched}" if watched else text, **kw)
 
     def _classify(self, exc: Exception, phase: str, elapsed: float) -> tuple[str, str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +19,7 @@ import redis.asyncio as aioredis
 import yaml
 from pydantic import ValidationError
 
-from probed.check import Result, Sample, Status
+from probed.check import Result, Status
 from probed.checks.redis import RedisCheck, RedisOptions
 from probed.runner import execute
 from probed.testing import make_spec, run_check
@@ -161,15 +162,28 @@ async def test_info_field_beyond_fail_level_fails(redis_server: RedisServer) -> 
     )
     assert (result.status, result.reason) == (Status.FAIL, "threshold")
     assert "used_memory is" in result.message
-    assert "above the fail level 2000" in result.message
-    assert "below the fail level 1e+09" in result.message
+    assert "above the fail level 2000 (2.0 KiB)" in result.message
+    assert "below the fail level 1000000000" in result.message
     assert info_samples(result)["used_memory"] > 2000
 
 
-async def test_unknown_info_field_fails_with_assertion(redis_server: RedisServer) -> None:
-    result = await run_check(RedisCheck, url=redis_server.url(), info_fields={"used_memry": None})
+async def test_info_field_the_server_does_not_report_fails_with_assertion(
+    redis_server: RedisServer,
+) -> None:
+    # A replica-only field on a primary; and a name probed does not know, let through.
+    result = await run_check(
+        RedisCheck, url=redis_server.url(), info_fields={"master_link_down_since_seconds": None}
+    )
     assert (result.status, result.reason) == (Status.FAIL, "assertion")
-    assert "no numeric field used_memry" in result.message
+    assert "no numeric field master_link_down_since_seconds" in result.message
+    unknown = await run_check(
+        RedisCheck,
+        url=redis_server.url(),
+        info_fields={"used_memry": None},
+        allow_unknown_info_fields=True,
+    )
+    assert (unknown.status, unknown.reason) == (Status.FAIL, "assertion")
+    assert "no numeric field used_memry" in unknown.message
 
 
 # --- faults ----------------------------------------------------------------------------------
@@ -323,7 +337,7 @@ def test_url_password_is_redacted_in_repr_str_and_dumps() -> None:
                 "url": "redis://h/0",
                 "info_fields": {"used_memory": {"warn_above": "2GB", "fail_above": "1GB"}},
             },
-            "warn_above (2e+09) must not exceed fail_above (1e+09)",
+            "warn_above (2000000000) must not exceed fail_above (1000000000)",
         ),
         (
             {"url": "redis://h/0", "info_fields": {"used_memory": {"fail_above": "lots"}}},
@@ -355,11 +369,38 @@ def test_role_aliases_are_normalised() -> None:
     )
 
 
-def test_declared_metric_matches_the_samples() -> None:
-    (metric,) = RedisCheck.metrics
-    assert metric.name == "probed_redis_info"
-    assert metric.labels == ("field",)
-    assert Sample("probed_redis_info", 1.0, ("used_memory",)).labels == ("used_memory",)
+async def test_info_samples_of_a_real_run_are_exported_under_the_declared_metric(
+    redis_server: RedisServer,
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from probed.exposition import TypeMetrics, render_checks
+    from probed.state import CheckState
+
+    spec = make_spec(
+        RedisCheck,
+        name="cache",
+        url=redis_server.url(),
+        info_fields={"used_memory": None, "connected_clients": None},
+    )
+    check = RedisCheck(spec)
+    try:
+        result = await execute(check, spec.timeout)
+    finally:
+        await check.close()
+    assert result.status is Status.OK, result.message
+    state = CheckState(spec)
+    state.record(result)
+    text = render_checks([state], TypeMetrics([("redis", RedisCheck.metrics)]), openmetrics=False)
+    exported = {
+        sample.labels["field"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "probed_redis_info"
+    }
+    assert set(exported) == {"used_memory", "connected_clients"}
+    assert exported["used_memory"] > 0 and exported["connected_clients"] >= 1
+    assert 'probed_redis_info{check="cache",type="redis",field="used_memory"}' in text
 
 
 def test_example_file_validates() -> None:
@@ -371,3 +412,78 @@ def test_example_file_validates() -> None:
     for entry in checks:
         assert entry["type"] == "redis"
         RedisOptions.model_validate({k: v for k, v in entry.items() if k not in common})
+
+
+# --- messages (issue 13, finding 8) ----------------------------------------------------------
+
+
+async def test_sizes_in_messages_are_exact_bytes_with_a_binary_unit(
+    redis_server: RedisServer,
+) -> None:
+    result = await run_check(
+        RedisCheck,
+        url=redis_server.url(),
+        info_fields={"used_memory": None, "connected_clients": None},
+    )
+    assert result.status is Status.OK, result.message
+    used = int(info_samples(result)["used_memory"])
+    assert used >= 1024
+    match = re.search(r"used_memory=(\d+) \((\d+\.\d) (KiB|MiB|GiB)\)", result.message)
+    assert match is not None, result.message
+    assert int(match.group(1)) == used
+    assert re.search(r"connected_clients=\d+(;|,|$)", result.message), result.message
+    assert "e+" not in result.message
+    over = await run_check(
+        RedisCheck, url=redis_server.url(), info_fields={"used_memory": {"warn_above": "1KiB"}}
+    )
+    assert over.status is Status.WARN
+    assert re.search(
+        r"used_memory is \d+ \(\d+\.\d [KMG]iB\), above the warn level 1024 \(1\.0 KiB\)",
+        over.message,
+    ), over.message
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"used_memry": None}, "unknown INFO field 'used_memry' (did you mean 'used_memory'?)"),
+        ({"conected_clients": None}, "(did you mean 'connected_clients'?)"),
+        ({"used_memory_human": None}, "used_memory_human is text; watch used_memory"),
+        ({"role": None}, "use expect_role for the role"),
+        ({"valkey_only_field": None}, "set allow_unknown_info_fields: true"),
+    ],
+)
+def test_info_field_names_are_checked_against_the_known_fields(
+    fields: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValidationError) as info:
+        RedisOptions.model_validate({"url": "redis://h/0", "info_fields": fields})
+    assert message in str(info.value)
+
+
+def test_unknown_info_fields_are_accepted_when_allowed() -> None:
+    options = RedisOptions.model_validate(
+        {
+            "url": "redis://h/0",
+            "allow_unknown_info_fields": True,
+            "info_fields": {"valkey_only_field": None, "used_memory": None},
+        }
+    )
+    assert set(options.info_fields) == {"valkey_only_field", "used_memory"}
+
+
+async def test_every_numeric_field_a_real_server_reports_is_known(
+    redis_server: RedisServer, redis_replica: RedisServer
+) -> None:
+    from probed.checks._redis_info import NUMERIC_FIELDS
+
+    for server in (redis_server, redis_replica):
+        client = aioredis.Redis.from_url(server.url(), protocol=2)
+        try:
+            info = await client.info()
+        finally:
+            await client.aclose()
+        numeric = {
+            k for k, v in info.items() if isinstance(v, int | float) and not isinstance(v, bool)
+        }
+        assert numeric - NUMERIC_FIELDS == set()
