@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import signal
 import time
@@ -24,7 +25,7 @@ from aiohttp import web
 
 from probed import __version__
 from probed._gc import compact, return_large_buffers, settle, trim
-from probed.check import Check, Result
+from probed.check import Check, Result, Status
 from probed.config import LoadResult, load_checks, load_settings
 from probed.errors import ConfigError, ConfigErrors
 from probed.exposition import TypeMetrics
@@ -40,6 +41,9 @@ from probed.state import CheckState, StateStore
 __all__ = ["Daemon", "embedded_checks_file"]
 
 log = logging.getLogger("probed")
+
+_StatFingerprint = tuple[tuple[str, int, int], ...]
+"""``(path, mtime_ns, size)`` of every watched file, sorted by path."""
 
 COMPACT_FROM: Final = 1000
 """Configurations with at least this many checks are compacted after loading (see _gc)."""
@@ -92,6 +96,10 @@ class Daemon:
         self._stop = asyncio.Event()
         self._closing: set[asyncio.Task[None]] = set()
         self._notify_results = False
+        # What the files looked like when the running configuration was read: the watcher
+        # reloads only when they differ (so a change already reloaded by SIGHUP is not
+        # applied twice). (stat fingerprint, content digest)
+        self._files_seen: tuple[_StatFingerprint, str] | None = None
         self.started_at = time.time()
 
     # -- readers ------------------------------------------------------------------------------
@@ -199,12 +207,22 @@ class Daemon:
         self._closing.add(closer)
         closer.add_done_callback(self._closing.discard)
 
-    async def reload(self) -> tuple[bool, tuple[ConfigError, ...]]:
+    async def reload(self, *, if_changed: bool = False) -> tuple[bool, tuple[ConfigError, ...]]:
         """Re-read settings and checks; return success and the errors found.
 
-        Settings that need a restart (listen address, plugins) are kept from startup.
+        Settings that need a restart (listen address, plugins) are kept from startup. A
+        reload that finds the same checks as those running changes nothing and logs
+        ``config_unchanged`` instead of ``config_applied``.
+
+        :param if_changed: do nothing unless the watched files' content differs from what
+            the running configuration was read from (the file watcher's reloads).
         """
         async with self._reload_lock:
+            seen = await asyncio.to_thread(self._files_now)
+            if if_changed and self._files_seen is not None and seen[1] == self._files_seen[1]:
+                self._files_seen = seen
+                return not self.errors, self.errors
+            self._files_seen = seen
             try:
                 fresh = await asyncio.to_thread(
                     load_settings, self.settings.config_file, self.overrides
@@ -223,7 +241,19 @@ class Daemon:
                     log.error("%s", error, extra={"event": "config_error"})
                 return False, tuple(exc.errors)
             loaded = await asyncio.to_thread(self.load)
-            self.apply(loaded)
+            if self._unchanged(loaded):
+                self.loaded = loaded  # same checks; keep the new digests for the next reload
+                if not loaded.errors:
+                    self.metrics.reload_timestamp.set(time.time())
+                log.info(
+                    "configuration reloaded: unchanged (%d checks, %d errors)",
+                    len(self.jobs),
+                    len(loaded.errors),
+                    extra={"event": "config_unchanged", "checks": len(self.jobs)},
+                )
+                self._log_errors()
+            else:
+                self.apply(loaded)
             if self.tune_gc:
                 settle()
             await self.notifier.call(
@@ -242,7 +272,9 @@ class Daemon:
         transition = job.state.record(result)
         if transition is not None:
             spec = job.spec
-            log.info(
+            # Going down or degrading is worth a warning; recovering (to ok) is news.
+            log.log(
+                logging.INFO if transition.new is Status.OK else logging.WARNING,
                 "check %s is now %s (was %s)%s",
                 spec.name,
                 transition.new.label,
@@ -292,18 +324,48 @@ class Daemon:
         self.metrics.running.set(self.scheduler.running)
         self.metrics.queued.set(self.scheduler.queued)
 
+    def _unchanged(self, loaded: LoadResult) -> bool:
+        """Whether ``loaded`` would run exactly the checks that run now, with the same errors."""
+        old = self.loaded
+        return (
+            old is not None
+            and loaded.specs == old.specs
+            and loaded.errors == old.errors
+            and loaded.secrets == old.secrets
+        )
+
     async def _watch(self) -> None:
-        """Reload when files under the checks directories or the config file change."""
-        previous = await asyncio.to_thread(self._fingerprint)
+        """Reload when the content of files under the checks directories or the config file
+        changes (compared with what the running configuration was read from)."""
         while True:
             await asyncio.sleep(self.settings.watch_interval)
             current = await asyncio.to_thread(self._fingerprint)
-            if current != previous:
-                previous = current
-                log.info("configuration files changed; reloading", extra={"event": "reload"})
-                await self.reload()
+            seen = self._files_seen
+            if seen is not None and current == seen[0]:
+                continue
+            content = await asyncio.to_thread(self._content_digest, current)
+            if seen is not None and content == seen[1]:
+                self._files_seen = (current, content)  # touched, or already reloaded
+                continue
+            log.info("configuration files changed; reloading", extra={"event": "reload"})
+            await self.reload(if_changed=True)
 
-    def _fingerprint(self) -> tuple[tuple[str, int, int], ...]:
+    def _files_now(self) -> tuple[_StatFingerprint, str]:
+        stat = self._fingerprint()
+        return stat, self._content_digest(stat)
+
+    @staticmethod
+    def _content_digest(files: _StatFingerprint) -> str:
+        digest = hashlib.sha256()
+        for name, _, _ in files:
+            try:
+                data = Path(name).read_bytes()
+            except OSError as exc:
+                data = f"\0unreadable:{exc.errno}".encode()
+            digest.update(f"{len(name)}:{name}:{len(data)}:".encode() + data)
+        return digest.hexdigest()
+
+    def _fingerprint(self) -> _StatFingerprint:
         paths: list[Path] = []
         for directory in self.settings.checks_dirs:
             if directory.is_dir():
@@ -323,6 +385,7 @@ class Daemon:
         await self.notifier.call(
             "probed_configure", settings=self.settings, plugin_config=self.settings.plugins
         )
+        self._files_seen = await asyncio.to_thread(self._files_now)
         self.apply(await asyncio.to_thread(self.load), initial=True)
         if self.tune_gc:
             settle()

@@ -357,4 +357,4 @@ async def test_transition_log_line_is_json_with_check_old_new_and_reason(tmp_pat
     assert {"check": "flips", "old": "ok", "new": "fail", "reason": "assertion"}.items() <= changes[
         -1
     ].items()
-    assert changes[-1]["level"] == "info" and "ts" in changes[-1]
+    assert changes[-1]["level"] == "warning" and "ts" in changes[-1]
