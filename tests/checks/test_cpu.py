@@ -193,12 +193,15 @@ async def test_cpu_reads_proc_off_the_event_loop_thread() -> None:
     assert "probed_cpu_utilization_ratio" in result.values
 
 
-def test_cpu_is_registered_as_a_builtin_plugin_without_requirements() -> None:
+async def test_cpu_is_registered_as_a_builtin_plugin_and_reports_what_it_declares() -> None:
     pm = get_plugin_manager(builtins=("probed.checks.cpu",), entry_points=False)
     info = check_types(pm)["cpu"]
     assert info.cls is CpuCheck
     assert info.available is None
-    assert {m.name for m in CpuCheck.metrics} == {
-        "probed_cpu_utilization_ratio",
-        "probed_cpu_load_per_core",
-    }
+    # what a real run reports is exactly what the type declares (undeclared series are dropped)
+    result = await run_check(CpuCheck, window="50ms")
+    declared = {m.name for m in CpuCheck.metrics}
+    assert declared == {"probed_cpu_utilization_ratio", "probed_cpu_load_per_core"}
+    assert set(result.values) | {s.name for s in result.samples} == declared
+    windows = {s.labels for s in result.samples if s.name == "probed_cpu_load_per_core"}
+    assert windows == {("1m",), ("5m",), ("15m",)}

@@ -168,18 +168,28 @@ async def test_disk_does_not_call_statvfs_on_the_event_loop_thread(tmp_path: Pat
     assert "probed_disk_size_bytes" in result.values
 
 
-def test_disk_is_registered_as_a_builtin_plugin_without_requirements() -> None:
+async def test_disk_is_registered_as_a_builtin_plugin_and_reports_what_it_declares(
+    tmp_path: Path,
+) -> None:
     pm = get_plugin_manager(builtins=("probed.checks.disk",), entry_points=False)
     info = check_types(pm)["disk"]
     assert info.cls is DiskCheck
     assert info.available is None
-    assert DiskCheck.requires == ()
-    assert {m.name for m in DiskCheck.metrics} == {
+    # what a real run reports is exactly what the type declares (undeclared series are dropped)
+    declared = {m.name for m in DiskCheck.metrics}
+    assert declared == {
         "probed_disk_used_ratio",
         "probed_disk_free_bytes",
         "probed_disk_size_bytes",
         "probed_disk_inodes_used_ratio",
     }
+    result = await run_check(DiskCheck, path=str(tmp_path))
+    if os.statvfs(tmp_path).f_files == 0:  # documented: no inode ratio without an inode table
+        declared.discard("probed_disk_inodes_used_ratio")
+    assert set(result.values) == declared
+    assert result.values["probed_disk_size_bytes"] == pytest.approx(
+        os.statvfs(tmp_path).f_blocks * os.statvfs(tmp_path).f_frsize
+    )
 
 
 NO_PSUTIL_SCRIPT = """

@@ -153,14 +153,18 @@ async def test_memory_reads_proc_off_the_event_loop_thread() -> None:
     assert result.values["probed_memory_total_bytes"] > 0
 
 
-def test_memory_is_registered_as_a_builtin_plugin_without_requirements() -> None:
+async def test_memory_is_registered_as_a_builtin_plugin_and_reports_what_it_declares() -> None:
     pm = get_plugin_manager(builtins=("probed.checks.memory",), entry_points=False)
     info = check_types(pm)["memory"]
     assert info.cls is MemoryCheck
     assert info.available is None
-    assert {m.name for m in MemoryCheck.metrics} == {
+    # what a real run reports is exactly what the type declares (undeclared series are dropped)
+    result = await run_check(MemoryCheck)
+    declared = {m.name for m in MemoryCheck.metrics}
+    assert declared == {
         "probed_memory_available_bytes",
         "probed_memory_total_bytes",
         "probed_memory_used_ratio",
         "probed_swap_used_ratio",
     }
+    assert set(result.values) == declared
