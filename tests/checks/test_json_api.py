@@ -611,12 +611,38 @@ def test_booleans_never_equal_numbers() -> None:
     assert not json_equal({"a": 1}, {"a": 1, "b": 2})
 
 
-def test_json_api_is_registered_with_component_metrics() -> None:
+async def test_json_api_is_registered_and_its_component_series_reach_the_exposition(
+    target: JsonTarget,
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from probed.exposition import TypeMetrics, render_checks
+    from probed.runner import execute
+    from probed.state import CheckState
+    from probed.testing import make_spec
+
     assert json_api.probed_register_check_types() == [JsonApiCheck]
-    names = {m.name: m.labels for m in JsonApiCheck.metrics}
-    assert names["probed_component_up"] == ("component",)
-    assert names["probed_component_status"] == ("component", "status")
-    assert "probed_http_status_code" in names
+    target.serve(health_json("warn", cache="warn"), content_type=HEALTH_JSON)
+    spec = make_spec(JsonApiCheck, name="shop", url=target.url)
+    check = JsonApiCheck(spec)
+    try:
+        result = await execute(check, spec.timeout)
+    finally:
+        await check.close()
+    state = CheckState(spec)
+    state.record(result)
+    text = render_checks([state], TypeMetrics([("json_api", JsonApiCheck.metrics)]), False)
+    series = {
+        (s.name, s.labels.get("component"), s.labels.get("status")): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.labels.get("check") == "shop"
+    }
+    assert series[("probed_http_status_code", None, None)] == 200
+    assert series[("probed_component_up", "redis:connections", None)] == 1.0
+    assert series[("probed_component_status", "redis:connections", "warn")] == 1.0
+    assert series[("probed_component_status", "redis:connections", "ok")] == 0.0
+    assert series[("probed_component_status", "postgres:responseTime", "ok")] == 1.0
 
 
 def _defaults_only(value: Any) -> Any:
