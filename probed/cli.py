@@ -183,6 +183,14 @@ def validate(**kwargs: Any) -> None:
     click.echo(f"configuration valid: {len(loaded.specs)} check(s)")
 
 
+READINESS_ONLY_OPTION: Final = click.option(
+    "--readiness-only",
+    is_flag=True,
+    envvar="PROBED_READINESS_ONLY",
+    help="Run only readiness checks (readiness: true, those behind /health/ready).",
+)
+
+
 def _embedded(settings: Settings) -> list[Path]:
     from probed.daemon import embedded_checks_file
 
@@ -192,6 +200,7 @@ def _embedded(settings: Settings) -> list[Path]:
 @cli.command()
 @config_options
 @click.option("--check", "names", multiple=True, help="Check to run (repeatable; default all).")
+@READINESS_ONLY_OPTION
 @click.option(
     "--format",
     "fmt",
@@ -205,16 +214,20 @@ def _embedded(settings: Settings) -> list[Path]:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the report to this file instead of standard output.",
 )
-def once(names: tuple[str, ...], fmt: str, output: Path | None, **kwargs: Any) -> None:
+def once(
+    names: tuple[str, ...], readiness_only: bool, fmt: str, output: Path | None, **kwargs: Any
+) -> None:
     """Run checks once and exit with the worst status.
 
     Exit codes follow Nagios: 0 ok, 1 warn, 2 fail, 3 unknown (also for configuration errors
-    in the selected checks).
+    in the selected checks, a --check name that is not configured, and nothing to run).
     """
     from probed.once import report, run_once
 
     settings, pm, _ = build(kwargs)
-    code, results, errors = asyncio.run(run_once(settings, pm, names, _embedded(settings)))
+    code, results, errors = asyncio.run(
+        run_once(settings, pm, names, _embedded(settings), readiness_only=readiness_only)
+    )
     for error in errors:
         click.echo(error, err=True)
     text = report(results, fmt)
@@ -228,6 +241,7 @@ def once(names: tuple[str, ...], fmt: str, output: Path | None, **kwargs: Any) -
 @cli.command()
 @config_options
 @click.option("--check", "names", multiple=True, help="Check to watch (repeatable; default all).")
+@READINESS_ONLY_OPTION
 @click.option(
     "--for", "window", default="5m", show_default=True, help="Length of the watch window."
 )
@@ -240,15 +254,21 @@ def once(names: tuple[str, ...], fmt: str, output: Path | None, **kwargs: Any) -
     help="Largest share of failed runs that still passes the gate.",
 )
 def gate(
-    names: tuple[str, ...], window: str, every: str, max_failure_ratio: float, **kwargs: Any
+    names: tuple[str, ...],
+    readiness_only: bool,
+    window: str,
+    every: str,
+    max_failure_ratio: float,
+    **kwargs: Any,
 ) -> None:
     """Run checks repeatedly for a window; exit 0 if the failure ratio stays low enough.
 
-    Exits 2 as soon as the window can no longer pass (so a deploy pipeline rolls back early),
-    3 on configuration problems. Made for blue-green watch windows:
-    `probed gate --for 5m --max-failure-ratio 0.01`.
+    Rounds run every --every, the last one when --for has passed, so a passing gate has
+    watched the whole window. Exits 2 as soon as the window can no longer pass (so a deploy
+    pipeline rolls back early), 3 on configuration problems. Made for blue-green watch
+    windows: `probed gate --for 5m --max-failure-ratio 0.01`.
     """
-    from probed._durations import parse_duration
+    from probed._durations import format_duration, parse_duration
     from probed.gate import GateReport, run_gate
 
     try:
@@ -275,6 +295,7 @@ def gate(
             max_failure_ratio=max_failure_ratio,
             extra_files=_embedded(settings),
             on_round=show,
+            readiness_only=readiness_only,
         )
     )
     for error in report.errors:
@@ -284,7 +305,8 @@ def gate(
         verdict += " early: the failure budget is spent"
     click.echo(
         f"gate {verdict}: {report.failures}/{report.runs} runs failed ({report.ratio:.2%}, "
-        f"max {max_failure_ratio:.2%}) over {report.rounds} round(s)"
+        f"max {max_failure_ratio:.2%}) over {report.rounds} round(s) in "
+        f"{format_duration(report.elapsed)}"
     )
     sys.exit(code)
 

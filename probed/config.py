@@ -31,6 +31,7 @@ from probed._config_models import (
 )
 from probed._durations import format_duration
 from probed._interpolate import MIN_SECRET_LENGTH, Interpolator
+from probed._plugin_hint import plugin_hint
 from probed._yaml import (
     DocPath,
     YDict,
@@ -176,8 +177,8 @@ def validate_check(
         problems.append(
             (
                 ("type",),
-                f"unknown type {type_name!r}{did_you_mean(type_name, types)}; "
-                f"registered types: {registered}",
+                f"unknown type {type_name!r}{did_you_mean(type_name, types)}"
+                f"{plugin_hint(type_name, source)}; registered types: {registered}",
             )
         )
     elif info is not None and (missing := info.available) is not None:

@@ -3,6 +3,10 @@
 Made for deploy pipelines: after switching traffic to a new version, ``probed gate --for 5m
 --max-failure-ratio 0.01`` watches the service and exits non-zero as soon as the window can no
 longer pass, so the pipeline rolls back without waiting for the rest of the window.
+
+Rounds start at fixed offsets from the start, ``0, every, 2*every, ...``, and the last one at
+the end of the window itself (``--for 20s --every 7s``: 0, 7, 14 and 20 s), so a gate that
+passes has watched for the whole window; only a failing gate ends early.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from probed.check import Status
 from probed.once import run_once
 from probed.settings import Settings
 
-__all__ = ["GateReport", "run_gate"]
+__all__ = ["GateReport", "round_offsets", "run_gate"]
 
 
 @dataclass
@@ -34,6 +38,7 @@ class GateReport:
     by_check: dict[str, list[int]] = field(default_factory=dict)  # name -> [runs, failures]
     aborted: bool = False
     errors: list[str] = field(default_factory=list)
+    elapsed: float = 0.0  # seconds from the first round's start to the end of the last
 
     @property
     def ratio(self) -> float:
@@ -51,26 +56,32 @@ async def run_gate(
     max_failure_ratio: float,
     extra_files: Sequence[Path] = (),
     on_round: Callable[[GateReport, list[tuple[str, Status, str]]], None] | None = None,
+    readiness_only: bool = False,
 ) -> tuple[int, GateReport]:
     """Run the checks every ``every`` seconds for ``window`` seconds.
 
     A run counts as failed when its status is ``fail`` or ``unknown``. The gate stops early once
-    the failures exceed what ``max_failure_ratio`` allows over the whole planned window.
+    the failures exceed what ``max_failure_ratio`` allows over the whole planned window;
+    otherwise its last round starts ``window`` seconds after its first.
 
     :return: exit code (0 passed, 2 failed, 3 configuration problem) and the report.
     """
     report = GateReport()
-    rounds_planned = max(1, math.floor(window / every) + 1)
-    deadline = time.monotonic() + window
-    next_round = time.monotonic()
-    while True:
-        _code, outcomes, errors = await run_once(settings, pm, names, extra_files)
+    offsets = round_offsets(window, every)
+    start = time.monotonic()
+    for index, offset in enumerate(offsets):
+        delay = start + offset - time.monotonic()
+        if delay > 0:  # a round that ran late starts the next one at once
+            await asyncio.sleep(delay)
+        _code, outcomes, errors = await run_once(
+            settings, pm, names, extra_files, readiness_only=readiness_only
+        )
         if not outcomes or (names and len(outcomes) < len(set(names))):
             report.errors = errors or ["no checks selected"]
             return 3, report
         if report.rounds == 0:
             report.errors = errors
-            report.planned_runs = rounds_planned * len(outcomes)
+            report.planned_runs = len(offsets) * len(outcomes)
         report.rounds += 1
         line = []
         for spec, result in outcomes:
@@ -82,14 +93,19 @@ async def run_gate(
                 counts[1] += 1
                 report.failures += 1
             line.append((spec.name, result.status, result.message))
+        report.elapsed = time.monotonic() - start
         if on_round is not None:
             on_round(report, line)
         allowed = max_failure_ratio * report.planned_runs
         if report.failures > allowed:
-            report.aborted = time.monotonic() < deadline
+            report.aborted = index < len(offsets) - 1
             return 2, report
-        next_round += every
-        if next_round > deadline:
-            break
-        await asyncio.sleep(max(0.0, next_round - time.monotonic()))
     return (0 if report.ratio <= max_failure_ratio else 2), report
+
+
+def round_offsets(window: float, every: float) -> list[float]:
+    """When each round starts, in seconds from the first: every ``every`` seconds, and a last
+    round at ``window`` itself (``round_offsets(20, 7)`` is ``[0, 7, 14, 20]``)."""
+    # A hair below the quotient, so 0.6/0.2 = 2.9999999999999996 still means 3 steps.
+    steps = max(1, math.ceil(window / every - 1e-9))
+    return [min(k * every, window) for k in range(steps + 1)]

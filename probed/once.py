@@ -7,9 +7,11 @@ import json
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Final
 
 import pluggy
 
+from probed._yaml import did_you_mean
 from probed.check import Result, Status
 from probed.config import load_checks
 from probed.plugins import check_types
@@ -22,17 +24,23 @@ __all__ = ["report", "run_once"]
 
 Outcome = tuple[CheckSpec, Result]
 
+_LIST_NAMES: Final = 10
+
 
 async def run_once(
     settings: Settings,
     pm: pluggy.PluginManager,
     names: Sequence[str],
     extra_files: Sequence[Path] = (),
+    *,
+    readiness_only: bool = False,
 ) -> tuple[int, list[Outcome], list[str]]:
     """Run the named checks (all when empty) once, concurrently.
 
-    :return: Nagios exit code (worst status; 3 for unknown names or invalid selected checks),
-        the results in configuration order, and messages for standard error.
+    :param readiness_only: run only checks with ``readiness: true`` (those that decide
+        ``/health/ready``); a named check that is not one is an error.
+    :return: Nagios exit code (worst status; 3 for unknown names, invalid selected checks or
+        nothing to run), the results in configuration order, and messages for standard error.
     """
     types = check_types(pm)
     loaded = await asyncio.to_thread(load_checks, settings, types, extra_files=list(extra_files))
@@ -41,13 +49,26 @@ async def run_once(
     worst = Status.OK
     if names:
         missing = [n for n in names if n not in loaded.specs]
-        for name in missing:
-            messages.append(f"no valid check named {name!r}")
+        messages += [_unknown_name(n, list(loaded.specs), bool(loaded.errors)) for n in missing]
+        specs = [loaded.specs[n] for n in names if n in loaded.specs]
+        if readiness_only:
+            for spec in specs:
+                if not spec.readiness:
+                    messages.append(
+                        f"check {spec.name!r} is not a readiness check (readiness: false at "
+                        f"{spec.where}); drop --readiness-only to run it"
+                    )
+                    missing.append(spec.name)
+            specs = [s for s in specs if s.readiness]
         if missing:
             worst = Status.UNKNOWN
-        specs = [loaded.specs[n] for n in names if n in loaded.specs]
     else:
         specs = list(loaded.specs.values())
+        if readiness_only:
+            specs = [s for s in specs if s.readiness]
+            if not specs:
+                messages.append("no readiness checks are configured (readiness: true)")
+                worst = Status.UNKNOWN
         if loaded.errors:
             worst = Status.UNKNOWN
     semaphore = asyncio.Semaphore(settings.max_concurrency)
@@ -74,6 +95,18 @@ async def run_once(
     for _spec, result in outcomes:
         worst = max(worst, result.status)
     return int(worst), outcomes, messages
+
+
+def _unknown_name(name: str, configured: Sequence[str], has_errors: bool) -> str:
+    """``no check named 'x' (did you mean 'y'?); configured checks: ...``."""
+    shown = ", ".join(configured[:_LIST_NAMES]) or "none"
+    if len(configured) > _LIST_NAMES:
+        shown += f" and {len(configured) - _LIST_NAMES} more"
+    text = f"no {'valid ' if has_errors else ''}check named {name!r}"
+    text += f"{did_you_mean(name, configured)}; configured checks: {shown}"
+    if has_errors:
+        text += " (checks with the errors above do not run)"
+    return text
 
 
 def report(outcomes: Sequence[Outcome], fmt: str) -> str:

@@ -7,18 +7,23 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from probed import Status
+from probed import Status, gate
 from probed._interpolate import InterpolationError, Interpolator
+from probed.config import load_settings
+from probed.plugins import get_plugin_manager
 from tests.fakes import CONTROL, ScriptPlugin
 from tests.harness import running_daemon, wait_for, write
+from tests.servers._util import free_port
 
 SCRIPT = [("script", ScriptPlugin())]
 
@@ -30,6 +35,10 @@ def probed(
     *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("PROBED_")}
+    # This tree's probed, whether or not (and wherever) a copy is installed.
+    full_env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])
+    )
     full_env.update(env or {})
     return subprocess.run(
         [*PROBED, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
@@ -244,3 +253,125 @@ async def test_one_edit_reloaded_by_sighup_and_seen_by_the_watcher_is_applied_on
         await wait_for(lambda: ticks[0] >= seen + 5, what="five watcher ticks")
         assert len(records.events("config_applied")) == before + 2
         assert len(records.events("config_unchanged")) == 1
+
+
+# -- probed once: --readiness-only, unknown --check names ----------------------------------------
+
+
+@pytest.fixture
+def listening_port() -> Iterator[int]:
+    """A loopback TCP port that accepts connections (the kernel completes the handshake)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        yield sock.getsockname()[1]
+
+
+def readiness_dir(tmp_path: Path, port: int) -> Path:
+    write(
+        tmp_path / "checks.d" / "app.yaml",
+        f"""
+        defaults:
+          timeout: 1s
+        checks:
+          - name: payment-api
+            type: tcp
+            address: 127.0.0.1:{port}
+          - name: batch-worker
+            type: tcp
+            readiness: false
+            address: 127.0.0.1:{free_port()}
+        """,
+    )
+    return tmp_path / "checks.d"
+
+
+def test_once_readiness_only_runs_just_the_readiness_checks(
+    tmp_path: Path, listening_port: int
+) -> None:
+    readiness_dir(tmp_path, listening_port)
+    everything = probed("once", "--checks-dir", "checks.d", cwd=tmp_path)
+    assert everything.returncode == 2 and "batch-worker" in everything.stdout
+    ready = probed("once", "--checks-dir", "checks.d", "--readiness-only", cwd=tmp_path)
+    assert ready.returncode == 0, ready.stdout + ready.stderr
+    assert "payment-api" in ready.stdout and "batch-worker" not in ready.stdout
+    by_env = probed(
+        "once", "--checks-dir", "checks.d", cwd=tmp_path, env={"PROBED_READINESS_ONLY": "1"}
+    )
+    assert by_env.returncode == 0 and "batch-worker" not in by_env.stdout
+    named = probed(
+        "once", "--checks-dir", "checks.d", "--readiness-only", "--check", "batch-worker",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert named.returncode == 3
+    assert "check 'batch-worker' is not a readiness check (readiness: false at " in named.stderr
+
+
+def test_once_with_an_unknown_check_name_suggests_a_configured_one_and_exits_3(
+    tmp_path: Path, listening_port: int
+) -> None:
+    readiness_dir(tmp_path, listening_port)
+    result = probed("once", "--checks-dir", "checks.d", "--check", "payments-api", cwd=tmp_path)
+    assert result.returncode == 3
+    assert (
+        "no check named 'payments-api' (did you mean 'payment-api'?); "
+        "configured checks: payment-api, batch-worker"
+    ) in result.stderr
+    assert result.stdout == ""
+
+
+# -- unknown types that a plugin provides --------------------------------------------------------
+
+
+def test_validate_without_plugins_dir_hints_at_the_plugin_defining_the_type() -> None:
+    result = probed("validate", "--checks-dir", "checks.d", cwd=ROOT)
+    assert result.returncode == 1
+    assert (
+        "checks[0].type: unknown type 'file_age'; is it a plugin? plugins/file_age.py defines "
+        "it: add --plugins-dir plugins; registered types: "
+    ) in result.stderr
+    fixed = probed("validate", "--checks-dir", "checks.d", "--plugins-dir", "plugins", cwd=ROOT)
+    assert fixed.returncode == 0, fixed.stderr
+
+
+def test_unknown_type_of_a_shipped_plugin_is_named_without_its_file(tmp_path: Path) -> None:
+    write(
+        tmp_path / "checks.d" / "files.yaml",
+        """
+        checks:
+          - {name: backup, type: file_age, path: /var/backups/db.dump}
+          - {name: web, type: htpp, url: http://127.0.0.1/}
+        """,
+    )
+    result = probed("validate", "--checks-dir", "checks.d", cwd=tmp_path)
+    assert result.returncode == 1
+    assert (
+        "unknown type 'file_age'; is it a plugin? 'file_age' is the drop-in plugin "
+        "plugins/file_age.py of the probed repository: add --plugins-dir"
+    ) in result.stderr
+    assert "unknown type 'htpp' (did you mean 'http'?); registered types: " in result.stderr
+
+
+# -- probed gate honours its window --------------------------------------------------------------
+
+
+def test_round_offsets_end_at_the_window() -> None:
+    assert gate.round_offsets(20, 10) == [0, 10, 20]
+    assert gate.round_offsets(20, 7) == [0, 7, 14, 20]
+    assert gate.round_offsets(0.6, 0.2) == pytest.approx([0, 0.2, 0.4, 0.6])
+    assert gate.round_offsets(5, 10) == [0, 5]
+
+
+async def test_gate_passes_only_after_its_whole_window(tmp_path: Path, listening_port: int) -> None:
+    readiness_dir(tmp_path, listening_port)
+    settings = load_settings(None, {"checks_dirs": (tmp_path / "checks.d",)})
+    pm = get_plugin_manager(builtins=("probed.checks.tcp",), entry_points=False)
+    started = time.monotonic()
+    code, report = await gate.run_gate(
+        settings, pm, ["payment-api"], window=3.0, every=1.0, max_failure_ratio=0.0
+    )
+    elapsed = time.monotonic() - started
+    assert code == 0, report.errors
+    assert elapsed >= 3.0  # a correctness bound: the window is watched to its end
+    assert report.rounds == 4 and report.elapsed >= 3.0
+    assert not report.aborted
