@@ -1,6 +1,18 @@
 # syntax=docker/dockerfile:1
-# probed: a slim, non-root image. Build: docker build -t probed .
-# Mount check files at /etc/probed/checks.d and drop-in plugins at /etc/probed/plugins.
+# probed: a slim, non-root image.
+#
+# Build and publish under the name the Kubernetes manifests use (put your registry there and
+# in their `image:`), from the repository root:
+#   docker build -t registry.example.com/probed:0.1.0 .
+#   docker push registry.example.com/probed:0.1.0
+#
+# Run: with no arguments it runs probed's embedded host checks (host-disk-root, host-memory,
+# host-cpu). For your own checks, mount them and name the directory:
+#   docker run -p 9333:9333 -v "$PWD/checks.d:/etc/probed/checks.d:ro" \
+#     registry.example.com/probed:0.1.0 run --checks-dir /etc/probed/checks.d
+# The repository's one-file plugins that checks.d uses (file_age) are in the image; drop-in
+# plugins of your own go to /etc/probed/plugins. Both are on PROBED_PLUGINS_DIR.
+# tests/contrib/test_image_layout.py builds this layout outside Docker and runs these commands.
 
 FROM python:3.11-slim-bookworm AS build
 WORKDIR /src
@@ -19,9 +31,9 @@ COPY --from=build /install /usr/local
 RUN groupadd --system --gid 10001 probed \
     && useradd --system --uid 10001 --gid probed --home-dir /nonexistent --shell /usr/sbin/nologin probed \
     && mkdir -p /etc/probed/checks.d /etc/probed/plugins
-COPY checks.d/host.yaml /etc/probed/checks.d/host.yaml
-ENV PROBED_CHECKS_DIR=/etc/probed/checks.d \
-    PROBED_PLUGINS_DIR=/etc/probed/plugins \
+COPY plugins/file_age.py /usr/local/lib/probed/plugins/file_age.py
+# No PROBED_CHECKS_DIR: without --checks-dir probed runs its embedded host checks.
+ENV PROBED_PLUGINS_DIR=/usr/local/lib/probed/plugins:/etc/probed/plugins \
     PROBED_LISTEN=0.0.0.0:9333 \
     PROBED_LOG_FORMAT=json \
     PYTHONUNBUFFERED=1
