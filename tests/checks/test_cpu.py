@@ -21,12 +21,13 @@ from probed.checks.disk import DiskCheck
 from probed.checks.memory import MemoryCheck
 from probed.plugins import check_types, get_plugin_manager
 from probed.testing import run_check
+from tests._require import requires
 from tests.checks._loop_guard import blocking_calls_on_loop_thread
 from tests.servers._util import wait_until
 
 PROC_STAT = Path("/proc/stat")
 
-pytestmark = pytest.mark.skipif(not PROC_STAT.exists(), reason="needs Linux /proc/stat")
+pytestmark = requires(PROC_STAT.exists(), "needs Linux /proc/stat")
 
 NO_LIMITS: dict[str, Any] = {
     "warn_used_percent": None,
@@ -149,7 +150,6 @@ def test_proc_stat_parse_counts_idle_and_iowait_as_idle() -> None:
 
 
 def test_psutil_fallback_counts_the_same_cpu_time() -> None:
-    pytest.importorskip("psutil")
     ticks = os.sysconf("SC_CLK_TCK")
     proc = read_cpu_times()
     ps = read_cpu_times_psutil()

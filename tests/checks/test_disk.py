@@ -15,6 +15,7 @@ from probed import Reason, Status
 from probed.checks.disk import DiskCheck, DiskOptions
 from probed.plugins import check_types, get_plugin_manager
 from probed.testing import run_check
+from tests._require import require
 from tests.checks._loop_guard import blocking_calls_on_loop_thread
 
 
@@ -100,8 +101,7 @@ async def test_disk_byte_thresholds_accept_sizes_with_units(tmp_path: Path) -> N
 
 
 async def test_disk_fails_when_inode_use_is_above_the_fail_threshold(tmp_path: Path) -> None:
-    if os.statvfs(tmp_path).f_files == 0:
-        pytest.skip("this filesystem has no fixed inode table")
+    require(os.statvfs(tmp_path).f_files > 0, "the filesystem of tmp_path has no inode table")
     limit = inodes_used_percent(tmp_path) / 2
     result = await run_check(
         DiskCheck, path=str(tmp_path), fail_used_percent=None, fail_inodes_used_percent=limit
@@ -216,8 +216,7 @@ asyncio.run(main())
 
 
 def test_host_checks_work_on_linux_without_psutil() -> None:
-    if not Path("/proc/meminfo").exists():
-        pytest.skip("needs Linux /proc")
+    require(Path("/proc/meminfo").exists(), "needs Linux /proc")
     done = subprocess.run(
         [sys.executable, "-c", NO_PSUTIL_SCRIPT],
         capture_output=True,

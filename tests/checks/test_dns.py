@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from probed.check import Reason, Status
 from probed.checks._dns_server import DnsServer, NoNameserverError, parse_server, system_nameserver
 from probed.checks.dns import RCODE, TRUNCATED, DnsCheck, DnsOptions
 from probed.testing import run_check
+from tests._require import can_bind, ipv6_loopback, requires
 from tests.servers._util import free_port
 from tests.servers.dns import Dnsmasq, FakeDnsServer
 
@@ -264,12 +266,10 @@ async def test_mx_answers_are_checked_by_type(fake_dns: FakeDnsServer) -> None:
     assert result.status is Status.OK, result.message
 
 
+@requires(ipv6_loopback, "no IPv6 on loopback (::1)")
 async def test_ipv6_loopback_server() -> None:
     server = FakeDnsServer(host="::1")
-    try:
-        server.start()
-    except OSError as exc:  # pragma: no cover - IPv6 disabled in the sandbox
-        pytest.skip(f"no IPv6 loopback: {exc}")
+    server.start()
     try:
         result = await run_check(DnsCheck, query_name="ok.fake.test", server=f"[::1]:{server.port}")
     finally:
@@ -278,12 +278,18 @@ async def test_ipv6_loopback_server() -> None:
     assert "[::1]" in result.message
 
 
-async def test_server_given_by_name_is_resolved_first(fake_dns: FakeDnsServer) -> None:
-    result = await run_check(
-        DnsCheck, query_name="ok.fake.test", server=f"localhost:{fake_dns.port}"
-    )
-    if result.reason == Reason.CONNECTION_REFUSED:  # pragma: no cover - localhost is ::1 first
-        pytest.skip("localhost resolves to ::1 first here")
+async def test_server_given_by_name_is_resolved_first() -> None:
+    # Serve on whichever loopback address "localhost" resolves to first on this machine
+    # (127.0.0.1 or ::1), so the check's own result decides nothing about the set-up.
+    first = socket.getaddrinfo("localhost", None, type=socket.SOCK_DGRAM)[0][4][0]
+    server = FakeDnsServer(host=str(first))
+    server.start()
+    try:
+        result = await run_check(
+            DnsCheck, query_name="ok.fake.test", server=f"localhost:{server.port}"
+        )
+    finally:
+        server.stop()
     assert result.status is Status.OK, result.message
     assert "resolve" in result.phases
 
@@ -308,13 +314,11 @@ def test_system_resolver_is_read_from_etc_resolv_conf() -> None:
     assert DnsCheck.resolv_conf == "/etc/resolv.conf"
 
 
+@requires(lambda: can_bind("127.0.53.77", 53), "cannot bind 127.0.53.77:53 (needs root)")
 async def test_without_server_the_system_resolver_is_asked(tmp_path: Path) -> None:
     # resolv.conf cannot name a port: serve on port 53 of a loopback address of our own.
     server = FakeDnsServer(host="127.0.53.77", port=53)
-    try:
-        server.start()
-    except OSError as exc:  # pragma: no cover - needs root or CAP_NET_BIND_SERVICE
-        pytest.skip(f"cannot bind 127.0.53.77:53: {exc}")
+    server.start()
     conf = tmp_path / "resolv.conf"
     conf.write_text("nameserver 127.0.53.77\n")
 

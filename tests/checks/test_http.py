@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from probed.check import Reason, Status
 from probed.checks.http import HttpCheck, HttpOptions, parse_size, parse_status_codes
 from probed.testing import make_spec, run_check
+from tests._require import ipv6_loopback, requires
 from tests.servers.tls import TlsFiles
 
 PASSWORD = "s3cr3t-pa55word"
@@ -148,15 +149,6 @@ async def raw_server(handler: StreamHandler) -> AsyncIterator[int]:
 async def base() -> AsyncIterator[str]:
     async with serve() as url:
         yield url
-
-
-def _ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as sock:
-            sock.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
 # -- basics -------------------------------------------------------------------------------------
@@ -466,7 +458,7 @@ async def test_unresolvable_host_is_a_dns_failure() -> None:
 # -- IPv6 ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 on loopback")
+@requires(ipv6_loopback, "no IPv6 on loopback (::1)")
 async def test_ipv6_literal_url() -> None:
     async with serve("::1") as url:
         assert url.startswith("http://[::1]:")

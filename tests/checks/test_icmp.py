@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from probed.checks.icmp import (
     timing_problem,
 )
 from probed.testing import run_check
-from tests.servers._util import REQUIRE_SERVICES
+from tests._require import ipv6_loopback, is_root, require, requires
 from tests.servers.netns import NetnsPeer
 
 FAST: dict[str, Any] = {"packet_interval": "50ms", "reply_timeout": "500ms"}
@@ -37,10 +36,7 @@ def rtt(result: Result) -> dict[str, float]:
 def set_ping_group_range() -> Iterator[Callable[[str], None]]:
     """Set net.ipv4.ping_group_range for one test and restore it afterwards."""
     path = Path("/proc/sys/net/ipv4/ping_group_range")
-    if not os.access(path, os.W_OK):
-        if REQUIRE_SERVICES and os.geteuid() == 0:  # pragma: no cover - root can write it
-            pytest.fail(f"{path} is not writable as root")
-        pytest.skip(f"{path} is not writable (needs root)")
+    require(os.access(path, os.W_OK), f"{path} is not writable (needs root)")
     saved = path.read_text()
 
     def write(value: str) -> None:
@@ -73,12 +69,9 @@ async def test_loopback_alias_and_large_payload_pass() -> None:
     assert result.status is Status.OK, result.message
 
 
+@requires(ipv6_loopback, "no IPv6 on loopback (::1)")
 async def test_ipv6_loopback_passes() -> None:
-    if not socket.has_ipv6:  # pragma: no cover
-        pytest.skip("no IPv6")
     result = await run_check(IcmpCheck, host="::1", count=2, **FAST)
-    if result.reason == Reason.UNREACHABLE:  # pragma: no cover - IPv6 disabled on lo
-        pytest.skip(f"IPv6 loopback unusable: {result.message}")
     assert result.status is Status.OK, result.message
 
 
@@ -212,9 +205,8 @@ async def test_unprivileged_refused_names_the_sysctl_to_change(
     assert "it is now 1 0 (no group)" in result.message
 
 
+@requires(is_root, "raw ICMP sockets need root")
 async def test_privileged_raw_socket_as_root() -> None:
-    if os.geteuid() != 0:  # pragma: no cover - CI runs as root
-        pytest.skip("raw ICMP sockets need root")
     result = await run_check(IcmpCheck, host="127.0.0.1", privileged=True, count=1, **FAST)
     assert result.status is Status.OK, result.message
 

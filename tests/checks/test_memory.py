@@ -14,11 +14,12 @@ from probed.checks._host import parse_meminfo, read_memory, read_memory_psutil
 from probed.checks.memory import MemoryCheck, MemoryOptions
 from probed.plugins import check_types, get_plugin_manager
 from probed.testing import run_check
+from tests._require import requires
 from tests.checks._loop_guard import blocking_calls_on_loop_thread
 
 MEMINFO = Path("/proc/meminfo")
 
-pytestmark = pytest.mark.skipif(not MEMINFO.exists(), reason="needs Linux /proc/meminfo")
+pytestmark = requires(MEMINFO.exists(), "needs Linux /proc/meminfo")
 
 
 def meminfo_bytes() -> dict[str, int]:
@@ -130,7 +131,6 @@ def test_meminfo_without_memtotal_is_an_error() -> None:
 
 
 def test_psutil_fallback_reads_the_same_totals() -> None:
-    pytest.importorskip("psutil")
     proc, ps = read_memory(), read_memory_psutil()
     assert ps.total == proc.total
     assert ps.swap_total == proc.swap_total

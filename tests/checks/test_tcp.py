@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from probed.check import Reason, Status
 from probed.checks.tcp import TcpCheck, TcpOptions, parse_address
 from probed.testing import run_check
+from tests._require import ipv6_loopback, requires
 from tests.servers.tls import TlsFiles
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -65,15 +66,6 @@ async def banner(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
 
 async def idle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     await reader.read()
-
-
-def _ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as sock:
-            sock.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
 async def test_connect_ok_reports_connect_phase() -> None:
@@ -188,7 +180,7 @@ async def test_tls_expired_and_expiry_warning(
     assert "below expiry_warn_days=14" in warned.message
 
 
-@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 on loopback")
+@requires(ipv6_loopback, "no IPv6 on loopback (::1)")
 async def test_ipv6_address() -> None:
     async with tcp_server(redis_like, host="::1") as port:
         result = await run_check(

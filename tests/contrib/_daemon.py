@@ -2,7 +2,7 @@
 
 The contrib files must agree with what probed really writes: metric names on /metrics, field
 names in its JSON logs. These tests start the daemon as a subprocess on a loopback port and
-read both. They skip, with the reason, only while ``probed.cli`` cannot be imported.
+read both. A daemon that cannot start (an import error, say) fails the test with its log.
 """
 
 from __future__ import annotations
@@ -17,9 +17,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.contrib._tools import probed_cli_missing
 from tests.servers._util import free_port, wait_until
 
 
@@ -52,16 +49,9 @@ class Daemon:
         return [json.loads(line) for line in lines]
 
 
-def require_probed() -> None:
-    missing = probed_cli_missing()
-    if missing:
-        pytest.skip(missing)
-
-
 @contextmanager
 def running_probed(checks_dir: Path, *extra: str) -> Iterator[Daemon]:
     """Run ``python -m probed run --checks-dir DIR --listen 127.0.0.1:PORT`` for the block."""
-    require_probed()
     port = free_port()
     log = checks_dir.parent / f"probed-{port}.log"
     with log.open("wb") as stderr:

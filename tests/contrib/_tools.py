@@ -6,8 +6,6 @@ and collect their output so a failing assertion shows what the tool said.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import re
 import subprocess
@@ -76,17 +74,6 @@ def family_of(name: str, families: Collection[str]) -> str | None:
     for suffix in _HISTOGRAM_SUFFIXES:
         if name.endswith(suffix) and name[: -len(suffix)] in families:
             return name[: -len(suffix)]
-    return None
-
-
-def probed_cli_missing() -> str | None:
-    """Why the daemon cannot be started yet, or None when ``probed.cli`` imports."""
-    if importlib.util.find_spec("probed.cli") is None:
-        return "probed.cli does not exist yet (the daemon is being written)"
-    try:
-        importlib.import_module("probed.cli")
-    except Exception as exc:  # any import failure means "not ready", whatever it is
-        return f"probed.cli does not import yet: {exc!r}"
     return None
 
 

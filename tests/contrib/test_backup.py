@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.contrib._tools import CONTRIB, ROOT, output, probed_cli_missing, run
+from tests.contrib._tools import CONTRIB, ROOT, output, run
 from tests.servers.postgres import PostgresServer
 
 SCRIPT = CONTRIB / "backup" / "pg-backup.sh"
@@ -198,9 +198,6 @@ def _file_age_check(backup_dir: Path) -> Any:
 def test_file_age_check_passes_on_fresh_backup_and_fails_when_too_old(
     server: PostgresServer, tmp_path: Path
 ) -> None:
-    missing = probed_cli_missing()
-    if missing:
-        pytest.skip(missing)
     proc = _backup(server, tmp_path, "app")
     assert proc.returncode == 0, output(proc)
     fresh = _file_age_check(tmp_path)

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from tests.contrib._tools import CONTRIB, load_yaml, output, probed_cli_missing, run
+from tests.contrib._tools import CONTRIB, load_yaml, output, run
 from tests.servers._util import require_binary
 
 COMPOSE_DIR = CONTRIB / "compose"
@@ -174,9 +174,6 @@ def test_stack_watches_every_other_service() -> None:
 
 
 def test_stack_checks_pass_probed_validate() -> None:
-    missing = probed_cli_missing()
-    if missing:
-        pytest.skip(missing)
     checks_dir = _host_path("probed", "/etc/probed/checks.d")
     proc = run([sys.executable, "-m", "probed", "validate", "--checks-dir", str(checks_dir)])
     assert proc.returncode == 0, output(proc)

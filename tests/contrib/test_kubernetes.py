@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.contrib._tools import CONTRIB, PROMETHEUS, load_yaml, output, probed_cli_missing, run
-from tests.servers._util import REQUIRE_SERVICES, require_binary
+from tests._require import require
+from tests.contrib._tools import CONTRIB, PROMETHEUS, load_yaml, output, run
+from tests.servers._util import require_binary
 
 K8S = CONTRIB / "kubernetes"
 BUILTIN = sorted(
@@ -66,11 +67,10 @@ def test_unknown_field_fails_kubernetes_validate_strict(
 @pytest.fixture
 def crd_validator() -> list[str]:
     node = require_binary("node", "apt-get install nodejs npm")
-    if not (TOOLS / "node_modules" / "@kubernetes-models" / "prometheus-operator").is_dir():
-        message = "contrib/tools/node_modules missing: run `npm ci --prefix contrib/tools`"
-        if REQUIRE_SERVICES:
-            pytest.fail(message)
-        pytest.skip(message)
+    require(
+        (TOOLS / "node_modules" / "@kubernetes-models" / "prometheus-operator").is_dir(),
+        "contrib/tools/node_modules missing: run `npm ci --prefix contrib/tools`",
+    )
     return [node, str(TOOLS / "validate-crds.mjs")]
 
 
@@ -175,9 +175,6 @@ def test_scrape_configs_keep_the_port_the_pods_expose() -> None:
 
 def test_configmap_checks_pass_probed_validate(tmp_path: Path) -> None:
     """The checks shipped in the ConfigMaps load with probed's own configuration loader."""
-    missing = probed_cli_missing()
-    if missing:
-        pytest.skip(missing)
     secrets = tmp_path / "secrets"
     secrets.mkdir()
     for key in _one("Secret", "shop-probed-secrets")["stringData"]:

@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
+from tests._require import require
 from tests.contrib._daemon import Daemon, running_probed
 from tests.contrib._tools import CONTRIB, DASHBOARDS, dashboard_panels, load_yaml, output, run
-from tests.servers._util import REQUIRE_SERVICES, require_binary, wait_until
+from tests.servers._util import require_binary, wait_until
 
 LOKI = CONTRIB / "loki"
 PROMTAIL = load_yaml(LOKI / "promtail.yaml")
@@ -63,11 +64,10 @@ def _logql() -> list[tuple[str, str]]:
 @pytest.fixture
 def logql_checker() -> list[str]:
     node = require_binary("node", "apt-get install nodejs npm")
-    if not (TOOLS / "node_modules" / "@grafana" / "lezer-logql").is_dir():
-        message = "contrib/tools/node_modules missing: run `npm ci --prefix contrib/tools`"
-        if REQUIRE_SERVICES:
-            pytest.fail(message)
-        pytest.skip(message)
+    require(
+        (TOOLS / "node_modules" / "@grafana" / "lezer-logql").is_dir(),
+        "contrib/tools/node_modules missing: run `npm ci --prefix contrib/tools`",
+    )
     return [node, str(TOOLS / "check-logql.mjs")]
 
 

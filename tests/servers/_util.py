@@ -8,9 +8,9 @@ import socket
 import time
 from collections.abc import Callable
 
-import pytest
+from tests._require import REQUIRE_SERVICES, unavailable
 
-REQUIRE_SERVICES = os.environ.get("PROBED_REQUIRE_SERVICES") == "1"
+__all__ = ["REQUIRE_SERVICES", "free_port", "port_open", "require_binary", "wait_until"]
 
 
 def require_binary(name: str, hint: str) -> str:
@@ -20,10 +20,7 @@ def require_binary(name: str, hint: str) -> str:
     )
     if path:
         return path
-    message = f"{name} not found ({hint})"
-    if REQUIRE_SERVICES:
-        pytest.fail(f"{message}; PROBED_REQUIRE_SERVICES=1 requires it")
-    pytest.skip(message)
+    unavailable(f"{name} not found ({hint})")
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -7,13 +7,12 @@ otherwise: :meth:`NetnsPeer.ignore_echo` makes it silent, :meth:`NetnsPeer.limit
 lets only the kernel's rate-limit budget of replies through. The finalizer deletes the
 namespace and the veth pair. ``silent_host`` is a peer that never answers.
 
-Needs root and iproute2; skips otherwise (with ``PROBED_REQUIRE_SERVICES=1`` it fails when it
-runs as root with ``ip`` present, since then it should work).
+Needs root and iproute2; skips otherwise (fails instead under ``PROBED_REQUIRE_SERVICES=1``,
+see tests/_require.py).
 """
 
 from __future__ import annotations
 
-import os
 import secrets
 import subprocess
 from collections.abc import Iterator
@@ -21,7 +20,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.servers._util import REQUIRE_SERVICES, require_binary
+from tests._require import is_root, require, unavailable
+from tests.servers._util import require_binary
 
 
 @dataclass
@@ -68,8 +68,7 @@ def _cleanup(ip: str, name: str, host_if: str) -> None:
 def netns_peer() -> Iterator[NetnsPeer]:
     """A fresh namespace answering pings at a link-local address on a veth pair."""
     ip = require_binary("ip", "apt-get install -y iproute2")
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces need root")
+    require(is_root(), "network namespaces need root")
     token = secrets.token_hex(4)
     name, host_if, peer_if = f"probed-{token}", f"pb{token}h", f"pb{token}n"
     third, fourth = int(token[:2], 16) % 254 + 1, int(token[2:4], 16) % 64 * 4
@@ -86,10 +85,7 @@ def netns_peer() -> Iterator[NetnsPeer]:
         _run(ip, "-n", name, "link", "set", "lo", "up")
     except subprocess.CalledProcessError as exc:
         _cleanup(ip, name, host_if)
-        message = f"cannot build a network namespace: {exc.stderr.decode(errors='replace')}"
-        if REQUIRE_SERVICES:
-            pytest.fail(f"{message}; PROBED_REQUIRE_SERVICES=1 requires it")
-        pytest.skip(message)
+        unavailable(f"cannot build a network namespace: {exc.stderr.decode(errors='replace')}")
     try:
         yield NetnsPeer(ip, name, host_if, host_address, address)
     finally:

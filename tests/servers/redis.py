@@ -6,7 +6,8 @@ Fixtures:
   ``probe`` / :data:`REDIS_ACL_PASSWORD` allowed to run everything. Do not stop it.
 - ``redis_replica``: session-wide replica of ``redis_server`` (``--replicaof``), no password.
 - ``redis_tls_server``: session-wide TLS-only server with certificates from ``trustme``;
-  yields ``(server, ca_file)``. Skips if the build has no TLS.
+  yields ``(server, ca_file)``. Skips if the build has no TLS (fails under
+  ``PROBED_REQUIRE_SERVICES=1``).
 - ``redis_factory``: function-scoped servers with extra arguments that a test may stop and start.
 """
 
@@ -21,7 +22,9 @@ from typing import Final
 from urllib.parse import quote
 
 import pytest
+import trustme
 
+from tests._require import unavailable
 from tests.servers._util import free_port, port_open, require_binary, wait_until
 
 REDIS_PASSWORD: Final = "r3dis-Secret!pw"
@@ -141,7 +144,6 @@ def redis_replica(redis_server: RedisServer) -> Iterator[RedisServer]:
 @pytest.fixture(scope="session")
 def redis_tls_server() -> Iterator[tuple[RedisServer, Path]]:
     """A TLS-only Redis (trustme certificates for 127.0.0.1) and the CA file to trust."""
-    trustme = pytest.importorskip("trustme")
     server = _make(password=REDIS_PASSWORD, tls=True)
     ca = trustme.CA()
     leaf = ca.issue_cert("127.0.0.1")
@@ -158,7 +160,7 @@ def redis_tls_server() -> Iterator[tuple[RedisServer, Path]]:
     except RuntimeError as exc:
         server.destroy()
         if "TLS" in str(exc) or "tls" in str(exc):
-            pytest.skip(f"this redis-server build has no TLS support: {exc}")
+            unavailable(f"this redis-server build has no TLS support: {exc}")
         raise
     yield server, ca_file
     server.destroy()
