@@ -369,7 +369,10 @@ def test_changed_password_is_a_changed_configuration() -> None:
             },
             "warn_replication_lag (1m) must not exceed fail_replication_lag (10s)",
         ),
-        ({"dsn": "postgresql://u@h/db", "expect_role": "master"}, "'primary' or 'replica'"),
+        (
+            {"dsn": "postgresql://u@h/db", "expect_role": "master"},
+            "'master' is not a role; use 'primary' (master) or 'replica' (standby)",
+        ),
         ({"dsn": "postgresql://u@h/db", "querry": "SELECT 1"}, "Extra inputs are not permitted"),
     ],
 )
