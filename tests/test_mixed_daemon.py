@@ -139,8 +139,12 @@ async def test_dead_targets_do_not_disturb_healthy_checks(
             assert state.skipped_runs == 0, name
             ends = timeline.ends[name][1:]  # the first run comes early, within startup_spread
             gaps = [b - a for a, b in itertools.pairwise(ends)]
-            assert statistics.median(gaps) == pytest.approx(INTERVAL, abs=0.1), (name, gaps)
-            assert max(gaps) < 2 * INTERVAL, (name, gaps)
+            # Runs keep a fixed-rate schedule, so the median gap is the interval. The margins
+            # hold on a loaded 2-CPU machine (a late run lengthens one gap and shortens the
+            # next; one stall may miss a slot) but not when a healthy check waits behind the
+            # dead ones' timeouts: then it misses slots all along (median >= 2 intervals).
+            assert 0.5 * INTERVAL < statistics.median(gaps) < 1.5 * INTERVAL, (name, gaps)
+            assert max(gaps) < 3 * INTERVAL, (name, gaps)
         for name, reason in DEAD.items():
             last = timeline.results[name]
             assert last.status is Status.FAIL, (name, last)

@@ -51,7 +51,6 @@ async def test_overlapping_run_is_skipped_while_previous_still_runs(tmp_path: Pa
         await r.runs("gated", 1)
         _, metrics, _ = await r.get("/metrics")
         assert 'probed_check_skipped_runs_total{check="gated",type="script"}' in metrics
-    GATES.clear()
 
 
 async def test_plugin_that_hangs_is_cut_at_its_timeout(tmp_path: Path) -> None:
@@ -122,7 +121,6 @@ async def test_concurrency_bound_is_respected(tmp_path: Path) -> None:
         for i in range(6):
             await r.runs(f"g{i}", 1)
         assert sched.running == 0
-    GATES.clear()
 
 
 async def test_state_transition_is_logged_and_notified(
@@ -162,4 +160,3 @@ async def test_state_transition_is_logged_and_notified(
     assert level == logging.INFO
     assert message == "check flip is now fail (was ok): it failed"
     assert {"check": "flip", "type": "script", "reason": "assertion"}.items() <= fields.items()
-    CONTROL.clear()
