@@ -90,6 +90,9 @@ async def test_metrics_and_health_reflect_passing_and_failing_checks(
             "web-down": 0.0,
             "tcp-ok": 1.0,
         }
+        # failure_threshold 1: the failing check is down after its first failure
+        up = samples(metrics, "probed_check_up")
+        assert up == {"web-ok": 1.0, "web-down": 0.0, "tcp-ok": 1.0}
         assert 'team="payments"' in metrics
         failures = [
             s
