@@ -104,7 +104,10 @@ def _wrapper(path: Path) -> None:
     an executable running this repository's probed (installing it again from an index is the
     one step the test does not repeat)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m probed "$@"\n')
+    path.write_text(
+        f"#!/bin/sh\nPYTHONPATH={shlex.quote(str(ROOT))}${{PYTHONPATH:+:$PYTHONPATH}} "
+        f'exec {shlex.quote(sys.executable)} -m probed "$@"\n'
+    )
     path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
 
 
