@@ -57,6 +57,7 @@ TEST_MAP: Final[dict[str, tuple[str, ...]]] = {
     ),
     "runner": (
         "tests/test_runner.py",
+        "tests/test_scheduler.py",
         "tests/test_daemon.py",
         "tests/checks/test_tcp.py",
     ),
@@ -78,7 +79,6 @@ TEST_MAP: Final[dict[str, tuple[str, ...]]] = {
     "_interpolate": (
         "tests/test_interpolate.py",
         "tests/test_config.py",
-        "tests/test_redact_forms.py",
     ),
     "config": (
         "tests/test_config.py",
