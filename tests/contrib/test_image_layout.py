@@ -445,22 +445,65 @@ def documented_docker_runs(text: str) -> Iterator[list[str]]:
             yield shlex.split(line[line.index("docker run ") :], comments=True)
 
 
+def _is_probed_image(name: str) -> bool:
+    return name.split(":")[0].rsplit("/", 1)[-1] == "probed"
+
+
+_VALUE_FLAGS: Final = {
+    "-v", "--volume", "-e", "--env", "--env-file", "-p", "--publish", "--name", "--network",
+    "-u", "--user", "--mount", "--tmpfs", "-w", "--workdir", "--entrypoint", "--sysctl",
+    "--cap-drop", "--cap-add", "--security-opt", "-h", "--hostname",
+}  # fmt: skip
+
+
 def docker_run_container(words: list[str], cwd: Path) -> Container:
-    """A `docker run` command line as a Container (-v bind mounts, -e, image, then args)."""
-    env, mounts = {}, {}
+    """A `docker run` command line as a Container (bind mounts, env, image, then args)."""
+    env: dict[str, str] = {}
+    mounts: dict[str, dict[str, str] | Path] = {}
+    entrypoint = None
     i = 2
     while words[i].startswith("-"):
-        flag = words[i]
-        value = words[i + 1]
+        flag, inline, value = words[i].partition("=")
+        if not inline and flag in _VALUE_FLAGS:
+            value = words[i + 1]
+            i += 1
+        i += 1
         if flag in ("-v", "--volume"):
             source, target = value.split(":")[:2]
-            mounts[target] = cwd / source.replace("$PWD/", "").replace("${PWD}/", "")
+            source = re.sub(r"^(\$PWD|\$\{PWD\}|\$\(pwd\))/?", "", source)
+            mounts[target] = cwd / source
+        elif flag == "--tmpfs":
+            mounts[value.split(":")[0]] = {}
         elif flag in ("-e", "--env"):
             key, _, val = value.partition("=")
             env[key] = val
-        i += 2
+        elif flag == "--env-file":
+            for line in (cwd / value).read_text().splitlines():
+                if line.strip() and not line.lstrip().startswith("#") and "=" in line:
+                    key, _, val = line.partition("=")
+                    env[key.strip()] = val.strip()
+        elif flag == "--entrypoint":
+            entrypoint = [value]
     image_name, args = words[i], words[i + 1 :]
-    return Container(f"docker run {image_name}", args or None, env, mounts)
+    return Container(f"docker run {image_name}", args or None, env, mounts, entrypoint)
+
+
+def _doc_files() -> list[Path]:
+    """The Dockerfile's header and every Markdown doc: README, docs/, contrib/."""
+    found = [DOCKERFILE, ROOT / "README.md", *sorted(ROOT.glob("docs/**/*.md"))]
+    found += [p for p in sorted(CONTRIB.rglob("*.md")) if "node_modules" not in p.parts]
+    return [p for p in found if p.is_file()]
+
+
+def documented_probed_runs() -> list[tuple[str, list[str]]]:
+    """(file, words) of every documented `docker run` of the probed image."""
+    runs = []
+    for path in _doc_files():
+        for words in documented_docker_runs(path.read_text()):
+            container = docker_run_container(words, ROOT)
+            if _is_probed_image(container.where.removeprefix("docker run ")):
+                runs.append((str(path.relative_to(ROOT)), words))
+    return runs
 
 
 def test_documented_docker_run_with_the_repository_checks_loads(layout: Image) -> None:
@@ -470,6 +513,15 @@ def test_documented_docker_run_with_the_repository_checks_loads(layout: Image) -
     assert any(Path(p) == ROOT / "checks.d" for p in container.mounts.values())
     proc = validate(container, layout)
     assert proc.returncode == 0, output(proc)
+
+
+@pytest.mark.parametrize(
+    "words", [w for _, w in documented_probed_runs()], ids=[f for f, _ in documented_probed_runs()]
+)
+def test_every_documented_docker_run_of_the_image_loads(words: list[str], layout: Image) -> None:
+    """Each `docker run IMAGE ...` in the docs, run against the image layout, loads cleanly."""
+    proc = validate(docker_run_container(words, ROOT), layout)
+    assert proc.returncode == 0, f"{shlex.join(words)}\n{output(proc)}"
 
 
 def test_the_image_the_manifests_run_is_built_and_pushed_by_the_docs() -> None:
@@ -487,10 +539,6 @@ def test_the_image_the_manifests_run_is_built_and_pushed_by_the_docs() -> None:
 
 
 # --- (b) every container of contrib that runs the image ----------------------------------------
-
-
-def _is_probed_image(name: str) -> bool:
-    return name.split(":")[0].rsplit("/", 1)[-1] == "probed"
 
 
 def _k8s_objects() -> list[tuple[Path, dict[str, Any]]]:
