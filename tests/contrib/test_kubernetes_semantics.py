@@ -6,7 +6,8 @@ what the kubelet and the API server really do:
 - a named probe port (httpGet/tcpSocket/grpc) is looked up in the probe's OWN container's
   ports, never in a sibling container's;
 - a Service's targetPort (named or numeric) exists in the containers of the pods its selector
-  picks in the same folder;
+  picks in the same folder; a PodMonitor's/ServiceMonitor's port is a port name of the pods or
+  Services it selects;
 - a ConfigMap or Secret a pod uses (volumes, projected volumes, envFrom, env valueFrom) is
   defined in the same folder or listed as user-provided in contrib/kubernetes/README.md
   ("Objects you provide");
@@ -168,6 +169,70 @@ def service_target_port_problems(root: Path) -> list[str]:
     return problems
 
 
+# --- Prometheus Operator monitors -------------------------------------------------------------
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A LabelSelector (matchLabels and matchExpressions) against a set of labels."""
+    if not (selector.get("matchLabels") or {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator = expression["key"], expression["operator"]
+        values = expression.get("values") or []
+        ok = {
+            "In": key in labels and labels[key] in values,
+            "NotIn": key not in labels or labels[key] not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[operator]
+        if not ok:
+            return False
+    return True
+
+
+def monitor_port_problems(root: Path) -> list[str]:
+    """PodMonitor ports no selected pod's container names, ServiceMonitor ports no selected
+    Service names (monitors select across folders: they watch every namespace)."""
+    items = manifests(root)
+    pods = [p for item in items for p in pod_templates(item)]
+    services = [i for i in items if i.kind == "Service"]
+    problems = []
+    for monitor in items:
+        spec = monitor.doc.get("spec") or {}
+        if monitor.kind == "PodMonitor":
+            selected = [pod for labels, pod in pods if selects(spec.get("selector") or {}, labels)]
+            names = {
+                p.get("name")
+                for pod in selected
+                for c in _containers(pod)
+                for p in c.get("ports", [])
+            }
+            endpoints = spec.get("podMetricsEndpoints") or []
+            picked = len(selected)
+        elif monitor.kind == "ServiceMonitor":
+            chosen = [
+                s
+                for s in services
+                if selects(spec.get("selector") or {}, s.doc["metadata"].get("labels") or {})
+            ]
+            names = {p.get("name") for s in chosen for p in s.doc["spec"].get("ports", [])}
+            endpoints = spec.get("endpoints") or []
+            picked = len(chosen)
+        else:
+            continue
+        if not picked:
+            problems.append(f"{monitor.where(root)}: its selector picks nothing in contrib")
+            continue
+        for endpoint in endpoints:
+            port = endpoint.get("port")
+            if port is not None and port not in names:
+                problems.append(
+                    f"{monitor.where(root)}: port {port!r} is not a port name of what it selects "
+                    f"({sorted(n for n in names if n)})"
+                )
+    return problems
+
+
 # --- ConfigMaps and Secrets -------------------------------------------------------------------
 
 
@@ -311,6 +376,10 @@ def test_service_target_ports_exist_in_the_selected_pods() -> None:
     assert service_target_port_problems(CONTRIB) == []
 
 
+def test_monitor_ports_exist_in_what_the_monitors_select() -> None:
+    assert monitor_port_problems(CONTRIB) == []
+
+
 def test_configmaps_and_secrets_used_by_pods_are_defined_or_documented() -> None:
     assert reference_problems(CONTRIB, K8S_README) == []
 
@@ -376,6 +445,39 @@ def test_service_selecting_no_pod_is_caught(tmp_path: Path) -> None:
     service = root / "kubernetes" / "standalone" / "service.yaml"
     _edit(service, "  selector:\n    app.kubernetes.io/name: probed", "  selector:\n    app: x")
     assert any("picks no pod" in p for p in service_target_port_problems(root))
+
+
+@pytest.mark.parametrize(
+    ("path", "old", "new", "expected"),
+    [
+        ("monitoring/podmonitor.yaml", "- port: probed-metrics", "- port: mx", "port 'mx'"),
+        ("monitoring/servicemonitor.yaml", "- port: probed-metrics", "- port: web", "port 'web'"),
+        ("monitoring/servicemonitor.yaml", "app.kubernetes.io/name: probed\n  endpoints",
+         "app.kubernetes.io/name: nothing\n  endpoints", "picks nothing"),
+    ],
+)  # fmt: skip
+def test_monitor_port_missing_from_what_it_selects_is_caught(
+    tmp_path: Path, path: str, old: str, new: str, expected: str
+) -> None:
+    root = _copy_kubernetes(tmp_path)
+    _edit(root / "kubernetes" / path, old, new)
+    problems = monitor_port_problems(root)
+    assert len(problems) == 1 and expected in problems[0], problems
+
+
+def test_label_selectors_follow_kubernetes_semantics() -> None:
+    labels = {"app": "shop", "tier": "web"}
+    assert selects({"matchLabels": {"app": "shop"}}, labels)
+    assert not selects({"matchLabels": {"app": "probed"}}, labels)
+    assert selects({"matchExpressions": [{"key": "app", "operator": "Exists"}]}, labels)
+    assert not selects({"matchExpressions": [{"key": "x", "operator": "Exists"}]}, labels)
+    assert selects(
+        {"matchExpressions": [{"key": "tier", "operator": "In", "values": ["web"]}]}, labels
+    )
+    assert not selects(
+        {"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["web"]}]}, labels
+    )
+    assert selects({"matchExpressions": [{"key": "x", "operator": "DoesNotExist"}]}, labels)
 
 
 def test_undocumented_secret_and_missing_configmap_are_caught(tmp_path: Path) -> None:
