@@ -10,8 +10,10 @@
 # host-cpu). For your own checks, mount them and name the directory:
 #   docker run -p 9333:9333 -v "$PWD/checks.d:/etc/probed/checks.d:ro" \
 #     registry.example.com/probed:0.1.0 run --checks-dir /etc/probed/checks.d
-# The repository's one-file plugins that checks.d uses (file_age) are in the image; drop-in
-# plugins of your own go to /etc/probed/plugins. Both are on PROBED_PLUGINS_DIR.
+# The repository's file_age plugin, which checks.d/backups.yaml uses, is in the image at
+# /etc/probed/plugins/file_age.py: the same layout as the systemd install and the
+# contrib/environments files (PROBED_PLUGINS_DIR=/etc/probed/plugins). Mounting your own
+# plugins over /etc/probed/plugins hides it: copy file_age.py beside them if you use it.
 # tests/contrib/test_image_layout.py builds this layout outside Docker and runs these commands.
 
 FROM python:3.11-slim-bookworm AS build
@@ -31,9 +33,9 @@ COPY --from=build /install /usr/local
 RUN groupadd --system --gid 10001 probed \
     && useradd --system --uid 10001 --gid probed --home-dir /nonexistent --shell /usr/sbin/nologin probed \
     && mkdir -p /etc/probed/checks.d /etc/probed/plugins
-COPY plugins/file_age.py /usr/local/lib/probed/plugins/file_age.py
+COPY plugins/file_age.py /etc/probed/plugins/file_age.py
 # No PROBED_CHECKS_DIR: without --checks-dir probed runs its embedded host checks.
-ENV PROBED_PLUGINS_DIR=/usr/local/lib/probed/plugins:/etc/probed/plugins \
+ENV PROBED_PLUGINS_DIR=/etc/probed/plugins \
     PROBED_LISTEN=0.0.0.0:9333 \
     PROBED_LOG_FORMAT=json \
     PYTHONUNBUFFERED=1

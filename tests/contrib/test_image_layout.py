@@ -381,7 +381,7 @@ def test_the_dockerfile_builds_with_every_copy_source_in_the_build_context(
     built: tuple[Image, list[str]],
 ) -> None:
     assert built[1] == []
-    assert built[0].host("/usr/local/lib/probed/plugins/file_age.py").is_file()
+    assert built[0].host("/etc/probed/plugins/file_age.py").is_file()
 
 
 def test_the_image_runs_its_own_copy_of_probed(layout: Image) -> None:
@@ -538,6 +538,21 @@ def test_the_image_the_manifests_run_is_built_and_pushed_by_the_docs() -> None:
         assert f"docker push {name}" in docs, f"no doc pushes {name}"
 
 
+ENV_FILES: Final = tuple(sorted((CONTRIB / "environments").glob("*.env")))
+
+
+@pytest.mark.parametrize("env_file", ENV_FILES, ids=[p.name for p in ENV_FILES])
+def test_the_environment_files_work_with_the_image(env_file: Path, layout: Image) -> None:
+    """contrib/environments/*.env "work unchanged with docker run --env-file": with the
+    repository's checks.d mounted where they point PROBED_CHECKS_DIR, the checks load."""
+    words = ["docker", "run", "--env-file", str(env_file.relative_to(ROOT)), "probed:x"]
+    container = docker_run_container(words, ROOT)
+    container.mounts[container.env["PROBED_CHECKS_DIR"]] = ROOT / "checks.d"
+    proc = validate(container, layout)
+    assert proc.returncode == 0, output(proc)
+    assert "configuration valid" in proc.stdout
+
+
 # --- (b) every container of contrib that runs the image ----------------------------------------
 
 
@@ -640,14 +655,19 @@ def test_every_container_of_contrib_loads_its_checks_in_the_image(
 def _old_style_dockerfile(tmp_path: Path) -> Path:
     """The Dockerfile as it was: host.yaml baked in and named by PROBED_CHECKS_DIR, no plugin."""
     text = DOCKERFILE.read_text()
-    text = text.replace(
-        "COPY plugins/file_age.py /usr/local/lib/probed/plugins/file_age.py\n",
-        "COPY checks.d/host.yaml /etc/probed/checks.d/host.yaml\n",
-    )
-    text = text.replace(
-        "ENV PROBED_PLUGINS_DIR=/usr/local/lib/probed/plugins:/etc/probed/plugins",
-        "ENV PROBED_CHECKS_DIR=/etc/probed/checks.d \\\n    PROBED_PLUGINS_DIR=/etc/probed/plugins",
-    )
+    for old, new in (
+        (
+            "COPY plugins/file_age.py /etc/probed/plugins/file_age.py\n",
+            "COPY checks.d/host.yaml /etc/probed/checks.d/host.yaml\n",
+        ),
+        (
+            "ENV PROBED_PLUGINS_DIR=/etc/probed/plugins",
+            "ENV PROBED_CHECKS_DIR=/etc/probed/checks.d \\\n"
+            "    PROBED_PLUGINS_DIR=/etc/probed/plugins",
+        ),
+    ):
+        assert old in text, old
+        text = text.replace(old, new)
     path = tmp_path / "Dockerfile"
     path.write_text(text)
     return path
