@@ -268,7 +268,7 @@ def gate(
     pipeline rolls back early), 3 on configuration problems. Made for blue-green watch
     windows: `probed gate --for 5m --max-failure-ratio 0.01`.
     """
-    from probed._durations import format_duration, parse_duration
+    from probed._durations import parse_duration
     from probed.gate import GateReport, run_gate
 
     try:
@@ -305,8 +305,7 @@ def gate(
         verdict += " early: the failure budget is spent"
     click.echo(
         f"gate {verdict}: {report.failures}/{report.runs} runs failed ({report.ratio:.2%}, "
-        f"max {max_failure_ratio:.2%}) over {report.rounds} round(s) in "
-        f"{format_duration(report.elapsed)}"
+        f"max {max_failure_ratio:.2%}) over {report.rounds} round(s) in {report.elapsed:.1f}s"
     )
     sys.exit(code)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -375,3 +376,17 @@ async def test_gate_passes_only_after_its_whole_window(tmp_path: Path, listening
     assert elapsed >= 3.0  # a correctness bound: the window is watched to its end
     assert report.rounds == 4 and report.elapsed >= 3.0
     assert not report.aborted
+
+
+def test_gate_verdict_says_how_long_it_watched(tmp_path: Path, listening_port: int) -> None:
+    readiness_dir(tmp_path, listening_port)
+    result = probed(
+        "gate", "--checks-dir", "checks.d", "--check", "payment-api", "--for", "1s",
+        "--every", "500ms", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    match = re.search(
+        r"gate passed: 0/3 runs failed .* over 3 round\(s\) in (\d+\.\d)s", result.stdout
+    )
+    assert match is not None, result.stdout
+    assert float(match.group(1)) >= 1.0
