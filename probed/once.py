@@ -67,7 +67,7 @@ async def run_once(
         if readiness_only:
             specs = [s for s in specs if s.readiness]
             if not specs:
-                messages.append("no readiness checks are configured (readiness: true)")
+                messages.append("no check has readiness: true: --readiness-only has nothing to run")
                 worst = Status.UNKNOWN
         if loaded.errors:
             worst = Status.UNKNOWN

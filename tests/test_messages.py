@@ -306,6 +306,12 @@ def test_once_readiness_only_runs_just_the_readiness_checks(
     )  # fmt: skip
     assert named.returncode == 3
     assert "check 'batch-worker' is not a readiness check (readiness: false at " in named.stderr
+    (tmp_path / "checks.d" / "app.yaml").write_text(
+        "checks:\n  - {name: batch, type: tcp, readiness: false, address: '127.0.0.1:1'}\n"
+    )
+    none = probed("once", "--checks-dir", "checks.d", "--readiness-only", cwd=tmp_path)
+    assert none.returncode == 3
+    assert "no check has readiness: true: --readiness-only has nothing to run" in none.stderr
 
 
 def test_once_with_an_unknown_check_name_suggests_a_configured_one_and_exits_3(
