@@ -147,7 +147,11 @@ def test_memory_rejects_warn_threshold_above_fail_threshold() -> None:
 
 async def test_memory_reads_proc_off_the_event_loop_thread() -> None:
     with blocking_calls_on_loop_thread() as seen:
-        await asyncio.to_thread(MEMINFO.read_text)
+        # the guard does see a read made on this thread (deliberately blocking here)
+        MEMINFO.read_text()  # noqa: ASYNC240
+        assert seen == ["open"]
+        seen.clear()
+        await asyncio.to_thread(MEMINFO.read_text)  # and does not see a worker's
         result = await run_check(MemoryCheck)
     assert seen == []
     assert result.values["probed_memory_total_bytes"] > 0
