@@ -152,11 +152,13 @@ def _install_project(source: Path, prefix: Path) -> bool:
     (package, package data, console scripts). Never `pip install`: with a probed already
     installed here, pip would uninstall it from this environment first."""
     wheels = source.parent / f"{source.name}-wheels"
-    proc = run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-index",
-         "--no-build-isolation", "--wheel-dir", str(wheels), str(source)],
-        timeout=300,
-    )  # fmt: skip
+    command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir",
+               str(wheels), str(source)]  # fmt: skip
+    # Offline with this environment's setuptools and wheel; else with pip's isolated build
+    # environment (which fetches the build-system requirements from the package index).
+    proc = run([*command, "--no-index", "--no-build-isolation"], timeout=300)
+    if proc.returncode != 0:
+        proc = run(command, timeout=300)
     found = sorted(wheels.glob("*.whl"))
     if proc.returncode != 0 or len(found) != 1:
         print(output(proc))
