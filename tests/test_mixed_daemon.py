@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from probed import Result, Status, hookimpl
 from probed.spec import CheckSpec
@@ -150,7 +151,20 @@ async def test_dead_targets_do_not_disturb_healthy_checks(
             assert last.status is Status.FAIL, (name, last)
             assert last.reason == reason, (name, last)
         _, metrics, _ = await r.get("/metrics")
-        assert "probed_check_success" in metrics
+        up = {
+            s.labels["check"]
+            for family in text_string_to_metric_families(metrics)
+            for s in family.samples
+            if s.name == "probed_check_up" and s.value == 1
+        }
+        assert up == set(HEALTHY)
+        failures = {
+            (s.labels["check"], s.labels["reason"])
+            for family in text_string_to_metric_families(metrics)
+            for s in family.samples
+            if s.name == "probed_check_failures_total" and s.labels["check"] in DEAD
+        }
+        assert failures >= set(DEAD.items())
 
 
 def test_probed_once_and_validate_run_every_type(
