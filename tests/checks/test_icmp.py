@@ -244,7 +244,9 @@ async def test_requests_that_cannot_fit_the_timeout_are_a_clear_config_error() -
 def test_timing_problem_counts_the_last_reply_wait() -> None:
     options = IcmpOptions(host="127.0.0.1", count=3, packet_interval=1.0, reply_timeout=1.0)
     assert timing_problem(options, 3.5) is None
-    assert timing_problem(options, 3.0) is not None
+    problem = timing_problem(options, 3.0)
+    assert problem is not None
+    assert "take up to 3s, not less than the check timeout 3s" in problem
 
 
 @pytest.mark.parametrize(
