@@ -254,7 +254,8 @@ def test_probed_with_no_arguments_runs_embedded_host_checks(tmp_path: Path) -> N
         code, err = daemon.stop()
     assert code == 0
     first = json.loads(err.splitlines()[0])
-    assert "embedded" in err.splitlines()[0] or first.get("event") in ("config_applied", "started")
+    assert first["event"] == "started" and first["checks"] == 3
+    assert "from embedded host checks" in first["msg"]
 
 
 def test_sighup_reloads_and_sigterm_stops_cleanly(tmp_path: Path) -> None:
