@@ -48,6 +48,15 @@ def pytest_runtest_makereport(
     return report
 
 
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    """The random order's seed, also with ``-q`` (which hides the header that names it)."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if config.pluginmanager.has_plugin("randomly") and isinstance(seed, int):
+        terminalreporter.write_line(f"random test order: replay it with --randomly-seed={seed}")
+
+
 @pytest.fixture(autouse=True)
 def _reset_script_controls() -> Iterator[None]:
     """``tests.fakes.CONTROL``/``GATES`` are module-level: empty before and after every test,
