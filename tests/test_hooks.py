@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import click
 from aiohttp import web
-from click.testing import CliRunner
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from probed import Status, hookimpl, hookspecs
-from probed.cli import cli
-from probed.plugins import get_plugin_manager
 from probed.settings import Settings
 from probed.state import StateStore
 from tests.fakes import ScriptPlugin
@@ -156,21 +155,42 @@ def _sync_metrics(daemon: Any) -> str:
     return render(daemon.store, daemon.type_metrics, daemon.metrics, False).decode()
 
 
-def test_register_commands_adds_a_subcommand() -> None:
-    class Commands:
-        @hookimpl
-        def probed_register_commands(self, cli: click.Group) -> None:
-            @click.command(name="hello")
-            def hello() -> None:
-                click.echo("hello from a plugin")
+GREETER = """
+import click
+from probed import hookimpl
 
-            cli.add_command(hello)
 
-    pm = get_plugin_manager(builtins=(), entry_points=False, extra=[("cmds", Commands())])
-    group = click.Group(commands=dict(cli.commands))
-    pm.hook.probed_register_commands(cli=group)
-    result = CliRunner().invoke(group, ["hello"])
-    assert result.exit_code == 0 and "hello from a plugin" in result.output
+@hookimpl
+def probed_register_commands(cli: click.Group) -> None:
+    @click.command(name="hello")
+    def hello() -> None:
+        click.echo("hello from a plugin")
+
+    cli.add_command(hello)
+"""
+
+
+def test_register_commands_adds_a_subcommand_to_the_probed_command_line(tmp_path: Path) -> None:
+    (tmp_path / "greeter.py").write_text(GREETER)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROBED_")}
+    for args, extra_env in (
+        (["--plugins-dir", str(tmp_path), "hello"], {}),
+        (["hello"], {"PROBED_PLUGINS_DIR": str(tmp_path)}),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "probed", *args],
+            env={**env, **extra_env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == "hello from a plugin\n"
+    # without the plugin there is no such command
+    done = subprocess.run(
+        [sys.executable, "-m", "probed", "hello"], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 2 and "(hello)" in done.stderr and done.stdout == ""
 
 
 def test_every_hook_is_tested_and_documented() -> None:
