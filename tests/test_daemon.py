@@ -169,9 +169,11 @@ async def test_metrics_pass_promtool_and_openmetrics_is_negotiated(
             [promtool, "check", "metrics"], input=text, capture_output=True, text=True
         )
         assert check.returncode == 0, check.stdout + check.stderr
-        assert "probed_script_value" in text and 'part="a"' in text
+        assert samples(text, "probed_script_value") == {"scripted": 42.0}
+        assert samples(text, "probed_script_labelled") == {"scripted": 1.5}
+        assert 'part="a"' in text
         assert "probed_build_info" in text and "probed_scheduler_lag_seconds_bucket" in text
-        assert 'probed_http_status_code{check="web-ok"' in text
+        assert samples(text, "probed_http_status_code") == {"web-ok": 200.0}
 
         _, om, headers = await r.get(
             "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}
