@@ -73,7 +73,7 @@ def scheduler(runs: Runs, **kwargs: Any) -> Scheduler:
 
 async def test_adding_a_job_before_start_is_an_error(runs: Runs) -> None:
     sched = scheduler(runs)
-    with pytest.raises(RuntimeError, match="start"):
+    with pytest.raises(RuntimeError, match=r"^Scheduler\.start\(\) must be called first$"):
         sched.add(job("a"))
 
 
@@ -127,7 +127,9 @@ async def test_later_runs_come_exactly_one_interval_after_the_previous_due_time(
     gaps = [b - a for a, b in itertools.pairwise(dues[1:])]
     assert gaps == pytest.approx([0.05, 0.05], abs=1e-9)
     assert all(lag >= 0.0 for lag in runs.lags)
+    assert min(runs.lags) < 1.0  # the loop is not blocked: runs start about on time
     assert len(runs.lags) == runs.count("steady")
+    assert sched.last_tick >= dues[-2]  # the tick that pushed the last slot
     await sched.stop(1.0)
 
 
@@ -295,3 +297,50 @@ def test_phase_fraction_is_the_crc32_of_the_name_scaled_into_zero_one() -> None:
         assert phase_fraction(name) == zlib.crc32(name.encode()) / 2**32
         assert 0.0 <= phase_fraction(name) < 1.0
     assert not math.isclose(phase_fraction("a"), phase_fraction("b"))
+
+
+def _names_by_phase() -> tuple[str, str]:
+    """A name late in the interval and one early in it."""
+    names = sorted((f"n{i}" for i in range(50)), key=phase_fraction)
+    assert phase_fraction(names[0]) < 0.1 and phase_fraction(names[-1]) > 0.9
+    return names[-1], names[0]
+
+
+async def test_a_job_due_before_the_armed_timer_runs_at_its_own_time(runs: Runs) -> None:
+    sched = scheduler(runs, startup_spread=30.0)
+    sched.start()
+    late, early = _names_by_phase()
+    sched.add(job(late, interval=60.0))  # first run ~27 s away: the timer is armed for it
+    sched.add(job(early, interval=60.0))  # first run within 3 s: the timer must be re-armed
+    await wait_for(lambda: runs.count(early) == 1, 10, "the early job's first run")
+    assert runs.count(late) == 0
+    await sched.stop(1.0)
+
+
+async def test_a_job_due_while_it_waits_in_the_queue_is_counted_as_skipped(runs: Runs) -> None:
+    sched = scheduler(runs, startup_spread=0.0, max_concurrency=1)
+    sched.start()
+    runs.hold.add("holder")
+    holder, waiter = job("holder", interval=30.0), job("waiter", interval=0.02)
+    sched.add(holder)
+    await wait_for(lambda: holder.running, 5, "holder to run")
+    sched.add(waiter)
+    await wait_for(lambda: waiter.queued, 5, "waiter to queue")
+    await wait_for(lambda: waiter.state.skipped_runs >= 2, 5, "skips while queued")
+    assert sched.queued == 1  # queued once, not once per missed slot
+    runs.release("holder")
+    # once started, the waiter runs on its interval again: it is no longer "queued"
+    await wait_for(lambda: runs.count("waiter") >= 3, 5, "the waiter's runs")
+    assert not waiter.queued
+    await sched.stop(1.0)
+
+
+async def test_finished_runs_leave_no_task_behind(runs: Runs) -> None:
+    sched = scheduler(runs, startup_spread=0.0)
+    sched.start()
+    j = job("t", interval=0.02)
+    sched.add(j)
+    await wait_for(lambda: runs.count("t") >= 3, 5, "three runs")
+    await sched.stop(1.0)
+    assert sched._tasks == set()
+    assert j.task is None and not j.running
