@@ -103,3 +103,16 @@ def test_redact_data_applies_the_redactor_to_every_string_after_url_masking() ->
         {"url": f"https://u:{MASK}@***/?token={MASK}", "n": "***"},
     ]
     assert redact_data("plain", None) == "plain"
+
+
+def test_a_secret_parameter_value_containing_equals_signs_is_masked_whole() -> None:
+    assert redact_url("https://h/?token=ab=cd&x=1") == f"https://h/?token={MASK}&x=1"
+
+
+def test_a_secret_value_that_is_not_only_asterisks_is_masked() -> None:
+    assert redact_data({"password": "XXXX", "token": "*a*"}) == {"password": MASK, "token": MASK}
+
+
+def test_strings_without_a_scheme_are_not_parsed_as_urls() -> None:
+    # Only text with "://" is a URL; a query-like fragment of prose stays as written.
+    assert redact_data({"note": "see a?token=t&b=2"}) == {"note": "see a?token=t&b=2"}
