@@ -309,7 +309,11 @@ def test_rate_limiter_lets_one_event_per_key_and_window() -> None:
 
 
 async def test_events_sent_by_the_real_client_are_masked_by_the_daemons_redactor(
-    tmp_path: Path, secret_file: Path, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    secret_file: Path,
+    recorder: Recorder,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # Every value below is a secret; none of them may reach the Sentry endpoint. SECRET is
     # known to the daemon only because a check reads it with ${file:...}; the others are
@@ -336,6 +340,9 @@ async def test_events_sent_by_the_real_client_are_masked_by_the_daemons_redactor
     async with running_daemon(checks, builtins=SENTRY_ONLY, plugins=[("s", ScriptPlugin())]) as r:
         await r.runs("reads-secret", 1)
         assert sentry_plugin.is_active()
+        # an INFO record of a probed logger becomes a breadcrumb of the next event
+        caplog.set_level(logging.INFO, logger="probed")
+        logging.getLogger("probed.test").info("about to fail with %s", SECRET)
         sentry_sdk.capture_event(
             {
                 "level": "error",
@@ -361,6 +368,8 @@ async def test_events_sent_by_the_real_client_are_masked_by_the_daemons_redactor
         await wait_for(lambda: recorder.events(probe="masking"), 10, "the event")
     (event,) = recorder.events(probe="masking")
     assert event["message"] == "failed with ***"
+    crumbs = [c.get("message") for c in event["breadcrumbs"]["values"]]
+    assert "about to fail with ***" in crumbs
     assert event["request"]["headers"] == {"Accept": "*/*"}
     assert "cookies" not in event["request"]
     assert event["request"]["url"] == "https://user:***@example.test/x?token=***&page=2"
@@ -372,6 +381,45 @@ async def test_events_sent_by_the_real_client_are_masked_by_the_daemons_redactor
     for body in recorder.bodies:
         for secret in (SECRET, url_password, db_password, token, bearer, api_key):
             assert secret.encode() not in body, secret
+
+
+async def test_a_breadcrumb_keeps_a_secret_masked_after_the_secret_is_rotated_out(
+    tmp_path: Path,
+    secret_file: Path,
+    recorder: Recorder,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Breadcrumbs are scrubbed when recorded: once a reload has rotated the secret, the
+    # redactor no longer knows the old value, and an event sent later must not carry it.
+    monkeypatch.setenv("SENTRY_DSN", recorder.dsn)
+    checks = tmp_path / "checks"
+    write(
+        checks / "a.yaml",
+        f"""
+        checks:
+          - name: reads-secret
+            type: script
+            interval: 1h
+            secret_echo: "${{file:{secret_file}}}"
+        """,
+    )
+    caplog.set_level(logging.INFO, logger="probed")
+    async with running_daemon(checks, builtins=SENTRY_ONLY, plugins=[("s", ScriptPlugin())]) as r:
+        await r.runs("reads-secret", 1)
+        logging.getLogger("probed.test").info("old token %s", SECRET)
+        await asyncio.to_thread(secret_file.write_text, "r0tated-Secret-Value\n")
+        status, _ = await r.post("/-/reload")
+        assert status == 200
+        assert r.daemon.redact(SECRET) == SECRET  # the redactor no longer knows it
+        sentry_sdk.capture_event({"level": "error", "message": "x", "tags": {"probe": "rot"}})
+        await _flush()
+        await wait_for(lambda: recorder.events(probe="rot"), 10, "the event")
+    (event,) = recorder.events(probe="rot")
+    crumbs = [c.get("message") for c in event["breadcrumbs"]["values"]]
+    assert "old token ***" in crumbs
+    for body in recorder.bodies:
+        assert SECRET.encode() not in body
 
 
 async def test_traces_send_api_transactions_without_secret_headers_or_query(
