@@ -192,7 +192,7 @@ async def test_api_lists_checks_and_one_check_with_history(tmp_path: Path) -> No
         tmp_path / "c.yaml",
         """
         checks:
-          - {name: api-check, type: script, interval: 1s, timeout: 500ms, labels: {team: core}}
+          - {name: api-check, type: script, interval: 200ms, timeout: 100ms, labels: {team: core}}
         """,
     )
     async with running_daemon(tmp_path, builtins=(), plugins=SCRIPT) as r:
@@ -211,6 +211,14 @@ async def test_api_lists_checks_and_one_check_with_history(tmp_path: Path) -> No
         # newest first, one entry per run (up to the history size)
         assert len(one["history"]) == min(one["runs"], 10) >= 1
         assert one["history"][0]["status"] == "ok" and one["history"][0]["time"]
+        assert one["consecutive_successes"] == one["runs"] and one["consecutive_failures"] == 0
+        CONTROL["api-check"] = "fail"
+        await wait_for(lambda: r.state("api-check").fail_streak >= 2, 10, "two failed runs")
+        _, body, _ = await r.get("/api/v1/checks/api-check")
+        one = json.loads(body)
+        assert one["consecutive_failures"] >= 2 and one["consecutive_successes"] == 0
+        assert one["history"][0]["status"] == "fail"
+        assert one["history"][0]["message"] == "it failed"
         status, body, _ = await r.get("/api/v1/checks/nope")
         assert status == 404 and "nope" in json.loads(body)["error"]
 
