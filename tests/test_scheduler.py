@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 from pathlib import Path
@@ -55,6 +56,8 @@ async def test_overlapping_run_is_skipped_while_previous_still_runs(tmp_path: Pa
             r'^probed_check_skipped_runs_total\{check="gated",type="script"\} (\d+)$', metrics, re.M
         )
         assert skipped is not None and int(skipped[1]) >= 2, metrics
+        _, body, _ = await r.get("/api/v1/checks/gated")
+        assert json.loads(body)["skipped_runs"] >= 2
 
 
 async def test_plugin_that_hangs_is_cut_at_its_timeout(tmp_path: Path) -> None:
