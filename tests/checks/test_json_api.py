@@ -671,7 +671,7 @@ def test_example_file_validates() -> None:
 
 
 def test_readme_example_validates() -> None:
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "check-types.md").read_text()
     section = readme.split("<!-- section:checks-json_api -->")[1].split("<!-- /section")[0]
     block = section.split("```yaml")[1].split("```")[0]
     _validate_example(yaml.safe_load(block))
