@@ -10,13 +10,21 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
+import jsonschema
 import pytest
+from pydantic import BaseModel, BeforeValidator, ConfigDict, field_validator
 
 from probed import Check, CheckOptions, Result
 from probed._yaml import load_yaml
-from probed.config import FileResult, load_checks, load_settings, validate_check
+from probed.config import (
+    FileResult,
+    check_file_schema,
+    load_checks,
+    load_settings,
+    validate_check,
+)
 from probed.errors import ConfigError, ConfigErrors
 from probed.plugins import CheckTypeInfo
 from probed.settings import CheckDefaults, Settings
@@ -63,7 +71,52 @@ class NeedsModuleCheck(Check[NoOptions]):
         return Result.ok()
 
 
+class Part(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+
+
+class EchoOptions(CheckOptions):
+    target: str = "x"
+    quoted: str = "x"
+    checked: str = "x"
+    parts: list[Part] = []
+    count: Annotated[int, BeforeValidator(lambda v: v)] = 1
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, value: str) -> str:
+        # echoes its input unquoted, as careless plugin validators do
+        if value != "x":
+            raise ValueError(f"cannot reach {value} now")
+        return value
+
+    @field_validator("quoted")
+    @classmethod
+    def _quoted(cls, value: str) -> str:
+        if value != "x":
+            raise ValueError(f'bad value "{value}"')
+        return value
+
+    @field_validator("checked")
+    @classmethod
+    def _checked(cls, value: str) -> str:
+        if value != "x":
+            raise AssertionError("checked must be x")  # pydantic: "Assertion failed, ..."
+        return value
+
+
+class EchoCheck(Check[EchoOptions]):
+    type_name: ClassVar[str] = "echo"
+    options_model: ClassVar[type[CheckOptions]] = EchoOptions
+
+    async def run(self) -> Result:
+        return Result.ok()
+
+
 TYPES = {
+    "echo": CheckTypeInfo(EchoCheck, "tests"),
     "ping": CheckTypeInfo(PingCheck, "tests"),
     "window": CheckTypeInfo(WindowCheck, "tests"),
     "needsmod": CheckTypeInfo(NeedsModuleCheck, "tests"),
@@ -444,3 +497,177 @@ def test_probed_yaml_settings_after_a_null_one_still_apply(work: Path) -> None:
     write("p.yaml", "watch: null\nhistory: 7\nlog_level: debug\ndisabled_plugins: [a]\n")
     settings = load_settings(Path("p.yaml"), {})
     assert (settings.history, settings.log_level, settings.disabled_plugins) == (7, "DEBUG", ("a",))
+
+
+def test_startup_spread_accepts_zero_in_every_spelling_and_other_durations(work: Path) -> None:
+    for raw, expected in (
+        ("0", 0.0), ("'0'", 0.0), ("0s", 0.0), ("' 0ms '", 0.0), ("1.5", 1.5), ("250ms", 0.25),
+        ("2", 2.0),
+    ):  # fmt: skip
+        write("p.yaml", f"startup_spread: {raw}\n")
+        assert load_settings(Path("p.yaml"), {}).startup_spread == expected, raw
+    write("p.yaml", "startup_spread: false\n")
+    with pytest.raises(ConfigErrors):
+        load_settings(Path("p.yaml"), {})
+
+
+# -- error wording of plugin options -----------------------------------------------------------
+
+
+def check_errors(raw: dict[str, Any], **kwargs: Any) -> list[tuple[str, str]]:
+    with pytest.raises(ConfigErrors) as caught:
+        validate_check({"name": "a", "type": "echo", **raw}, TYPES, CheckDefaults(), "f", **kwargs)
+    return [(e.field, e.message) for e in caught.value.errors]
+
+
+def test_interpolated_values_are_hidden_from_messages_quoted_or_not() -> None:
+    hidden = {("target",): ["abcd"], ("quoted",): ["xyz"], ("checked",): ["no"]}
+    raw = {"target": "abcd", "quoted": "xyz", "checked": "no"}
+    assert check_errors(raw, hidden=hidden) == [
+        ("target", "cannot reach *** now"),
+        ("quoted", 'bad value "***"'),
+        ("checked", "checked must be x"),  # "Assertion failed, " is dropped like "Value error, "
+    ]
+
+
+def test_a_short_interpolated_value_is_hidden_only_where_quoted() -> None:
+    assert check_errors({"target": "ab"}, hidden={("target",): ["ab"]}) == [
+        ("target", "cannot reach ab now")
+    ]
+    assert check_errors({"name": "A_b"}, hidden={("name",): ["A_b"]}) == [
+        (
+            "name",
+            "invalid check name '***': use lower-case letters, digits, '_', '.' and '-', "
+            "starting with a letter or digit",
+        )
+    ]
+
+
+def test_unknown_keys_inside_a_list_of_objects_get_a_did_you_mean() -> None:
+    assert check_errors({"parts": [{"nmae": "p"}]}) == [
+        ("parts[0].name", "required key is missing"),
+        ("parts[0].nmae", "unknown key 'nmae' (did you mean 'name'?)"),
+    ]
+
+
+# -- JSON Schema of checks files ---------------------------------------------------------------
+
+DURATION = {
+    "anyOf": [
+        {"type": "string", "pattern": r"^\s*([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+\s*$"},
+        {"type": "number", "exclusiveMinimum": 0},
+    ],
+}
+RESERVED = ["check", "component", "field", "instance", "job", "le", "phase", "quantile",
+            "reason", "result", "stat", "status", "type", "window"]  # fmt: skip
+COMMON = {
+    "name": {
+        "type": "string",
+        "pattern": "^[a-z0-9][a-z0-9_.-]*$",
+        "description": "unique across all files",
+    },
+    "type": {"type": "string", "description": "a registered check type"},
+    "interval": {**DURATION, "description": "time between runs"},
+    "timeout": {**DURATION, "description": "must be less than interval"},
+    "readiness": {"type": "boolean", "description": "counts toward /health/ready"},
+    "failure_threshold": {
+        "type": "integer",
+        "minimum": 1,
+        "description": "consecutive failures before down",
+    },
+    "success_threshold": {
+        "type": "integer",
+        "minimum": 1,
+        "description": "consecutive successes before up",
+    },
+    "labels": {
+        "type": "object",
+        "propertyNames": {
+            "pattern": "^[a-zA-Z_][a-zA-Z0-9_]*$",
+            "not": {"anyOf": [{"enum": RESERVED}, {"pattern": "^__"}]},
+        },
+        "additionalProperties": {"type": "string"},
+        "description": "extra Prometheus labels",
+    },
+    "description": {"type": "string"},
+}
+
+
+class DocumentedOptions(CheckOptions):
+    """Options of the documented check."""
+
+    host: str
+
+
+class DocumentedCheck(Check[DocumentedOptions]):
+    type_name: ClassVar[str] = "documented"
+    options_model: ClassVar[type[CheckOptions]] = DocumentedOptions
+
+    async def run(self) -> Result:
+        return Result.ok()
+
+
+def test_the_checks_file_schema_without_types_is_exactly_the_common_keys() -> None:
+    defaults_keys = ("interval", "timeout", "readiness", "failure_threshold",
+                     "success_threshold", "labels")  # fmt: skip
+    assert check_file_schema({}) == {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "probed checks file",
+        "type": ["object", "null"],
+        "properties": {
+            "defaults": {
+                "type": "object",
+                "properties": {k: COMMON[k] for k in defaults_keys},
+                "additionalProperties": False,
+                "description": "defaults for every check in this file",
+            },
+            "checks": {
+                "type": ["array", "null"],
+                "items": {"type": "object", "properties": COMMON, "required": ["name", "type"]},
+            },
+        },
+        "additionalProperties": False,
+        "$defs": {},
+    }
+
+
+def test_each_type_is_one_closed_branch_described_by_its_options_docstring() -> None:
+    schema = check_file_schema({"documented": CheckTypeInfo(DocumentedCheck, "tests")})
+    [branch] = schema["properties"]["checks"]["items"]["oneOf"]
+    assert branch == {
+        "type": "object",
+        "title": "documented check",
+        "properties": {
+            **COMMON,
+            "host": {"title": "Host", "type": "string"},
+            "type": {"const": "documented", "description": "a registered check type"},
+        },
+        "required": ["name", "type", "host"],
+        "additionalProperties": False,
+        "description": "Options of the documented check.",
+    }
+
+
+def test_the_schema_accepts_valid_files_and_rejects_wrong_ones() -> None:
+    schema = check_file_schema(TYPES)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    good = {
+        "defaults": {"interval": "1m30s", "labels": {"team": "a"}},
+        "checks": [{"name": "a.b-1", "type": "echo", "count": 2, "timeout": 0.5}],
+    }
+    assert list(validator.iter_errors(good)) == []
+    assert list(validator.iter_errors(None)) == []
+    for bad in (
+        {"checks": [{"name": "A", "type": "ping"}]},
+        {"checks": [{"name": "a", "type": "ping", "labels": {"le": "x"}}]},
+        {"checks": [{"name": "a", "type": "ping", "labels": {"__x": "x"}}]},
+        {"checks": [{"name": "a", "type": "ping", "interval": "soon"}]},
+        {"checks": [{"name": "a", "type": "ping", "interval": 0}]},
+        {"checks": [{"name": "a", "type": "ping", "failure_threshold": 0}]},
+        {"checks": [{"name": "a", "type": "ping", "unknown": 1}]},
+        {"checks": [{"name": "a", "type": "nope"}]},
+        {"defaults": {"name": "x"}},
+        {"check": []},
+    ):
+        assert list(validator.iter_errors(bad)), bad
