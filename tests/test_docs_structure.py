@@ -147,6 +147,7 @@ def test_every_check_type_has_a_section_in_the_check_types_page() -> None:
         "externally-managed-environment",
         "no matches found",
         "is not set",
+        "did you mean",
         "port: probed-metrics",
         "ProbedCheckNotRunning",
         "address already in use",
