@@ -114,7 +114,7 @@ def healthy_checks(now: float = 0.0) -> tuple[SimCheck, ...]:
         SimCheck(
             "pg-app", "postgres", interval=5, timeout=4, durations=(0.012, 0.009, 0.015),
             phases={"connect": 0.006, "query": 0.003},
-            values={"probed_postgres_rows": 1, "probed_postgres_in_recovery": 0},
+            values={"probed_postgres_rows": 1},
             labels={"team": "payments"},
             # Its first run was refused (the password was not mounted yet): a healthy daemon's
             # counters may hold old failures, which must not alert forever.
@@ -309,7 +309,7 @@ def input_series(daemon: Daemon, scrapes: Sequence[int]) -> list[dict[str, str]]
 
 def alert_names(rule_files: Iterable[Path]) -> list[str]:
     """Every alert defined in ``rule_files``, in file order."""
-    names = []
+    names: list[str] = []
     for path in rule_files:
         for group in load_yaml(path)["groups"]:
             names.extend(r["alert"] for r in group["rules"] if "alert" in r)

@@ -1,18 +1,28 @@
-"""A probed daemon running one check of every built-in type against real local servers, so
-that the contrib tests can compare their PromQL with the series probed really exports."""
+"""Live harnesses for the contrib tests: a probed daemon running one check of every built-in
+type against real local servers (so the contrib PromQL can be compared with the series probed
+really exports), HTTP(S) servers for its checks, and a real Prometheus server (Debian's) with
+its HTTP API."""
 
 from __future__ import annotations
 
+import datetime as dt
 import http.server
+import json
 import re
 import ssl
+import subprocess
 import threading
-from collections.abc import Iterator
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from tests.contrib._daemon import Daemon, running_probed
-from tests.servers._util import free_port, wait_until
+from tests.servers._util import free_port, require_binary, wait_until
 
 _SAMPLE_RE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s")
 _LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="')
@@ -32,10 +42,12 @@ class _Ok(http.server.BaseHTTPRequestHandler):
 
 
 @contextmanager
-def https_server(context: ssl.SSLContext) -> Iterator[int]:
-    """An HTTPS server on 127.0.0.1 answering 200 to every GET; yields its port."""
+def https_server(context: ssl.SSLContext | None) -> Iterator[int]:
+    """An HTTPS server (plain HTTP when ``context`` is None) on 127.0.0.1 answering 200 to
+    every GET; yields its port."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
+    if context is not None:
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -136,3 +148,102 @@ def probed_running_every_type(tmp_path: Path, checks: str) -> Iterator[Daemon]:
     with running_probed(checks_dir) as daemon:
         wait_until(lambda: all_checks_ran(daemon, names), timeout=30, what=f"first runs of {names}")
         yield daemon
+
+
+# --- Prometheus -------------------------------------------------------------------------------
+
+
+def rfc3339(value: str) -> float:
+    """Unix time of a timestamp in Prometheus' API (nanoseconds cut to microseconds)."""
+    value = re.sub(r"(\.\d{6})\d+", r"\1", value).replace("Z", "+00:00")
+    return dt.datetime.fromisoformat(value).timestamp()
+
+
+class Prometheus:
+    """A running Prometheus server, read through its HTTP API."""
+
+    def __init__(self, url: str, log: Path) -> None:
+        self.url = url
+        self.log = log
+
+    def api(self, path: str, **params: str | float) -> Any:
+        """``data`` of a GET on ``/api/v1/<path>``."""
+        query = f"?{urllib.parse.urlencode(params)}" if params else ""
+        with urllib.request.urlopen(f"{self.url}/api/v1/{path}{query}", timeout=10) as resp:
+            body = json.load(resp)
+        assert body["status"] == "success", body
+        return body["data"]
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """Active (pending or firing) alerts."""
+        alerts: list[dict[str, Any]] = self.api("alerts")["alerts"]
+        return alerts
+
+    def state(self, alertname: str, check: str) -> str | None:
+        for alert in self.alerts():
+            labels = alert["labels"]
+            if labels["alertname"] == alertname and labels.get("check") == check:
+                return str(alert["state"])
+        return None
+
+    def targets(self, job: str) -> list[dict[str, Any]]:
+        return [t for t in self.api("targets")["activeTargets"] if t["labels"]["job"] == job]
+
+    def target_up(self, job: str = "probed") -> bool:
+        return any(t["health"] == "up" for t in self.targets(job))
+
+    def rule_groups(self) -> list[dict[str, Any]]:
+        groups: list[dict[str, Any]] = self.api("rules")["groups"]
+        return groups
+
+    def query(self, expr: str, at: float | None = None) -> list[dict[str, Any]]:
+        """Instant vector result of ``expr`` (now, or at Unix time ``at``)."""
+        params: dict[str, str | float] = {"query": expr}
+        if at is not None:
+            params["time"] = at
+        data = self.api("query", **params)
+        assert data["resultType"] == "vector", data
+        result: list[dict[str, Any]] = data["result"]
+        return result
+
+    def query_range(self, expr: str, start: float, end: float, step: float) -> list[dict[str, Any]]:
+        data = self.api("query_range", query=expr, start=start, end=end, step=step)
+        result: list[dict[str, Any]] = data["result"]
+        return result
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+@contextmanager
+def running_prometheus(
+    tmp_path: Path, config: Callable[[str], dict[str, Any]]
+) -> Iterator[Prometheus]:
+    """Run Debian's ``prometheus`` on a loopback port with ``config(listen_address)``."""
+    binary = require_binary("prometheus", "apt-get install prometheus")
+    address = f"127.0.0.1:{free_port()}"
+    config_file = tmp_path / "prometheus.yml"
+    config_file.write_text(yaml.safe_dump(config(address), sort_keys=False))
+    url = f"http://{address}"
+    log_path = tmp_path / "prometheus.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [binary, f"--config.file={config_file}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+             f"--web.listen-address={address}"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        wait_until(lambda: proc.poll() is not None or _ready(url), timeout=30, what="Prometheus")
+        assert proc.poll() is None, f"prometheus exited: {log_path.read_text()}"
+        yield Prometheus(url, log_path)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)

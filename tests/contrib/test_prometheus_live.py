@@ -7,19 +7,16 @@ labels and annotations are exactly those in contrib/prometheus/rules/."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
 from tests.contrib._daemon import Daemon, running_probed
+from tests.contrib._live import Prometheus, running_prometheus
 from tests.contrib._tools import RULE_FILES, load_yaml
-from tests.servers._util import free_port, require_binary, wait_until
+from tests.servers._util import free_port, wait_until
 
 FOR_IN_TEST = "4s"
 WATCHED = ("ProbedCheckDown", "ProbedReadinessCheckDown")
@@ -40,36 +37,6 @@ def _short_for_rules(tmp_path: Path) -> list[str]:
     return paths
 
 
-class Prometheus:
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def alerts(self) -> list[dict[str, Any]]:
-        with urllib.request.urlopen(f"{self.url}/api/v1/alerts", timeout=5) as resp:
-            alerts: list[dict[str, Any]] = json.load(resp)["data"]["alerts"]
-            return alerts
-
-    def state(self, alertname: str, check: str) -> str | None:
-        for alert in self.alerts():
-            labels = alert["labels"]
-            if labels["alertname"] == alertname and labels.get("check") == check:
-                return str(alert["state"])
-        return None
-
-    def target_up(self) -> bool:
-        with urllib.request.urlopen(f"{self.url}/api/v1/targets", timeout=5) as resp:
-            targets = json.load(resp)["data"]["activeTargets"]
-        return any(t["labels"]["job"] == "probed" and t["health"] == "up" for t in targets)
-
-
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as resp:
-            return bool(resp.status == 200)
-    except OSError:
-        return False
-
-
 @pytest.fixture
 def probed(tmp_path: Path) -> Iterator[Daemon]:
     checks = tmp_path / "checks.d"
@@ -87,8 +54,6 @@ def probed(tmp_path: Path) -> Iterator[Daemon]:
 
 @pytest.fixture
 def prometheus(tmp_path: Path, probed: Daemon) -> Iterator[Prometheus]:
-    binary = require_binary("prometheus", "apt-get install prometheus")
-    port = free_port()
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": _short_for_rules(tmp_path),
@@ -96,22 +61,8 @@ def prometheus(tmp_path: Path, probed: Daemon) -> Iterator[Prometheus]:
             {"job_name": "probed", "static_configs": [{"targets": [probed.url.split("//")[1]]}]}
         ],
     }
-    config_file = tmp_path / "prometheus.yml"
-    config_file.write_text(yaml.safe_dump(config))
-    url = f"http://127.0.0.1:{port}"
-    log = (tmp_path / "prometheus.log").open("wb")
-    proc = subprocess.Popen(
-        [binary, f"--config.file={config_file}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        wait_until(lambda: proc.poll() is None and _ready(url), timeout=30, what="Prometheus")
-        yield Prometheus(url)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
-        log.close()
+    with running_prometheus(tmp_path, lambda _address: config) as prometheus:
+        yield prometheus
 
 
 @pytest.mark.parametrize("alertname", WATCHED)
