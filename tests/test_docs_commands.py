@@ -335,6 +335,13 @@ class Runner:
         if command.is_daemon:
             self._start_daemon(command)
             return
+        if words[:2] == ["pip", "install"] and "VIRTUAL_ENV" not in self.env:
+            # Never install into the interpreter running the tests (it would replace its
+            # probed); a stock Debian Python refuses it anyway (externally-managed-environment).
+            raise AssertionError(
+                f"{command.where}: `{command.text}` runs before any venv is activated on the "
+                "page: a stock Debian Python refuses it (externally-managed-environment)"
+            )
         local = re.search(r"\bcurl\b.*?(?:localhost|127\.0\.0\.1):(\d+)", command.head)
         if local and self.daemon is None:
             raise AssertionError(
@@ -619,6 +626,14 @@ def test_curl_runs_against_the_documented_daemon_and_it_stops_cleanly(
     runner = _run_page(page, docs_session, "daemon-curl")
     assert [r.command.line for r in runner.ran] == [2, 6]
     assert runner.daemon is None
+
+
+def test_pip_install_before_a_venv_is_activated_fails_without_running(tmp_path: Path) -> None:
+    runner = Runner(tmp_path, _clean_env(tmp_path), tmp_path)
+    (command,) = extract("```sh\npip install '.[all]'\n```\n", "no-venv.md").commands
+    with pytest.raises(AssertionError, match="externally-managed-environment"):
+        runner.run(command)
+    assert runner.ran == []
 
 
 def test_the_docs_have_commands_to_run() -> None:
