@@ -312,3 +312,32 @@ def test_family_help_escapes_backslash_and_newline_and_only_counters_lose_total(
     assert gauge.header(True) == "# HELP probed_y_total h\n# TYPE probed_y_total gauge\n"
     plain = Family("probed_z", "h", "counter")
     assert plain.header(True) == "# HELP probed_z h\n# TYPE probed_z counter\n"
+
+
+def test_several_failure_reasons_and_labels_are_each_on_their_own_line() -> None:
+    pair = MetricDef("probed_pair", "Two labels.", labels=("a", "b"))
+    counter = MetricDef("probed_things_total", "Things seen.", kind="counter")
+    types = TypeMetrics([("script", (pair, counter))])
+    s = CheckState(make_spec(ScriptCheck, name="c"))
+    s.record(Result.fail("timeout", "x", timestamp=1.0))
+    s.record(
+        Result.fail(
+            "refused",
+            "x",
+            timestamp=2.0,
+            values={"probed_things_total": 3.0},
+            samples=(
+                Sample("probed_pair", 1.0, ("only-one",)),  # dropped: one label for two
+                Sample("probed_pair", 2.0, ("x", "y")),  # still rendered after a dropped one
+            ),
+        )
+    )
+    text = render_checks([s], types, openmetrics=True)
+    lines = text.splitlines()
+    assert 'probed_check_failures_total{check="c",type="script",reason="timeout"} 1' in lines
+    assert 'probed_check_failures_total{check="c",type="script",reason="refused"} 1' in lines
+    assert 'probed_pair{check="c",type="script",a="x",b="y"} 2' in lines
+    assert "only-one" not in text
+    # a type's counter family is named without _total in OpenMetrics too
+    assert "# TYPE probed_things counter" in lines
+    assert 'probed_things_total{check="c",type="script"} 3' in lines
