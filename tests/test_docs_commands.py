@@ -6,6 +6,10 @@ top to bottom, and the conventions a page follows are:
 
 - every line of a ``sh``/``bash``/``shell`` block is a command (``\\`` continues a line, heredocs
   run whole); in a ``console`` block, only the lines starting with ``$ `` are;
+- an unquoted file pattern (``?``, ``*``, ``[``) must match a file, because zsh refuses a
+  command whose pattern matches nothing (``curl localhost:9333/health/ready?verbose``);
+- ``pip install`` must come after a venv is activated on the page (a stock Debian Python
+  refuses it otherwise, and the tests' own interpreter is never touched);
 - a command is expected to exit 0, unless its trailing comment ends with ``exit N``
   (``probed validate --checks-dir checks.d   # unknown type 'file_age': exit 1``);
 - a trailing comment with ``prints "TEXT"`` says the command's output contains TEXT;
@@ -22,10 +26,13 @@ top to bottom, and the conventions a page follows are:
 The README's install steps (up to its first ``pip install``) run once per session: they create
 the venv every page then uses. Each page runs in its own fresh copy of the checkout, with no
 ``probed`` on ``PATH`` but the venv's, and no ``PROBED_*`` variables from the outside.
+Each page's test prints the commands it ran, with exit codes and times, and the blocks it did
+not run (``pytest -rP tests/test_docs_commands.py`` shows them).
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
@@ -164,6 +171,31 @@ def split_comment(line: str) -> tuple[str, str]:
         elif ch == "#" and (i == 0 or line[i - 1] in " \t"):
             return line[:i].rstrip(), line[i + 1 :].strip()
     return line.rstrip(), ""
+
+
+def unquoted_globs(line: str) -> list[str]:
+    """Words of a shell line with a ``?``, ``*`` or ``[`` outside quotes (file patterns)."""
+    words, word, glob, quote = [], "", False, ""
+    escaped = False
+    for ch in line + " ":
+        if escaped:
+            word, escaped = word + ch, False
+        elif quote:
+            word += ch
+            if ch == quote:
+                quote = ""
+        elif ch == "\\":
+            word, escaped = word + ch, True
+        elif ch in "'\"":
+            word, quote = word + ch, ch
+        elif ch in " \t\n;|&<>()":
+            if glob:
+                words.append(word)
+            word, glob = "", False
+        else:
+            word += ch
+            glob = glob or ch in "?*["
+    return words
 
 
 def _command(page: str, line: int, text: str, comment: str) -> Command:
@@ -332,6 +364,12 @@ class Runner:
             assert self.cwd.is_dir(), f"{command.where}: `{command.text}`: no such directory"
             self.ran.append(Ran(command, 0, 0.0, "directory changed"))
             return
+        for pattern in unquoted_globs(command.head):
+            # bash passes a pattern that matches nothing on as it is; zsh refuses the command.
+            assert glob.glob(pattern, root_dir=self.cwd), (
+                f"{command.where}: `{command.text}`: {pattern} is a file pattern matching "
+                f"nothing, which zsh refuses (no matches found): quote it"
+            )
         if command.is_daemon:
             self._start_daemon(command)
             return
@@ -700,6 +738,22 @@ def test_extractor_reads_exit_codes_outputs_daemons_and_skip_marks() -> None:
     assert heredoc.text.endswith("checks: []   # exit 3\nYAML")
     assert once.text == "probed once --check nightly-db-backup"
     assert page.skipped == [(16, "needs docker")]
+
+
+def test_unquoted_file_patterns_are_found_outside_quotes_only() -> None:
+    line = "curl -s localhost:9333/health/ready?verbose 'a?b' \"c*\" checks.d/*.yaml .[all]"
+    assert unquoted_globs(line) == [
+        "localhost:9333/health/ready?verbose",
+        "checks.d/*.yaml",
+        ".[all]",
+    ]
+
+
+def test_an_unquoted_url_with_a_question_mark_fails_as_zsh_would(tmp_path: Path) -> None:
+    runner = Runner(tmp_path, _clean_env(tmp_path), tmp_path)
+    (command,) = extract("```sh\ncurl -s localhost:9/health/ready?verbose\n```\n", "z.md").commands
+    with pytest.raises(AssertionError, match="zsh refuses"):
+        runner.run(command)
 
 
 def test_a_skip_mark_without_a_reason_is_refused() -> None:
