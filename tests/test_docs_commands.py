@@ -33,6 +33,7 @@ not run (``pytest -rP tests/test_docs_commands.py`` shows them).
 from __future__ import annotations
 
 import glob
+import importlib.util
 import json
 import os
 import re
@@ -544,6 +545,10 @@ def _readme_setup(page: Page) -> list[Command]:
 def docs_session(tmp_path_factory: pytest.TempPathFactory) -> DocsSession:
     require(shutil.which("curl") is not None, "the docs' commands need the curl binary")
     require(shutil.which("bash") is not None, "the docs' commands need bash")
+    require(
+        importlib.util.find_spec("ensurepip") is not None,
+        "the Quick start's `python3 -m venv` needs ensurepip (Debian: apt install python3-venv)",
+    )
     tmp = tmp_path_factory.mktemp("docs")
     bin_dir = tmp / "bin"
     bin_dir.mkdir()
