@@ -671,3 +671,130 @@ def test_the_schema_accepts_valid_files_and_rejects_wrong_ones() -> None:
         {"check": []},
     ):
         assert list(validator.iter_errors(bad)), bad
+
+
+# -- inline checks, defaults, reuse ------------------------------------------------------------
+
+
+def test_inline_checks_of_probed_yaml_report_only_problems_inside_checks(
+    work: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NOT_SET_Q9", raising=False)
+    write(
+        "p.yaml",
+        """
+        log_level: INFO
+        log_level: INFO
+        listen: ${NOT_SET_Q9}
+        checks:
+          - name: a
+            name: a2
+            type: ping
+          - {name: b, type: ping}
+        """,
+    )
+    result = load_checks(Settings(config_file=Path("p.yaml"), checks_dirs=()), TYPES)
+    assert [(e.file, e.line, e.field) for e in result.errors] == [("p.yaml", 6, "checks[0].name")]
+    assert list(result.specs) == ["b"]
+
+
+def test_interpolated_values_are_hidden_from_defaults_errors_too(
+    work: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("Q_SHORT", "ab")
+    write("checks.d/a.yaml", "defaults:\n  interval: '${Q_SHORT}'\nchecks: []\n")
+    [error] = load().errors
+    assert (error.field, error.message) == (
+        "defaults.interval",
+        "invalid duration '***': use forms like 500ms, 10s, 1m30s, 2h",
+    )
+
+
+def test_checks_do_not_run_when_their_file_defaults_failed_to_interpolate(
+    work: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NOT_SET_Q10", raising=False)
+    write(
+        "checks.d/a.yaml",
+        "defaults:\n  interval: '${NOT_SET_Q10}'\nchecks:\n  - {name: a, type: ping}\n",
+    )
+    result = load()
+    assert {e.field for e in result.errors} == {"defaults.interval"}
+    assert result.errors[0].message.startswith("environment variable 'NOT_SET_Q10' is not set")
+    assert result.specs == {}
+
+
+def test_checks_that_is_not_a_list_is_reported_at_the_checks_key(work: Path) -> None:
+    write("checks.d/a.yaml", "# comment\n\nchecks: 5\n")
+    assert fields(load().errors) == [
+        (
+            "checks.d/a.yaml",
+            3,
+            "checks",
+            "must be a list of checks, each item starting with '- name: ...'",
+        )
+    ]
+
+
+def test_duplicate_discovered_checks_are_reported_without_a_line(work: Path) -> None:
+    result = load(
+        discovered=[
+            ("finder", {"name": "d", "type": "ping"}),
+            ("finder", {"name": "d", "type": "ping"}),
+        ]
+    )
+    [error] = result.errors
+    assert (error.file, error.line, error.field) == ("<plugin:finder>", 0, "checks[1].name")
+    assert error.message.startswith("duplicate check name 'd': already defined at <plugin:finder>")
+
+
+def test_a_nested_list_entry_is_reported_at_its_own_line() -> None:
+    doc = load_yaml("checks:\n  - name: ok\n  - - a\n    - b\n", "f.yaml")
+    with pytest.raises(ConfigErrors) as caught:
+        validate_check(doc["checks"][1], TYPES, CheckDefaults(), "f.yaml")
+    assert fields(caught.value.errors) == [
+        ("f.yaml", 3, "", "a check must be a mapping, got a list")
+    ]
+
+
+def test_a_label_name_error_does_not_hide_errors_of_later_keys() -> None:
+    raw = {"name": "a", "type": "ping", "labels": {1: "x"}, "description": 5}
+    with pytest.raises(ConfigErrors) as caught:
+        validate_check(raw, TYPES, CheckDefaults(), "f")
+    assert [e.field for e in caught.value.errors] == ["description", "labels.1"]
+
+
+def test_an_unknown_type_shipped_as_a_plugin_says_which_plugins_dir_to_add() -> None:
+    with pytest.raises(ConfigErrors) as caught:
+        validate_check({"name": "a", "type": "file_age"}, TYPES, CheckDefaults(), "checks.d/x.yaml")
+    [error] = caught.value.errors
+    assert "is it a plugin? plugins/file_age.py defines it: add --plugins-dir plugins" in (
+        error.message
+    )
+
+
+def test_files_are_validated_again_when_a_type_is_replaced_by_another_class(work: Path) -> None:
+    write("checks.d/a.yaml", "checks:\n  - {name: a, type: echo, target: y}\n")
+    first = load()
+    assert [e.field for e in first.errors] == ["checks[0].target"]
+
+    class LenientOptions(CheckOptions):
+        target: str = "x"
+
+    class LenientEcho(Check[LenientOptions]):
+        type_name: ClassVar[str] = "echo"
+        options_model: ClassVar[type[CheckOptions]] = LenientOptions
+
+        async def run(self) -> Result:
+            return Result.ok()
+
+    types = {**TYPES, "echo": CheckTypeInfo(LenientEcho, "tests")}
+    second = load_checks(Settings(checks_dirs=(Path("checks.d"),)), types, first)
+    assert second.errors == () and list(second.specs) == ["a"]
+
+
+def test_a_scalar_probed_yaml_is_reported_at_line_1(work: Path) -> None:
+    write("p.yaml", "hello\n")
+    with pytest.raises(ConfigErrors) as caught:
+        load_settings(Path("p.yaml"), {})
+    assert fields(caught.value.errors) == [("p.yaml", 1, "", "the top level must be a mapping")]
