@@ -1,21 +1,64 @@
-"""Keeping secrets out of messages, logs, metrics and the API.
+"""The one owner of secrets in output: the mask, which names are secret, and how text is scrubbed.
 
-- :class:`Redactor` replaces known secret values (from ``${file:...}`` and secret-looking
-  environment variables, see :attr:`probed.config.LoadResult.secrets`) with ``***`` in any text.
-- :func:`redact_url` masks the password of a URL's userinfo and secret query parameters.
-- :func:`redact_data` walks JSON-like data and masks the values of secret-looking keys.
+Everything that shows text to a person or a machine (logs, the HTTP API, health bodies,
+``/metrics`` labels, ``probed once`` reports, ``probed validate`` and configuration errors,
+Sentry events, check result messages) goes through this module; no other module has its own
+mask or secret-name rule.
+
+- :data:`MASK` (``***``) is the only mask shown anywhere; pydantic's ``SecretStr`` dump
+  (``**********``) is turned into it by :func:`redact_data`.
+- :func:`is_secret_key` (mapping keys, header names), :func:`is_secret_param` (URL query and
+  ``key=value`` DSN parameters) and :func:`is_secret_env` (environment variable names) say
+  which names hold secrets.
+- :func:`redact_text` masks secrets that have a recognisable *shape*: a URL's userinfo
+  password (also one containing ``/``, ``@`` or ``%2F``), secret URL query parameters
+  (``?token=``, ``&api_key=``), ``password=`` in a libpq ``key=value`` DSN, credential
+  headers (``Authorization: ...``, ``X-Api-Key: ...``, ``Cookie: ...``) and secret keys in
+  JSON or Python-literal text (``"password": "..."``). :func:`redact_url` is the same for one URL.
+- :class:`Redactor` masks *known* secret values (from ``${file:...}``, secret-looking
+  ``${ENV}`` variables and secret options) in any text, raw or in the forms they take on the
+  way out: URL-encoded, JSON- or Python-escaped, base64 (also inside ``Basic`` credentials);
+  then applies :func:`redact_text`.
+- :func:`redact_data` walks JSON-like data: secret-keyed values become ``***``, every string
+  goes through :func:`redact_url` and the redactor.
+- :func:`hide` keeps interpolated (not necessarily secret) values out of configuration errors.
+
+A URL with a port *and* an ``@`` later in its path or query (``http://h:80/a@b``) is masked
+from the port on: it cannot be told apart from a password containing ``/``, and showing a
+shortened URL is better than showing a password.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from collections.abc import Callable, Iterable
 from typing import Any, Final
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, quote_plus
 
-__all__ = ["MASK", "Redactor", "is_secret_key", "redact_data", "redact_url"]
+__all__ = [
+    "MASK",
+    "MIN_SECRET_LENGTH",
+    "Redactor",
+    "hide",
+    "is_secret_env",
+    "is_secret_key",
+    "is_secret_param",
+    "option_secrets",
+    "redact_data",
+    "redact_text",
+    "redact_url",
+]
 
 MASK: Final = "***"
+"""What a secret is replaced with, everywhere."""
+
+MIN_SECRET_LENGTH: Final = 4
+"""Shorter values are not treated as secrets: redacting ``on`` or ``1`` would mangle text."""
+
+_PYDANTIC_MASK: Final = "**********"  # how pydantic dumps SecretStr; shown as MASK
+_MIN_BASE64_CORE: Final = 6  # shorter base64 fragments would mask ordinary words
 
 _SECRET_KEY: Final = re.compile(
     r"pass(word|wd|phrase)?$|^pwd$|secret|token|credential|authorization|^auth$|_auth$"
@@ -25,8 +68,32 @@ _SECRET_PARAM: Final = re.compile(
     r"pass(word|wd)?$|^pwd$|secret|token|credential|^auth|api_?key|^key$|access_?key"
     r"|signature|^sig$|^code$",
 )
-# Fallback when urlsplit refuses a string: mask ``user:password@`` after a scheme.
-_USERINFO: Final = re.compile(r"(?P<pre>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)[^@\s/]*(?P<at>@)")
+_SECRET_ENV: Final = re.compile(r"PASS|SECRET|TOKEN|KEY|AUTH|CREDENTIAL|DSN", re.IGNORECASE)
+
+# Characters that end a secret in text: whitespace, quotes, angle brackets and backslashes
+# (so masking never eats the closing quote or an escape of JSON or Python text).
+_STOP: Final = r"\s\"'<>\\`"
+_URL: Final = re.compile(rf"[A-Za-z][A-Za-z0-9+.-]*://[^{_STOP}]*")
+# scheme://user:password@ up to the *last* '@' of the URL: a password may hold '/' '@' ':'.
+_USERINFO: Final = re.compile(rf"^(?P<pre>[^:]+://[^{_STOP}:/?#]*:)[^{_STOP}]+(?=@)")
+_QUERY_PARAM: Final = re.compile(r"(?P<pre>(?:^|[?&;])(?P<name>[^=&;#?]+)=)(?P<value>[^&#]+)")
+# libpq key=value DSN parameters outside URLs (password='x y', sslpassword=...).
+_DSN_PARAM: Final = re.compile(
+    rf"(?P<pre>(?<![\w.-])(?P<name>[A-Za-z_][\w-]*)\s*=\s*)"
+    rf"(?P<value>'(?:[^'\\]|\\.)*'|[^{_STOP}&,;]+)"
+)
+_DSN_SECRET: Final = re.compile(r"(ssl)?pass(word|wd)?$|^pwd$")
+# Credential headers in text: "Authorization: Bearer x", "X-Api-Key: x", "Cookie: a=b".
+_HEADER: Final = re.compile(
+    rf"(?P<pre>\b(?:(?:Proxy-)?Authorization|(?:Set-)?Cookie|X-[\w-]*(?:Key|Token|Secret|Auth)"
+    rf"|Api-Key)\s*:\s*)(?P<value>[^\r\n{_STOP}]+(?:[ \t]+[^\r\n{_STOP}]+)*)",
+    re.IGNORECASE,
+)
+# Secret keys in JSON / Python-literal text: "password": "x", 'token': 'x'.
+_QUOTED_PAIR: Final = re.compile(
+    r"(?P<pre>(?P<q>[\"'])(?P<name>[\w .-]+)(?P=q)\s*:\s*(?P<q2>[\"']))"
+    r"(?P<value>(?:(?!(?P=q2))[^\\]|\\.)+)(?=(?P=q2))"
+)
 
 
 def _normal(key: str) -> str:
@@ -38,77 +105,161 @@ def is_secret_key(key: str) -> bool:
     return _SECRET_KEY.search(_normal(key)) is not None
 
 
-class Redactor:
-    """Replaces every known secret value in a text with ``***``, longest first.
+def is_secret_param(name: str) -> bool:
+    """Whether a URL query or DSN parameter names a secret (``token``, ``api_key``, ``sig``...)."""
+    return _SECRET_PARAM.search(_normal(name)) is not None
 
-    Calling a redactor built from no secrets returns the text unchanged at almost no cost.
+
+def is_secret_env(name: str) -> bool:
+    """Whether an environment variable's name says it holds a secret (``DB_PASSWORD``...)."""
+    return _SECRET_ENV.search(name) is not None
+
+
+def _mask_query(query: str) -> str:
+    def one(m: re.Match[str]) -> str:
+        return m["pre"] + MASK if is_secret_param(m["name"]) else m[0]
+
+    return _QUERY_PARAM.sub(one, query)
+
+
+def _mask_url(url: str) -> str:
+    url = _USERINFO.sub(rf"\g<pre>{MASK}", url, count=1)
+    head, q, rest = url.partition("?")
+    if not q:
+        return url
+    query, hash_, fragment = rest.partition("#")
+    return f"{head}?{_mask_query(query)}{hash_}{fragment}"
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the userinfo password and secret query parameters masked.
+
+    ``postgresql://u:pw@h/db`` gives ``postgresql://u:***@h/db``, ``redis://:p/w@h`` gives
+    ``redis://:***@h``, ``https://h/x?token=abc&page=2`` gives ``https://h/x?token=***&page=2``.
+    Text that is not a URL comes back unchanged (the same object when nothing was masked).
+    """
+    return _URL.sub(lambda m: _mask_url(m[0]), url) if "://" in url else url
+
+
+def _mask_dsn(m: re.Match[str]) -> str:
+    return m["pre"] + MASK if _DSN_SECRET.search(_normal(m["name"])) else m[0]
+
+
+def _mask_pair(m: re.Match[str]) -> str:
+    return m["pre"] + MASK if is_secret_key(m["name"]) else m[0]
+
+
+def redact_text(text: str) -> str:
+    """``text`` with every secret that has a recognisable shape masked (see the module doc)."""
+    if "://" in text:
+        text = redact_url(text)
+    if "=" in text:
+        text = _DSN_PARAM.sub(_mask_dsn, text)
+    if ":" in text:
+        text = _HEADER.sub(rf"\g<pre>{MASK}", text)
+        text = _QUOTED_PAIR.sub(_mask_pair, text)
+    return text
+
+
+def _base64_cores(secret: bytes) -> set[str]:
+    """Base64 fragments that appear wherever ``secret`` is encoded, at any byte alignment."""
+    cores = set()
+    for encode in (base64.b64encode, base64.urlsafe_b64encode):
+        for offset in range(3):
+            encoded = encode(b"\0" * offset + secret).decode()
+            first = -(-offset * 8 // 6)  # the first character made of secret bits only
+            last = (offset + len(secret)) * 8 // 6  # one past the last such character
+            core = encoded[first:last]
+            if len(core) >= _MIN_BASE64_CORE:
+                cores.add(core)
+    return cores
+
+
+def _forms(secret: str) -> set[str]:
+    """The ways ``secret`` can be written in output: raw, encoded, escaped."""
+    forms = {secret, quote(secret, safe=""), quote(secret), quote_plus(secret)}
+    forms |= {re.sub(r"%[0-9A-F]{2}", lambda m: m[0].lower(), f) for f in list(forms)}
+    forms |= {json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
+    forms |= {repr(secret)[1:-1], json.dumps(json.dumps(secret))[3:-3]}  # also JSON in JSON
+    return forms | _base64_cores(secret.encode())
+
+
+class Redactor:
+    """Masks every known secret value, in every form it may take, then applies
+    :func:`redact_text`; longest forms first, so a secret containing another is masked whole.
+
+    A redactor built from no secrets still masks shaped secrets (URL passwords, ``?token=``...)
+    and returns text with nothing to mask unchanged (the same object).
     """
 
     __slots__ = ("_pattern", "secrets")
 
     def __init__(self, secrets: Iterable[str]) -> None:
         self.secrets: frozenset[str] = frozenset(s for s in secrets if s)
-        # Longest first, so a secret that contains another is masked whole.
-        ordered = sorted(self.secrets, key=lambda s: (-len(s), s))
+        forms = {f for s in self.secrets for f in _forms(s) if f}
+        ordered = sorted(forms, key=lambda s: (-len(s), s))
         self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
 
     def __call__(self, text: str) -> str:
         """``text`` with each secret replaced by ``***``."""
-        if self._pattern is None or not text:
+        if not text:
             return text
-        return self._pattern.sub(MASK, text)
+        if self._pattern is not None:
+            text = self._pattern.sub(MASK, text)
+        return redact_text(text)
 
     def __bool__(self) -> bool:
+        """Whether any secret value is known."""
         return self._pattern is not None
 
 
-def _redact_query(query: str) -> str:
-    parts = query.split("&")
-    for i, part in enumerate(parts):
-        name, eq, value = part.partition("=")
-        if eq and value and _SECRET_PARAM.search(_normal(name)):
-            parts[i] = f"{name}={MASK}"
-    return "&".join(parts)
+def option_secrets(options: Any) -> set[str]:
+    """Secret values in a check's options: ``SecretStr`` values and the passwords of secret URLs.
 
-
-def redact_url(url: str) -> str:
-    """``url`` with the userinfo password and secret query parameters masked.
-
-    ``postgresql://u:pw@h/db`` gives ``postgresql://u:***@h/db``, ``redis://:pw@h`` gives
-    ``redis://:***@h``, ``https://h/x?token=abc&page=2`` gives ``https://h/x?token=***&page=2``.
-    Anything that is not a URL is returned unchanged.
+    Walks pydantic models, mappings and sequences; anything with ``secrets()`` (such as
+    :class:`~probed.checks._db_common.SecretUrl`) contributes those, anything else with
+    ``get_secret_value()`` its value. Values shorter than :data:`MIN_SECRET_LENGTH` are left out.
     """
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return _USERINFO.sub(rf"\g<pre>{MASK}\g<at>", url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hostport = netloc.rpartition("@")
-        user, colon, password = userinfo.partition(":")
-        if colon and password:
-            netloc = f"{user}:{MASK}@{hostport}"
-    query = _redact_query(parts.query) if parts.query else parts.query
-    if netloc == parts.netloc and query == parts.query:
-        return url
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    found: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if hasattr(value, "secrets") and callable(value.secrets):
+            found.update(value.secrets())
+        elif hasattr(value, "get_secret_value"):
+            secret = value.get_secret_value()
+            if isinstance(secret, str):
+                found.add(secret)
+        elif hasattr(value, "__pydantic_fields__"):
+            for name in type(value).__pydantic_fields__:
+                walk(getattr(value, name, None))
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list | tuple | set | frozenset):
+            for item in value:
+                walk(item)
+
+    walk(options)
+    return {s for s in found if len(s) >= MIN_SECRET_LENGTH}
 
 
 def redact_data(obj: Any, redactor: Callable[[str], str] | None = None) -> Any:
     """A copy of JSON-like ``obj`` safe to show.
 
     Values of secret-looking keys (``password``, ``token``, ``Authorization``, ``api_key``...)
-    become ``***``; strings that look like URLs go through :func:`redact_url`; every string
-    also goes through ``redactor`` when given. Pydantic ``SecretStr`` fields already dump as
-    ``**********`` and are left alone.
+    become ``***``, and so does pydantic's ``SecretStr`` dump (``**********``); strings that look
+    like URLs go through :func:`redact_url`; every string also goes through ``redactor`` when
+    given.
     """
     if isinstance(obj, str):
-        text = redact_url(obj) if "://" in obj else obj
+        if obj == _PYDANTIC_MASK:
+            return MASK
+        text = redact_url(obj)
         return redactor(text) if redactor else text
     if isinstance(obj, dict):
         out: dict[Any, Any] = {}
         for key, value in obj.items():
-            if isinstance(key, str) and is_secret_key(key) and not _masked(value):
+            if isinstance(key, str) and is_secret_key(key):
                 out[key] = _mask_all(value)
             else:
                 out[key] = redact_data(value, redactor)
@@ -118,14 +269,24 @@ def redact_data(obj: Any, redactor: Callable[[str], str] | None = None) -> Any:
     return obj
 
 
-def _masked(value: Any) -> bool:
-    """Nothing to hide: empty, or already masked (``SecretStr`` dumps as ``**********``)."""
-    return value is None or (isinstance(value, str) and value.strip("*") == "")
-
-
 def _mask_all(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: _mask_all(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         return type(obj)(_mask_all(v) for v in obj)
-    return obj if _masked(obj) else MASK
+    return obj if obj is None or obj == "" else MASK
+
+
+def hide(message: str, pieces: Iterable[str]) -> str:
+    """Keep interpolated values out of a configuration error message.
+
+    Values of at least :data:`MIN_SECRET_LENGTH` characters are masked anywhere and in every
+    form (see :class:`Redactor`); shorter ones only where quoted (``'on'``), since masking
+    ``on`` everywhere would mangle the message.
+    """
+    given = [p for p in pieces if p]
+    short = {p for p in given if len(p) < MIN_SECRET_LENGTH}
+    message = Redactor(p for p in given if len(p) >= MIN_SECRET_LENGTH)(message)
+    for piece in sorted(short, key=len, reverse=True):
+        message = message.replace(repr(piece), f"'{MASK}'").replace(f'"{piece}"', f'"{MASK}"')
+    return message

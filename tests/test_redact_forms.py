@@ -82,10 +82,13 @@ def test_redact_data_keeps_containers_their_type_and_masks_inside_them() -> None
     }
 
 
-def test_redact_data_leaves_already_masked_and_empty_secret_values_alone() -> None:
-    data = {"password": "**********", "token": "", "secret": None, "api_key": 0}
-    assert redact_data(data) == {"password": "**********", "token": "", "secret": None,
-                                 "api_key": MASK}  # fmt: skip
+def test_redact_data_shows_one_mask_for_secrets_and_leaves_empty_secret_values_alone() -> None:
+    # pydantic's SecretStr dump (ten asterisks) is shown as the one mask, *** (issue 7).
+    data = {"password": "**********", "token": "", "secret": None, "api_key": 0,
+            "secret_headers": {"X-Custom": "**********"}}
+    assert redact_data(data) == {"password": MASK, "token": "", "secret": None,
+                                 "api_key": MASK, "secret_headers": {"X-Custom": MASK}}  # fmt: skip
+    assert redact_data({"headers": {"X-Custom": "**********"}}) == {"headers": {"X-Custom": MASK}}
 
 
 def test_redact_data_accepts_non_string_keys_and_scalars() -> None:
