@@ -3,8 +3,6 @@
 - :class:`SecretUrl`: a connection URL option whose password never leaves the process in a
   ``repr``, ``str``, ``model_dump`` or JSON Schema example; it dumps as
   ``postgresql://user:***@host:5432/db``.
-- :func:`redact`: scrubs known secrets (and any ``scheme://user:password@`` userinfo) from text
-  that came from a driver, before it reaches a :class:`~probed.check.Result` message.
 - :func:`network_failure`: turns an ``OSError`` somewhere in an exception chain into a bounded
   reason and a sentence.
 - :func:`timed`: records a phase duration even when the phase fails.
@@ -18,33 +16,25 @@ import re
 import socket
 import ssl
 import time
-from collections.abc import Iterable, Iterator, MutableMapping
+from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from typing import Any, Final
-from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
 from probed.check import Reason
-from probed.redact import redact_url
+from probed.redact import is_secret_param, redact_url
 
 __all__ = [
-    "MASK",
     "SecretUrl",
     "network_failure",
     "parse_quantity",
-    "redact",
     "short",
     "timed",
 ]
-
-MASK: Final = "***"
-_SECRET_QUERY_KEY: Final = re.compile(r"pass|secret|token", re.IGNORECASE)
-# userinfo in any URL a driver might echo: scheme://user:password@host
-_URL_USERINFO: Final = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s]+@")
-_QUERY_SECRET: Final = re.compile(r"((?:password|sslpassword)=)[^&\s'\"]+", re.IGNORECASE)
 
 
 class SecretUrl:
@@ -112,9 +102,9 @@ class SecretUrl:
         return dict(parse_qsl(self._parts.query))
 
     def secrets(self) -> tuple[str, ...]:
-        """Every secret value in the URL, for :func:`redact`."""
+        """Every secret value in the URL, for a :class:`~probed.redact.Redactor`."""
         found = [self.password or ""]
-        found += [v for k, v in parse_qsl(self._parts.query) if _SECRET_QUERY_KEY.search(k)]
+        found += [v for k, v in parse_qsl(self._parts.query) if is_secret_param(k)]
         return tuple(s for s in found if s)
 
     @property
@@ -166,19 +156,6 @@ class SecretUrl:
         cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
         return {"type": "string", "format": "uri", "writeOnly": True}
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """Remove every known secret, in plain and URL-encoded forms, and any URL userinfo.
-
-    Used on every driver message before it becomes part of a result: drivers are free to echo
-    DSNs or parameters in their errors, and a result message ends up in logs and the API.
-    """
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
-        for form in {secret, quote(secret, safe=""), quote_plus(secret), quote(secret)}:
-            text = text.replace(form, MASK)
-    text = _URL_USERINFO.sub(rf"\1{MASK}@", text)
-    return _QUERY_SECRET.sub(rf"\1{MASK}", text)
 
 
 def short(text: str, limit: int = 160) -> str:

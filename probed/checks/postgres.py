@@ -7,7 +7,7 @@ connection: gracefully after a normal run, by aborting the socket after a failur
 daemon cancels the run at its timeout.
 
 The password (in the DSN or the ``password`` option) never reaches a message: driver errors
-are passed through :func:`~probed.checks._db_common.redact` first.
+are passed through a :class:`~probed.redact.Redactor` first.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from probed import hookimpl
 from probed._durations import Duration, format_duration
 from probed._yaml import did_you_mean
 from probed.check import Check, CheckOptions, MetricDef, Reason, Result, Status
-from probed.checks._db_common import SecretUrl, network_failure, redact, short, timed
+from probed.checks._db_common import SecretUrl, network_failure, short, timed
+from probed.redact import Redactor
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -339,7 +340,7 @@ class PostgresCheck(Check[PostgresOptions]):
     def _failure(self, exc: Exception, phase: str, phases: dict[str, float]) -> Result:
         reason, text = self._classify(exc, phase)
         status = Status.FAIL
-        return Result(status, reason, redact(text, self._secrets()), phases=phases)
+        return Result(status, reason, Redactor(self._secrets())(text), phases=phases)
 
     def _classify(self, exc: Exception, phase: str) -> tuple[str, str]:
         import asyncpg

@@ -9,7 +9,7 @@ KeyDB) answers.
 
 Watched INFO fields are exported as ``probed_redis_info{field="used_memory"}`` and may carry
 warn/fail limits above or below. The password never reaches a message: driver errors are
-passed through :func:`~probed.checks._db_common.redact`.
+passed through a :class:`~probed.redact.Redactor`.
 """
 
 from __future__ import annotations
@@ -38,11 +38,11 @@ from probed.checks._db_common import (
     SecretUrl,
     network_failure,
     parse_quantity,
-    redact,
     short,
     timed,
 )
 from probed.checks._redis_info import NUMERIC_FIELDS, TEXT_FIELDS, format_info_value
+from probed.redact import Redactor
 
 __all__ = ["InfoLimits", "RedisCheck", "RedisOptions"]
 
@@ -294,7 +294,7 @@ class RedisCheck(Check[RedisOptions]):
                 await client.aclose()
 
     def _fail(self, reason: str, text: str, phases: dict[str, float]) -> Result:
-        return Result.fail(reason, redact(text, self._secrets()), phases=phases)
+        return Result.fail(reason, Redactor(self._secrets())(text), phases=phases)
 
     def _evaluate(self, info: dict[str, Any] | None, phases: dict[str, float]) -> Result:
         opts = self.options

@@ -19,8 +19,9 @@ import yaml
 from pydantic import ValidationError
 
 from probed.check import Result, Status
-from probed.checks._db_common import SecretUrl, redact
+from probed.checks._db_common import SecretUrl
 from probed.checks.postgres import PostgresCheck, PostgresOptions
+from probed.redact import Redactor
 from probed.runner import execute
 from probed.testing import make_spec, run_check
 from tests.servers._stub import silent, stub_server
@@ -394,7 +395,7 @@ def test_json_schema_marks_the_dsn_write_only() -> None:
 
 def test_redact_removes_plain_and_encoded_passwords_and_url_userinfo() -> None:
     text = "failed: postgresql://u:p%40ss@h/db?password=p@ss and p@ss"
-    cleaned = redact(text, SecretUrl("postgresql://u:p%40ss@h/db").secrets())
+    cleaned = Redactor(SecretUrl("postgresql://u:p%40ss@h/db").secrets())(text)
     assert "p@ss" not in cleaned
     assert "p%40ss" not in cleaned
 
