@@ -26,10 +26,10 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
 from probed._durations import Duration, format_duration, parse_duration
-from probed._interpolate import MIN_SECRET_LENGTH
 from probed._yaml import DocPath, did_you_mean, format_path, line_at
 from probed.errors import ConfigError
 from probed.plugins import CheckTypeInfo
+from probed.redact import hide
 from probed.settings import CheckDefaults
 
 COMMON_KEYS: Final = (
@@ -247,18 +247,6 @@ def label_problems(labels: Mapping[Any, Any]) -> list[tuple[str, str]]:
                 )
             )
     return out
-
-
-def hide(message: str, pieces: Iterable[str]) -> str:
-    """Keep interpolated values out of a message: long ones anywhere, short ones when quoted."""
-    for piece in sorted(set(pieces), key=len, reverse=True):
-        if not piece:
-            continue
-        if len(piece) >= MIN_SECRET_LENGTH:
-            message = message.replace(piece, "***")
-        else:
-            message = message.replace(repr(piece), "'***'").replace(f'"{piece}"', '"***"')
-    return message
 
 
 def related(a: DocPath, b: DocPath) -> bool:

@@ -23,18 +23,14 @@ from pathlib import Path
 from typing import Any, Final
 
 from probed._yaml import DocPath, YDict, YList
+from probed.redact import MIN_SECRET_LENGTH, is_secret_env
 
 __all__ = [
-    "MIN_SECRET_LENGTH",
     "InterpolationError",
     "Interpolator",
     "TreeResult",
     "escape",
-    "is_secret_name",
 ]
-
-MIN_SECRET_LENGTH: Final = 4
-"""Shorter values are not treated as secrets: redacting ``on`` or ``1`` would mangle text."""
 
 _MAX_FILE_BYTES: Final = 1 << 20
 # A YAML alias "bomb" is a small file whose tree is exponentially large once walked.
@@ -42,7 +38,6 @@ _MAX_NODES: Final = 2_000_000
 
 _TOKEN: Final = re.compile(r"\$\$\{|\$\{(?P<body>[^}]*)\}|(?P<open>\$\{)")
 _VAR: Final = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>.*))?", re.DOTALL)
-_SECRET_NAME: Final = re.compile(r"PASS|SECRET|TOKEN|KEY|AUTH|CREDENTIAL|DSN", re.IGNORECASE)
 # How alike an unset variable's name and a set one must be to suggest the set one.
 _CLOSE: Final = 0.8
 _FORMS: Final = "use ${VAR}, ${VAR:-default} or ${file:/path}, and $${ for a literal ${"
@@ -54,11 +49,6 @@ _DIGEST_KEY: Final = _secrets.token_bytes(32)
 
 class InterpolationError(ValueError):
     """A reference that cannot be resolved; the message names it but never shows a value."""
-
-
-def is_secret_name(name: str) -> bool:
-    """Whether an environment variable's name says it holds a secret."""
-    return _SECRET_NAME.search(name) is not None
 
 
 def escape(text: str) -> str:
@@ -174,7 +164,7 @@ class Interpolator:
             if default is None:
                 raise InterpolationError(self._unset(name))
             value = default
-        return value, is_secret_name(name)
+        return value, is_secret_env(name)
 
     def _unset(self, name: str) -> str:
         """The message for an unset variable: a close set name, and advice that suits it.
@@ -189,7 +179,7 @@ class Interpolator:
         suggestion = by_lower[close[0]] if close else None
         hint = f"; did you mean {suggestion}?" if suggestion else ""
         # A misspelt secret may no longer look secret (REDIS_PASWORD): judge by both names.
-        if is_secret_name(name) or (suggestion is not None and is_secret_name(suggestion)):
+        if is_secret_env(name) or (suggestion is not None and is_secret_env(suggestion)):
             advice = "set it, or read the secret from a file: ${file:/run/secrets/...}"
         else:
             advice = f"set it, or give a default: ${{{name}:-default}}"

@@ -22,7 +22,6 @@ from probed._config_models import (
     Common,
     SettingsFile,
     check_file_schema,
-    hide,
     label_problems,
     located,
     merge_defaults,
@@ -30,7 +29,7 @@ from probed._config_models import (
     related,
 )
 from probed._durations import format_duration
-from probed._interpolate import MIN_SECRET_LENGTH, Interpolator
+from probed._interpolate import Interpolator
 from probed._plugin_hint import plugin_hint
 from probed._yaml import (
     DocPath,
@@ -45,6 +44,7 @@ from probed._yaml import (
 )
 from probed.errors import ConfigError, ConfigErrors
 from probed.plugins import CheckTypeInfo
+from probed.redact import MIN_SECRET_LENGTH, hide
 from probed.settings import CheckDefaults, Settings
 from probed.spec import CheckSpec
 
