@@ -1,7 +1,10 @@
-"""Calling plugin hooks safely: each implementation alone, async ones awaited under a timeout.
+"""Lifecycle and notification hooks: each implementation isolated, async ones awaited in turn.
 
 This is the documented boundary where plugin exceptions are caught: a failing or hanging
-plugin is logged and counted (``probed_plugin_errors_total``) and the others still run.
+plugin is logged and counted (``probed_plugin_errors_total``) and the others still run. The
+call itself is :meth:`ProbedPluginManager.call_hook` (through pluggy, so wrappers wrap it); the
+coroutines of ``async def`` implementations are then awaited one after the other, each under
+``hook_timeout``.
 """
 
 from __future__ import annotations
@@ -10,9 +13,10 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pluggy
+if TYPE_CHECKING:
+    from probed.plugins import ProbedPluginManager
 
 __all__ = ["Notifier"]
 
@@ -24,7 +28,7 @@ class Notifier:
 
     def __init__(
         self,
-        pm: pluggy.PluginManager,
+        pm: ProbedPluginManager,
         timeout: float,
         on_error: Callable[[str, str], None] | None = None,
     ) -> None:
@@ -47,22 +51,15 @@ class Notifier:
             extra={"event": "plugin_error", "plugin": plugin, "hook": hook},
         )
 
-    def _call_each(
-        self, hook_name: str, kwargs: dict[str, Any]
-    ) -> list[tuple[str, Awaitable[Any]]]:
-        """Call every implementation; return the awaitables of the async ones, in order."""
-        pending: list[tuple[str, Awaitable[Any]]] = []
-        for impl in reversed(getattr(self._pm.hook, hook_name).get_hookimpls()):
-            args = {k: kwargs[k] for k in impl.argnames if k in kwargs}
-            try:
-                outcome = impl.function(**args)
-            except Exception as exc:
-                self._fail(impl.plugin_name, hook_name, f"{type(exc).__name__}: {exc}")
-                log.debug("plugin traceback", exc_info=True)
-                continue
-            if inspect.isawaitable(outcome):
-                pending.append((impl.plugin_name, outcome))
-        return pending
+    def _start(self, hook_name: str, kwargs: dict[str, Any]) -> list[tuple[str, Awaitable[Any]]]:
+        """Call the hook; return the awaitables of the async implementations, in call order."""
+
+        def failed(plugin: str, exc: Exception) -> None:
+            self._fail(plugin, hook_name, f"{type(exc).__name__}: {exc}")
+            log.debug("plugin traceback", exc_info=exc)
+
+        returned = self._pm.call_hook(hook_name, on_error=failed, **kwargs)
+        return [(plugin, value) for plugin, value in returned if inspect.isawaitable(value)]
 
     async def _await_all(self, hook_name: str, pending: list[tuple[str, Awaitable[Any]]]) -> None:
         for plugin, awaitable in pending:
@@ -79,7 +76,7 @@ class Notifier:
 
     async def call(self, hook_name: str, **kwargs: Any) -> None:
         """Call every implementation in turn, awaiting async ones; never raises."""
-        await self._await_all(hook_name, self._call_each(hook_name, kwargs))
+        await self._await_all(hook_name, self._start(hook_name, kwargs))
 
     def fire(self, hook_name: str, **kwargs: Any) -> None:
         """Notify without waiting (for per-run notifications).
@@ -87,7 +84,7 @@ class Notifier:
         Plain implementations run inline; a task is created only to await the coroutines of
         ``async def`` implementations, one after the other.
         """
-        pending = self._call_each(hook_name, kwargs)
+        pending = self._start(hook_name, kwargs)
         if pending:
             task = asyncio.get_running_loop().create_task(self._await_all(hook_name, pending))
             self._tasks.add(task)

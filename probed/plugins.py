@@ -4,18 +4,25 @@ Three doors, one mechanism: built-in modules listed in :data:`DEFAULT_PLUGINS`, 
 advertising the ``probed`` entry-point group, and one-file plugins in ``--plugins-dir``. Each is
 registered with pluggy under a name (module path, entry-point name, or file stem) that
 ``--disable-plugin NAME`` blocks.
+
+Every hook call goes through pluggy's executor (:meth:`ProbedPluginManager.call_hook`), so
+``wrapper=True`` and old-style ``hookwrapper=True`` implementations wrap the call as they would
+in pytest; probed only adds which plugin returned what and, where asked, per-implementation
+isolation of exceptions.
 """
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import importlib
 import importlib.util
 import inspect
 import logging
 import re
 import sys
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Final
@@ -30,7 +37,7 @@ __all__ = [
     "DEFAULT_PLUGINS",
     "CheckTypeInfo",
     "PluginInfo",
-    "call_each",
+    "ProbedPluginManager",
     "check_types",
     "get_plugin_manager",
     "plugin_infos",
@@ -77,12 +84,147 @@ class CheckTypeInfo:
     plugin: str
 
     @property
-    def available(self) -> str | None:
-        """``None`` if every module in ``requires`` imports, else the missing module's name."""
+    def missing_module(self) -> str | None:
+        """The first module in ``requires`` that does not import, or ``None`` if all do."""
         for module in self.cls.requires:
             if importlib.util.find_spec(module) is None:
                 return module
         return None
+
+    @property
+    def available(self) -> bool:
+        """Whether every module in ``requires`` imports (the type can run here)."""
+        return self.missing_module is None
+
+
+OnError = Callable[[str, Exception], None]
+"""Told ``(plugin name, exception)`` when an implementation fails in an isolated call."""
+
+
+@dataclass(slots=True)
+class _Call:
+    """One isolated hook call in progress: what each implementation returned."""
+
+    on_error: OnError | None
+    returned: list[tuple[str, object]] = field(default_factory=list)
+
+
+_CALL: contextvars.ContextVar[_Call] = contextvars.ContextVar("probed_hook_call")
+
+
+def _recording(impl: pluggy.HookImpl) -> pluggy.HookImpl:
+    """``impl`` with a function that records what it returns (and, if the call asks, catches
+    what it raises); pluggy sees the same arguments, options and plugin."""
+    function = impl.function
+
+    @functools.wraps(function)  # pluggy reads the argument names through __wrapped__
+    def record(*args: object) -> object:
+        call = _CALL.get()
+        if call.on_error is None:
+            value = function(*args)
+        else:
+            try:
+                value = function(*args)
+            except Exception as exc:  # isolated: reported, the other implementations still run
+                call.on_error(impl.plugin_name, exc)
+                return None
+        if value is not None:  # pluggy leaves None out of the result too
+            call.returned.append((impl.plugin_name, value))
+        return value
+
+    recorded = pluggy.HookImpl(impl.plugin, impl.plugin_name, record, impl.opts)
+    assert recorded.argnames == impl.argnames, (impl, recorded.argnames)
+    return recorded
+
+
+class ProbedPluginManager(pluggy.PluginManager):
+    """pluggy's plugin manager with probed's hookspecs, where each plugin came from, and
+    the one way probed calls a hook (:meth:`call_hook`)."""
+
+    def __init__(self) -> None:
+        super().__init__(hookspecs.PROJECT_NAME)
+        self.add_hookspecs(hookspecs)
+        self.origins: dict[str, tuple[str, str]] = {}
+        """Plugin name -> (origin, location): ``builtin``, ``entrypoint``, ``directory`` or
+        ``embedded``, and the module, file or object it came from."""
+        self._recording: dict[str, tuple[list[pluggy.HookImpl], list[pluggy.HookImpl]]] = {}
+
+    def _recorded_impls(self, hook: pluggy.HookCaller) -> list[pluggy.HookImpl]:
+        """The hook's implementations, each non-wrapper one recording (cached per hook until
+        a plugin is registered or unregistered: the per-run notifications are a hot path)."""
+        impls = hook.get_hookimpls()
+        cached = self._recording.get(hook.name)
+        if cached is None or cached[0] != impls:
+            wrapped = [i if i.wrapper or i.hookwrapper else _recording(i) for i in impls]
+            cached = self._recording[hook.name] = (impls, wrapped)
+        return cached[1]
+
+    def call_hook(
+        self, hook_name: str, /, *, on_error: OnError | None = None, **kwargs: Any
+    ) -> list[tuple[str, Any]]:
+        """Call a hook through pluggy; return ``(plugin name, value)`` per value in the result.
+
+        Implementations run in pluggy's order and wrappers (``wrapper=True`` or
+        ``hookwrapper=True``) wrap the whole call, exactly as ``pm.hook.NAME(**kwargs)``; the
+        result is pluggy's (``None`` values left out, a wrapper may change it), each value
+        paired with the plugin whose implementation returned it (a value a wrapper made up is
+        paired with the wrapper's plugin).
+
+        :param on_error: isolate implementations: one that raises is reported here and left
+            out, the others still run. An exception from a wrapper is reported too (with the
+            wrappers' names), and the implementations' values are returned. Without it, an
+            exception goes through the wrappers to the caller, as in pluggy.
+        """
+        hook: pluggy.HookCaller = getattr(self.hook, hook_name)
+        impls = self._recorded_impls(hook)
+        firstresult = bool(hook.spec and hook.spec.opts.get("firstresult"))
+        call = _Call(on_error)
+        token = _CALL.set(call)
+        try:
+            # pluggy's own executor, the one hook(**kwargs) uses (so tracing sees the call);
+            # pluggy has no public call taking an adjusted implementation list.
+            outcome = self._hookexec(hook_name, impls, kwargs, firstresult)
+        except Exception as exc:
+            if on_error is None:
+                raise
+            wrappers = [i.plugin_name for i in impls if i.wrapper or i.hookwrapper]
+            on_error("+".join(wrappers) or "?", exc)
+            return call.returned
+        finally:
+            _CALL.reset(token)
+        if firstresult:
+            values = [] if outcome is None else [outcome]
+        else:
+            assert isinstance(outcome, list)
+            values = outcome
+        return _attribute(values, call.returned, impls)
+
+
+def call_each(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
+    """Deprecated: use :meth:`ProbedPluginManager.call_hook` (kept while callers move)."""
+    if not isinstance(pm, ProbedPluginManager):
+        raise TypeError("call_each needs a plugin manager from get_plugin_manager()")
+    return pm.call_hook(hook_name, **kwargs)
+
+
+def _attribute(
+    values: list[Any], returned: list[tuple[str, object]], impls: list[pluggy.HookImpl]
+) -> list[tuple[str, Any]]:
+    """Pair each value of a hook's result with the plugin that returned it."""
+    if len(values) == len(returned) and all(
+        v is r[1] for v, r in zip(values, returned, strict=True)
+    ):
+        return list(returned)  # the usual case: no wrapper changed the result
+    left = list(returned)
+    wrapper = next((i.plugin_name for i in impls if i.wrapper or i.hookwrapper), "?")
+    out: list[tuple[str, Any]] = []
+    for value in values:
+        match = next((k for k, (_, v) in enumerate(left) if v is value), None)
+        out.append((wrapper, value) if match is None else left.pop(match))
+    for _, dropped in left:  # a wrapper left it out: it will not be awaited
+        if inspect.iscoroutine(dropped):
+            dropped.close()
+    return out
 
 
 def _module_from_file(path: Path) -> ModuleType:
@@ -107,7 +249,7 @@ def get_plugin_manager(
     builtins: Sequence[str] = DEFAULT_PLUGINS,
     entry_points: bool = True,
     extra: Sequence[tuple[str, object]] = (),
-) -> pluggy.PluginManager:
+) -> ProbedPluginManager:
     """Build a fresh plugin manager with every plugin from the three doors.
 
     :param plugins_dirs: directories whose ``*.py`` files (not starting with ``_``) are plugins.
@@ -118,11 +260,10 @@ def get_plugin_manager(
     :raises PluginError: a plugin fails to import, implements an unknown hook, or two plugins
         register the same check type.
     """
-    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
-    pm.add_hookspecs(hookspecs)
+    pm = ProbedPluginManager()
     for name in disabled:
         pm.set_blocked(name)
-    origins: dict[str, tuple[str, str]] = {}
+    origins = pm.origins
     for module_name in builtins:
         if pm.is_blocked(module_name):
             continue
@@ -158,23 +299,8 @@ def get_plugin_manager(
         raise PluginError(
             f"plugin {exc.plugin!r} implements a hook probed does not define: {exc}"
         ) from exc
-    pm.probed_origins = origins  # type: ignore[attr-defined]
     check_types(pm)  # fail fast on duplicate or malformed check types
     return pm
-
-
-def call_each(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
-    """Call every implementation of a hook separately; return ``(plugin_name, result)`` pairs.
-
-    Unlike a plain pluggy call, the caller learns which plugin returned what, and can isolate
-    failures per plugin. Arguments an implementation does not name are not passed.
-    """
-    caller = getattr(pm.hook, hook_name)
-    out: list[tuple[str, Any]] = []
-    for impl in reversed(caller.get_hookimpls()):
-        args = {k: kwargs[k] for k in impl.argnames if k in kwargs}
-        out.append((impl.plugin_name, impl.function(**args)))
-    return out
 
 
 def _validate_type(cls: object, plugin: str) -> type[Check[Any]]:
@@ -199,14 +325,14 @@ def _validate_type(cls: object, plugin: str) -> type[Check[Any]]:
     return cls
 
 
-def check_types(pm: pluggy.PluginManager) -> dict[str, CheckTypeInfo]:
+def check_types(pm: ProbedPluginManager) -> dict[str, CheckTypeInfo]:
     """Collect every registered check type by ``type_name``.
 
     :raises PluginError: two plugins register the same type name (both are named).
     """
     found: dict[str, CheckTypeInfo] = {}
-    for plugin, classes in call_each(pm, "probed_register_check_types"):
-        for raw in classes or ():
+    for plugin, classes in pm.call_hook("probed_register_check_types"):
+        for raw in classes:
             cls = _validate_type(raw, plugin)
             if cls.type_name in found:
                 other = found[cls.type_name].plugin
@@ -236,9 +362,9 @@ def _version_of(plugin: object) -> str:
         return "unknown"
 
 
-def plugin_infos(pm: pluggy.PluginManager) -> list[PluginInfo]:
+def plugin_infos(pm: ProbedPluginManager) -> list[PluginInfo]:
     """Describe every registered plugin: name, origin, location, version and hooks."""
-    origins: dict[str, tuple[str, str]] = getattr(pm, "probed_origins", {})
+    origins = pm.origins
     infos = []
     for name, plugin in pm.list_name_plugin():
         if plugin is None:

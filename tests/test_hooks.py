@@ -210,3 +210,162 @@ def test_every_hookspec_has_a_docstring_and_typed_signature() -> None:
         fn = getattr(hookspecs, name)
         assert fn.__doc__ and len(fn.__doc__.strip()) > 20, name
         assert "return" in fn.__annotations__, name
+
+
+# -- the one hook path: through pluggy, wrappers honoured, implementations isolated -------------
+
+
+class Wrapping:
+    """A new-style wrapper around the per-run notification and an old-style one around
+    ``probed_configure``: both must wrap the call, once."""
+
+    def __init__(self, events: list[str]) -> None:
+        self.events = events
+
+    @hookimpl(wrapper=True)
+    def probed_check_result(self, spec: Any, result: Any) -> Iterator[None]:
+        self.events.append("wrap-before")
+        try:
+            outcome = yield
+        except Exception as exc:  # pragma: no cover - isolation means nothing reaches a wrapper
+            self.events.append(f"wrap-saw-{exc}")
+            raise
+        self.events.append(f"wrap-after-{len(outcome)}")  # type: ignore[arg-type]
+        return outcome
+
+    @hookimpl(hookwrapper=True)
+    def probed_configure(self, settings: Any, plugin_config: Any) -> Iterator[None]:
+        self.events.append("old-wrap-before")
+        yield
+        self.events.append("old-wrap-after")
+
+
+class Plain:
+    def __init__(self, name: str, events: list[str], *, fails: bool = False) -> None:
+        self.name, self.events, self.fails = name, events, fails
+
+    @hookimpl
+    def probed_check_result(self, spec: Any, result: Any) -> None:
+        self.events.append(self.name)
+        if self.fails:
+            raise RuntimeError(f"{self.name} broke")
+
+    @hookimpl
+    def probed_configure(self, settings: Any, plugin_config: Any) -> None:
+        self.events.append(f"{self.name}-configure")
+
+
+class Slow:
+    """An async implementation that yields to the loop several times before it ends."""
+
+    def __init__(self, name: str, events: list[str]) -> None:
+        self.name, self.events = name, events
+
+    @hookimpl
+    async def probed_startup(self, settings: Any, states: Any) -> None:
+        self.events.append(f"{self.name}-start")
+        for _ in range(3):
+            await asyncio.sleep(0)
+        self.events.append(f"{self.name}-end")
+
+
+def _manager(*plugins: tuple[str, object]) -> Any:
+    from probed.plugins import get_plugin_manager
+
+    return get_plugin_manager(builtins=(), entry_points=False, extra=plugins)
+
+
+def _notifier(pm: Any, errors: list[tuple[str, str]]) -> Any:
+    from probed.notify import Notifier
+
+    return Notifier(pm, 1.0, lambda plugin, hook: errors.append((plugin, hook)))
+
+
+async def test_a_wrapper_wraps_the_notification_and_a_raising_implementation_stops_no_other() -> (
+    None
+):
+    events: list[str] = []
+    errors: list[tuple[str, str]] = []
+    pm = _manager(
+        ("wrapping", Wrapping(events)),
+        ("first", Plain("first", events)),
+        ("broken", Plain("broken", events, fails=True)),
+        ("last", Plain("last", events)),
+    )
+    await _notifier(pm, errors).call("probed_check_result", spec=None, result=None)
+    # pluggy's order (last registered first), the wrapper around all of them, exactly once
+    assert events == ["wrap-before", "last", "broken", "first", "wrap-after-0"]
+    assert errors == [("broken", "probed_check_result")]
+
+
+async def test_an_old_style_hookwrapper_wraps_probed_configure() -> None:
+    events: list[str] = []
+    pm = _manager(("wrapping", Wrapping(events)), ("a", Plain("a", events)))
+    await _notifier(pm, []).call("probed_configure", settings=None, plugin_config={})
+    assert events == ["old-wrap-before", "a-configure", "old-wrap-after"]
+
+
+async def test_async_lifecycle_implementations_are_awaited_one_at_a_time() -> None:
+    events: list[str] = []
+    pm = _manager(("one", Slow("one", events)), ("two", Slow("two", events)))
+    await _notifier(pm, []).call("probed_startup", settings=None, states=None)
+    assert events == ["two-start", "two-end", "one-start", "one-end"]
+
+
+def test_without_isolation_an_exception_goes_through_the_wrappers_to_the_caller() -> None:
+    seen: list[str] = []
+
+    class Watching:
+        @hookimpl(wrapper=True)
+        def probed_discover_checks(self, settings: Any) -> Iterator[None]:
+            try:
+                return (yield)
+            except RuntimeError as exc:
+                seen.append(str(exc))
+                raise
+
+    class Failing:
+        @hookimpl
+        def probed_discover_checks(self, settings: Any) -> list[Any]:
+            raise RuntimeError("discovery down")
+
+    pm = _manager(("watching", Watching()), ("failing", Failing()))
+    try:
+        pm.call_hook("probed_discover_checks", settings=None)
+    except RuntimeError as exc:
+        assert str(exc) == "discovery down"
+    else:  # pragma: no cover
+        raise AssertionError("the exception was swallowed")
+    assert seen == ["discovery down"]
+
+
+def test_call_hook_pairs_each_value_with_its_plugin_and_honours_a_wrapper_that_filters() -> None:
+    class Source:
+        def __init__(self, value: str) -> None:
+            self.value = value
+
+        @hookimpl
+        def probed_discover_checks(self, settings: Any) -> list[dict[str, str]]:
+            return [{"name": self.value}]
+
+    class DropB:
+        @hookimpl(wrapper=True)
+        def probed_discover_checks(self, settings: Any) -> Iterator[None]:
+            found = yield
+            return [defs for defs in found if defs[0]["name"] != "b"]  # type: ignore[attr-defined]
+
+    pm = _manager(("a", Source("a")), ("b", Source("b")), ("c", Source("c")))
+    assert [p for p, _ in pm.call_hook("probed_discover_checks", settings=None)] == ["c", "b", "a"]
+    pm.register(DropB(), name="drop-b")
+    assert pm.call_hook("probed_discover_checks", settings=None) == [
+        ("c", [{"name": "c"}]),
+        ("a", [{"name": "a"}]),
+    ]
+
+
+def test_plugin_origins_live_on_probeds_plugin_manager_not_on_a_stuck_attribute() -> None:
+    from probed.plugins import ProbedPluginManager, plugin_infos
+
+    pm = _manager(("script", ScriptPlugin()))
+    assert isinstance(pm, ProbedPluginManager) and not hasattr(pm, "probed_origins")
+    assert {i.name: i.origin for i in plugin_infos(pm)} == {"script": "embedded"}
