@@ -342,7 +342,7 @@ def plugins(fmt: str, plugins_dirs: tuple[Path, ...], disabled: tuple[str, ...])
                     "plugin": t.plugin,
                     "description": t.cls.description,
                     "extra": t.cls.extra,
-                    "missing_module": t.available,
+                    "missing_module": t.missing_module,
                 }
                 for name, t in sorted(types.items())
             ],
@@ -354,7 +354,7 @@ def plugins(fmt: str, plugins_dirs: tuple[Path, ...], disabled: tuple[str, ...])
         click.echo(f"  {i.name:<28} {i.version:<10} {i.origin:<10} {i.location}")
     click.echo("\nCheck types:")
     for name, t in sorted(types.items()):
-        missing = t.available
+        missing = t.missing_module
         note = f"  (needs: pip install 'probed[{t.cls.extra}]')" if missing else ""
         click.echo(f"  {name:<12} {t.plugin:<28} {t.cls.description}{note}")
 

@@ -181,7 +181,7 @@ def validate_check(
                 f"{plugin_hint(type_name, source)}; registered types: {registered}",
             )
         )
-    elif info is not None and (missing := info.available) is not None:
+    elif info is not None and (missing := info.missing_module) is not None:
         extra = info.cls.extra
         fix = f"pip install 'probed[{extra}]'" if extra else f"install the {missing} module"
         problems.append((("type",), f"type {type_name!r} needs the {missing} module: {fix}"))
@@ -429,7 +429,7 @@ def _fingerprint(settings: Settings, types: Mapping[str, CheckTypeInfo]) -> str:
     parts = [repr(settings.defaults)]
     for name in sorted(types):
         info = types[name]
-        parts.append(f"{name}:{info.plugin}:{id(info.cls)}:{info.available}")
+        parts.append(f"{name}:{info.plugin}:{id(info.cls)}:{info.missing_module}")
     return "\n".join(parts)
 
 

@@ -197,7 +197,7 @@ async def test_cpu_is_registered_as_a_builtin_plugin_and_reports_what_it_declare
     pm = get_plugin_manager(builtins=("probed.checks.cpu",), entry_points=False)
     info = check_types(pm)["cpu"]
     assert info.cls is CpuCheck
-    assert info.available is None
+    assert info.missing_module is None and info.available
     # what a real run reports is exactly what the type declares (undeclared series are dropped)
     result = await run_check(CpuCheck, window="50ms")
     declared = {m.name for m in CpuCheck.metrics}

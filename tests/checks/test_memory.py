@@ -161,7 +161,7 @@ async def test_memory_is_registered_as_a_builtin_plugin_and_reports_what_it_decl
     pm = get_plugin_manager(builtins=("probed.checks.memory",), entry_points=False)
     info = check_types(pm)["memory"]
     assert info.cls is MemoryCheck
-    assert info.available is None
+    assert info.missing_module is None and info.available
     # what a real run reports is exactly what the type declares (undeclared series are dropped)
     result = await run_check(MemoryCheck)
     declared = {m.name for m in MemoryCheck.metrics}
