@@ -13,9 +13,12 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Final, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict
+
+# Option types used to live here; re-exported for plugins that import them from probed.check.
+from probed.options import AbsolutePath, Regex
 
 if TYPE_CHECKING:
     from probed.spec import CheckSpec
@@ -167,31 +170,6 @@ class Result:
     def unknown(cls, reason: str, message: str, **kwargs: Any) -> Result:
         """The check could not tell."""
         return cls(Status.UNKNOWN, reason, message, **kwargs)
-
-
-def _valid_regex(value: str) -> str:
-    try:
-        re.compile(value)
-    except re.error as exc:
-        raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
-    return value
-
-
-Regex = Annotated[str, AfterValidator(_valid_regex)]
-"""An option holding a regular expression, rejected at validation time if it does not compile."""
-
-
-def _absolute_path(value: str) -> str:
-    if not value.startswith("/"):
-        raise ValueError(
-            f"path must be absolute (start with /), got {value!r}: the daemon's working "
-            "directory is not a stable reference"
-        )
-    return value
-
-
-AbsolutePath = Annotated[str, AfterValidator(_absolute_path)]
-"""An option holding an absolute filesystem path (or glob): relative ones are rejected."""
 
 
 class CheckOptions(BaseModel):

@@ -3,35 +3,25 @@
 - :class:`SecretUrl`: a connection URL option whose password never leaves the process in a
   ``repr``, ``str``, ``model_dump`` or JSON Schema example; it dumps as
   ``postgresql://user:***@host:5432/db``.
-- :func:`network_failure`: turns an ``OSError`` somewhere in an exception chain into a bounded
-  reason and a sentence.
 - :func:`timed`: records a phase duration even when the phase fails.
-- :func:`parse_quantity`: numbers with an optional size suffix (``512MB``, ``1.5GiB``).
 """
 
 from __future__ import annotations
 
-import errno
-import re
-import socket
-import ssl
 import time
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
-from typing import Any, Final
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
-from probed.check import Reason
 from probed.redact import is_secret_param, redact_url
 
 __all__ = [
     "SecretUrl",
-    "network_failure",
-    "parse_quantity",
     "short",
     "timed",
 ]
@@ -164,45 +154,6 @@ def short(text: str, limit: int = 160) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
-
-_UNREACHABLE_ERRNOS: Final = frozenset(
-    {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN, errno.EADDRNOTAVAIL}
-)
-
-
-def network_failure(exc: BaseException, endpoint: str) -> tuple[str, str] | None:
-    """Classify a network-level failure anywhere in ``exc``'s chain.
-
-    :return: ``(reason, sentence)`` or ``None`` when the chain holds no network error.
-    """
-    for err in _chain(exc):
-        if isinstance(err, ConnectionRefusedError):
-            return Reason.CONNECTION_REFUSED, (
-                f"connection refused by {endpoint}: nothing listens there "
-                "(server down or wrong port)"
-            )
-        if isinstance(err, ConnectionResetError | BrokenPipeError | ConnectionAbortedError):
-            return Reason.CONNECTION_RESET, f"{endpoint} closed the connection abruptly"
-        if isinstance(err, socket.gaierror):
-            return Reason.DNS, f"cannot resolve the host of {endpoint}: {err.strerror or err}"
-        if isinstance(err, ssl.SSLCertVerificationError):
-            detail = err.verify_message or err.reason or "verification failed"
-            return Reason.TLS, f"TLS certificate of {endpoint} not accepted: {detail}"
-        if isinstance(err, ssl.SSLError):
-            return Reason.TLS, f"TLS handshake with {endpoint} failed: {err.reason or err}"
-        if isinstance(err, OSError) and err.errno in _UNREACHABLE_ERRNOS:
-            return Reason.UNREACHABLE, f"{endpoint} is unreachable: {err.strerror}"
-    return None
-
-
 @contextmanager
 def timed(phases: MutableMapping[str, float], name: str) -> Iterator[None]:
     """Record the seconds spent in the ``with`` block as ``phases[name]``, even on failure."""
@@ -211,39 +162,3 @@ def timed(phases: MutableMapping[str, float], name: str) -> Iterator[None]:
         yield
     finally:
         phases[name] = time.perf_counter() - start
-
-
-_QUANTITY: Final = re.compile(r"\s*([0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z]*)\s*")
-_SUFFIXES: Final = {
-    "": 1,
-    "k": 1000,
-    "kb": 1000,
-    "m": 1000**2,
-    "mb": 1000**2,
-    "g": 1000**3,
-    "gb": 1000**3,
-    "t": 1000**4,
-    "tb": 1000**4,
-    "kib": 1024,
-    "mib": 1024**2,
-    "gib": 1024**3,
-    "tib": 1024**4,
-}
-
-
-def parse_quantity(value: Any) -> float:
-    """A number, or a string with an optional size suffix: ``100``, ``0.8``, ``512MB``, ``2GiB``.
-
-    :raises ValueError: with the accepted forms.
-    """
-    if isinstance(value, bool):
-        raise ValueError("expected a number such as 100, 0.8 or 512MB")
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        match = _QUANTITY.fullmatch(value)
-        if match and match.group(2).lower() in _SUFFIXES:
-            return float(match.group(1)) * _SUFFIXES[match.group(2).lower()]
-    raise ValueError(
-        f"invalid number {value!r}: use a number (100, 0.8) or a size (512MB, 1.5GiB, 100kB)"
-    )

@@ -9,7 +9,6 @@ for the operator.
 from __future__ import annotations
 
 import asyncio
-import errno
 import functools
 import ipaddress
 import socket
@@ -19,6 +18,7 @@ from time import perf_counter
 from typing import Any, Final, Literal, TypeVar
 
 from probed.check import Reason
+from probed.checks._failures import describe
 from probed.checks._tls import CertInfo, cert_info, describe_ssl_error
 
 __all__ = [
@@ -32,10 +32,6 @@ __all__ = [
 IpVersion = Literal["any", "ip4", "ip6"]
 
 _FAMILIES: Final = {"any": socket.AF_UNSPEC, "ip4": socket.AF_INET, "ip6": socket.AF_INET6}
-
-_UNREACHABLE: Final = frozenset(
-    {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL, errno.EHOSTDOWN}
-)
 
 ProtoT = TypeVar("ProtoT", bound=asyncio.Protocol)
 
@@ -100,15 +96,10 @@ async def _resolve(
 
 
 def _connect_error(exc: OSError, where: str) -> ProbeError:
-    if isinstance(exc, ConnectionRefusedError):
-        return ProbeError(Reason.CONNECTION_REFUSED, f"connection refused by {where}")
-    if isinstance(exc, TimeoutError):
-        return ProbeError(Reason.TIMEOUT, f"connect to {where} timed out")
-    if exc.errno in _UNREACHABLE:
-        return ProbeError(Reason.UNREACHABLE, f"{where} unreachable: {exc.strerror}")
-    if isinstance(exc, ConnectionResetError):
-        return ProbeError(Reason.CONNECTION_RESET, f"connection to {where} reset")
-    return ProbeError(Reason.UNREACHABLE, f"cannot connect to {where}: {exc.strerror or exc}")
+    found = describe(exc, where)
+    if found is None:
+        return ProbeError(Reason.UNREACHABLE, f"cannot connect to {where}: {exc.strerror or exc}")
+    return ProbeError(*found)
 
 
 def format_addr(host: str, port: int) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from probed.checks._thresholds import format_bytes
+from probed.options import format_size
 
 __all__ = ["NUMERIC_FIELDS", "TEXT_FIELDS", "format_info_value", "is_size_field"]
 
@@ -288,5 +288,5 @@ def format_info_value(name: str, value: float) -> str:
     whole = float(value).is_integer()
     exact = str(int(value)) if whole else f"{value:.4f}".rstrip("0").rstrip(".")
     if is_size_field(name) and abs(value) >= 1024:
-        return f"{exact} ({format_bytes(value)})"
+        return f"{exact} ({format_size(value)})"
     return exact

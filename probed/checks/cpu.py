@@ -14,10 +14,11 @@ from typing import Any, ClassVar, Final, Literal
 from pydantic import Field, model_validator
 
 from probed import hookimpl
-from probed._durations import Duration, format_duration
-from probed.check import Check, CheckOptions, MetricDef, Reason, Result, Sample, Status
+from probed.check import Check, CheckOptions, MetricDef, Result, Sample
 from probed.checks._host import HostUnsupportedError, load_per_core, read_cpu_times
-from probed.checks._thresholds import Limit, Percent, check_order, evaluate, percent_limit
+from probed.checks._reasons import CONFIG, UNSUPPORTED
+from probed.options import Duration, Percent, format_duration
+from probed.thresholds import Limit, WarnFail, check_order, evaluate
 
 __all__ = ["CpuCheck", "CpuOptions"]
 
@@ -40,10 +41,6 @@ class CpuOptions(CheckOptions):
         check_order(self, "used_percent")
         check_order(self, "load_per_core")
         return self
-
-
-def _format_load(value: float) -> str:
-    return f"{value:.2f}"
 
 
 def _format_load_limit(value: float) -> str:
@@ -83,7 +80,7 @@ class CpuCheck(Check[CpuOptions]):
         opts = self.options
         if opts.window >= self.spec.timeout:
             return Result.fail(
-                "config",
+                CONFIG,
                 f"cpu window {format_duration(opts.window)} is not shorter than the check "
                 f"timeout {format_duration(self.spec.timeout)}; lower window or raise timeout",
             )
@@ -93,13 +90,14 @@ class CpuCheck(Check[CpuOptions]):
             await asyncio.sleep(opts.window)
             after = await asyncio.to_thread(read_cpu_times)
         except HostUnsupportedError as exc:
-            return Result.unknown("unsupported", str(exc))
+            return Result.unknown(UNSUPPORTED, str(exc))
         loads = await asyncio.to_thread(load_per_core)
 
         utilization = after.utilization_since(before)
         values = {"probed_cpu_utilization_ratio": utilization}
         limits: list[Limit] = [
-            percent_limit(
+            Limit.percent(
+                "cpu",
                 f"used over {format_duration(opts.window)}",
                 utilization,
                 opts.warn_used_percent,
@@ -116,20 +114,20 @@ class CpuCheck(Check[CpuOptions]):
             load = loads[LOAD_WINDOWS.index(opts.load_window)]
             limits.append(
                 Limit(
-                    f"load per core ({opts.load_window})",
+                    f"cpu: {load:.2f} load per core ({opts.load_window})",
                     load,
-                    opts.warn_load_per_core,
-                    opts.fail_load_per_core,
-                    fmt=_format_load,
-                    fmt_limit=_format_load_limit,
+                    WarnFail(opts.warn_load_per_core, opts.fail_load_per_core),
+                    _format_load_limit,
                 )
             )
             summary += f", load per core {loads[0]:.2f} {loads[1]:.2f} {loads[2]:.2f}"
 
-        status, breaches = evaluate("cpu", limits)
-        if status is Status.OK:
+        verdict = evaluate(limits)
+        if not verdict.message:
             return Result.ok(summary, values=values, samples=samples)
-        return Result(status, Reason.THRESHOLD, breaches, values=values, samples=samples)
+        return Result(
+            verdict.status, verdict.reason, verdict.message, values=values, samples=samples
+        )
 
 
 @hookimpl

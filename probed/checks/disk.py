@@ -13,18 +13,11 @@ from typing import Any, ClassVar
 from pydantic import model_validator
 
 from probed import hookimpl
-from probed.check import AbsolutePath, Check, CheckOptions, MetricDef, Reason, Result, Status
+from probed.check import Check, CheckOptions, MetricDef, Reason, Result
 from probed.checks._host import HostUnsupportedError, read_disk_usage
-from probed.checks._thresholds import (
-    Bytes,
-    Limit,
-    Percent,
-    bytes_limit,
-    check_order,
-    evaluate,
-    format_bytes,
-    percent_limit,
-)
+from probed.checks._reasons import NOT_FOUND, PERMISSION, UNSUPPORTED
+from probed.options import AbsolutePath, Percent, Size, format_size
+from probed.thresholds import Limit, check_order, evaluate
 
 __all__ = ["DiskCheck", "DiskOptions"]
 
@@ -36,8 +29,8 @@ class DiskOptions(CheckOptions):
     path: AbsolutePath = "/"
     warn_used_percent: Percent | None = 80.0
     fail_used_percent: Percent | None = 90.0
-    warn_free_bytes: Bytes | None = None
-    fail_free_bytes: Bytes | None = None
+    warn_free_bytes: Size | None = None
+    fail_free_bytes: Size | None = None
     warn_inodes_used_percent: Percent | None = 80.0
     fail_inodes_used_percent: Percent | None = 90.0
 
@@ -71,11 +64,11 @@ class DiskCheck(Check[DiskOptions]):
         try:
             usage = await asyncio.to_thread(read_disk_usage, opts.path)
         except HostUnsupportedError as exc:
-            return Result.unknown("unsupported", str(exc))
+            return Result.unknown(UNSUPPORTED, str(exc))
         except FileNotFoundError:
-            return Result.fail("not_found", f"{opts.path}: no such file or directory")
+            return Result.fail(NOT_FOUND, f"{opts.path}: no such file or directory")
         except PermissionError:
-            return Result.fail("permission", f"{opts.path}: permission denied")
+            return Result.fail(PERMISSION, f"{opts.path}: permission denied")
         except OSError as exc:
             name = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
             return Result.fail(Reason.OTHER, f"{opts.path}: statvfs failed: {name} {exc.strerror}")
@@ -86,18 +79,21 @@ class DiskCheck(Check[DiskOptions]):
             "probed_disk_size_bytes": float(usage.size),
         }
         limits: list[Limit] = [
-            percent_limit("used", usage.used_ratio, opts.warn_used_percent, opts.fail_used_percent),
-            bytes_limit("free", usage.free, opts.warn_free_bytes, opts.fail_free_bytes),
+            Limit.percent(
+                opts.path, "used", usage.used_ratio, opts.warn_used_percent, opts.fail_used_percent
+            ),
+            Limit.size(opts.path, "free", usage.free, opts.warn_free_bytes, opts.fail_free_bytes),
         ]
         summary = (
-            f"{opts.path}: {usage.used_ratio * 100:.1f}% used, {format_bytes(usage.free)} free "
-            f"of {format_bytes(usage.size)}"
+            f"{opts.path}: {usage.used_ratio * 100:.1f}% used, {format_size(usage.free)} free "
+            f"of {format_size(usage.size)}"
         )
         inodes = usage.inodes_used_ratio
         if inodes is not None:
             values["probed_disk_inodes_used_ratio"] = inodes
             limits.append(
-                percent_limit(
+                Limit.percent(
+                    opts.path,
                     "of inodes used",
                     inodes,
                     opts.warn_inodes_used_percent,
@@ -106,10 +102,10 @@ class DiskCheck(Check[DiskOptions]):
             )
             summary += f", {inodes * 100:.1f}% of inodes used"
 
-        status, breaches = evaluate(opts.path, limits)
-        if status is Status.OK:
+        verdict = evaluate(limits)
+        if not verdict.message:
             return Result.ok(summary, values=values)
-        return Result(status, Reason.THRESHOLD, breaches, values=values)
+        return Result(verdict.status, verdict.reason, verdict.message, values=values)
 
 
 @hookimpl

@@ -12,17 +12,11 @@ from typing import Any, ClassVar
 from pydantic import model_validator
 
 from probed import hookimpl
-from probed.check import Check, CheckOptions, MetricDef, Reason, Result, Status
+from probed.check import Check, CheckOptions, MetricDef, Result
 from probed.checks._host import HostUnsupportedError, read_memory
-from probed.checks._thresholds import (
-    Bytes,
-    Percent,
-    bytes_limit,
-    check_order,
-    evaluate,
-    format_bytes,
-    percent_limit,
-)
+from probed.checks._reasons import UNSUPPORTED
+from probed.options import Percent, Size, format_size
+from probed.thresholds import Limit, check_order, evaluate
 
 __all__ = ["MemoryCheck", "MemoryOptions"]
 
@@ -33,8 +27,8 @@ class MemoryOptions(CheckOptions):
 
     warn_used_percent: Percent | None = 90.0
     fail_used_percent: Percent | None = 95.0
-    warn_available_bytes: Bytes | None = None
-    fail_available_bytes: Bytes | None = None
+    warn_available_bytes: Size | None = None
+    fail_available_bytes: Size | None = None
     warn_swap_used_percent: Percent | None = None
     fail_swap_used_percent: Percent | None = None
 
@@ -68,7 +62,7 @@ class MemoryCheck(Check[MemoryOptions]):
         try:
             mem = await asyncio.to_thread(read_memory)
         except HostUnsupportedError as exc:
-            return Result.unknown("unsupported", str(exc))
+            return Result.unknown(UNSUPPORTED, str(exc))
 
         values = {
             "probed_memory_available_bytes": float(mem.available),
@@ -77,15 +71,22 @@ class MemoryCheck(Check[MemoryOptions]):
             "probed_swap_used_ratio": mem.swap_used_ratio,
         }
         limits = [
-            percent_limit("used", mem.used_ratio, opts.warn_used_percent, opts.fail_used_percent),
-            bytes_limit(
-                "available", mem.available, opts.warn_available_bytes, opts.fail_available_bytes
+            Limit.percent(
+                "memory", "used", mem.used_ratio, opts.warn_used_percent, opts.fail_used_percent
+            ),
+            Limit.size(
+                "memory",
+                "available",
+                mem.available,
+                opts.warn_available_bytes,
+                opts.fail_available_bytes,
             ),
         ]
         if mem.swap_total > 0:
-            swap = f"swap {mem.swap_used_ratio * 100:.1f}% used of {format_bytes(mem.swap_total)}"
+            swap = f"swap {mem.swap_used_ratio * 100:.1f}% used of {format_size(mem.swap_total)}"
             limits.append(
-                percent_limit(
+                Limit.percent(
+                    "memory",
                     "of swap used",
                     mem.swap_used_ratio,
                     opts.warn_swap_used_percent,
@@ -94,14 +95,14 @@ class MemoryCheck(Check[MemoryOptions]):
             )
         else:
             swap = "no swap"
-        status, breaches = evaluate("memory", limits)
-        if status is Status.OK:
+        verdict = evaluate(limits)
+        if not verdict.message:
             summary = (
-                f"memory: {mem.used_ratio * 100:.1f}% used, {format_bytes(mem.available)} "
-                f"available of {format_bytes(mem.total)}; {swap}"
+                f"memory: {mem.used_ratio * 100:.1f}% used, {format_size(mem.available)} "
+                f"available of {format_size(mem.total)}; {swap}"
             )
             return Result.ok(summary, values=values)
-        return Result(status, Reason.THRESHOLD, breaches, values=values)
+        return Result(verdict.status, verdict.reason, verdict.message, values=values)
 
 
 @hookimpl

@@ -28,11 +28,20 @@ from pydantic import (
 )
 
 from probed import hookimpl
-from probed._durations import Duration, format_duration
 from probed._yaml import did_you_mean
 from probed.check import Check, CheckOptions, MetricDef, Reason, Result, Status
-from probed.checks._db_common import SecretUrl, network_failure, short, timed
+from probed.checks._db_common import SecretUrl, short, timed
+from probed.checks._failures import network_failure
+from probed.checks._reasons import (
+    DATABASE_MISSING,
+    QUERY,
+    ROLE,
+    TOO_MANY_CONNECTIONS,
+    UNAVAILABLE,
+)
+from probed.options import Duration, format_duration
 from probed.redact import Redactor
+from probed.thresholds import Limit, WarnFail, check_order
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -56,14 +65,6 @@ SELECT pg_is_in_recovery() AS in_recovery,
          ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0)
        END::float8 AS lag
 """
-
-# Reasons specific to this type (documented in the README section checks-postgres).
-DATABASE_MISSING: Final = "database_missing"
-TOO_MANY_CONNECTIONS: Final = "too_many_connections"
-UNAVAILABLE: Final = "unavailable"
-ROLE: Final = "role"
-QUERY: Final = "query"
-
 
 _ROLE_WORDS: Final = {"master": "primary", "standby": "replica", "slave": "replica"}
 
@@ -127,12 +128,7 @@ class PostgresOptions(CheckOptions):
                 "the password is given twice, in dsn and in password; keep one "
                 "(prefer password: ${file:/run/secrets/...})"
             )
-        warn, fail = self.warn_replication_lag, self.fail_replication_lag
-        if warn is not None and fail is not None and warn > fail:
-            raise ValueError(
-                f"warn_replication_lag ({format_duration(warn)}) must not exceed "
-                f"fail_replication_lag ({format_duration(fail)})"
-            )
+        check_order(self, "replication_lag")
         return self
 
     @property
@@ -323,19 +319,16 @@ class PostgresCheck(Check[PostgresOptions]):
             note = ", replication lag not applicable" if opts.wants_role else ""
             return Result.ok(f"{summary}; {actual}{note}", **kw)
         text = f"{summary}; replica, replication lag {format_duration(lag) if lag else '0s'}"
-        if opts.fail_replication_lag is not None and lag > opts.fail_replication_lag:
-            return Result.fail(
-                Reason.THRESHOLD,
-                f"{text}, above the fail level {format_duration(opts.fail_replication_lag)}",
-                **kw,
-            )
-        if opts.warn_replication_lag is not None and lag > opts.warn_replication_lag:
-            return Result.warn(
-                Reason.THRESHOLD,
-                f"{text}, above the warn level {format_duration(opts.warn_replication_lag)}",
-                **kw,
-            )
-        return Result.ok(text, **kw)
+        limit = Limit(
+            text,
+            lag,
+            WarnFail(opts.warn_replication_lag, opts.fail_replication_lag),
+            format_duration,
+        )
+        status = limit.status()
+        if status is Status.OK:
+            return Result.ok(text, **kw)
+        return Result(status, limit.reason, limit.message(), **kw)
 
     def _failure(self, exc: Exception, phase: str, phases: dict[str, float]) -> Result:
         reason, text = self._classify(exc, phase)

@@ -31,18 +31,21 @@ from pydantic import (
 )
 
 from probed import hookimpl
-from probed._durations import format_duration
 from probed._yaml import did_you_mean
-from probed.check import Check, CheckOptions, MetricDef, Reason, Result, Sample, Status
-from probed.checks._db_common import (
-    SecretUrl,
-    network_failure,
-    parse_quantity,
-    short,
-    timed,
+from probed.check import Check, CheckOptions, MetricDef, Reason, Result, Sample
+from probed.checks._db_common import SecretUrl, short, timed
+from probed.checks._failures import network_failure
+from probed.checks._reasons import (
+    DATABASE_MISSING,
+    LOADING,
+    ROLE,
+    TOO_MANY_CONNECTIONS,
+    UNAVAILABLE,
 )
 from probed.checks._redis_info import NUMERIC_FIELDS, TEXT_FIELDS, format_info_value
+from probed.options import SIZE_UNITS_HELP, format_duration, parse_size
 from probed.redact import Redactor
+from probed.thresholds import Limit, WarnFail, check_order, evaluate
 
 __all__ = ["InfoLimits", "RedisCheck", "RedisOptions"]
 
@@ -52,15 +55,27 @@ _MAX_FIELDS: Final = 32  # each watched field is one series per check: keep it b
 # Margin so redis-py's socket timeouts fire just before the daemon's: its error names the phase.
 _MARGIN: Final = 0.05
 
-# Reasons specific to this type (documented in the README section checks-redis).
-LOADING: Final = "loading"
-ROLE: Final = "role"
-TOO_MANY_CONNECTIONS: Final = "too_many_connections"
-DATABASE_MISSING: Final = "database_missing"
-UNAVAILABLE: Final = "unavailable"
 
-Quantity = Annotated[float, BeforeValidator(parse_quantity)]
-"""A limit: a number, or a size with a suffix (``512MB``, ``1.5GiB``)."""
+def _number_or_size(value: Any) -> float:
+    """A limit on any INFO field: a number (``100``, ``0.8``) or a size (``512MB``, ``1.5GiB``)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+        try:
+            return float(parse_size(value))
+        except ValueError:
+            pass
+    raise ValueError(
+        f"invalid number {value!r}: use a number (100, 0.8) or a size, {SIZE_UNITS_HELP}"
+    )
+
+
+Quantity = Annotated[float, BeforeValidator(_number_or_size)]
+"""A limit: a number, or a size in the grammar of :data:`probed.options.Size`."""
 
 
 def _normalise_role(value: Any) -> Any:
@@ -78,25 +93,21 @@ class InfoLimits(CheckOptions):
 
     @model_validator(mode="after")
     def _check_order(self) -> InfoLimits:
-        if (
-            self.warn_above is not None
-            and self.fail_above is not None
-            and self.warn_above > self.fail_above
-        ):
-            raise ValueError(
-                f"warn_above ({format_info_value('', self.warn_above)}) must not exceed "
-                f"fail_above ({format_info_value('', self.fail_above)})"
-            )
-        if (
-            self.warn_below is not None
-            and self.fail_below is not None
-            and self.warn_below < self.fail_below
-        ):
-            raise ValueError(
-                f"warn_below ({format_info_value('', self.warn_below)}) must not be under "
-                f"fail_below ({format_info_value('', self.fail_below)})"
-            )
+        check_order(self, "above", names=("warn_above", "fail_above"))
+        check_order(self, "below", above=False, names=("warn_below", "fail_below"))
         return self
+
+    def limits(self, name: str, value: float) -> tuple[Limit, Limit]:
+        """The two pairs of INFO field ``name`` (values must not rise above / fall below)."""
+        label = f"{name} is {format_info_value(name, value)}"
+
+        def fmt(limit: float) -> str:
+            return format_info_value(name, limit)
+
+        return (
+            Limit(label, value, WarnFail(self.warn_above, self.fail_above), fmt),
+            Limit(label, value, WarnFail(self.warn_below, self.fail_below, above=False), fmt),
+        )
 
 
 class RedisOptions(CheckOptions):
@@ -203,22 +214,6 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
 
 
-def _limit_breaches(name: str, value: float, limits: InfoLimits) -> tuple[Status, str] | None:
-    checks = (
-        (Status.FAIL, limits.fail_above, "above", value > (limits.fail_above or 0)),
-        (Status.FAIL, limits.fail_below, "below", value < (limits.fail_below or 0)),
-        (Status.WARN, limits.warn_above, "above", value > (limits.warn_above or 0)),
-        (Status.WARN, limits.warn_below, "below", value < (limits.warn_below or 0)),
-    )
-    for status, limit, side, breached in checks:
-        if limit is not None and breached:
-            return status, (
-                f"{name} is {format_info_value(name, value)}, {side} the {status.label} "
-                f"level {format_info_value(name, limit)}"
-            )
-    return None
-
-
 class RedisCheck(Check[RedisOptions]):
     """PING a Redis server on a fresh connection; check its role and INFO fields."""
 
@@ -310,16 +305,15 @@ class RedisCheck(Check[RedisOptions]):
             role_text = f"{role}, {info.get('connected_slaves', 0)} connected replicas"
         samples: list[Sample] = []
         missing: list[str] = []
-        breaches: list[tuple[Status, str]] = []
-        for name, limits in opts.info_fields.items():
+        limits: list[Limit] = []
+        for name, pairs in opts.info_fields.items():
             value = _number(info.get(name))
             if value is None:
                 missing.append(name)
                 continue
             samples.append(Sample("probed_redis_info", value, (name,)))
-            breach = _limit_breaches(name, value, limits) if limits else None
-            if breach:
-                breaches.append(breach)
+            if pairs is not None:
+                limits.extend(pairs.limits(name, value))
         kw: dict[str, Any] = {"phases": phases, "samples": tuple(samples)}
         if opts.expect_role is not None and role != opts.expect_role:
             return Result.fail(
@@ -336,10 +330,9 @@ class RedisCheck(Check[RedisOptions]):
                 **kw,
             )
         text = f"{summary}; {role_text}"
-        if breaches:
-            worst = max(status for status, _ in breaches)
-            detail = "; ".join(t for _, t in sorted(breaches, key=lambda b: -b[0]))
-            return Result(worst, Reason.THRESHOLD, f"{where}: {detail}", **kw)
+        verdict = evaluate(limits)
+        if verdict.message:
+            return Result(verdict.status, verdict.reason, f"{where}: {verdict.message}", **kw)
         watched = ", ".join(
             f"{s.labels[0]}={format_info_value(s.labels[0], s.value)}" for s in samples
         )

@@ -368,7 +368,7 @@ def test_changed_password_is_a_changed_configuration() -> None:
                 "warn_replication_lag": "1m",
                 "fail_replication_lag": "10s",
             },
-            "warn_replication_lag (1m) must not exceed fail_replication_lag (10s)",
+            "warn_replication_lag (1m) must not be above fail_replication_lag (10s)",
         ),
         (
             {"dsn": "postgresql://u@h/db", "expect_role": "master"},

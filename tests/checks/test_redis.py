@@ -148,7 +148,7 @@ async def test_info_field_above_warn_level_warns(redis_server: RedisServer) -> N
     )
     assert (result.status, result.reason) == (Status.WARN, "threshold")
     assert "connected_clients is" in result.message
-    assert "above the warn level 0" in result.message
+    assert "above the warn threshold 0" in result.message
 
 
 async def test_info_field_beyond_fail_level_fails(redis_server: RedisServer) -> None:
@@ -162,8 +162,8 @@ async def test_info_field_beyond_fail_level_fails(redis_server: RedisServer) -> 
     )
     assert (result.status, result.reason) == (Status.FAIL, "threshold")
     assert "used_memory is" in result.message
-    assert "above the fail level 2000 (2.0 KiB)" in result.message
-    assert "below the fail level 1000000000" in result.message
+    assert "above the fail threshold 2000 (2.0 KiB)" in result.message
+    assert "below the fail threshold 1000000000" in result.message
     assert info_samples(result)["used_memory"] > 2000
 
 
@@ -337,7 +337,7 @@ def test_url_password_is_redacted_in_repr_str_and_dumps() -> None:
                 "url": "redis://h/0",
                 "info_fields": {"used_memory": {"warn_above": "2GB", "fail_above": "1GB"}},
             },
-            "warn_above (2000000000) must not exceed fail_above (1000000000)",
+            "warn_above (2000000000) must not be above fail_above (1000000000)",
         ),
         (
             {"url": "redis://h/0", "info_fields": {"used_memory": {"fail_above": "lots"}}},
@@ -438,7 +438,7 @@ async def test_sizes_in_messages_are_exact_bytes_with_a_binary_unit(
     )
     assert over.status is Status.WARN
     assert re.search(
-        r"used_memory is \d+ \(\d+\.\d [KMG]iB\), above the warn level 1024 \(1\.0 KiB\)",
+        r"used_memory is \d+ \(\d+\.\d [KMG]iB\), above the warn threshold 1024 \(1\.0 KiB\)",
         over.message,
     ), over.message
 

@@ -1,0 +1,69 @@
+"""Reasons of the built-in check types beyond the well-known :class:`~probed.check.Reason` set.
+
+Defined once here, so two check types that see the same thing (a database refusing clients
+over its limit, a replica where a primary was expected) report the same ``reason`` label.
+The README section of each check type lists the reasons it may report.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = [
+    "CONFIG",
+    "DATABASE_MISSING",
+    "LOADING",
+    "NOT_FOUND",
+    "PACKET_LOSS",
+    "PERMISSION",
+    "QUERY",
+    "RCODE",
+    "ROLE",
+    "TOO_MANY_CONNECTIONS",
+    "TRUNCATED",
+    "UNAVAILABLE",
+    "UNHEALTHY",
+    "UNSUPPORTED",
+]
+
+CONFIG: Final = "config"
+"""The options cannot work with the check's timeout (a window, a number of packets)."""
+
+PERMISSION: Final = "permission"
+"""The process may not do what the check needs (open an ICMP socket, read a path)."""
+
+NOT_FOUND: Final = "not_found"
+"""The path to look at does not exist."""
+
+UNSUPPORTED: Final = "unsupported"
+"""This host offers no way to measure it (no /proc, no statvfs, no psutil)."""
+
+ROLE: Final = "role"
+"""A database server has the other role (primary vs replica) than ``expect_role``."""
+
+DATABASE_MISSING: Final = "database_missing"
+"""The database named in the URL or DSN does not exist."""
+
+TOO_MANY_CONNECTIONS: Final = "too_many_connections"
+"""The server refused a new client: its connection limit is reached."""
+
+UNAVAILABLE: Final = "unavailable"
+"""The server is up but not serving yet (starting, recovering, primary down)."""
+
+QUERY: Final = "query"
+"""PostgreSQL: the check's query failed (SQLSTATE in the message)."""
+
+LOADING: Final = "loading"
+"""Redis: the dataset is still being loaded into memory."""
+
+PACKET_LOSS: Final = "packet_loss"
+"""ICMP: more echo requests went unanswered than the loss threshold allows."""
+
+TRUNCATED: Final = "truncated"
+"""DNS: the UDP answer had the TC bit set and ``fallback_tcp`` is off."""
+
+RCODE: Final = "rcode"
+"""DNS: the response code is not one of ``valid_rcodes``."""
+
+UNHEALTHY: Final = "unhealthy"
+"""json_api: the service's own health document says warn or fail (DOWN, fail, degraded...)."""
