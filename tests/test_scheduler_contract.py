@@ -230,8 +230,9 @@ async def test_a_result_handler_that_raises_is_logged_and_runs_go_on(
     with caplog.at_level(logging.ERROR, logger="probed.scheduler"):
         await wait_for(lambda: len(calls) >= 3, 5, "three results handled")
     assert sched.running == 0 or sched.running == 1
-    records = [r for r in caplog.records if "handling the result of check b failed" in r.message]
-    assert records and records[0].exc_info is not None
+    records = [r for r in caplog.records if r.name == "probed.scheduler"]
+    assert records and records[0].getMessage() == "handling the result of check b failed"
+    assert records[0].exc_info is not None
     await sched.stop(1.0)
 
 
@@ -259,7 +260,7 @@ async def test_stop_cancels_runs_still_going_after_the_grace_period(runs: Runs) 
     sched.add(j)
     await wait_for(lambda: sched.running == 1, 5, "the run to start")
     task = j.task
-    assert task is not None
+    assert task is not None and task.get_name() == "check:stuck"  # named for stack dumps
     await asyncio.wait_for(sched.stop(0.01), 5)
     assert task.cancelled()
     assert runs.results == [] and sched.running == 0 and j.task is None
@@ -344,3 +345,33 @@ async def test_finished_runs_leave_no_task_behind(runs: Runs) -> None:
     await sched.stop(1.0)
     assert sched._tasks == set()
     assert j.task is None and not j.running
+
+
+def test_a_new_job_is_idle_and_has_no_task() -> None:
+    j = job("fresh")
+    assert (j.running, j.queued, j.removed, j.task) == (False, False, False, None)
+
+
+async def test_an_idle_scheduler_sleeps_until_the_next_due_run(runs: Runs) -> None:
+    sched = scheduler(runs, startup_spread=30.0)
+    sched.start()
+    late, _ = _names_by_phase()
+    sched.add(job(late, interval=60.0))  # due in about 27 s
+    loop = asyncio.get_running_loop()
+    cpu, until = time.process_time(), loop.time() + 0.5
+    await wait_for(lambda: loop.time() > until, 5, "half a second")
+    # a timer armed for the wrong moment would fire again and again: a busy loop
+    assert time.process_time() - cpu < 0.25
+    assert runs.started == []
+    await sched.stop(1.0)
+
+
+async def test_a_job_added_after_stop_never_runs(runs: Runs) -> None:
+    sched = scheduler(runs, startup_spread=0.0)
+    sched.start()
+    await sched.stop(1.0)
+    sched.add(job("late-comer", interval=0.02))
+    loop = asyncio.get_running_loop()
+    until = loop.time() + 0.2
+    await wait_for(lambda: loop.time() > until, 5, "0.2 s")
+    assert runs.started == []
