@@ -172,11 +172,13 @@ def validate(**kwargs: Any) -> None:
     Exits 0 when valid, 1 otherwise.
     """
     from probed.config import load_checks
+    from probed.redact import Redactor
 
     settings, pm, _ = build(kwargs)
     loaded = load_checks(settings, check_types(pm), extra_files=_embedded(settings))
+    redact = Redactor(loaded.secrets)
     for error in loaded.errors:
-        click.echo(str(error), err=True)
+        click.echo(redact(str(error)), err=True)
     if loaded.errors:
         click.echo(f"{len(loaded.errors)} error(s); {len(loaded.specs)} valid check(s)", err=True)
         sys.exit(1)
