@@ -26,6 +26,7 @@ from probed._yaml import DocPath, YDict, YList
 from probed.redact import MIN_SECRET_LENGTH, is_secret_env
 
 __all__ = [
+    "MIN_SECRET_LENGTH",  # re-exported from probed.redact, its owner
     "InterpolationError",
     "Interpolator",
     "TreeResult",
