@@ -1,5 +1,12 @@
 """Logging: one JSON object per line (default) or plain text, with secrets redacted.
 
+Every line, exception text included, goes through the redactor installed with
+:func:`set_redactor` (a :class:`probed.redact.Redactor` built from the loaded configuration's
+secrets; before the first load, one that knows no values but still masks URL passwords,
+``?token=``, DSN ``password=`` and credential headers). It is one per process, like the
+configuration it comes from, and it is the only one: Sentry reads it with
+:func:`current_redactor`, since its callbacks run outside any daemon context.
+
 JSON lines carry ``ts``, ``level``, ``logger``, ``msg`` and any structured fields passed as
 ``extra={...}`` (for example ``event``, ``check``, ``old``, ``new``, ``reason``), so Loki and
 friends can label by them without parsing prose. Keys that ``logging`` reserves (``message``)
@@ -15,6 +22,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Final, TextIO
 
+from probed.redact import Redactor
+
 __all__ = ["configure_logging", "current_redactor", "set_redactor"]
 
 _STANDARD: Final = frozenset(
@@ -22,7 +31,7 @@ _STANDARD: Final = frozenset(
     | {"message", "asctime", "taskName"}
 )
 
-_redact: Callable[[str], str] = lambda text: text  # noqa: E731 - replaced on (re)load
+_redact: Callable[[str], str] = Redactor(())  # replaced on each (re)load
 
 
 def set_redactor(redactor: Callable[[str], str]) -> None:

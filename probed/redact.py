@@ -175,12 +175,20 @@ def _base64_cores(secret: bytes) -> set[str]:
     return cores
 
 
+_ESCAPES: Final[tuple[Callable[[str], str], ...]] = (
+    lambda s: json.dumps(s)[1:-1],
+    lambda s: json.dumps(s, ensure_ascii=False)[1:-1],
+    lambda s: repr(s)[1:-1],
+)
+
+
 def _forms(secret: str) -> set[str]:
-    """The ways ``secret`` can be written in output: raw, encoded, escaped."""
+    """The ways ``secret`` can be written in output: raw, URL-encoded, base64, and escaped once
+    or twice (JSON or a Python repr inside a JSON log line, JSON inside JSON...)."""
     forms = {secret, quote(secret, safe=""), quote(secret), quote_plus(secret)}
     forms |= {re.sub(r"%[0-9A-F]{2}", lambda m: m[0].lower(), f) for f in list(forms)}
-    forms |= {json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
-    forms |= {repr(secret)[1:-1], json.dumps(json.dumps(secret))[3:-3]}  # also JSON in JSON
+    for _ in range(2):
+        forms |= {escape(f) for f in list(forms) for escape in _ESCAPES}
     return forms | _base64_cores(secret.encode())
 
 
