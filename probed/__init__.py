@@ -3,23 +3,36 @@
 Plugin authors import only from here::
 
     from probed import Check, CheckOptions, Result, Status, hookimpl
+
+Option types (``Duration``, ``Size``, ``Percent``, ``Regex``, ``AbsolutePath``) come from
+:mod:`probed.options`, warn/fail pairs (``WarnFail``, ``check_order``, ``Limit``, ``evaluate``)
+from :mod:`probed.thresholds`; both are re-exported here.
 """
 
-from probed._durations import Duration, format_duration, parse_duration
 from probed.check import (
-    AbsolutePath,
     Check,
     CheckOptions,
     MetricDef,
     Reason,
-    Regex,
     Result,
     Sample,
     Status,
 )
 from probed.errors import ConfigError, ConfigErrors, PluginError, ProbedError
 from probed.hookspecs import hookimpl
+from probed.options import (
+    AbsolutePath,
+    Duration,
+    Percent,
+    Regex,
+    Size,
+    format_duration,
+    format_size,
+    parse_duration,
+    parse_size,
+)
 from probed.spec import CheckSpec
+from probed.thresholds import Limit, WarnFail, check_order, evaluate
 
 __version__ = "0.1.0"
 
@@ -31,16 +44,24 @@ __all__ = [
     "ConfigError",
     "ConfigErrors",
     "Duration",
+    "Limit",
     "MetricDef",
+    "Percent",
     "PluginError",
     "ProbedError",
     "Reason",
     "Regex",
     "Result",
     "Sample",
+    "Size",
     "Status",
+    "WarnFail",
     "__version__",
+    "check_order",
+    "evaluate",
     "format_duration",
+    "format_size",
     "hookimpl",
     "parse_duration",
+    "parse_size",
 ]

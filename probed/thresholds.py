@@ -121,6 +121,7 @@ class Limit:
     :param pair: the limits.
     :param fmt_limit: shows a limit in the message.
     :param reason: the result reason when this limit is the worst one crossed.
+    :param names: the warn and fail option names, to name the crossed one in the message.
     """
 
     label: str
@@ -128,6 +129,7 @@ class Limit:
     pair: WarnFail
     fmt_limit: Callable[[float], str] = format_number
     reason: str = Reason.THRESHOLD
+    names: tuple[str, str] | None = None
 
     @classmethod
     def percent(
@@ -170,8 +172,10 @@ class Limit:
         if crossed is None:
             return ""
         status, limit = crossed
-        phrase = threshold_phrase(status, self.fmt_limit(limit), above=self.pair.above)
-        return f"{self.label}, {phrase}"
+        shown = self.fmt_limit(limit)
+        if self.names is not None:
+            shown += f" ({self.names[0] if status is Status.WARN else self.names[1]})"
+        return f"{self.label}, {threshold_phrase(status, shown, above=self.pair.above)}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,9 +19,11 @@ from typing import Final
 
 from pydantic import Field, model_validator
 
-from probed.check import CheckOptions, Reason, Status
+from probed.check import CheckOptions, MetricDef, Reason, Status
+from probed.thresholds import Limit, WarnFail, check_order
 
 __all__ = [
+    "CERT_EXPIRY_METRIC",
     "CertInfo",
     "TlsOptions",
     "build_context",
@@ -31,6 +33,13 @@ __all__ = [
     "expiry_verdict",
     "format_time",
 ]
+
+
+CERT_EXPIRY_METRIC: Final = MetricDef(
+    "probed_tls_cert_expiry_timestamp_seconds",
+    "Earliest notAfter (Unix time) of the server certificates seen in the last run.",
+)
+"""Declared by every check type that speaks TLS, with this one help text."""
 
 
 class TlsOptions(CheckOptions):
@@ -70,15 +79,9 @@ class TlsOptions(CheckOptions):
                 raise ValueError(f"{field}: no such file {path!r}")
         if self.key_file and not self.cert_file:
             raise ValueError("key_file needs cert_file (the client certificate)")
-        if (
-            self.expiry_warn_days is not None
-            and self.expiry_fail_days is not None
-            and self.expiry_fail_days > self.expiry_warn_days
-        ):
-            raise ValueError(
-                f"expiry_fail_days ({self.expiry_fail_days:g}) must not be above "
-                f"expiry_warn_days ({self.expiry_warn_days:g})"
-            )
+        check_order(
+            self, "expiry_days", above=False, names=("expiry_warn_days", "expiry_fail_days")
+        )
         return self
 
 
@@ -265,19 +268,19 @@ def expiry_verdict(
     :return: (status, reason, message) or None.
     """
     days = (not_after - now) / 86400.0
-    when = format_time(not_after)
-    if options.expiry_fail_days is not None and days < options.expiry_fail_days:
-        return (
-            Status.FAIL,
-            Reason.CERT_EXPIRY,
-            f"TLS certificate expires in {days:.1f} days ({when}), "
-            f"below expiry_fail_days={options.expiry_fail_days:g}",
-        )
-    if options.expiry_warn_days is not None and days < options.expiry_warn_days:
-        return (
-            Status.WARN,
-            Reason.CERT_EXPIRY,
-            f"TLS certificate expires in {days:.1f} days ({when}), "
-            f"below expiry_warn_days={options.expiry_warn_days:g}",
-        )
-    return None
+    limit = Limit(
+        f"TLS certificate expires in {days:.1f} days ({format_time(not_after)})",
+        days,
+        WarnFail(options.expiry_warn_days, options.expiry_fail_days, above=False),
+        _days,
+        Reason.CERT_EXPIRY,
+        ("expiry_warn_days", "expiry_fail_days"),
+    )
+    status = limit.status()
+    if status is Status.OK:
+        return None
+    return status, limit.reason, limit.message()
+
+
+def _days(value: float) -> str:
+    return f"{value:g} days"

@@ -9,7 +9,6 @@ response code and section sizes, named after blackbox_exporter's ``probe_dns_*``
 from __future__ import annotations
 
 import asyncio
-import errno
 import re
 import socket
 import time
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from probed.check import Check, CheckOptions, MetricDef, Reason, Regex, Result
+from probed.check import Check, CheckOptions, MetricDef, Reason, Result
 from probed.checks._dns_server import (
     RESOLV_CONF,
     DnsServer,
@@ -26,22 +25,16 @@ from probed.checks._dns_server import (
     parse_server,
     system_nameserver,
 )
+from probed.checks._failures import describe
+from probed.checks._reasons import RCODE, TRUNCATED
 from probed.hookspecs import hookimpl
+from probed.options import Regex
 
 if TYPE_CHECKING:
     import dns.message
 
 __all__ = ["DnsCheck", "DnsOptions"]
 
-TRUNCATED: Final = "truncated"
-"""Reason: the UDP answer had the TC bit set and ``fallback_tcp`` is off."""
-
-RCODE: Final = "rcode"
-"""Reason: the response code is not one of ``valid_rcodes``."""
-
-_UNREACHABLE: Final = frozenset(
-    {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL, errno.EHOSTDOWN}
-)
 _SHOWN_ANSWERS: Final = 3
 # Leave the daemon's own timeout a little room so our message (which names the server and
 # transport) is the one reported, not the generic one.
@@ -225,9 +218,8 @@ class DnsCheck(Check[DnsOptions]):
             try:
                 infos = await loop.getaddrinfo(server.host, server.port, type=socket.SOCK_DGRAM)
             except socket.gaierror as exc:
-                return Result.fail(
-                    Reason.DNS, f"cannot resolve DNS server name {server.host!r}: {exc.strerror}"
-                )
+                reason, text = describe(exc, f"DNS server {server.host}") or (Reason.DNS, str(exc))
+                return Result.fail(reason, text)
             phases["resolve"] = time.perf_counter() - start
             address = str(infos[0][4][0])
 
@@ -258,10 +250,6 @@ class DnsCheck(Check[DnsOptions]):
                     response = await _tcp(query, address, server.port, deadline)
         except dns.exception.Timeout:
             return Result.fail(Reason.TIMEOUT, f"no answer from {where} within the timeout")
-        except ConnectionRefusedError:
-            return Result.fail(Reason.CONNECTION_REFUSED, f"{where}: connection refused")
-        except ConnectionResetError:
-            return Result.fail(Reason.CONNECTION_RESET, f"{where}: connection reset")
         except EOFError:
             return Result.fail(Reason.PROTOCOL, f"{where} closed the connection without answering")
         except dns.exception.DNSException as exc:
@@ -270,8 +258,8 @@ class DnsCheck(Check[DnsOptions]):
                 Reason.PROTOCOL, f"{where} sent something that is not a valid answer: {exc}"
             )
         except OSError as exc:
-            reason = Reason.UNREACHABLE if exc.errno in _UNREACHABLE else Reason.OTHER
-            return Result.fail(reason, f"{where}: {exc.strerror or exc}")
+            reason, text = describe(exc, where) or (Reason.OTHER, f"{where}: {exc.strerror or exc}")
+            return Result.fail(reason, text)
         phases["lookup"] = time.perf_counter() - start
         return self._judge(response, where, phases, truncated)
 

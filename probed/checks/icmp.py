@@ -13,26 +13,20 @@ import asyncio
 import ipaddress
 import socket
 import time
-from typing import Any, ClassVar, Final, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from probed._durations import Duration, format_duration
-from probed.check import Check, CheckOptions, MetricDef, Reason, Result, Sample, Status
+from probed.check import Check, CheckOptions, MetricDef, Reason, Result, Sample
+from probed.checks._failures import describe
 from probed.checks._icmp_socket import EchoStats, IcmpPermissionError, ping
+from probed.checks._reasons import CONFIG, PACKET_LOSS, PERMISSION
 from probed.hookspecs import hookimpl
+from probed.options import Duration, format_duration
 from probed.spec import CheckSpec
+from probed.thresholds import Limit, WarnFail, check_order, evaluate
 
 __all__ = ["IcmpCheck", "IcmpOptions", "timing_problem"]
-
-PACKET_LOSS: Final = "packet_loss"
-"""Reason: some echo requests went unanswered, more than ``fail_loss_ratio`` (or warn)."""
-
-PERMISSION: Final = "permission"
-"""Reason: no ICMP socket may be opened (neither raw nor datagram)."""
-
-CONFIG: Final = "config"
-"""Reason: the options cannot work with the check's timeout."""
 
 
 class IcmpOptions(CheckOptions):
@@ -74,16 +68,8 @@ class IcmpOptions(CheckOptions):
 
     @model_validator(mode="after")
     def _check_levels(self) -> IcmpOptions:
-        pairs = (
-            ("loss_ratio", self.warn_loss_ratio, self.fail_loss_ratio),
-            ("rtt", self.warn_rtt, self.fail_rtt),
-        )
-        for name, warn, fail in pairs:
-            if warn is not None and fail is not None and warn > fail:
-                raise ValueError(
-                    f"warn_{name} ({warn:g}) is above fail_{name} ({fail:g}): the warning "
-                    "would never show; lower warn or raise fail"
-                )
+        check_order(self, "loss_ratio")
+        check_order(self, "rtt")
         if ":" in self.host and self.ip_version == "ip4":
             raise ValueError(f"host {self.host} is an IPv6 address but ip_version is ip4")
         return self
@@ -107,6 +93,10 @@ def timing_problem(options: IcmpOptions, timeout: float) -> str | None:
 
 def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.3g}ms"
+
+
+def _percent(ratio: float) -> str:
+    return f"{ratio:.0%}"
 
 
 class IcmpCheck(Check[IcmpOptions]):
@@ -176,7 +166,8 @@ class IcmpCheck(Check[IcmpOptions]):
                 host, None, family=family, type=socket.SOCK_DGRAM
             )
         except socket.gaierror as exc:
-            return Result.fail(Reason.DNS, f"cannot resolve {host!r}: {exc.strerror}")
+            reason, text = describe(exc, host) or (Reason.DNS, str(exc))
+            return Result.fail(reason, text)
         phases["resolve"] = time.perf_counter() - start
         # Prefer IPv4 like ping(8) does for "any", so results do not flip between families.
         infos.sort(key=lambda info: info[0] != socket.AF_INET)
@@ -214,27 +205,26 @@ class IcmpCheck(Check[IcmpOptions]):
             f"{shown}: {stats.received}/{stats.sent} replies, round trip min/avg/max "
             f"{_ms(rtt.min)}/{_ms(rtt.avg)}/{_ms(rtt.max)}, jitter {_ms(rtt.jitter)}"
         )
-        status, reason, why = Status.OK, "", ""
-        # Worst first: a fail on either measure beats a warning on the other.
-        for level, loss_limit, rtt_limit in (
-            (Status.FAIL, opts.fail_loss_ratio, opts.fail_rtt),
-            (Status.WARN, opts.warn_loss_ratio, opts.warn_rtt),
-        ):
-            word = level.label
-            if loss_limit is not None and stats.loss_ratio > loss_limit:
-                status, reason = level, PACKET_LOSS
-                why = f"loss {stats.loss_ratio:.0%} is above the {word} threshold {loss_limit:.0%}"
-            elif rtt_limit is not None and rtt.avg > rtt_limit:
-                status, reason = level, Reason.THRESHOLD
-                why = (
-                    f"average round trip {_ms(rtt.avg)} is above the {word} threshold "
-                    f"{_ms(rtt_limit)}"
-                )
-            if status is not Status.OK:
-                break
-        if status is Status.OK:
+        verdict = evaluate(
+            (
+                Limit(
+                    f"loss {stats.loss_ratio:.0%}",
+                    stats.loss_ratio,
+                    WarnFail(opts.warn_loss_ratio, opts.fail_loss_ratio),
+                    _percent,
+                    PACKET_LOSS,
+                ),
+                Limit(
+                    f"average round trip {_ms(rtt.avg)}",
+                    rtt.avg,
+                    WarnFail(opts.warn_rtt, opts.fail_rtt),
+                    _ms,
+                ),
+            )
+        )
+        if not verdict.message:
             return Result.ok(summary, **kw)
-        return Result(status, reason, f"{summary}; {why}", **kw)
+        return Result(verdict.status, verdict.reason, f"{summary}; {verdict.message}", **kw)
 
 
 @hookimpl

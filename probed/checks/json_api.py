@@ -1,7 +1,8 @@
 """The ``json_api`` check type: an ``http`` check that also reads the JSON body.
 
-Everything :class:`~probed.checks.http.HttpCheck` does (phases, status codes, TLS, redirects,
-body and header regexes) happens first; then the body is decoded and judged:
+Everything the ``http`` check type does (phases, status codes, TLS, redirects, body and header
+regexes: :class:`~probed.checks._http.HttpProbe`) happens first; then the body is decoded and
+judged:
 
 - the service's own health verdict, for the formats in :mod:`probed.checks._json_health`
   (``application/health+json``, Spring Boot Actuator, plain ``{"status": "ok"}``), with each
@@ -25,6 +26,7 @@ from pydantic import Field, field_validator
 
 from probed import hookimpl
 from probed.check import Check, CheckOptions, MetricDef, Reason, Result, Sample, Status
+from probed.checks._http import HTTP_METRICS, HttpOptions, HttpProbe
 from probed.checks._httpclient import HttpResponse
 from probed.checks._json_assert import Assertion
 from probed.checks._json_health import (
@@ -38,12 +40,10 @@ from probed.checks._json_health import (
     read_health,
 )
 from probed.checks._json_path import JsonPath, PathMissingError, describe_value, type_name
-from probed.checks.http import HTTP_METRICS, HttpCheck, HttpOptions
+from probed.checks._reasons import UNHEALTHY
 
 __all__ = ["JSON_API_METRICS", "UNHEALTHY", "JsonApiCheck", "JsonApiOptions"]
 
-UNHEALTHY: Final = "unhealthy"
-"""Reason when the service's own health document says warn or fail (DOWN, fail, degraded...)."""
 
 ACCEPT: Final = "application/json, application/health+json;q=0.9, */*;q=0.5"
 # Decoding a large body takes tens of milliseconds: do that in a thread, not in the loop.
@@ -116,7 +116,7 @@ class _Part:
     detail: str
 
 
-class JsonApiCheck(HttpCheck):
+class JsonApiCheck(HttpProbe):
     """Request a URL, then judge its JSON body: health format verdict and assertions."""
 
     type_name: ClassVar[str] = "json_api"

@@ -18,7 +18,8 @@ from typing import Any, ClassVar, Final
 from pydantic import Field, field_validator, model_validator
 
 from probed import hookimpl
-from probed.check import Check, CheckOptions, MetricDef, Reason, Regex, Result, Status
+from probed.check import Check, CheckOptions, MetricDef, Reason, Result, Status
+from probed.checks._failures import classify
 from probed.checks._net import (
     IpVersion,
     ProbeError,
@@ -27,8 +28,14 @@ from probed.checks._net import (
     format_addr,
     open_connection,
 )
-from probed.checks._tls import TlsOptions, build_context, describe_ssl_error, expiry_verdict
-from probed.checks.http import Size
+from probed.checks._tls import (
+    CERT_EXPIRY_METRIC,
+    TlsOptions,
+    build_context,
+    describe_ssl_error,
+    expiry_verdict,
+)
+from probed.options import Regex, Size
 
 __all__ = ["TcpCheck", "TcpOptions", "parse_address"]
 
@@ -136,12 +143,7 @@ class TcpCheck(Check[TcpOptions]):
 
     type_name: ClassVar[str] = "tcp"
     options_model: ClassVar[type[CheckOptions]] = TcpOptions
-    metrics: ClassVar[tuple[MetricDef, ...]] = (
-        MetricDef(
-            "probed_tls_cert_expiry_timestamp_seconds",
-            "notAfter (Unix time) of the server certificate.",
-        ),
-    )
+    metrics: ClassVar[tuple[MetricDef, ...]] = (CERT_EXPIRY_METRIC,)
     description: ClassVar[str] = "TCP connect with optional TLS and send/expect exchange"
 
     def __init__(self, spec: Any) -> None:
@@ -259,9 +261,11 @@ class TcpCheck(Check[TcpOptions]):
                         f"(max_read_size), got {_excerpt(data)}",
                     )
                 if proto.closed:
-                    if isinstance(proto.error, ssl.SSLError):
-                        return Reason.TLS, describe_ssl_error(proto.error)
-                    if isinstance(proto.error, ConnectionResetError):
+                    error = proto.error
+                    failure = classify(error) if error is not None else None
+                    if error is not None and failure == Reason.TLS:
+                        return Reason.TLS, describe_ssl_error(error)
+                    if failure == Reason.CONNECTION_RESET:
                         return Reason.CONNECTION_RESET, "connection reset before a match"
                     if not data:
                         return (

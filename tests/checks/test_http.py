@@ -15,7 +15,8 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from probed.check import Reason, Status
-from probed.checks.http import HttpCheck, HttpOptions, parse_size, parse_status_codes
+from probed.checks.http import HttpCheck, HttpOptions, parse_status_codes
+from probed.options import parse_size
 from probed.testing import make_spec, run_check
 from tests._require import ipv6_loopback, requires
 from tests.servers.tls import TlsFiles
@@ -544,7 +545,12 @@ async def test_certificate_expiry_warn_and_fail_thresholds(
     assert result.status is status, result.message
     if status is not Status.OK:
         assert result.reason == Reason.CERT_EXPIRY
-        assert f"below expiry_{'warn' if status is Status.WARN else 'fail'}_days" in result.message
+        crossed = (
+            "below the warn threshold 30 days (expiry_warn_days)"
+            if status is Status.WARN
+            else "below the fail threshold 7 days (expiry_fail_days)"
+        )
+        assert crossed in result.message
 
 
 @pytest.mark.parametrize("max_version", [ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2])
@@ -575,7 +581,9 @@ async def test_https_url_against_plain_http_server_is_tls_failure(base: str) -> 
 def test_tls_options_validate_files_and_thresholds(tmp_path: Any) -> None:
     with pytest.raises(ValidationError, match="ca_file: no such file"):
         HttpOptions(url="https://127.0.0.1/", tls={"ca_file": str(tmp_path / "nope.pem")})
-    with pytest.raises(ValidationError, match="must not be above"):
+    with pytest.raises(
+        ValidationError, match=r"expiry_warn_days \(3\) must not be below expiry_fail_days \(7\)"
+    ):
         HttpOptions(url="https://127.0.0.1/", tls={"expiry_warn_days": 3, "expiry_fail_days": 7})
 
 

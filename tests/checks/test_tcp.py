@@ -177,7 +177,7 @@ async def test_tls_expired_and_expiry_warning(
             TcpCheck, address=f"127.0.0.1:{port}", tls={"ca_file": tls_files.ca_file}
         )
     assert (warned.status, warned.reason) == (Status.WARN, Reason.CERT_EXPIRY)
-    assert "below expiry_warn_days=14" in warned.message
+    assert "below the warn threshold 14 days (expiry_warn_days)" in warned.message
 
 
 @requires(ipv6_loopback, "no IPv6 on loopback (::1)")
