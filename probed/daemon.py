@@ -1,318 +1,216 @@
 """The daemon: wires config, scheduler, state, notifications and the HTTP server together.
 
-It holds no policy of its own: when checks run is the scheduler's business, how results fold is
-the state's, what is valid is the config's. The daemon applies a loaded configuration (keeping
-the state and schedule of unchanged checks), reacts to results, reloads on request, SIGHUP or
-file changes, and stops cleanly on SIGTERM.
+It holds no policy of its own and does no state-changing work itself: applying and reloading a
+configuration is :mod:`probed.reload`'s job, noticing file changes :mod:`probed.watch`'s,
+handling results :mod:`probed.results`'s, rendering ``/metrics`` :mod:`probed.metrics`'s. The
+daemon builds those units, hands the HTTP handlers narrow read-only views of them under
+:class:`aiohttp.web.AppKey`\\ s (see :mod:`probed.server`), and puts their startup and
+shutdown into the application's ``cleanup_ctx``, so aiohttp runs them in order and tears down
+only what started.
+
+Why :meth:`Daemon.serve` drives an :class:`aiohttp.web.AppRunner` rather than calling
+:func:`aiohttp.web.run_app`: ``run_app`` creates and owns its own event loop and blocks, while
+the tests (and applications embedding probed) run the daemon as a task on a loop they already
+own and stop it with :meth:`Daemon.request_stop`; and ``run_app`` handles only SIGINT/SIGTERM,
+while probed also reloads on SIGHUP and logs its first line once the socket is bound, with the
+address it got. Everything else ``run_app`` would own (startup and cleanup order, teardown only
+of what started) is aiohttp's ``cleanup_ctx``, here too.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
 import logging
 import signal
-import time
-from collections.abc import Callable
-from dataclasses import replace
-from importlib import resources
-from pathlib import Path
-from typing import Any, Final
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
-import pluggy
 from aiohttp import web
 
 from probed import __version__
-from probed._gc import compact, return_large_buffers, settle, trim
-from probed.check import Check, Result, Status
-from probed.config import LoadResult, load_checks, load_settings
-from probed.errors import ConfigError, ConfigErrors
+from probed._gc import return_large_buffers, settle
+from probed.errors import ConfigError
 from probed.exposition import TypeMetrics
-from probed.logs import set_redactor
-from probed.metrics import DaemonMetrics
+from probed.health import StartupLatch
+from probed.metrics import DaemonMetrics, Exporter
 from probed.notify import Notifier
-from probed.plugins import CheckTypeInfo, call_each, check_types
-from probed.redact import Redactor
+from probed.plugins import ProbedPluginManager, check_types
+from probed.reload import COMPACT_FROM, RunningConfig, embedded_checks_file
+from probed.results import ResultHandler
 from probed.scheduler import Job, Scheduler
+from probed.server import CONFIG, EXPORTER, HEARTBEAT, RELOAD, STARTUP, STATES
 from probed.settings import Settings
-from probed.state import CheckState, StateStore
+from probed.state import StateTable
+from probed.watch import watch
 
 __all__ = ["Daemon", "embedded_checks_file"]
 
 log = logging.getLogger("probed")
 
-_StatFingerprint = tuple[tuple[str, int, int], ...]
-"""``(path, mtime_ns, size)`` of every watched file, sorted by path."""
-
-COMPACT_FROM: Final = 1000
-"""Configurations with at least this many checks are compacted after loading (see _gc)."""
-
-
-def embedded_checks_file() -> Path:
-    """The packaged default checks (host disk, memory, CPU) used when nothing is configured."""
-    return Path(str(resources.files("probed").joinpath("embedded_checks.yaml")))
+HEARTBEAT_PERIOD = 1.0
+"""Seconds between samples of the scheduler's running and queued gauges."""
 
 
 class Daemon:
-    """One running probed: configuration, scheduler, state and server."""
+    """One running probed: builds the units and runs them under an aiohttp application."""
 
     def __init__(
         self,
         settings: Settings,
-        pm: pluggy.PluginManager,
+        pm: ProbedPluginManager,
         *,
         overrides: dict[str, Any] | None = None,
         tune_gc: bool = False,
     ) -> None:
-        self.settings = settings
         self.pm = pm
-        self.overrides = overrides or {}
-        # Freezing long-lived objects is for a process the daemon owns (``probed run``), not
-        # for an embedding application or a test session.
+        # Freezing long-lived objects and trimming the heap is for a process the daemon owns
+        # (``probed run``), not for an embedding application or a test session.
         self.tune_gc = tune_gc
-        self._trim_pending = False
-        self.types: dict[str, CheckTypeInfo] = check_types(pm)
+        self.types = check_types(pm)
         self.type_metrics = TypeMetrics(
             (name, info.cls.metrics) for name, info in self.types.items()
         )
-        self.store = StateStore()
-        self.metrics = DaemonMetrics(self.store, self.started)
+        table = StateTable()
+        self.store = table.view
+        self.startup = StartupLatch(self.store)
+        self.metrics = DaemonMetrics(self.store, self.startup.passed)
+        self.exporter = Exporter(
+            self.store,
+            self.type_metrics,
+            self.metrics,
+            trim_from=COMPACT_FROM if tune_gc else None,
+        )
         self.notifier = Notifier(
             pm, settings.hook_timeout, lambda p, h: self.metrics.plugin_errors.labels(p, h).inc()
         )
+        self.results = ResultHandler(self.notifier, lambda: self.config.redact)
         self.scheduler = Scheduler(
-            self._on_result,
+            self.results.handle,
             max_concurrency=settings.max_concurrency,
             startup_spread=settings.startup_spread,
             observe_lag=self.metrics.lag.observe,
         )
-        self.jobs: dict[str, Job] = {}
-        self.loaded: LoadResult | None = None
-        self.errors: tuple[ConfigError, ...] = ()
-        self.redact: Callable[[str], str] = Redactor(())
-        self._started_latch = False
-        self._reload_lock = asyncio.Lock()
+        self.config = RunningConfig(
+            settings,
+            overrides or {},
+            pm=pm,
+            types=self.types,
+            scheduler=self.scheduler,
+            table=table,
+            metrics=self.metrics,
+            notifier=self.notifier,
+            applied=self.results.hooks_changed,
+            tune_gc=tune_gc,
+        )
         self._stop = asyncio.Event()
-        self._closing: set[asyncio.Task[None]] = set()
-        self._notify_results = False
-        # What the files looked like when the running configuration was read: the watcher
-        # reloads only when they differ (so a change already reloaded by SIGHUP is not
-        # applied twice). (stat fingerprint, content digest)
-        self._files_seen: tuple[_StatFingerprint, str] | None = None
-        self.started_at = time.time()
 
-    # -- readers ------------------------------------------------------------------------------
+    # -- what the running configuration is (read-only shortcuts) --------------------------------
+
+    @property
+    def settings(self) -> Settings:
+        """The running settings."""
+        return self.config.settings
+
+    @property
+    def jobs(self) -> dict[str, Job]:
+        """The scheduled checks by name."""
+        return self.config.jobs
+
+    @property
+    def errors(self) -> tuple[ConfigError, ...]:
+        """Problems of the running configuration."""
+        return self.config.errors
+
+    @property
+    def redact(self) -> Callable[[str], str]:
+        """Masks the running configuration's secrets."""
+        return self.config.redact
 
     def started(self) -> bool:
         """True once every readiness check has finished a first run (latched)."""
-        if not self._started_latch and self.store.started():
-            self._started_latch = True
-        return self._started_latch
-
-    # -- configuration ------------------------------------------------------------------------
-
-    def _extra_files(self) -> list[Path]:
-        return [embedded_checks_file()] if self.settings.use_embedded_checks else []
-
-    def load(self) -> LoadResult:
-        """Load (or reload) every check; never raises for check problems."""
-        discovered: list[tuple[str, Any]] = []
-        for plugin, defs in call_each(self.pm, "probed_discover_checks", settings=self.settings):
-            discovered.extend((plugin, d) for d in defs or ())
-        return compact(
-            lambda: load_checks(
-                self.settings,
-                self.types,
-                previous=self.loaded,
-                discovered=discovered,
-                extra_files=self._extra_files(),
-            ),
-            lambda loaded: len(loaded.specs) >= COMPACT_FROM,
-        )
-
-    def apply(self, loaded: LoadResult, *, initial: bool = False) -> None:
-        """Make ``loaded`` the running configuration, keeping unchanged checks as they are."""
-        self.loaded = loaded
-        self.errors = loaded.errors
-        self.redact = Redactor(loaded.secrets)
-        set_redactor(self.redact)
-        old_jobs = self.jobs
-        new_jobs: dict[str, Job] = {}
-        new_states: dict[str, CheckState] = {}
-        added = changed = 0
-        for name, spec in loaded.specs.items():
-            job = old_jobs.get(name)
-            if job is not None and job.spec == spec:
-                new_jobs[name] = job
-            else:
-                if job is not None:
-                    changed += 1
-                    self._retire(job)
-                else:
-                    added += 1
-                job = Job(
-                    spec, self.types[spec.type].cls(spec), CheckState(spec, self.settings.history)
-                )
-                new_jobs[name] = job
-                self.scheduler.add(job)
-            new_states[name] = job.state
-        removed = [job for name, job in old_jobs.items() if name not in new_jobs]
-        for job in removed:
-            self._retire(job)
-        self.jobs = new_jobs
-        self.store.replace(new_states)
-        self._notify_results = self.notifier.has_impls("probed_check_result")
-        ok = not loaded.errors
-        self.metrics.reload_successful.set(1 if ok else 0)
-        self.metrics.config_errors.set(len(loaded.errors))
-        if ok:
-            self.metrics.reload_timestamp.set(time.time())
-        log.log(
-            logging.DEBUG if initial else logging.INFO,
-            "configuration applied: %d checks (%d new, %d changed, %d removed, %d kept), %d errors",
-            len(new_jobs),
-            added,
-            changed,
-            len(removed),
-            len(new_jobs) - added - changed,
-            len(loaded.errors),
-            extra={
-                "event": "config_applied",
-                "checks": len(new_jobs),
-                "errors": len(loaded.errors),
-            },
-        )
-        if not initial:  # on startup they follow the first log line (see serve)
-            self._log_errors()
-
-    def _log_errors(self) -> None:
-        for error in self.errors:
-            log.error(
-                "%s", error, extra={"event": "config_error", "file": error.file, "line": error.line}
-            )
-
-    def _retire(self, job: Job) -> None:
-        self.scheduler.remove(job)
-
-        async def close(task: asyncio.Task[None] | None, check: Check[Any]) -> None:
-            if task is not None:
-                await asyncio.wait([task])
-            try:
-                await check.close()
-            except Exception:  # a plugin's close failing must not break a reload
-                log.exception("closing check %s failed", job.spec.name)
-
-        closer = asyncio.get_running_loop().create_task(close(job.task, job.check))
-        self._closing.add(closer)
-        closer.add_done_callback(self._closing.discard)
+        return self.startup.passed()
 
     async def reload(self, *, if_changed: bool = False) -> tuple[bool, tuple[ConfigError, ...]]:
-        """Re-read settings and checks; return success and the errors found.
+        """Re-read settings and checks (see :meth:`probed.reload.RunningConfig.reload`)."""
+        return await self.config.reload(if_changed=if_changed)
 
-        Settings that need a restart (listen address, plugins) are kept from startup. A
-        reload that finds the same checks as those running changes nothing and logs
-        ``config_unchanged`` instead of ``config_applied``.
+    # -- the application ----------------------------------------------------------------------
 
-        :param if_changed: do nothing unless the watched files' content differs from what
-            the running configuration was read from (the file watcher's reloads).
-        """
-        async with self._reload_lock:
-            seen = await asyncio.to_thread(self._files_now)
-            if if_changed and self._files_seen is not None and seen[1] == self._files_seen[1]:
-                self._files_seen = seen
-                return not self.errors, self.errors
-            self._files_seen = seen
-            try:
-                fresh = await asyncio.to_thread(
-                    load_settings, self.settings.config_file, self.overrides
-                )
-                self.settings = replace(
-                    fresh,
-                    listen=self.settings.listen,
-                    plugins_dirs=self.settings.plugins_dirs,
-                    disabled_plugins=self.settings.disabled_plugins,
-                    use_embedded_checks=self.settings.use_embedded_checks,
-                )
-            except ConfigErrors as exc:
-                self.metrics.reload_successful.set(0)
-                self.metrics.reloads.labels("failure").inc()
-                for error in exc.errors:
-                    log.error("%s", error, extra={"event": "config_error"})
-                return False, tuple(exc.errors)
-            loaded = await asyncio.to_thread(self.load)
-            if self._unchanged(loaded):
-                self.loaded = loaded  # same checks; keep the new digests for the next reload
-                if not loaded.errors:
-                    self.metrics.reload_timestamp.set(time.time())
-                log.info(
-                    "configuration reloaded: unchanged (%d checks, %d errors)",
-                    len(self.jobs),
-                    len(loaded.errors),
-                    extra={"event": "config_unchanged", "checks": len(self.jobs)},
-                )
-                self._log_errors()
-            else:
-                self.apply(loaded)
-            if self.tune_gc:
-                settle()
-            await self.notifier.call(
-                "probed_configure", settings=self.settings, plugin_config=self.settings.plugins
-            )
-            self.metrics.reloads.labels("success" if not loaded.errors else "failure").inc()
-            return not loaded.errors, loaded.errors
+    def install(self, app: web.Application) -> None:
+        """Give ``app`` the handlers' views, plugins' routes and collectors, and the lifecycle."""
+        app[STATES] = self.store
+        app[HEARTBEAT] = self.scheduler
+        app[STARTUP] = self.startup
+        app[CONFIG] = self.config
+        app[RELOAD] = self.config
+        app[EXPORTER] = self.exporter
+        for _plugin, routes in self.pm.call_hook("probed_register_routes", states=self.store):
+            app.add_routes(list(routes or ()))
+        for _plugin, collectors in self.pm.call_hook(
+            "probed_register_collectors", states=self.store
+        ):
+            self.metrics.add_collectors(collectors or ())
+        app.cleanup_ctx.extend(
+            (self._plugins_configured, self._checks, self._plugins_started, self._sampling)
+        )
+        if self.settings.watch:
+            app.cleanup_ctx.append(self._watching)
 
-    # -- results ------------------------------------------------------------------------------
+    async def _plugins_configured(self, _app: web.Application) -> AsyncIterator[None]:
+        settings = self.settings
+        await self.notifier.call(
+            "probed_configure", settings=settings, plugin_config=settings.plugins
+        )
+        yield
+        await self.notifier.drain()
+        await self.notifier.call("probed_shutdown", settings=self.settings)
 
-    def _on_result(self, job: Job, result: Result) -> None:
-        if result.message:
-            message = self.redact(result.message)
-            if message is not result.message:
-                result = replace(result, message=message)
-        transition = job.state.record(result)
-        if transition is not None:
-            spec = job.spec
-            # Going down or degrading is worth a warning; recovering (to ok) is news.
-            log.log(
-                logging.INFO if transition.new is Status.OK else logging.WARNING,
-                "check %s is now %s (was %s)%s",
-                spec.name,
-                transition.new.label,
-                transition.old.label,
-                f": {result.message}" if result.message else "",
-                extra={
-                    "fields": {
-                        "event": "check_state_changed",
-                        "check": spec.name,
-                        "type": spec.type,
-                        "old": transition.old.label,
-                        "new": transition.new.label,
-                        "reason": result.reason,
-                        "message": result.message,
-                    }
-                },
-            )
-            self.notifier.fire(
-                "probed_check_state_changed",
-                spec=spec,
-                old=transition.old,
-                new=transition.new,
-                result=result,
-            )
-        if self._notify_results:
-            self.notifier.fire("probed_check_result", spec=job.spec, result=result)
+    async def _checks(self, _app: web.Application) -> AsyncIterator[None]:
+        self.scheduler.start()
+        await self.config.start()
+        if self.tune_gc:
+            settle()
+            return_large_buffers()
+        yield
+        # Let running checks finish (up to the longest timeout), then close every check.
+        grace = max((job.spec.timeout for job in self.jobs.values()), default=1.0)
+        await self.scheduler.stop(grace)
+        await self.config.retire_all(grace)
 
-    def after_scrape(self) -> None:
-        """Trim the C heap shortly after a scrape of a large daemon (``probed run`` only)."""
-        if not self.tune_gc or len(self.jobs) < COMPACT_FROM or self._trim_pending:
-            return
-        self._trim_pending = True
+    async def _plugins_started(self, _app: web.Application) -> AsyncIterator[None]:
+        await self.notifier.call("probed_startup", settings=self.settings, states=self.store)
+        yield
 
-        def run() -> None:
-            self._trim_pending = False
-            trim()
+    async def _sampling(self, _app: web.Application) -> AsyncIterator[None]:
+        beat = _Repeater(asyncio.get_running_loop(), HEARTBEAT_PERIOD, self._sample)
+        yield
+        beat.cancel()
 
-        asyncio.get_running_loop().call_later(2.0, run)
+    async def _watching(self, _app: web.Application) -> AsyncIterator[None]:
+        watcher = asyncio.get_running_loop().create_task(watch(self.config))
+        yield
+        watcher.cancel()
+        await asyncio.wait([watcher])
+
+    async def _signals(self, _app: web.Application) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        reloads: set[asyncio.Task[Any]] = set()
+
+        def reload() -> None:
+            task = loop.create_task(self.config.reload())
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop)
+        loop.add_signal_handler(signal.SIGINT, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, reload)
+        yield
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+
+    def _sample(self) -> None:
+        self.metrics.running.set(self.scheduler.running)
+        self.metrics.queued.set(self.scheduler.queued)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -320,102 +218,33 @@ class Daemon:
         """Ask :meth:`serve` to stop (what SIGTERM does)."""
         self._stop.set()
 
-    def _heartbeat(self) -> None:
-        self.metrics.running.set(self.scheduler.running)
-        self.metrics.queued.set(self.scheduler.queued)
-
-    def _unchanged(self, loaded: LoadResult) -> bool:
-        """Whether ``loaded`` would run exactly the checks that run now, with the same errors."""
-        old = self.loaded
-        return (
-            old is not None
-            and loaded.specs == old.specs
-            and loaded.errors == old.errors
-            and loaded.secrets == old.secrets
-        )
-
-    async def _watch(self) -> None:
-        """Reload when the content of files under the checks directories or the config file
-        changes (compared with what the running configuration was read from)."""
-        while True:
-            await asyncio.sleep(self.settings.watch_interval)
-            current = await asyncio.to_thread(self._fingerprint)
-            seen = self._files_seen
-            if seen is not None and current == seen[0]:
-                continue
-            content = await asyncio.to_thread(self._content_digest, current)
-            if seen is not None and content == seen[1]:
-                self._files_seen = (current, content)  # touched, or already reloaded
-                continue
-            log.info("configuration files changed; reloading", extra={"event": "reload"})
-            await self.reload(if_changed=True)
-
-    def _files_now(self) -> tuple[_StatFingerprint, str]:
-        stat = self._fingerprint()
-        return stat, self._content_digest(stat)
-
-    @staticmethod
-    def _content_digest(files: _StatFingerprint) -> str:
-        digest = hashlib.sha256()
-        for name, _, _ in files:
-            try:
-                data = Path(name).read_bytes()
-            except OSError as exc:
-                data = f"\0unreadable:{exc.errno}".encode()
-            digest.update(f"{len(name)}:{name}:{len(data)}:".encode() + data)
-        return digest.hexdigest()
-
-    def _fingerprint(self) -> _StatFingerprint:
-        paths: list[Path] = []
-        for directory in self.settings.checks_dirs:
-            if directory.is_dir():
-                paths.extend(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml"))
-        if self.settings.config_file is not None:
-            paths.append(self.settings.config_file)
-        out = []
-        for path in sorted(paths):
-            with contextlib.suppress(OSError):
-                st = path.stat()
-                out.append((str(path), st.st_mtime_ns, st.st_size))
-        return tuple(out)
-
-    async def start(self) -> None:
-        """Load configuration, run startup hooks and start scheduling (no HTTP server)."""
-        self.scheduler.start()
-        await self.notifier.call(
-            "probed_configure", settings=self.settings, plugin_config=self.settings.plugins
-        )
-        self._files_seen = await asyncio.to_thread(self._files_now)
-        self.apply(await asyncio.to_thread(self.load), initial=True)
-        if self.tune_gc:
-            settle()
-            return_large_buffers()
-        await self.notifier.call("probed_startup", settings=self.settings, states=self.store)
-
-    async def stop(self) -> None:
-        """Stop scheduling, let running checks finish (up to the longest timeout), shut down."""
-        grace = max((job.spec.timeout for job in self.jobs.values()), default=1.0)
-        await self.scheduler.stop(grace)
-        for job in self.jobs.values():
-            self._retire(job)
-        if self._closing:
-            await asyncio.wait(list(self._closing), timeout=grace)
-        await self.notifier.drain()
-        await self.notifier.call("probed_shutdown", settings=self.settings)
-
     async def serve(self, app: web.Application, *, install_signals: bool = True) -> None:
-        """Run until :meth:`request_stop` or SIGTERM/SIGINT: server, scheduler, watcher."""
-        loop = asyncio.get_running_loop()
-        await self.start()
+        """Run ``app`` until :meth:`request_stop` or SIGTERM/SIGINT; SIGHUP reloads.
+
+        ``app`` comes from :func:`probed.server.make_app` for this daemon: its ``cleanup_ctx``
+        starts plugins, checks and the watcher before the socket is bound and stops them,
+        in reverse order and only those that started, after the server has closed.
+        """
+        if install_signals:
+            app.cleanup_ctx.append(self._signals)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        host, port = self.settings.host_port
-        site = web.TCPSite(runner, host, port, reuse_address=True)
-        await site.start()
-        sources = [str(d) for d in self.settings.checks_dirs]
-        if self.settings.config_file is not None:
-            sources.insert(0, str(self.settings.config_file))
-        if self.settings.use_embedded_checks:
+        try:
+            await runner.setup()
+            host, port = self.settings.host_port
+            await web.TCPSite(runner, host, port, reuse_address=True).start()
+            self._log_started(host, port)
+            await self._stop.wait()
+            log.info("stopping", extra={"event": "stopping"})
+        finally:
+            await runner.cleanup()
+        log.info("stopped", extra={"event": "stopped"})
+
+    def _log_started(self, host: str, port: int) -> None:
+        settings = self.settings
+        sources = [str(d) for d in settings.checks_dirs]
+        if settings.config_file is not None:
+            sources.insert(0, str(settings.config_file))
+        if settings.use_embedded_checks:
             sources.append("embedded host checks")
         types = sorted({job.spec.type for job in self.jobs.values()})
         log.info(
@@ -434,28 +263,7 @@ class Daemon:
                 "config_errors": len(self.errors),
             },
         )
-        self._log_errors()
-        if install_signals:
-            loop.add_signal_handler(signal.SIGTERM, self.request_stop)
-            loop.add_signal_handler(signal.SIGINT, self.request_stop)
-            loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
-        watcher = loop.create_task(self._watch()) if self.settings.watch else None
-        beat = _Repeater(loop, 1.0, self._heartbeat)
-        try:
-            await self._stop.wait()
-            log.info("stopping", extra={"event": "stopping"})
-        finally:
-            beat.cancel()
-            if watcher is not None:
-                watcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watcher
-            if install_signals:
-                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                    loop.remove_signal_handler(sig)
-            await self.stop()
-            await runner.cleanup()
-            log.info("stopped", extra={"event": "stopped"})
+        self.config.log_errors()
 
 
 class _Repeater:

@@ -3,9 +3,9 @@
 prometheus_client's generic ``Collector`` path builds a ``Metric`` object per family and
 formats every sample on every scrape: with 10,000 checks and ~35 series each that is ~350,000
 samples formatted per scrape. Here each check's sample lines are rendered once per *change*
-of its state (a run, a skip) into one string per metric family and cached on the state; a
-scrape then only joins cached strings family by family. Identity label strings are built once
-per check spec.
+of its state (a run, a skip) into one string per metric family and kept by a :class:`Renderer`
+(one per daemon; the states themselves are only read); a scrape then only joins kept strings
+family by family. Identity label strings are built once per check spec.
 
 Families are the same in both formats; only the ``# TYPE`` line of counters differs (OpenMetrics
 names the family without ``_total``).
@@ -14,7 +14,7 @@ names the family without ``_total``).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 from operator import itemgetter
@@ -27,6 +27,7 @@ from probed.state import DURATION_BUCKETS, CheckState
 __all__ = [
     "CORE_FAMILIES",
     "Family",
+    "Renderer",
     "TypeMetrics",
     "escape_label",
     "format_value",
@@ -220,22 +221,71 @@ def _render(state: CheckState, lb: str, static: tuple[str, str, str], types: Typ
     return _Cache(state.version, state.spec, lb, static, core, extra)
 
 
-def refresh(states: Iterable[CheckState], types: TypeMetrics) -> list[_Cache]:
-    """Re-render the states that changed since their last render; return every state's cache."""
-    caches: list[_Cache] = []
-    append = caches.append
-    for state in states:
-        cache = state._render_cache
-        if not isinstance(cache, _Cache) or cache.version != state.version:
-            if isinstance(cache, _Cache) and cache.spec is state.spec:
-                lb, static = cache.lb, cache.static
-            else:
-                lb = "{" + identity_labels(state.spec)
-                static = _static_lines(state.spec, lb)
-            cache = _render(state, lb, static, types)
-            state._render_cache = cache
-        append(cache)
-    return caches
+class Renderer:
+    """Renders check states, keeping each check's lines until its state changes.
+
+    One per daemon (or per test). The lines are kept here, keyed by the state object, and
+    never written into the states: rendering only reads them.
+    """
+
+    __slots__ = ("_caches", "types")
+
+    def __init__(self, types: TypeMetrics) -> None:
+        self.types = types
+        self._caches: dict[CheckState, _Cache] = {}
+
+    def refresh(self, states: Iterable[CheckState]) -> list[_Cache]:
+        """Re-render the states that changed since their last render; return each one's lines."""
+        caches: list[_Cache] = []
+        append = caches.append
+        kept = self._caches
+        types = self.types
+        for state in states:
+            cache = kept.get(state)
+            if cache is None or cache.version != state.version:
+                if cache is not None and cache.spec is state.spec:
+                    lb, static = cache.lb, cache.static
+                else:
+                    lb = "{" + identity_labels(state.spec)
+                    static = _static_lines(state.spec, lb)
+                cache = _render(state, lb, static, types)
+                kept[state] = cache
+            append(cache)
+        return caches
+
+    def forget_others(self, states: Collection[CheckState]) -> None:
+        """Drop the lines of checks not in ``states`` (removed by a reload).
+
+        Call after refreshing all of ``states``: every one of them then has an entry, so more
+        entries than states means some belong to checks that are gone.
+        """
+        if len(self._caches) > len(states):
+            kept = self._caches
+            self._caches = {s: kept[s] for s in states if s in kept}
+
+    def release(self, states: Iterable[CheckState], max_interval: float) -> int:
+        """Drop the rendered lines of checks that run at least once per ``max_interval`` seconds.
+
+        Such checks change between two scrapes anyway, so keeping their lines would only hold
+        memory (about 3 KiB a check); their label prefixes stay kept. Returns how many were
+        released.
+        """
+        released = 0
+        kept = self._caches
+        for state in states:
+            cache = kept.get(state)
+            if cache is not None and cache.core and state.spec.interval <= max_interval:
+                cache.version = -1
+                cache.core = []
+                cache.extra = {}
+                released += 1
+        return released
+
+    def render(self, states: Collection[CheckState], openmetrics: bool, tail: str = "") -> str:
+        """Every check's series then ``tail``, re-rendering only states that changed."""
+        text = assemble(self.refresh(states), self.types, openmetrics, tail)
+        self.forget_others(states)
+        return text
 
 
 def assemble(
@@ -265,24 +315,6 @@ def assemble(
     return "".join(out)
 
 
-def release(states: Iterable[CheckState], max_interval: float) -> int:
-    """Drop the rendered lines of checks that run at least once per ``max_interval`` seconds.
-
-    Such checks change between two scrapes anyway, so keeping their lines would only hold
-    memory (about 3 KiB a check); their label prefixes stay cached. Returns how many were
-    released.
-    """
-    released = 0
-    for state in states:
-        cache = state._render_cache
-        if isinstance(cache, _Cache) and cache.core and state.spec.interval <= max_interval:
-            cache.version = -1
-            cache.core = []
-            cache.extra = {}
-            released += 1
-    return released
-
-
 def render_checks(states: Iterable[CheckState], types: TypeMetrics, openmetrics: bool) -> str:
-    """Render every check's series, re-rendering only states that changed since last time."""
-    return assemble(refresh(states, types), types, openmetrics)
+    """Render every check's series once (nothing kept: a :class:`Renderer` keeps lines)."""
+    return Renderer(types).render(list(states), openmetrics)

@@ -1,7 +1,8 @@
 """Liveness, readiness and startup verdicts, rendered as ``application/health+json`` or text.
 
-- live: the event loop answers and the scheduler's timer is not stuck. Never depends on check
-  results: a failing database must not restart the pod.
+- live: the event loop answers (it is serving the request) and the scheduler's heartbeat is
+  fresh: it is running and its earliest due run is less than :data:`STUCK_AFTER` seconds late.
+  Never depends on check results: a failing database must not restart the pod.
 - ready: every readiness check is up (after thresholds).
 - startup: every readiness check has finished its first run (latched once true).
 
@@ -16,14 +17,18 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from probed.check import Status
-from probed.state import CheckState
+from probed.state import CheckState, StateStore
 
 __all__ = [
     "HEALTH_JSON",
+    "STUCK_AFTER",
+    "Heartbeat",
+    "StartupLatch",
     "Verdict",
+    "liveness_verdict",
     "readiness_verdict",
     "render_json",
     "render_text",
@@ -32,6 +37,20 @@ __all__ = [
 
 HEALTH_JSON: Final = "application/health+json"
 STUCK_AFTER: Final = 60.0
+"""Seconds the scheduler's earliest due run may be late before liveness fails."""
+
+
+class Heartbeat(Protocol):
+    """What liveness reads from the scheduler."""
+
+    @property
+    def alive(self) -> bool:
+        """True while the scheduler is started and not stopped."""
+        ...
+
+    def overdue(self) -> float:
+        """Seconds the earliest due run is late (0 when none is)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +68,14 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def liveness_verdict(heartbeat: Heartbeat) -> Verdict:
+    """Live while the scheduler runs and its earliest due run is under :data:`STUCK_AFTER` late."""
+    overdue = heartbeat.overdue()
+    passed = heartbeat.alive and overdue < STUCK_AFTER
+    note = "" if passed else f"scheduler stuck: the earliest run is {overdue:.0f}s overdue"
+    return Verdict("livez", passed, False, (), note)
+
+
 def readiness_verdict(states: Iterable[CheckState], exclude: Iterable[str] = ()) -> Verdict:
     """Ready while every readiness check (minus ``exclude``) is up."""
     skip = set(exclude)
@@ -62,6 +89,25 @@ def startup_verdict(states: Iterable[CheckState], started: bool) -> Verdict:
     """Started once every readiness check finished its first run."""
     chosen = tuple(s for s in states if s.spec.readiness)
     return Verdict("startupz", started, False, chosen)
+
+
+class StartupLatch:
+    """Whether startup has finished: once every readiness check ran, latched for good.
+
+    A reload that adds a check that has not run yet does not close ``/health/startup`` again.
+    """
+
+    __slots__ = ("_passed", "_store")
+
+    def __init__(self, store: StateStore) -> None:
+        self._store = store
+        self._passed = False
+
+    def passed(self) -> bool:
+        """True once every readiness check has finished a first run."""
+        if not self._passed and self._store.started():
+            self._passed = True
+        return self._passed
 
 
 def _check_status(state: CheckState, startup: bool) -> str:

@@ -1,8 +1,11 @@
 """The daemon's own metrics and the assembly of the ``/metrics`` body.
 
-Check series come from :mod:`probed.exposition` (cached per check). Daemon series (build info,
-reload status, scheduler lag, process metrics) and collectors registered by plugins live in a
-prometheus_client registry of their own, created per daemon (never the global one).
+Check series come from :mod:`probed.exposition` (kept per check by a renderer). Daemon series
+(build info, reload status, scheduler lag, process metrics) and collectors registered by plugins
+live in a prometheus_client registry of their own, created per daemon (never the global one).
+:class:`Exporter` is the ``/metrics`` reader: it renders from the read-only state view and
+looks after its own garbage (a big scrape's freed buffers), without calling back into the
+daemon.
 """
 
 from __future__ import annotations
@@ -21,13 +24,15 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from probed import __version__
-from probed.exposition import TypeMetrics, assemble, refresh, release
+from probed._gc import trim
+from probed.exposition import Renderer, TypeMetrics, assemble
 from probed.state import StateStore
 
 __all__ = [
     "CONTENT_TYPE_OPENMETRICS",
     "CONTENT_TYPE_TEXT",
     "DaemonMetrics",
+    "Exporter",
     "render",
     "render_async",
 ]
@@ -73,7 +78,6 @@ class DaemonMetrics:
 
     def __init__(self, store: StateStore, started: Callable[[], bool]) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        self.last_scrape: float | None = None  # monotonic time of the last /metrics render
         reg = self.registry
         build = Gauge(
             "probed_build_info",
@@ -143,12 +147,84 @@ def _daemon_text(daemon: DaemonMetrics, openmetrics: bool) -> bytes:
     return text_exposition.generate_latest(daemon.registry)
 
 
+TRIM_DELAY: Final = 2.0
+"""Seconds after a big scrape before the C heap is trimmed (the response is sent by then)."""
+
+
+class Exporter:
+    """Renders the ``/metrics`` body from the state view; one per daemon.
+
+    :param trim_from: with this many checks or more, give freed memory back to the system
+        (:func:`probed._gc.trim`) shortly after each scrape; ``None`` never does (a test or an
+        embedding application, whose process is not the daemon's own).
+    """
+
+    def __init__(
+        self,
+        store: StateStore,
+        types: TypeMetrics,
+        instruments: DaemonMetrics,
+        *,
+        trim_from: int | None = None,
+    ) -> None:
+        self.store = store
+        self.renderer = Renderer(types)
+        self.instruments = instruments
+        self.last_scrape: float | None = None  # monotonic time of the last render
+        self._trim_from = trim_from
+        self._trim_pending = False
+
+    def render(self, openmetrics: bool) -> bytes:
+        """The whole ``/metrics`` body in the requested format (all at once)."""
+        tail = _daemon_text(self.instruments, openmetrics).decode()
+        return self.renderer.render(list(self.store), openmetrics, tail).encode()
+
+    async def render_async(self, openmetrics: bool, batch: int = RENDER_BATCH) -> bytes:
+        """Like :meth:`render`, but yields to the event loop every ``batch`` re-rendered checks.
+
+        A scrape of 10,000 changed checks costs a few hundred milliseconds of CPU; in slices,
+        runs that fall due meanwhile start on time instead of waiting for the whole scrape.
+        """
+        now = time.monotonic()
+        started = time.perf_counter()
+        gap = None if self.last_scrape is None else now - self.last_scrape
+        self.last_scrape = now
+        renderer = self.renderer
+        states = list(self.store)
+        caches = []
+        for start in range(0, len(states), batch):
+            caches.extend(renderer.refresh(states[start : start + batch]))
+            if start + batch < len(states):
+                await asyncio.sleep(0)
+        renderer.forget_others(states)
+        # One join and one encode: the body of 10,000 checks is over 20 MB, so copies count.
+        tail = _daemon_text(self.instruments, openmetrics).decode()
+        body = assemble(caches, renderer.types, openmetrics, tail).encode()
+        del caches
+        if gap is not None:  # lines that change between every two scrapes are not worth keeping
+            renderer.release(states, gap)
+        self.instruments.render_seconds.set(time.perf_counter() - started)
+        if self._trim_from is not None and len(states) >= self._trim_from:
+            self._trim_soon()
+        return body
+
+    def _trim_soon(self) -> None:
+        if self._trim_pending:
+            return
+        self._trim_pending = True
+
+        def run() -> None:
+            self._trim_pending = False
+            trim()
+
+        asyncio.get_running_loop().call_later(TRIM_DELAY, run)
+
+
 def render(
     store: StateStore, types: TypeMetrics, daemon: DaemonMetrics, openmetrics: bool
 ) -> bytes:
-    """The whole ``/metrics`` body in the requested format (all at once)."""
-    tail = _daemon_text(daemon, openmetrics).decode()
-    return assemble(refresh(store, types), types, openmetrics, tail).encode()
+    """The whole ``/metrics`` body, rendered once (nothing kept between calls)."""
+    return Exporter(store, types, daemon).render(openmetrics)
 
 
 async def render_async(
@@ -158,26 +234,5 @@ async def render_async(
     openmetrics: bool,
     batch: int = RENDER_BATCH,
 ) -> bytes:
-    """Like :func:`render`, but yields to the event loop every ``batch`` re-rendered checks.
-
-    A scrape of 10,000 changed checks costs a few hundred milliseconds of CPU; in slices, runs
-    that fall due meanwhile start on time instead of waiting for the whole scrape.
-    """
-    now = time.monotonic()
-    started = time.perf_counter()
-    gap = None if daemon.last_scrape is None else now - daemon.last_scrape
-    daemon.last_scrape = now
-    states = list(store)
-    caches = []
-    for start in range(0, len(states), batch):
-        caches.extend(refresh(states[start : start + batch], types))
-        if start + batch < len(states):
-            await asyncio.sleep(0)
-    # One join and one encode: the body of 10,000 checks is over 20 MB, so copies count.
-    tail = _daemon_text(daemon, openmetrics).decode()
-    body = assemble(caches, types, openmetrics, tail).encode()
-    del caches
-    if gap is not None:  # lines that change between every two scrapes are not worth keeping
-        release(states, gap)
-    daemon.render_seconds.set(time.perf_counter() - started)
-    return body
+    """Like :func:`render`, in slices of ``batch`` checks (see :meth:`Exporter.render_async`)."""
+    return await Exporter(store, types, daemon).render_async(openmetrics, batch)

@@ -1,34 +1,92 @@
 """The aiohttp application: ``/metrics``, ``/health/*``, ``/api/v1/checks``, ``/-/reload``.
 
-Handlers only read state; none runs a check. The daemon is stored under a typed
-:class:`aiohttp.web.AppKey`.
+Handlers only read; none runs a check or reaches into the daemon. Each finds the narrow view it
+needs under a typed :class:`aiohttp.web.AppKey`, put there by whoever runs the process (the
+daemon's ``install``): the read-only state view, the scheduler's heartbeat, the startup latch,
+the running configuration's errors and redactor, the reload action and the metrics exporter.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Final
+from collections.abc import Callable
+from typing import Any, Final, Protocol
 
 from aiohttp import web
 
 from probed import __version__
 from probed.api import check_view
-from probed.daemon import Daemon
+from probed.errors import ConfigError
 from probed.health import (
     HEALTH_JSON,
-    STUCK_AFTER,
+    Heartbeat,
+    StartupLatch,
     Verdict,
+    liveness_verdict,
     readiness_verdict,
     render_json,
     render_text,
     startup_verdict,
 )
-from probed.metrics import CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT, render_async
-from probed.plugins import call_each
+from probed.metrics import CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT, Exporter
+from probed.state import StateStore
 
-__all__ = ["DAEMON", "make_app"]
+__all__ = [
+    "CONFIG",
+    "EXPORTER",
+    "HEARTBEAT",
+    "RELOAD",
+    "STARTUP",
+    "STATES",
+    "ConfigView",
+    "Installer",
+    "Reload",
+    "make_app",
+]
 
-DAEMON: Final = web.AppKey("daemon", Daemon)
+
+class ConfigView(Protocol):
+    """The running configuration as the API shows it."""
+
+    @property
+    def errors(self) -> tuple[ConfigError, ...]:
+        """Problems found by the last (re)load."""
+        ...
+
+    @property
+    def redact(self) -> Callable[[str], str]:
+        """Masks the running configuration's secrets in a text."""
+        ...
+
+
+class Reload(ConfigView, Protocol):
+    """The one action an endpoint may take: reload the configuration."""
+
+    async def reload(self) -> tuple[bool, tuple[ConfigError, ...]]:
+        """Re-read settings and checks; success and the errors found."""
+        ...
+
+
+class Installer(Protocol):
+    """Whoever runs the process: fills the keys below and adds its lifecycle to ``cleanup_ctx``."""
+
+    def install(self, app: web.Application) -> None:
+        """Set every key, add plugin routes and the startup/cleanup contexts."""
+        ...
+
+
+STATES: Final = web.AppKey("states", StateStore)
+"""Every check's state (read-only)."""
+HEARTBEAT: Final[web.AppKey[Heartbeat]] = web.AppKey("heartbeat")
+"""The scheduler's heartbeat, for liveness."""
+STARTUP: Final = web.AppKey("startup", StartupLatch)
+"""Whether startup has finished (latched)."""
+CONFIG: Final[web.AppKey[ConfigView]] = web.AppKey("config")
+"""The running configuration's errors and redactor."""
+RELOAD: Final[web.AppKey[Reload]] = web.AppKey("reload")
+"""Reloads the configuration (``POST /-/reload``)."""
+EXPORTER: Final = web.AppKey("exporter", Exporter)
+"""Renders ``/metrics``."""
 
 
 def _json(data: Any, status: int = 200, content_type: str = "application/json") -> web.Response:
@@ -66,10 +124,8 @@ def _health(request: web.Request, verdict: Verdict, startup: bool = False) -> we
 
 async def metrics(request: web.Request) -> web.Response:
     """``GET /metrics``: Prometheus text, or OpenMetrics when the scraper asks for it."""
-    daemon = request.app[DAEMON]
     openmetrics = "application/openmetrics-text" in request.headers.get("Accept", "")
-    body = await render_async(daemon.store, daemon.type_metrics, daemon.metrics, openmetrics)
-    daemon.after_scrape()
+    body = await request.app[EXPORTER].render_async(openmetrics)
     response = web.Response(body=body)
     response.headers["Content-Type"] = (
         CONTENT_TYPE_OPENMETRICS if openmetrics else CONTENT_TYPE_TEXT
@@ -81,53 +137,49 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def live(request: web.Request) -> web.Response:
     """``GET /health/live``: the loop answers and the scheduler is not stuck."""
-    daemon = request.app[DAEMON]
-    overdue = daemon.scheduler.overdue()
-    passed = daemon.scheduler.alive and overdue < STUCK_AFTER
-    note = "" if passed else f"scheduler stuck: the earliest run is {overdue:.0f}s overdue"
-    verdict = Verdict("livez", passed, False, (), note)
-    return _health(request, verdict)
+    return _health(request, liveness_verdict(request.app[HEARTBEAT]))
 
 
 async def ready(request: web.Request) -> web.Response:
     """``GET /health/ready``: 200 while every readiness check is up, else 503."""
-    daemon = request.app[DAEMON]
+    states = request.app[STATES]
     exclude = request.query.getall("exclude", [])
-    return _health(request, readiness_verdict(daemon.store, exclude))
+    return _health(request, readiness_verdict(states, exclude))
 
 
 async def startup(request: web.Request) -> web.Response:
     """``GET /health/startup``: 503 until every readiness check has run once, then 200."""
-    daemon = request.app[DAEMON]
-    return _health(request, startup_verdict(daemon.store, daemon.started()), startup=True)
+    states = request.app[STATES]
+    verdict = startup_verdict(states, request.app[STARTUP].passed())
+    return _health(request, verdict, startup=True)
 
 
 async def list_checks(request: web.Request) -> web.Response:
     """``GET /api/v1/checks``: every check's state and last result."""
-    daemon = request.app[DAEMON]
-    checks = [check_view(s, daemon.redact) for s in daemon.store]
-    errors = [str(e) for e in daemon.errors]
-    return _json({"checks": checks, "config_errors": [daemon.redact(e) for e in errors]})
+    config = request.app[CONFIG]
+    redact = config.redact
+    checks = [check_view(s, redact) for s in request.app[STATES]]
+    errors = [str(e) for e in config.errors]
+    return _json({"checks": checks, "config_errors": [redact(e) for e in errors]})
 
 
 async def get_check(request: web.Request) -> web.Response:
     """``GET /api/v1/checks/NAME``: one check with options (redacted) and history."""
-    daemon = request.app[DAEMON]
     name = request.match_info["name"]
-    state = daemon.store.get(name)
+    state = request.app[STATES].get(name)
     if state is None:
         return _json({"error": f"no check named {name!r}"}, status=404)
-    return _json(check_view(state, daemon.redact, detail=True))
+    return _json(check_view(state, request.app[CONFIG].redact, detail=True))
 
 
 async def reload(request: web.Request) -> web.Response:
     """``POST /-/reload``: 200 when the new configuration is clean, 400 with its errors."""
-    daemon = request.app[DAEMON]
-    ok, errors = await daemon.reload()
+    config = request.app[RELOAD]
+    ok, errors = await config.reload()
     body = {
         "status": "ok" if ok else "error",
-        "checks": len(daemon.jobs),
-        "errors": [daemon.redact(str(e)) for e in errors],
+        "checks": len(request.app[STATES]),
+        "errors": [config.redact(str(e)) for e in errors],
     }
     return _json(body, status=200 if ok else 400)
 
@@ -141,26 +193,23 @@ async def index(request: web.Request) -> web.Response:
     return web.Response(text=text)
 
 
-def make_app(daemon: Daemon) -> web.Application:
-    """Build the aiohttp application for ``daemon``, including routes from plugins."""
+ROUTES: Final = (
+    web.get("/", index),
+    web.get("/metrics", metrics),
+    web.get("/health/live", live),
+    web.get("/health/ready", ready),
+    web.get("/health/startup", startup),
+    web.get("/api/v1/checks", list_checks),
+    web.get("/api/v1/checks/{name}", get_check),
+    web.post("/-/reload", reload),
+)
+"""probed's own routes; plugins' routes come after them."""
+
+
+def make_app(installer: Installer) -> web.Application:
+    """The aiohttp application: probed's routes, then what ``installer`` adds (views, plugin
+    routes, lifecycle)."""
     app = web.Application()
-    app[DAEMON] = daemon
-    app.add_routes(
-        [
-            web.get("/", index),
-            web.get("/metrics", metrics),
-            web.get("/health/live", live),
-            web.get("/health/ready", ready),
-            web.get("/health/startup", startup),
-            web.get("/api/v1/checks", list_checks),
-            web.get("/api/v1/checks/{name}", get_check),
-            web.post("/-/reload", reload),
-        ]
-    )
-    for _plugin, routes in call_each(daemon.pm, "probed_register_routes", states=daemon.store):
-        app.add_routes(list(routes or ()))
-    for _plugin, collectors in call_each(
-        daemon.pm, "probed_register_collectors", states=daemon.store
-    ):
-        daemon.metrics.add_collectors(collectors or ())
+    app.add_routes(ROUTES)
+    installer.install(app)
     return app

@@ -1,7 +1,9 @@
 """Per-check state: last result, thresholds (Kubernetes semantics), counters and short history.
 
 Results fold into :class:`CheckState` in one place, :meth:`CheckState.record`. Every reader
-(metrics, health, API, logs, plugins) reads state and never runs checks.
+(metrics, health, API, logs, plugins) reads state through :class:`StateStore`, a read-only view;
+the daemon swaps the set of states on reload through a :class:`StateTable`, which it keeps to
+itself.
 
 Threshold semantics follow Kubernetes probes: a check starts *not up*; it becomes up after
 ``success_threshold`` consecutive passing runs (ok or warn) and goes down after
@@ -14,14 +16,21 @@ from __future__ import annotations
 
 import bisect
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final
 
 from probed.check import Result, Status
 from probed.spec import CheckSpec
 
-__all__ = ["DURATION_BUCKETS", "CheckState", "HistoryEntry", "StateStore", "Transition"]
+__all__ = [
+    "DURATION_BUCKETS",
+    "CheckState",
+    "HistoryEntry",
+    "StateStore",
+    "StateTable",
+    "Transition",
+]
 
 DURATION_BUCKETS: Final[tuple[float, ...]] = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -49,7 +58,6 @@ class CheckState:
     """Everything known about one check. Mutated only by :meth:`record` and :meth:`skipped`."""
 
     __slots__ = (
-        "_render_cache",
         "bucket_counts",
         "changed_at",
         "duration_count",
@@ -85,7 +93,6 @@ class CheckState:
         self.skipped_runs = 0
         self.changed_at = 0.0
         self.version = 0  # bumped on every change, so renderers can cache
-        self._render_cache: object = None
 
     @property
     def started(self) -> bool:
@@ -141,10 +148,16 @@ class CheckState:
 
 
 class StateStore:
-    """Every check's state by name, in configuration order. Read-only for plugins."""
+    """Every check's state by name, in configuration order: the read-only view.
 
-    def __init__(self) -> None:
-        self._states: dict[str, CheckState] = {}
+    This is what readers get (``/metrics``, health, the API, plugins' ``states``). It has no
+    method that changes which checks exist; a :class:`StateTable` does that.
+    """
+
+    __slots__ = ("_states",)
+
+    def __init__(self, states: Mapping[str, CheckState] | None = None) -> None:
+        self._states: Mapping[str, CheckState] = dict(states or {})
 
     def __iter__(self) -> Iterator[CheckState]:
         return iter(self._states.values())
@@ -159,18 +172,6 @@ class StateStore:
         """The state of check ``name``, or ``None``."""
         return self._states.get(name)
 
-    def names(self) -> list[str]:
-        """Check names in configuration order."""
-        return list(self._states)
-
-    def replace(self, states: dict[str, CheckState]) -> None:
-        """Swap in a new set of states (the daemon does this on reload)."""
-        self._states = states
-
-    def readiness(self) -> list[CheckState]:
-        """States of the checks that count toward ``/health/ready``."""
-        return [s for s in self._states.values() if s.spec.readiness]
-
     def ready(self) -> bool:
         """True while every readiness check is up."""
         return all(s.up for s in self._states.values() if s.spec.readiness)
@@ -178,3 +179,19 @@ class StateStore:
     def started(self) -> bool:
         """True once every readiness check has finished its first run."""
         return all(s.last is not None for s in self._states.values() if s.spec.readiness)
+
+
+class StateTable:
+    """The writing side of a :class:`StateStore`, kept by the daemon's reload unit.
+
+    ``view`` is handed to readers once; :meth:`replace` changes what that same view shows.
+    """
+
+    __slots__ = ("view",)
+
+    def __init__(self) -> None:
+        self.view = StateStore()
+
+    def replace(self, states: Mapping[str, CheckState]) -> None:
+        """Show ``states`` (in their order) through :attr:`view` from now on."""
+        self.view._states = states

@@ -7,7 +7,7 @@ import math
 from prometheus_client.parser import text_string_to_metric_families
 
 from probed import Result, Sample
-from probed.exposition import TypeMetrics, format_value, render_checks
+from probed.exposition import Renderer, TypeMetrics, format_value, render_checks
 from probed.state import CheckState
 from probed.testing import make_spec
 from tests.fakes import ScriptCheck
@@ -60,16 +60,35 @@ def test_histogram_is_cumulative_and_counts_match() -> None:
 
 
 def test_a_changed_state_is_re_rendered_and_an_unchanged_one_is_reused() -> None:
+    renderer = Renderer(TYPES)
     s = state()
     s.record(Result.ok(duration=0.001, timestamp=1.0))
-    first = render_checks([s], TYPES, openmetrics=False)
-    cache = s._render_cache
-    assert render_checks([s], TYPES, openmetrics=False) == first
-    assert s._render_cache is cache
+    first = renderer.render([s], openmetrics=False)
+    [lines] = renderer.refresh([s])
+    assert renderer.render([s], openmetrics=False) == first
+    assert renderer.refresh([s]) == [lines] and renderer.refresh([s])[0] is lines
     s.record(Result.fail("assertion", "bad", duration=0.001, timestamp=2.0))
-    second = render_checks([s], TYPES, openmetrics=False)
-    assert s._render_cache is not cache
+    second = renderer.render([s], openmetrics=False)
+    assert renderer.refresh([s])[0] is not lines
     assert 'probed_check_success{check="c",type="script"} 0' in second
+
+
+def test_rendering_only_reads_the_states() -> None:
+    s = state()
+    s.record(Result.ok(timestamp=1.0))
+    before = {name: getattr(s, name) for name in CheckState.__slots__}
+    Renderer(TYPES).render([s], openmetrics=True)
+    assert {name: getattr(s, name) for name in CheckState.__slots__} == before
+    assert not hasattr(s, "__dict__")  # nowhere to hang a cache on a state
+
+
+def test_a_renderer_forgets_checks_a_reload_removed() -> None:
+    renderer = Renderer(TYPES)
+    a, b = state("a"), state("b")
+    renderer.render([a, b], openmetrics=False)
+    renderer.render([a], openmetrics=False)
+    assert renderer.release([b], 1e9) == 0  # b's lines are no longer kept
+    assert renderer.release([a], 1e9) == 1
 
 
 def test_type_metrics_and_labelled_samples_are_rendered_only_when_declared() -> None:
@@ -107,9 +126,8 @@ async def test_sliced_async_render_equals_the_one_shot_render() -> None:
     from probed.metrics import DaemonMetrics, render, render_async
     from probed.state import StateStore
 
-    store = StateStore()
     states = {f"c{i}": state(f"c{i}") for i in range(7)}
-    store.replace(states)
+    store = StateStore(states)
     for i, s in enumerate(states.values()):
         s.record(Result.ok(values={"probed_script_value": float(i)}, timestamp=1.0))
     daemon = DaemonMetrics(store, lambda: True)
@@ -142,24 +160,23 @@ def test_gc_settle_freezes_and_raises_thresholds_in_its_own_process() -> None:
 async def test_lines_of_checks_faster_than_the_scrapes_are_not_kept_between_scrapes() -> None:
     from dataclasses import replace
 
-    from probed.metrics import DaemonMetrics, render_async
+    from probed.metrics import DaemonMetrics, Exporter
     from probed.state import StateStore
 
     fast = state("fast")  # interval 10 s (make_spec default)
     slow = CheckState(replace(make_spec(ScriptCheck, name="slow"), interval=300.0))
-    store = StateStore()
-    store.replace({"fast": fast, "slow": slow})
+    store = StateStore({"fast": fast, "slow": slow})
     for s in (fast, slow):
         s.record(Result.ok(timestamp=1.0))
-    daemon = DaemonMetrics(store, lambda: True)
-    first = await render_async(store, TYPES, daemon, False)
-    assert fast._render_cache.core  # first scrape: the gap is unknown, everything kept
-    assert daemon.last_scrape is not None
-    daemon.last_scrape -= 15  # the next scrape 15 s later: longer than fast's interval
-    second = await render_async(store, TYPES, daemon, False)
-    assert fast._render_cache.core == []
-    assert slow._render_cache.core
-    third = await render_async(store, TYPES, daemon, False)
+    exporter = Exporter(store, TYPES, DaemonMetrics(store, lambda: True))
+    first = await exporter.render_async(False)
+    assert exporter.last_scrape is not None
+    exporter.last_scrape -= 15  # the next scrape 15 s later: longer than fast's interval
+    second = await exporter.render_async(False)
+    # fast's lines were let go after the second scrape (nothing left to release); slow's kept
+    assert exporter.renderer.release([fast], 1e9) == 0
+    assert exporter.renderer.release([slow], 1e9) == 1
+    third = await exporter.render_async(False)
     for body in (first, second, third):
         assert b'probed_check_success{check="fast",type="script"} 1' in body
         assert b'probed_check_success{check="slow",type="script"} 1' in body

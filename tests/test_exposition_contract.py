@@ -20,10 +20,10 @@ from probed import MetricDef, Result, Sample
 from probed.exposition import (
     CORE_FAMILIES,
     Family,
+    Renderer,
     TypeMetrics,
     escape_label,
     format_value,
-    release,
     render_checks,
 )
 from probed.state import CheckState
@@ -246,12 +246,13 @@ def test_the_first_declaration_of_a_metric_name_wins_across_check_types() -> Non
 
 
 def test_a_changed_spec_is_rendered_with_its_new_labels_and_settings() -> None:
+    renderer = Renderer(TYPES)  # keeps the old spec's label prefix until the spec changes
     s = CheckState(make_spec(ScriptCheck, name="c", labels={"env": "old"}, interval=10))
     s.record(Result.ok(timestamp=1.0))
-    assert 'env="old"' in render_checks([s], TYPES, openmetrics=False)
+    assert 'env="old"' in renderer.render([s], openmetrics=False)
     s.spec = make_spec(ScriptCheck, name="c", labels={"env": "new"}, interval=30)
     s.record(Result.ok(timestamp=2.0))
-    text = render_checks([s], TYPES, openmetrics=False)
+    text = renderer.render([s], openmetrics=False)
     assert 'env="old"' not in text
     assert 'probed_check_interval_seconds{check="c",type="script",env="new"} 30\n' in text
 
@@ -263,10 +264,11 @@ def test_release_drops_lines_of_checks_at_most_as_slow_as_the_scrape_gap_only() 
         return s
 
     fast, edge, slow, never = ran("fast", 5), ran("edge", 15), ran("slow", 60), ran("n", 1)
-    before = render_checks([fast, edge, slow], TYPES, openmetrics=False)
-    assert release([fast, edge, slow, never], 15.0) == 2  # never rendered: nothing to release
-    assert release([fast, edge, slow], 15.0) == 0  # already released
-    assert render_checks([fast, edge, slow], TYPES, openmetrics=False) == before
+    renderer = Renderer(TYPES)
+    before = renderer.render([fast, edge, slow], openmetrics=False)
+    assert renderer.release([fast, edge, slow, never], 15.0) == 2  # never rendered: nothing kept
+    assert renderer.release([fast, edge, slow], 15.0) == 0  # already released
+    assert renderer.render([fast, edge, slow], openmetrics=False) == before
 
 
 @pytest.mark.parametrize(

@@ -217,22 +217,24 @@ async def test_check_going_down_logs_a_warning_and_recovering_logs_info(
 
 
 async def test_one_edit_reloaded_by_sighup_and_seen_by_the_watcher_is_applied_once(
-    tmp_path: Path, records: _Records
+    tmp_path: Path, records: _Records, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import probed.watch
+
     write(tmp_path / "a.yaml", "checks:\n  - {name: one, type: script, interval: 1s}\n")
+    ticks = [0]
+    fingerprint = probed.watch.fingerprint
+
+    def counted(settings: Any) -> Any:
+        ticks[0] += 1
+        return fingerprint(settings)
+
+    monkeypatch.setattr(probed.watch, "fingerprint", counted)
     async with running_daemon(
         tmp_path, builtins=(), plugins=SCRIPT, watch=True, watch_interval=0.02
     ) as r:
         daemon = r.daemon
-        ticks = [0]
-        fingerprint = daemon._fingerprint
-
-        def counted() -> Any:
-            ticks[0] += 1
-            return fingerprint()
-
-        daemon._fingerprint = counted  # type: ignore[method-assign]
-        await wait_for(lambda: ticks[0] >= 2, what="the watcher to run")
+        await wait_for(lambda: ticks[0] >= 3, what="the watcher to run")  # startup + 2 ticks
         before = len(records.events("config_applied"))
 
         # Edit, then reload the way SIGHUP does, then let the watcher look several times.

@@ -120,9 +120,8 @@ def test_history_is_bounded() -> None:
 
 
 def test_store_ready_and_started_only_consider_readiness_checks() -> None:
-    store = StateStore()
     a, b = state(), state(readiness=False)
-    store.replace({"a": a, "b": b})
+    store = StateStore({"a": a, "b": b})
     assert not store.started() and not store.ready()
     a.record(ok())
     assert store.started() and store.ready()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from probed import Result, Status
-from probed.state import CheckState, StateStore, Transition
+from probed.state import CheckState, StateStore, StateTable, Transition
 from probed.testing import make_spec
 from tests.fakes import ScriptCheck
 
@@ -111,27 +111,42 @@ def test_a_skipped_run_counts_one_skip_and_no_run() -> None:
 def test_a_new_store_is_empty() -> None:
     store = StateStore()
     assert len(store) == 0
-    assert list(store) == [] and store.names() == []
+    assert list(store) == []
     assert "a" not in store and store.get("a") is None
-    assert store.ready() and store.started() and store.readiness() == []
+    assert store.ready() and store.started()
 
 
 def test_store_lists_states_in_configuration_order_and_finds_them_by_name() -> None:
-    store = StateStore()
     b, a, c = state("b"), state("a"), state("c", readiness=False)
-    store.replace({"b": b, "a": a, "c": c})
-    assert store.names() == ["b", "a", "c"]
+    store = StateStore({"b": b, "a": a, "c": c})
     assert list(store) == [b, a, c]
     assert len(store) == 3
     assert "a" in store and "z" not in store
     assert store.get("c") is c and store.get("z") is None
-    assert store.readiness() == [b, a]
+
+
+def test_the_store_readers_get_cannot_change_which_checks_exist() -> None:
+    store = StateStore({"a": state("a")})
+    for mutator in ("replace", "update", "pop", "clear", "__setitem__", "__delitem__"):
+        assert not hasattr(store, mutator), mutator
+
+
+def test_a_table_replaces_what_its_one_view_shows_in_the_new_order() -> None:
+    table = StateTable()
+    view = table.view
+    a, b = state("a"), state("b")
+    table.replace({"a": a})
+    assert list(view) == [a]
+    table.replace({"b": b, "a": a})
+    assert table.view is view
+    assert list(view) == [b, a] and view.get("b") is b
+    table.replace({})
+    assert len(view) == 0 and view.get("a") is None
 
 
 def test_store_is_ready_only_when_every_readiness_check_is_up() -> None:
-    store = StateStore()
     a, b = state("a"), state("b")
-    store.replace({"a": a, "b": b})
+    store = StateStore({"a": a, "b": b})
     a.record(Result.ok())
     assert store.started() is False and store.ready() is False
     b.record(Result.fail("timeout", "slow"))

@@ -1,0 +1,256 @@
+"""Applying a configuration: load it, diff it against the running one, add, replace, remove jobs.
+
+:class:`RunningConfig` is the daemon's one writer of configuration: it owns the running
+settings, jobs, errors and secrets redactor, and the writing side of the state table. A reload
+(``POST /-/reload``, SIGHUP, the file watcher) re-reads settings and checks; unchanged checks
+keep their state, schedule and check instance, changed ones are replaced, removed ones are
+retired (their check closed once a running run finished). Readers see the result through the
+read-only :class:`~probed.state.StateStore` and the ``errors``/``redact`` attributes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from importlib import resources
+from pathlib import Path
+from typing import Any, Final
+
+from probed._gc import compact, settle
+from probed.check import Check
+from probed.config import LoadResult, load_checks, load_settings
+from probed.errors import ConfigError, ConfigErrors
+from probed.logs import set_redactor
+from probed.metrics import DaemonMetrics
+from probed.notify import Notifier
+from probed.plugins import CheckTypeInfo, ProbedPluginManager
+from probed.redact import Redactor
+from probed.scheduler import Job, Scheduler
+from probed.settings import Settings
+from probed.state import CheckState, StateTable
+from probed.watch import FilesSeen, files_now
+
+__all__ = ["COMPACT_FROM", "RunningConfig", "embedded_checks_file"]
+
+log = logging.getLogger("probed")
+
+COMPACT_FROM: Final = 1000
+"""Configurations with at least this many checks are compacted after loading (see _gc)."""
+
+
+def embedded_checks_file() -> Path:
+    """The packaged default checks (host disk, memory, CPU) used when nothing is configured."""
+    return Path(str(resources.files("probed").joinpath("embedded_checks.yaml")))
+
+
+class RunningConfig:
+    """The running configuration and the one way to change it."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        overrides: dict[str, Any],
+        *,
+        pm: ProbedPluginManager,
+        types: dict[str, CheckTypeInfo],
+        scheduler: Scheduler,
+        table: StateTable,
+        metrics: DaemonMetrics,
+        notifier: Notifier,
+        applied: Callable[[], None],
+        tune_gc: bool,
+    ) -> None:
+        self.settings = settings
+        self.overrides = overrides
+        self.jobs: dict[str, Job] = {}
+        self.loaded: LoadResult | None = None
+        self.errors: tuple[ConfigError, ...] = ()
+        self.redact: Callable[[str], str] = Redactor(())
+        self.files_seen: FilesSeen | None = None
+        self._pm = pm
+        self._types = types
+        self._scheduler = scheduler
+        self._table = table
+        self._metrics = metrics
+        self._notifier = notifier
+        self._applied = applied
+        self._tune_gc = tune_gc
+        self._lock = asyncio.Lock()
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def _extra_files(self) -> list[Path]:
+        return [embedded_checks_file()] if self.settings.use_embedded_checks else []
+
+    def load(self) -> LoadResult:
+        """Load every check (blocking: call in a thread); never raises for check problems."""
+        discovered: list[tuple[str, Any]] = []
+        for plugin, defs in self._pm.call_hook("probed_discover_checks", settings=self.settings):
+            discovered.extend((plugin, d) for d in defs or ())
+        return compact(
+            lambda: load_checks(
+                self.settings,
+                self._types,
+                previous=self.loaded,
+                discovered=discovered,
+                extra_files=self._extra_files(),
+            ),
+            lambda loaded: len(loaded.specs) >= COMPACT_FROM,
+        )
+
+    async def start(self) -> None:
+        """Read the files and apply the first configuration (errors are logged by the caller)."""
+        self.files_seen = await asyncio.to_thread(files_now, self.settings)
+        self.apply(await asyncio.to_thread(self.load), initial=True)
+
+    def apply(self, loaded: LoadResult, *, initial: bool = False) -> None:
+        """Make ``loaded`` the running configuration, keeping unchanged checks as they are."""
+        self.loaded = loaded
+        self.errors = loaded.errors
+        self.redact = Redactor(loaded.secrets)
+        set_redactor(self.redact)
+        old_jobs = self.jobs
+        new_jobs: dict[str, Job] = {}
+        new_states: dict[str, CheckState] = {}
+        added = changed = 0
+        for name, spec in loaded.specs.items():
+            job = old_jobs.get(name)
+            if job is not None and job.spec == spec:
+                new_jobs[name] = job
+            else:
+                if job is not None:
+                    changed += 1
+                    self.retire(job)
+                else:
+                    added += 1
+                job = Job(
+                    spec, self._types[spec.type].cls(spec), CheckState(spec, self.settings.history)
+                )
+                new_jobs[name] = job
+                self._scheduler.add(job)
+            new_states[name] = job.state
+        removed = [job for name, job in old_jobs.items() if name not in new_jobs]
+        for job in removed:
+            self.retire(job)
+        self.jobs = new_jobs
+        self._table.replace(new_states)
+        self._applied()
+        ok = not loaded.errors
+        self._metrics.reload_successful.set(1 if ok else 0)
+        self._metrics.config_errors.set(len(loaded.errors))
+        if ok:
+            self._metrics.reload_timestamp.set(time.time())
+        log.log(
+            logging.DEBUG if initial else logging.INFO,
+            "configuration applied: %d checks (%d new, %d changed, %d removed, %d kept), %d errors",
+            len(new_jobs),
+            added,
+            changed,
+            len(removed),
+            len(new_jobs) - added - changed,
+            len(loaded.errors),
+            extra={
+                "event": "config_applied",
+                "checks": len(new_jobs),
+                "errors": len(loaded.errors),
+            },
+        )
+        if not initial:  # on startup they follow the first log line (see Daemon.serve)
+            self.log_errors()
+
+    def log_errors(self) -> None:
+        """Log every problem of the running configuration, one line each."""
+        for error in self.errors:
+            log.error(
+                "%s", error, extra={"event": "config_error", "file": error.file, "line": error.line}
+            )
+
+    def retire(self, job: Job) -> None:
+        """Unschedule ``job`` and close its check once a run in progress has finished."""
+        self._scheduler.remove(job)
+
+        async def close(task: asyncio.Task[None] | None, check: Check[Any]) -> None:
+            if task is not None:
+                await asyncio.wait([task])
+            try:
+                await check.close()
+            except Exception:  # a plugin's close failing must not break a reload
+                log.exception("closing check %s failed", job.spec.name)
+
+        closer = asyncio.get_running_loop().create_task(close(job.task, job.check))
+        self._closing.add(closer)
+        closer.add_done_callback(self._closing.discard)
+
+    async def retire_all(self, grace: float) -> None:
+        """Retire every job and wait up to ``grace`` seconds for their checks to close."""
+        for job in self.jobs.values():
+            self.retire(job)
+        if self._closing:
+            await asyncio.wait(list(self._closing), timeout=grace)
+
+    def _unchanged(self, loaded: LoadResult) -> bool:
+        """Whether ``loaded`` would run exactly the checks that run now, with the same errors."""
+        old = self.loaded
+        return (
+            old is not None
+            and loaded.specs == old.specs
+            and loaded.errors == old.errors
+            and loaded.secrets == old.secrets
+        )
+
+    async def reload(self, *, if_changed: bool = False) -> tuple[bool, tuple[ConfigError, ...]]:
+        """Re-read settings and checks; return success and the errors found.
+
+        Settings that need a restart (listen address, plugins) are kept from startup. A
+        reload that finds the same checks as those running changes nothing and logs
+        ``config_unchanged`` instead of ``config_applied``.
+
+        :param if_changed: do nothing unless the watched files' content differs from what
+            the running configuration was read from (the file watcher's reloads).
+        """
+        async with self._lock:
+            seen = await asyncio.to_thread(files_now, self.settings)
+            before = self.files_seen
+            self.files_seen = seen
+            if if_changed and before is not None and seen.digest == before.digest:
+                return not self.errors, self.errors
+            try:
+                fresh = await asyncio.to_thread(
+                    load_settings, self.settings.config_file, self.overrides
+                )
+                self.settings = replace(
+                    fresh,
+                    listen=self.settings.listen,
+                    plugins_dirs=self.settings.plugins_dirs,
+                    disabled_plugins=self.settings.disabled_plugins,
+                    use_embedded_checks=self.settings.use_embedded_checks,
+                )
+            except ConfigErrors as exc:
+                self._metrics.reload_successful.set(0)
+                self._metrics.reloads.labels("failure").inc()
+                for error in exc.errors:
+                    log.error("%s", error, extra={"event": "config_error"})
+                return False, tuple(exc.errors)
+            loaded = await asyncio.to_thread(self.load)
+            if self._unchanged(loaded):
+                self.loaded = loaded  # same checks; keep the new digests for the next reload
+                if not loaded.errors:
+                    self._metrics.reload_timestamp.set(time.time())
+                log.info(
+                    "configuration reloaded: unchanged (%d checks, %d errors)",
+                    len(self.jobs),
+                    len(loaded.errors),
+                    extra={"event": "config_unchanged", "checks": len(self.jobs)},
+                )
+                self.log_errors()
+            else:
+                self.apply(loaded)
+            if self._tune_gc:
+                settle()
+            await self._notifier.call(
+                "probed_configure", settings=self.settings, plugin_config=self.settings.plugins
+            )
+            self._metrics.reloads.labels("success" if not loaded.errors else "failure").inc()
+            return not loaded.errors, loaded.errors
