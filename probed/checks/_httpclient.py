@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Final
@@ -29,7 +29,7 @@ from urllib.parse import urljoin, urlsplit
 import httptools
 
 from probed.check import Reason
-from probed.checks._net import ProbeError, format_addr, open_connection
+from probed.checks._net import ProbeError, open_connection
 from probed.checks._tls import CertInfo, default_context, describe_ssl_error
 
 __all__ = [
@@ -112,24 +112,6 @@ class Headers:
             if key.lower() == lname:
                 return value
         return default
-
-    def get_all(self, name: str) -> list[str]:
-        """Every value of header ``name`` (e.g. several ``Set-Cookie``)."""
-        lname = name.lower()
-        return [value for key, value in self._items if key.lower() == lname]
-
-    def items(self) -> list[tuple[str, str]]:
-        """All (name, value) pairs as received."""
-        return list(self._items)
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and self.get(name) is not None
-
-    def __iter__(self) -> Iterator[tuple[str, str]]:
-        return iter(self._items)
-
-    def __len__(self) -> int:
-        return len(self._items)
 
     def __repr__(self) -> str:
         return f"Headers({self._items!r})"
@@ -477,7 +459,8 @@ async def fetch(request: HttpRequest, config: ClientConfig) -> HttpResponse:
         if cert is not None:
             earliest = cert.not_after if earliest is None else min(earliest, cert.not_after)
         status = proto.parser.get_status_code()
-        location = _header(proto.headers, "location")
+        headers = Headers(proto.headers)
+        location = headers.get("location")
         if (
             config.follow_redirects
             and status in REDIRECT_CODES
@@ -502,7 +485,7 @@ async def fetch(request: HttpRequest, config: ClientConfig) -> HttpResponse:
             status=status,
             reason=proto.status_reason.decode("latin-1"),
             version=_version(proto),
-            headers=Headers(proto.headers),
+            headers=headers,
             body=bytes(proto.body),
             body_size=proto.body_size,
             phases=phases,
@@ -511,15 +494,3 @@ async def fetch(request: HttpRequest, config: ClientConfig) -> HttpResponse:
             redirects=tuple(redirects),
             content_length=proto.content_length,
         )
-
-
-def _header(headers: list[tuple[str, str]], lname: str) -> str | None:
-    for key, value in headers:
-        if key.lower() == lname:
-            return value
-    return None
-
-
-def describe_target(url: Url) -> str:
-    """``host:port`` of a URL, for messages about connections."""
-    return format_addr(url.host, url.port)
