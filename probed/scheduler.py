@@ -86,8 +86,7 @@ class Scheduler:
         self._wall_offset = 0.0
         self._stopped = False
         self._tasks: set[asyncio.Task[None]] = set()
-        self.last_tick = 0.0
-        self.idle = asyncio.Event()
+        self._before_start: list[Job] = []
 
     @property
     def running(self) -> int:
@@ -111,11 +110,13 @@ class Scheduler:
         return max(0.0, self._loop.time() - self._heap[0][0])
 
     def start(self) -> None:
-        """Bind to the running loop. Jobs added before start are scheduled now."""
+        """Bind to the running loop and start running. Jobs added before are scheduled now, so
+        a configuration can be loaded (and plugins started) before the first run."""
         self._loop = asyncio.get_running_loop()
         self._wall_offset = time.time() - self._loop.time()
-        self.last_tick = self._loop.time()
-        self.idle.set()
+        waiting, self._before_start = self._before_start, []
+        for job in waiting:
+            self.add(job)
         self._arm()
 
     def _push(self, job: Job, due: float) -> None:
@@ -145,9 +146,11 @@ class Scheduler:
         return slots * interval + offset - self._wall_offset
 
     def add(self, job: Job) -> None:
-        """Schedule a new job; its first run comes within ``startup_spread``."""
+        """Schedule a new job; its first run comes within ``startup_spread`` (of :meth:`start`,
+        for a job added before it)."""
         if self._loop is None:
-            raise RuntimeError("Scheduler.start() must be called first")
+            self._before_start.append(job)
+            return
         spread = min(self._startup_spread, job.spec.interval)
         self._push(job, self._loop.time() + phase_fraction(job.spec.name) * spread)
 
@@ -161,7 +164,6 @@ class Scheduler:
         self._timer = None
         self._timer_when = math.inf
         now = loop.time()
-        self.last_tick = now
         heap = self._heap
         while heap and heap[0][0] <= now:
             due, _, job = heapq.heappop(heap)
@@ -197,7 +199,6 @@ class Scheduler:
         assert self._loop is not None
         job.running = True
         self._running += 1
-        self.idle.clear()
         task = self._loop.create_task(self._run(job, due), name=f"check:{job.spec.name}")
         job.task = task
         self._tasks.add(task)
@@ -225,12 +226,11 @@ class Scheduler:
             job.queued = False
             if not job.removed:
                 self._start(job, due)
-        if self._running == 0:
-            self.idle.set()
 
     async def stop(self, grace: float) -> None:
         """Stop scheduling; wait up to ``grace`` seconds for running checks, then cancel them."""
         self._stopped = True
+        self._before_start.clear()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
