@@ -115,6 +115,10 @@ def is_secret_env(name: str) -> bool:
     return _SECRET_ENV.search(name) is not None
 
 
+def _mask_value(m: re.Match[str]) -> str:
+    return m["pre"] + MASK
+
+
 def _mask_query(query: str) -> str:
     def one(m: re.Match[str]) -> str:
         return m["pre"] + MASK if is_secret_param(m["name"]) else m[0]
@@ -123,7 +127,8 @@ def _mask_query(query: str) -> str:
 
 
 def _mask_url(url: str) -> str:
-    url = _USERINFO.sub(rf"\g<pre>{MASK}", url, count=1)
+    if "@" in url:
+        url = _USERINFO.sub(_mask_value, url, count=1)
     head, q, rest = url.partition("?")
     if not q:
         return url
@@ -149,15 +154,30 @@ def _mask_pair(m: re.Match[str]) -> str:
     return m["pre"] + MASK if is_secret_key(m["name"]) else m[0]
 
 
+# Every shaped secret but a URL password needs a secret-looking name near it: text without
+# any of these words (lower-cased) and without '@' is returned without running a regex.
+_HINTS: Final = ("pass", "pwd", "secret", "token", "credential", "auth", "key", "cookie",
+                 "session", "sig", "code")  # fmt: skip
+_HEADER_HINTS: Final = ("authorization", "cookie", "x-", "api-key")
+
+
 def redact_text(text: str) -> str:
     """``text`` with every secret that has a recognisable shape masked (see the module doc)."""
+    low = text.lower()
+    hinted = any(hint in low for hint in _HINTS)
+    if not hinted and "@" not in text:
+        return text  # the common case: a result message with nothing to mask
     if "://" in text:
         text = redact_url(text)
-    if "=" in text:
+    if not hinted:
+        return text
+    if "=" in text and ("pass" in low or "pwd" in low):
         text = _DSN_PARAM.sub(_mask_dsn, text)
     if ":" in text:
-        text = _HEADER.sub(rf"\g<pre>{MASK}", text)
-        text = _QUOTED_PAIR.sub(_mask_pair, text)
+        if any(name in low for name in _HEADER_HINTS):
+            text = _HEADER.sub(_mask_value, text)
+        if '"' in text or "'" in text:
+            text = _QUOTED_PAIR.sub(_mask_pair, text)
     return text
 
 
