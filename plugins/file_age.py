@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pydantic import ByteSize, Field, model_validator
+from pydantic import Field, model_validator
 
 from probed import (
     AbsolutePath,
@@ -37,7 +37,10 @@ from probed import (
     MetricDef,
     Reason,
     Result,
+    Size,
+    check_order,
     format_duration,
+    format_size,
     hookimpl,
 )
 
@@ -54,17 +57,11 @@ class FileAgeOptions(CheckOptions):
     warn_age: Duration | None = Field(
         default=None, description="warn when the newest file is older than this (below max_age)"
     )
-    min_size: ByteSize = Field(
-        default=ByteSize(1), ge=0, description="fail when the newest file is smaller (bytes)"
-    )
+    min_size: Size = Field(default=1, description="fail when the newest file is smaller")
 
     @model_validator(mode="after")
     def _tiers(self) -> FileAgeOptions:
-        if self.warn_age is not None and self.warn_age >= self.max_age:
-            raise ValueError(
-                f"warn_age ({format_duration(self.warn_age)}) must be below max_age "
-                f"({format_duration(self.max_age)}): the warning should come first"
-            )
+        check_order(self, "age", names=("warn_age", "max_age"))
         return self
 
 
@@ -95,14 +92,6 @@ def find_newest(pattern: str) -> Newest | None:
     if best is None:
         return None
     return Newest(path=best[1], mtime=best[0], size=best[2], count=count)
-
-
-def _format_size(size: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _format_age(seconds: float) -> str:
@@ -151,8 +140,8 @@ class FileAgeCheck(Check[FileAgeOptions]):
             )
         if newest.size < opts.min_size:
             problems.append(
-                f"{newest.path} is {_format_size(newest.size)}, smaller than min_size "
-                f"{_format_size(opts.min_size)} (the fail threshold)"
+                f"{newest.path} is {format_size(newest.size)}, smaller than min_size "
+                f"{format_size(opts.min_size)} (the fail threshold)"
             )
         if problems:
             return Result.fail(Reason.THRESHOLD, "; ".join(problems), values=values)
@@ -164,7 +153,7 @@ class FileAgeCheck(Check[FileAgeOptions]):
                 values=values,
             )
         return Result.ok(
-            f"{newest.path} is {_format_age(age)} old and {_format_size(newest.size)} "
+            f"{newest.path} is {_format_age(age)} old and {format_size(newest.size)} "
             f"(newest of {newest.count} matching {opts.path})",
             values=values,
         )

@@ -164,7 +164,7 @@ def test_file_age_options_are_validated_with_clear_messages(file_age: type[Check
     with pytest.raises(pydantic.ValidationError, match="path must be absolute"):
         model.model_validate({"path": "backups/*.gz", "max_age": "1d"})
     with pytest.raises(
-        pydantic.ValidationError, match=r"warn_age \(48h\) must be below max_age \(24h\)"
+        pydantic.ValidationError, match=r"warn_age \(48h\) must not be above max_age \(24h\)"
     ):
         model.model_validate({"path": "/b/*", "max_age": "1d", "warn_age": "2d"})
     with pytest.raises(pydantic.ValidationError, match="max_age"):
