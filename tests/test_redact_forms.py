@@ -7,9 +7,22 @@ shape of masked containers (tuples stay tuples, ``None`` stays ``None``) and non
 
 from __future__ import annotations
 
+import base64
+import json
+from urllib.parse import quote, quote_plus
+
 import pytest
 
-from probed.redact import MASK, Redactor, is_secret_key, redact_data, redact_url
+from probed.redact import (
+    MASK,
+    Redactor,
+    hide,
+    is_secret_key,
+    option_secrets,
+    redact_data,
+    redact_text,
+    redact_url,
+)
 
 
 @pytest.mark.parametrize(
@@ -84,8 +97,13 @@ def test_redact_data_keeps_containers_their_type_and_masks_inside_them() -> None
 
 def test_redact_data_shows_one_mask_for_secrets_and_leaves_empty_secret_values_alone() -> None:
     # pydantic's SecretStr dump (ten asterisks) is shown as the one mask, *** (issue 7).
-    data = {"password": "**********", "token": "", "secret": None, "api_key": 0,
-            "secret_headers": {"X-Custom": "**********"}}
+    data = {
+        "password": "**********",
+        "token": "",
+        "secret": None,
+        "api_key": 0,
+        "secret_headers": {"X-Custom": "**********"},
+    }
     assert redact_data(data) == {"password": MASK, "token": "", "secret": None,
                                  "api_key": MASK, "secret_headers": {"X-Custom": MASK}}  # fmt: skip
     assert redact_data({"headers": {"X-Custom": "**********"}}) == {"headers": {"X-Custom": MASK}}
@@ -119,3 +137,104 @@ def test_a_secret_value_that_is_not_only_asterisks_is_masked() -> None:
 def test_strings_without_a_scheme_are_not_parsed_as_urls() -> None:
     # Only text with "://" is a URL; a query-like fragment of prose stays as written.
     assert redact_data({"note": "see a?token=t&b=2"}) == {"note": "see a?token=t&b=2"}
+
+
+# -- one owner: the cases where the five old copies disagreed, and shaped secrets in free text --
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # _db_common.redact left the query parameter, redact_url the password with a '/'.
+        ("redis://h:6379/0?api_key=abcd1234", f"redis://h:6379/0?api_key={MASK}"),
+        ("postgres://u:p/w@h/db", f"postgres://u:{MASK}@h/db"),
+        ("postgres://u:p@ss@h/db", f"postgres://u:{MASK}@h/db"),
+        ("postgres://u:p%2Fw%40x@h/db", f"postgres://u:{MASK}@h/db"),
+        ("failed: host=db port=5432 password=s3cret dbname=app",
+         f"failed: host=db port=5432 password={MASK} dbname=app"),
+        ("host=db password='s3 cr\\'et' user=x", f"host=db password={MASK} user=x"),
+        ("sslpassword=k3y-pass&x=1", f"sslpassword={MASK}&x=1"),
+        ("sent Authorization: Bearer abc.def", f"sent Authorization: {MASK}"),
+        ("Proxy-Authorization: Basic dXNlcjpwdw==", f"Proxy-Authorization: {MASK}"),
+        ("X-Api-Key: k-123\nAccept: */*", f"X-Api-Key: {MASK}\nAccept: */*"),
+        ("Cookie: session=abc; theme=dark", f"Cookie: {MASK}"),
+        ('{"password": "x\\"y", "user": "u"}', f'{{"password": "{MASK}", "user": "u"}}'),
+        ("{'token': 'tok-1', 'n': 2}", f"{{'token': '{MASK}', 'n': 2}}"),
+        ("GET http://h/x?token=t&page=2: status 500",
+         f"GET http://h/x?token={MASK}&page=2: status 500"),
+    ],
+)  # fmt: skip
+def test_shaped_secrets_are_masked_in_any_text(text: str, expected: str) -> None:
+    assert redact_text(text) == expected
+    assert Redactor(())(text) == expected  # a redactor with no known values still masks shapes
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "GET http://127.0.0.1:8080/healthz: status 200 OK in 1.2ms",
+        "timeout 9s must be less than interval 5s",
+        "checks[0].options.password: field required",
+        "user@host has 3 keys; threshold = 5",
+        "see a?token=t&b=2",  # prose, not a URL: only URLs have query parameters
+    ],
+)
+def test_text_without_a_shaped_secret_comes_back_as_it_was(text: str) -> None:
+    assert redact_text(text) is text
+
+
+def test_a_known_secret_is_masked_in_every_form_it_takes_on_the_way_out() -> None:
+    secret = 'pa"ss/wo+rd\\x-42'
+    redact = Redactor([secret])
+    b64 = base64.b64encode(f"user:{secret}".encode()).decode()
+    for shown in (
+        secret,
+        quote(secret, safe=""),
+        quote_plus(secret),
+        quote(secret, safe="").lower(),
+        json.dumps(secret)[1:-1],
+        repr(secret)[1:-1],
+        json.dumps(repr(secret))[1:-1],  # a repr'd excerpt inside a JSON log line
+        base64.b64encode(secret.encode()).decode(),
+        b64,  # Basic credentials: the secret at another byte alignment
+    ):
+        out = redact(f"<{shown}>")
+        assert MASK in out, shown
+        assert secret not in out and quote(secret, safe="") not in out, out
+        assert shown not in out or len(shown) < 6, (shown, out)
+
+
+def test_base64_cores_of_short_secrets_are_not_used_to_mask_words() -> None:
+    assert Redactor(["abcd"])("YWJjZA and abcd") == "YWJjZA and ***"
+
+
+def test_hide_masks_long_values_anywhere_and_short_ones_only_quoted() -> None:
+    message = "bad value 'on' near on, secret-v4lue and postgres://u:pw@h"
+    assert hide(message, ["on", "secret-v4lue", ""]) == (
+        f"bad value '{MASK}' near on, {MASK} and postgres://u:{MASK}@h"
+    )
+
+
+def test_option_secrets_finds_secret_strings_and_secret_url_passwords() -> None:
+    from pydantic import BaseModel, SecretStr
+
+    from probed.checks._db_common import SecretUrl
+
+    class Auth(BaseModel):
+        password: SecretStr
+
+    class Options(BaseModel, arbitrary_types_allowed=True):
+        auth: Auth
+        headers: dict[str, SecretStr]
+        dsn: SecretUrl
+        short: SecretStr
+        plain: str
+
+    options = Options(
+        auth=Auth(password=SecretStr("pw-basic-1")),
+        headers={"X-Api-Key": SecretStr("key-2222")},
+        dsn=SecretUrl("postgresql://u:dsn-pw-3@h/db?token=tok-4444"),
+        short=SecretStr("abc"),
+        plain="not-a-secret",
+    )
+    assert option_secrets(options) == {"pw-basic-1", "key-2222", "dsn-pw-3", "tok-4444"}
