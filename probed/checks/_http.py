@@ -288,12 +288,7 @@ class HttpProbe(Check[HttpOptions]):
                 exc.reason, f"{self.prefix}: {exc.detail}", phases=exc.phases, values=values
             )
         except ProbeError as exc:
-            values = {}
-            if exc.cert is not None:
-                values["probed_tls_cert_expiry_timestamp_seconds"] = exc.cert.not_after
-            return Result.fail(
-                exc.reason, f"{self.prefix}: {exc.detail}", phases=exc.phases, values=values
-            )
+            return exc.result(self.prefix)
         return await self.evaluate(response)
 
     async def evaluate(self, response: HttpResponse) -> Result:

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import Any, Final, Literal, TypeVar
 
-from probed.check import Reason
+from probed.check import Reason, Result
 from probed.checks._failures import describe
-from probed.checks._tls import CertInfo, cert_info, describe_ssl_error
+from probed.checks._tls import CERT_EXPIRY_METRIC, CertInfo, cert_info, describe_ssl_error
 
 __all__ = [
     "IpVersion",
@@ -56,6 +56,16 @@ class ProbeError(Exception):
         self.detail = detail
         self.phases: dict[str, float] = phases if phases is not None else {}
         self.cert = cert
+
+    def result(self, where: str) -> Result:
+        """The failed :class:`Result`: ``where: detail``, the phases measured and, when a
+        certificate was seen before the failure, its expiry."""
+        values = {}
+        if self.cert is not None:
+            values[CERT_EXPIRY_METRIC.name] = self.cert.not_after
+        return Result.fail(
+            self.reason, f"{where}: {self.detail}", phases=self.phases, values=values
+        )
 
 
 def family_for(ip_version: str) -> int:

@@ -189,12 +189,7 @@ class TcpCheck(Check[TcpOptions]):
                 phases=phases,
             )
         except ProbeError as exc:
-            values = {}
-            if exc.cert is not None:
-                values["probed_tls_cert_expiry_timestamp_seconds"] = exc.cert.not_after
-            return Result.fail(
-                exc.reason, f"{self.where}: {exc.detail}", phases=exc.phases, values=values
-            )
+            return exc.result(self.where)
         values = {}
         if cert is not None:
             values["probed_tls_cert_expiry_timestamp_seconds"] = cert.not_after
@@ -230,7 +225,7 @@ class TcpCheck(Check[TcpOptions]):
                 self.host, self.port, family=self.family, phases=phases
             )
         except ProbeError as exc:
-            return Result.fail(exc.reason, f"{self.where}: {exc.detail}", phases=exc.phases)
+            return exc.result(self.where)
         sock.close()
         total = sum(phases.values()) * 1000
         return Result(Status.OK, "", f"{self.where}: connected in {total:.1f}ms", phases=phases)
