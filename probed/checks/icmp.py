@@ -13,13 +13,14 @@ import asyncio
 import ipaddress
 import socket
 import time
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from pydantic import Field, field_validator, model_validator
 
 from probed.check import Check, CheckOptions, MetricDef, Reason, Result, Sample
 from probed.checks._failures import describe
 from probed.checks._icmp_socket import EchoStats, IcmpPermissionError, ping
+from probed.checks._net import IpVersion, family_for
 from probed.checks._reasons import CONFIG, PACKET_LOSS, PERMISSION
 from probed.hookspecs import hookimpl
 from probed.options import Duration, format_duration
@@ -42,7 +43,7 @@ class IcmpOptions(CheckOptions):
         description="true: raw socket (root or CAP_NET_RAW); false: datagram socket "
         "(net.ipv4.ping_group_range); default: raw if allowed, else datagram.",
     )
-    ip_version: Literal["any", "ip4", "ip6"] = Field(
+    ip_version: IpVersion = Field(
         default="any", description="Address family used to resolve a host name."
     )
     warn_loss_ratio: float | None = Field(
@@ -157,9 +158,7 @@ class IcmpCheck(Check[IcmpOptions]):
             pass
         else:
             return host
-        family = {"any": socket.AF_UNSPEC, "ip4": socket.AF_INET, "ip6": socket.AF_INET6}[
-            self.options.ip_version
-        ]
+        family = family_for(self.options.ip_version)
         start = time.perf_counter()
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(
