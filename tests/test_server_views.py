@@ -224,7 +224,7 @@ async def test_a_daemon_that_cannot_bind_still_stops_what_it_started(tmp_path: P
             None, {"listen": f"127.0.0.1:{port}", "checks_dirs": (tmp_path,), "watch": False}
         )
         daemon = Daemon(settings, pm)
-        with pytest.raises(OSError):
+        with pytest.raises(OSError, match=r"(?i)address already in use"):
             await asyncio.wait_for(daemon.serve(make_app(daemon), install_signals=False), 30)
     assert plugin.calls == ["configure", "startup", "close one", "shutdown"]
     assert not daemon.scheduler.alive
