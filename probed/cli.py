@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import click
-import pluggy
 
 from probed import __version__
 from probed.errors import ConfigErrors, PluginError
-from probed.plugins import check_types, get_plugin_manager, plugin_infos
+from probed.plugins import ProbedPluginManager, check_types, get_plugin_manager, plugin_infos
 from probed.settings import Settings
 
 __all__ = ["cli", "main"]
@@ -93,7 +91,7 @@ def _fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
-def build(kwargs: dict[str, Any]) -> tuple[Settings, pluggy.PluginManager, dict[str, Any]]:
+def build(kwargs: dict[str, Any]) -> tuple[Settings, ProbedPluginManager, dict[str, Any]]:
     """Settings and plugin manager from command-line/environment options, or exit with errors."""
     from probed.config import load_settings
 
@@ -120,14 +118,59 @@ def build(kwargs: dict[str, Any]) -> tuple[Settings, pluggy.PluginManager, dict[
     return settings, pm, overrides
 
 
-@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The root group: the built-in commands, and those plugins add with
+    ``probed_register_commands``. Plugins are asked only for a name that is not built in (or
+    for ``--help``), so every command builds exactly one plugin manager."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        try:
+            added = _plugin_commands(ctx).commands
+        except PluginError:
+            added = {}  # --help still lists the built-in commands
+        return sorted({*super().list_commands(ctx), *added})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        builtin = super().get_command(ctx, cmd_name)
+        if builtin is not None:
+            return builtin
+        try:
+            return _plugin_commands(ctx).get_command(ctx, cmd_name)
+        except PluginError as exc:
+            _fail(str(exc))
+            raise  # unreachable: _fail exits
+
+
+def _plugin_commands(ctx: click.Context) -> click.Group:
+    """The commands plugins add (one plugin manager per invocation, built on first use)."""
+    meta = ctx.find_root().meta
+    if "probed.plugin_commands" not in meta:
+        dirs = [d for d in meta.get("probed.plugins_dirs", ()) if d.is_dir()]
+        added = click.Group()
+        get_plugin_manager(plugins_dirs=dirs).hook.probed_register_commands(cli=added)
+        meta["probed.plugin_commands"] = added
+    group: click.Group = meta["probed.plugin_commands"]
+    return group
+
+
+def _remember_plugins_dirs(ctx: click.Context, _param: click.Parameter, value: Any) -> None:
+    ctx.meta["probed.plugins_dirs"] = tuple(value or ())
+
+
+@click.group(
+    cls=_Commands,
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(__version__, prog_name="probed")
 @click.option(
     "--plugins-dir",
     "_plugins_dirs",
+    envvar="PROBED_PLUGINS_DIR",
     multiple=True,
     expose_value=False,
     is_eager=True,
+    callback=_remember_plugins_dirs,
     type=click.Path(file_okay=False, path_type=Path),
     help="Directory of one-file plugins whose commands to add (before the command name).",
 )
@@ -371,21 +414,6 @@ def schema(plugins_dirs: tuple[Path, ...]) -> None:
     click.echo(json.dumps(check_file_schema(check_types(pm)), indent=2))
 
 
-def _register_plugin_commands() -> None:
-    dirs = [Path(p) for p in os.environ.get("PROBED_PLUGINS_DIR", "").split(":") if p]
-    argv = sys.argv[1:]
-    for i, arg in enumerate(argv):
-        if arg == "--plugins-dir" and i + 1 < len(argv):
-            dirs.append(Path(argv[i + 1]))
-        elif arg.startswith("--plugins-dir="):
-            dirs.append(Path(arg.split("=", 1)[1]))
-    try:
-        pm = get_plugin_manager(plugins_dirs=[d for d in dirs if d.is_dir()])
-    except PluginError:
-        return  # the command itself will report it with full context
-    pm.hook.probed_register_commands(cli=cli)
-
-
 def _value_options() -> set[str]:
     """Every option name, on any command, that takes a value (so its value is skipped)."""
     names: set[str] = set()
@@ -397,7 +425,8 @@ def _value_options() -> set[str]:
 
 
 def _default_to_run(argv: list[str]) -> list[str]:
-    """``probed`` and ``probed --opt ...`` mean ``probed run ...``."""
+    """``probed`` and ``probed --opt ...`` mean ``probed run ...``; a first argument that is
+    not an option names the command (built in, a plugin's, or an unknown one click reports)."""
     takes_value = _value_options()
     skip = False
     for arg in argv:
@@ -408,11 +437,10 @@ def _default_to_run(argv: list[str]) -> list[str]:
         elif arg.startswith("-"):
             skip = "=" not in arg and arg in takes_value
         else:
-            return argv if arg in cli.commands else ["run", *argv]
+            return argv
     return ["run", *argv]
 
 
 def main() -> None:
     """Console-script entry point."""
-    _register_plugin_commands()
     cli(args=_default_to_run(sys.argv[1:]), prog_name="probed")

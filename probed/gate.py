@@ -7,6 +7,10 @@ longer pass, so the pipeline rolls back without waiting for the rest of the wind
 Rounds start at fixed offsets from the start, ``0, every, 2*every, ...``, and the last one at
 the end of the window itself (``--for 20s --every 7s``: 0, 7, 14 and 20 s), so a gate that
 passes has watched for the whole window; only a failing gate ends early.
+
+The configuration is read once, when the gate starts (the checks a deploy is judged by do not
+change during its window), and plugins see the same lifecycle as in ``probed run`` and
+``probed once`` (:func:`probed.once.checks_session`).
 """
 
 from __future__ import annotations
@@ -14,15 +18,15 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pluggy
-
-from probed.check import Status
-from probed.once import run_once
+from probed.check import Result, Status
+from probed.once import checks_session, select
+from probed.plugins import ProbedPluginManager
 from probed.settings import Settings
+from probed.spec import CheckSpec
 
 __all__ = ["GateReport", "round_offsets", "run_gate"]
 
@@ -48,7 +52,7 @@ class GateReport:
 
 async def run_gate(
     settings: Settings,
-    pm: pluggy.PluginManager,
+    pm: ProbedPluginManager,
     names: Sequence[str],
     *,
     window: float,
@@ -67,21 +71,35 @@ async def run_gate(
     :return: exit code (0 passed, 2 failed, 3 configuration problem) and the report.
     """
     report = GateReport()
+    async with checks_session(settings, pm, extra_files) as session:
+        selection = select(session, names, readiness_only=readiness_only)
+        report.errors = selection.messages
+        if not selection.specs or (names and len(selection.specs) < len(set(names))):
+            report.errors = selection.messages or ["no checks selected"]
+            return 3, report
+        code = await _watch(
+            session.run, selection.specs, report, window, every, max_failure_ratio, on_round
+        )
+    return code, report
+
+
+async def _watch(
+    run: Callable[[Sequence[CheckSpec]], Awaitable[list[tuple[CheckSpec, Result]]]],
+    specs: Sequence[CheckSpec],
+    report: GateReport,
+    window: float,
+    every: float,
+    max_failure_ratio: float,
+    on_round: Callable[[GateReport, list[tuple[str, Status, str]]], None] | None,
+) -> int:
     offsets = round_offsets(window, every)
+    report.planned_runs = len(offsets) * len(specs)
     start = time.monotonic()
     for index, offset in enumerate(offsets):
         delay = start + offset - time.monotonic()
         if delay > 0:  # a round that ran late starts the next one at once
             await asyncio.sleep(delay)
-        _code, outcomes, errors = await run_once(
-            settings, pm, names, extra_files, readiness_only=readiness_only
-        )
-        if not outcomes or (names and len(outcomes) < len(set(names))):
-            report.errors = errors or ["no checks selected"]
-            return 3, report
-        if report.rounds == 0:
-            report.errors = errors
-            report.planned_runs = len(offsets) * len(outcomes)
+        outcomes = await run(specs)
         report.rounds += 1
         line = []
         for spec, result in outcomes:
@@ -99,8 +117,8 @@ async def run_gate(
         allowed = max_failure_ratio * report.planned_runs
         if report.failures > allowed:
             report.aborted = index < len(offsets) - 1
-            return 2, report
-    return (0 if report.ratio <= max_failure_ratio else 2), report
+            return 2
+    return 0 if report.ratio <= max_failure_ratio else 2
 
 
 def round_offsets(window: float, every: float) -> list[float]:

@@ -1,35 +1,150 @@
-"""``probed once``: run selected checks a single time and report as text, JSON or JUnit XML."""
+"""``probed once``: run selected checks a single time and report as text, JSON or JUnit XML.
+
+``once`` and ``gate`` go through the same plugin lifecycle as ``probed run`` (see
+:func:`checks_session`): ``probed_configure``, ``probed_discover_checks`` while loading,
+``probed_startup`` before the first run and ``probed_shutdown`` at the end. There is no HTTP
+server, so no routes or collectors, and no per-run notifications.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 
-import pluggy
-
 from probed._yaml import did_you_mean
 from probed.check import Result, Status
-from probed.config import load_checks
-from probed.plugins import check_types
+from probed.config import LoadResult, load_checks
+from probed.notify import Notifier
+from probed.plugins import CheckTypeInfo, ProbedPluginManager, check_types, discover_checks
 from probed.redact import Redactor
 from probed.runner import execute
 from probed.settings import Settings
 from probed.spec import CheckSpec
+from probed.state import CheckState, StateStore
 
-__all__ = ["report", "run_once"]
+__all__ = ["Selection", "Session", "checks_session", "report", "run_once", "select"]
 
 Outcome = tuple[CheckSpec, Result]
 
 _LIST_NAMES: Final = 10
 
 
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A loaded configuration with its plugins configured and started."""
+
+    settings: Settings
+    types: dict[str, CheckTypeInfo]
+    loaded: LoadResult
+    redact: Redactor
+    states: StateStore
+
+    async def run(self, specs: Sequence[CheckSpec]) -> list[Outcome]:
+        """Run ``specs`` once, concurrently (at most ``max_concurrency`` at a time); results in
+        the order of ``specs``, messages redacted."""
+        semaphore = asyncio.Semaphore(self.settings.max_concurrency)
+
+        async def one(spec: CheckSpec) -> Outcome:
+            check = self.types[spec.type].cls(spec)
+            async with semaphore:
+                try:
+                    result = await execute(check, spec.timeout)
+                finally:
+                    await check.close()
+            result = replace(result, message=self.redact(result.message))
+            state = self.states.get(spec.name)
+            if state is not None:
+                state.record(result)
+            return spec, result
+
+        return list(await asyncio.gather(*(one(s) for s in specs)))
+
+
+@contextlib.asynccontextmanager
+async def checks_session(
+    settings: Settings, pm: ProbedPluginManager, extra_files: Sequence[Path] = ()
+) -> AsyncIterator[Session]:
+    """Configure plugins, load the checks (with discovered ones), start plugins; shut them
+    down on exit. The configuration is read once, however many runs the session makes."""
+    notifier = Notifier(pm, settings.hook_timeout)
+    types = check_types(pm)
+    await notifier.call("probed_configure", settings=settings, plugin_config=settings.plugins)
+    try:
+
+        def load() -> LoadResult:
+            found = discover_checks(pm, settings)
+            return load_checks(settings, types, discovered=found, extra_files=list(extra_files))
+
+        loaded = await asyncio.to_thread(load)
+        states = StateStore({n: CheckState(s, settings.history) for n, s in loaded.specs.items()})
+        await notifier.call("probed_startup", settings=settings, states=states)
+        yield Session(settings, types, loaded, Redactor(loaded.secrets), states)
+    finally:
+        await notifier.drain()
+        await notifier.call("probed_shutdown", settings=settings)
+
+
+@dataclass(slots=True)
+class Selection:
+    """The checks a command line selects, and what it asked for that cannot run."""
+
+    specs: list[CheckSpec]
+    messages: list[str] = field(default_factory=list)
+    worst: Status = Status.OK  # UNKNOWN when something asked for cannot run
+
+    @property
+    def incomplete(self) -> bool:
+        """Nothing to run, or a named check that cannot run."""
+        return not self.specs or self.worst is Status.UNKNOWN
+
+
+def select(session: Session, names: Sequence[str], *, readiness_only: bool = False) -> Selection:
+    """The named checks (all when empty), or only readiness checks with ``readiness_only``.
+
+    Configuration errors are part of the messages; with no names they make the worst status
+    ``unknown`` (a check with an error does not run), as does a name that is not configured
+    or not a readiness check when ``readiness_only`` asks for those.
+    """
+    loaded = session.loaded
+    out = Selection([], [session.redact(str(e)) for e in loaded.errors])
+    if names:
+        missing = [n for n in names if n not in loaded.specs]
+        out.messages += [_unknown_name(n, list(loaded.specs), bool(loaded.errors)) for n in missing]
+        out.specs = [loaded.specs[n] for n in names if n in loaded.specs]
+        if readiness_only:
+            for spec in out.specs:
+                if not spec.readiness:
+                    out.messages.append(
+                        f"check {spec.name!r} is not a readiness check (readiness: false at "
+                        f"{spec.where}); drop --readiness-only to run it"
+                    )
+                    missing.append(spec.name)
+            out.specs = [s for s in out.specs if s.readiness]
+        if missing:
+            out.worst = Status.UNKNOWN
+    else:
+        out.specs = list(loaded.specs.values())
+        if readiness_only:
+            out.specs = [s for s in out.specs if s.readiness]
+            if not out.specs:
+                out.messages.append(
+                    "no check has readiness: true: --readiness-only has nothing to run"
+                )
+                out.worst = Status.UNKNOWN
+        if loaded.errors:
+            out.worst = Status.UNKNOWN
+    return out
+
+
 async def run_once(
     settings: Settings,
-    pm: pluggy.PluginManager,
+    pm: ProbedPluginManager,
     names: Sequence[str],
     extra_files: Sequence[Path] = (),
     *,
@@ -42,59 +157,11 @@ async def run_once(
     :return: Nagios exit code (worst status; 3 for unknown names, invalid selected checks or
         nothing to run), the results in configuration order, and messages for standard error.
     """
-    types = check_types(pm)
-    loaded = await asyncio.to_thread(load_checks, settings, types, extra_files=list(extra_files))
-    redact = Redactor(loaded.secrets)
-    messages = [redact(str(e)) for e in loaded.errors]
-    worst = Status.OK
-    if names:
-        missing = [n for n in names if n not in loaded.specs]
-        messages += [_unknown_name(n, list(loaded.specs), bool(loaded.errors)) for n in missing]
-        specs = [loaded.specs[n] for n in names if n in loaded.specs]
-        if readiness_only:
-            for spec in specs:
-                if not spec.readiness:
-                    messages.append(
-                        f"check {spec.name!r} is not a readiness check (readiness: false at "
-                        f"{spec.where}); drop --readiness-only to run it"
-                    )
-                    missing.append(spec.name)
-            specs = [s for s in specs if s.readiness]
-        if missing:
-            worst = Status.UNKNOWN
-    else:
-        specs = list(loaded.specs.values())
-        if readiness_only:
-            specs = [s for s in specs if s.readiness]
-            if not specs:
-                messages.append("no check has readiness: true: --readiness-only has nothing to run")
-                worst = Status.UNKNOWN
-        if loaded.errors:
-            worst = Status.UNKNOWN
-    semaphore = asyncio.Semaphore(settings.max_concurrency)
-
-    async def one(spec: CheckSpec) -> Outcome:
-        check = types[spec.type].cls(spec)
-        async with semaphore:
-            try:
-                result = await execute(check, spec.timeout)
-            finally:
-                await check.close()
-        return spec, Result(
-            result.status,
-            result.reason,
-            redact(result.message),
-            result.phases,
-            result.values,
-            result.samples,
-            result.duration,
-            result.timestamp,
-        )
-
-    outcomes = list(await asyncio.gather(*(one(s) for s in specs)))
-    for _spec, result in outcomes:
-        worst = max(worst, result.status)
-    return int(worst), outcomes, messages
+    async with checks_session(settings, pm, extra_files) as session:
+        selection = select(session, names, readiness_only=readiness_only)
+        outcomes = await session.run(selection.specs)
+    worst = max((r.status for _, r in outcomes), default=Status.OK)
+    return int(max(worst, selection.worst)), outcomes, selection.messages
 
 
 def _unknown_name(name: str, configured: Sequence[str], has_errors: bool) -> str:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import pluggy
 
@@ -33,12 +33,16 @@ from probed import hookspecs
 from probed.check import Check, CheckOptions
 from probed.errors import PluginError
 
+if TYPE_CHECKING:
+    from probed.settings import Settings
+
 __all__ = [
     "DEFAULT_PLUGINS",
     "CheckTypeInfo",
     "PluginInfo",
     "ProbedPluginManager",
     "check_types",
+    "discover_checks",
     "get_plugin_manager",
     "plugin_infos",
 ]
@@ -342,6 +346,15 @@ def check_types(pm: ProbedPluginManager) -> dict[str, CheckTypeInfo]:
                 )
             found[cls.type_name] = CheckTypeInfo(cls, plugin)
     return found
+
+
+def discover_checks(pm: ProbedPluginManager, settings: Settings) -> list[tuple[str, Any]]:
+    """Every check definition from ``probed_discover_checks``, with the plugin it came from."""
+    return [
+        (plugin, definition)
+        for plugin, definitions in pm.call_hook("probed_discover_checks", settings=settings)
+        for definition in definitions
+    ]
 
 
 def _version_of(plugin: object) -> str:
