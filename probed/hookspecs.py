@@ -1,10 +1,16 @@
 """The whole plugin contract: every ``probed_*`` hook, typed and documented.
 
-Hooks are grouped by lifecycle phase. pluggy never awaits, so hooks that *return* things are
-plain functions. The lifecycle and notification hooks (``probed_startup``, ``probed_shutdown``,
-``probed_check_result``, ``probed_check_state_changed``) may be ``async def``: probed calls each
-implementation on its own, awaits it under a timeout and logs its exception, so one failing
-plugin never blocks or breaks the others.
+Hooks are grouped by lifecycle phase; the order commands call them in is the list under "Hook
+order" in docs/plugins.md (tests/test_hook_order.py checks it against real runs). pluggy
+never awaits, so hooks that *return* things are plain functions. The lifecycle and
+notification hooks (``probed_configure``, ``probed_startup``, ``probed_shutdown``,
+``probed_check_result``, ``probed_check_state_changed``) are isolated: an implementation that
+raises is logged and counted and the others still run; those that may be ``async def`` are
+awaited one at a time, each under ``hook_timeout``.
+
+Every call goes through pluggy, so ``@hookimpl(wrapper=True)`` (or ``hookwrapper=True``)
+implementations wrap it; for an ``async def`` implementation that is the call creating its
+coroutine, which probed awaits afterwards.
 
 Implement hooks with :data:`probed.hookimpl`; every parameter is optional in an implementation
 (pluggy passes only the ones you name).
@@ -31,7 +37,7 @@ PROJECT_NAME = "probed"
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
-# -- registration: called once when the plugin manager is built --------------------------------
+# -- registration: called once per plugin manager ---------------------------------------------
 
 
 @hookspec
@@ -48,7 +54,10 @@ def probed_register_check_types() -> Iterable[type[Check[Any]]]:
 def probed_register_commands(cli: click.Group) -> None:
     """Add subcommands to the ``probed`` command line.
 
-    :param cli: the root click group; call ``cli.add_command(...)``.
+    Called only when the command name on the command line is not a built-in one (and for
+    ``probed --help``), so built-in commands build a single plugin manager.
+
+    :param cli: a click group for the added commands; call ``cli.add_command(...)``.
     """
 
 

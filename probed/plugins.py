@@ -152,6 +152,7 @@ class ProbedPluginManager(pluggy.PluginManager):
         """Plugin name -> (origin, location): ``builtin``, ``entrypoint``, ``directory`` or
         ``embedded``, and the module, file or object it came from."""
         self._recording: dict[str, tuple[list[pluggy.HookImpl], list[pluggy.HookImpl]]] = {}
+        self._check_types: tuple[list[pluggy.HookImpl], dict[str, CheckTypeInfo]] | None = None
 
     def _recorded_impls(self, hook: pluggy.HookCaller) -> list[pluggy.HookImpl]:
         """The hook's implementations, each non-wrapper one recording (cached per hook until
@@ -202,13 +203,6 @@ class ProbedPluginManager(pluggy.PluginManager):
             assert isinstance(outcome, list)
             values = outcome
         return _attribute(values, call.returned, impls)
-
-
-def call_each(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
-    """Deprecated: use :meth:`ProbedPluginManager.call_hook` (kept while callers move)."""
-    if not isinstance(pm, ProbedPluginManager):
-        raise TypeError("call_each needs a plugin manager from get_plugin_manager()")
-    return pm.call_hook(hook_name, **kwargs)
 
 
 def _attribute(
@@ -330,10 +324,20 @@ def _validate_type(cls: object, plugin: str) -> type[Check[Any]]:
 
 
 def check_types(pm: ProbedPluginManager) -> dict[str, CheckTypeInfo]:
-    """Collect every registered check type by ``type_name``.
+    """Every registered check type by ``type_name``.
+
+    ``probed_register_check_types`` is called once per plugin manager (again only if plugins
+    are registered or unregistered since).
 
     :raises PluginError: two plugins register the same type name (both are named).
     """
+    impls = pm.hook.probed_register_check_types.get_hookimpls()
+    if pm._check_types is None or pm._check_types[0] != impls:
+        pm._check_types = (impls, _collect_check_types(pm))
+    return dict(pm._check_types[1])
+
+
+def _collect_check_types(pm: ProbedPluginManager) -> dict[str, CheckTypeInfo]:
     found: dict[str, CheckTypeInfo] = {}
     for plugin, classes in pm.call_hook("probed_register_check_types"):
         for raw in classes:
