@@ -17,7 +17,7 @@ import click
 
 from probed import __version__
 from probed.errors import ConfigErrors, PluginError
-from probed.plugins import ProbedPluginManager, check_types, get_plugin_manager, plugin_infos
+from probed.plugins import ProbedPluginManager, check_types, describe_plugins, get_plugin_manager
 from probed.settings import Settings
 
 __all__ = ["cli", "main"]
@@ -314,21 +314,13 @@ def gate(
     windows: `probed gate --for 5m --max-failure-ratio 0.01`.
     """
     from probed._durations import parse_duration
-    from probed.gate import GateReport, run_gate
+    from probed.gate import round_line, run_gate, verdict
 
     try:
         window_s, every_s = parse_duration(window), parse_duration(every)
     except ValueError as exc:
         _fail(str(exc), 3)
     settings, pm, _ = build(kwargs)
-
-    def show(report: GateReport, line: list[tuple[str, Any, str]]) -> None:
-        bad = [f"{n} {s.label}: {m}" for n, s, m in line if not s.passed]
-        click.echo(
-            f"round {report.rounds}: {len(line) - len(bad)}/{len(line)} passed, "
-            f"{report.failures}/{report.runs} failed so far ({report.ratio:.2%})"
-            + ("".join(f"\n  {b}" for b in bad))
-        )
 
     code, report = asyncio.run(
         run_gate(
@@ -339,19 +331,13 @@ def gate(
             every=every_s,
             max_failure_ratio=max_failure_ratio,
             extra_files=_embedded(settings),
-            on_round=show,
+            on_round=lambda report, line: click.echo(round_line(report, line)),
             readiness_only=readiness_only,
         )
     )
     for error in report.errors:
         click.echo(error, err=True)
-    verdict = "passed" if code == 0 else "FAILED"
-    if report.aborted:
-        verdict += " early: the failure budget is spent"
-    click.echo(
-        f"gate {verdict}: {report.failures}/{report.runs} runs failed ({report.ratio:.2%}, "
-        f"max {max_failure_ratio:.2%}) over {report.rounds} round(s) in {report.elapsed:.1f}s"
-    )
+    click.echo(verdict(code, report, max_failure_ratio))
     sys.exit(code)
 
 
@@ -367,41 +353,7 @@ def plugins(fmt: str, plugins_dirs: tuple[Path, ...], disabled: tuple[str, ...])
         pm = get_plugin_manager(plugins_dirs=plugins_dirs, disabled=disabled)
     except PluginError as exc:
         _fail(str(exc))
-    infos = plugin_infos(pm)
-    types = check_types(pm)
-    if fmt == "json":
-        data = {
-            "plugins": [
-                {
-                    "name": i.name,
-                    "origin": i.origin,
-                    "location": i.location,
-                    "version": i.version,
-                    "hooks": list(i.hooks),
-                }
-                for i in infos
-            ],
-            "check_types": [
-                {
-                    "type": name,
-                    "plugin": t.plugin,
-                    "description": t.cls.description,
-                    "extra": t.cls.extra,
-                    "missing_module": t.missing_module,
-                }
-                for name, t in sorted(types.items())
-            ],
-        }
-        click.echo(json.dumps(data, indent=2))
-        return
-    click.echo("Plugins:")
-    for i in infos:
-        click.echo(f"  {i.name:<28} {i.version:<10} {i.origin:<10} {i.location}")
-    click.echo("\nCheck types:")
-    for name, t in sorted(types.items()):
-        missing = t.missing_module
-        note = f"  (needs: pip install 'probed[{t.cls.extra}]')" if missing else ""
-        click.echo(f"  {name:<12} {t.plugin:<28} {t.cls.description}{note}")
+    click.echo(describe_plugins(pm, fmt), nl=False)
 
 
 @cli.command()

@@ -28,7 +28,7 @@ from probed.plugins import ProbedPluginManager
 from probed.settings import Settings
 from probed.spec import CheckSpec
 
-__all__ = ["GateReport", "round_offsets", "run_gate"]
+__all__ = ["GateReport", "round_line", "round_offsets", "run_gate", "verdict"]
 
 
 @dataclass
@@ -127,3 +127,27 @@ def round_offsets(window: float, every: float) -> list[float]:
     # A hair below the quotient, so 0.6/0.2 = 2.9999999999999996 still means 3 steps.
     steps = max(1, math.ceil(window / every - 1e-9))
     return [min(k * every, window) for k in range(steps + 1)]
+
+
+def round_line(report: GateReport, line: Sequence[tuple[str, Status, str]]) -> str:
+    """What a round saw: ``round 2: 3/4 passed, 1/8 failed so far (12.50%)`` and a line per
+    failed run."""
+    bad = [
+        f"{name} {status.label}: {message}" for name, status, message in line if not status.passed
+    ]
+    return (
+        f"round {report.rounds}: {len(line) - len(bad)}/{len(line)} passed, "
+        f"{report.failures}/{report.runs} failed so far ({report.ratio:.2%})"
+        + "".join(f"\n  {b}" for b in bad)
+    )
+
+
+def verdict(code: int, report: GateReport, max_failure_ratio: float) -> str:
+    """The last line: passed or FAILED (early), failed runs over runs, rounds and time."""
+    outcome = "passed" if code == 0 else "FAILED"
+    if report.aborted:
+        outcome += " early: the failure budget is spent"
+    return (
+        f"gate {outcome}: {report.failures}/{report.runs} runs failed ({report.ratio:.2%}, "
+        f"max {max_failure_ratio:.2%}) over {report.rounds} round(s) in {report.elapsed:.1f}s"
+    )

@@ -14,10 +14,12 @@ isolation of exceptions.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import functools
 import importlib
 import importlib.util
 import inspect
+import json
 import logging
 import re
 import sys
@@ -42,6 +44,7 @@ __all__ = [
     "PluginInfo",
     "ProbedPluginManager",
     "check_types",
+    "describe_plugins",
     "discover_checks",
     "get_plugin_manager",
     "plugin_infos",
@@ -390,3 +393,31 @@ def plugin_infos(pm: ProbedPluginManager) -> list[PluginInfo]:
         hooks = tuple(sorted(h.name for h in pm.get_hookcallers(plugin) or ()))
         infos.append(PluginInfo(name, origin, location, _version_of(plugin), hooks))
     return infos
+
+
+def describe_plugins(pm: ProbedPluginManager, fmt: str) -> str:
+    """``probed plugins``: every plugin and check type, as ``text`` or ``json``."""
+    infos = plugin_infos(pm)
+    types = sorted(check_types(pm).items())
+    if fmt == "json":
+        data = {
+            "plugins": [dataclasses.asdict(i) for i in infos],
+            "check_types": [
+                {
+                    "type": name,
+                    "plugin": t.plugin,
+                    "description": t.cls.description,
+                    "extra": t.cls.extra,
+                    "missing_module": t.missing_module,
+                }
+                for name, t in types
+            ],
+        }
+        return json.dumps(data, indent=2) + "\n"
+    lines = ["Plugins:"]
+    lines += [f"  {i.name:<28} {i.version:<10} {i.origin:<10} {i.location}" for i in infos]
+    lines.append("\nCheck types:")
+    for name, t in types:
+        note = "" if t.available else f"  (needs: pip install 'probed[{t.cls.extra}]')"
+        lines.append(f"  {name:<12} {t.plugin:<28} {t.cls.description}{note}")
+    return "\n".join(lines) + "\n"
