@@ -139,3 +139,16 @@ def test_the_import_graph_reads_type_only_function_level_and_relative_imports(
 def test_no_import_cycle_in_probed_not_even_type_only() -> None:
     cycle = find_cycle(import_graph())
     assert cycle is None, "import cycle: " + " -> ".join(cycle or ())
+
+
+MAX_LINES = 500
+
+
+def test_no_module_in_probed_is_over_500_lines() -> None:
+    """Modules are split by what they hold before they grow past this (house style)."""
+    sizes = {
+        str(p.relative_to(PACKAGE.parent)): len(p.read_text().splitlines())
+        for p in PACKAGE.rglob("*.py")
+    }
+    over = {path: n for path, n in sorted(sizes.items()) if n > MAX_LINES}
+    assert not over, f"modules over {MAX_LINES} lines: {over}"
