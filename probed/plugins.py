@@ -24,7 +24,7 @@ import logging
 import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final
@@ -113,7 +113,7 @@ class _Call:
     """One isolated hook call in progress: what each implementation returned."""
 
     on_error: OnError | None
-    returned: list[tuple[str, object]] = field(default_factory=list)
+    returned: list[tuple[str, object]]
 
 
 _CALL: contextvars.ContextVar[_Call] = contextvars.ContextVar("probed_hook_call")
@@ -186,7 +186,7 @@ class ProbedPluginManager(pluggy.PluginManager):
         hook: pluggy.HookCaller = getattr(self.hook, hook_name)
         impls = self._recorded_impls(hook)
         firstresult = bool(hook.spec and hook.spec.opts.get("firstresult"))
-        call = _Call(on_error)
+        call = _Call(on_error, [])
         token = _CALL.set(call)
         try:
             # pluggy's own executor, the one hook(**kwargs) uses (so tracing sees the call);
@@ -212,10 +212,12 @@ def _attribute(
     values: list[Any], returned: list[tuple[str, object]], impls: list[pluggy.HookImpl]
 ) -> list[tuple[str, Any]]:
     """Pair each value of a hook's result with the plugin that returned it."""
-    if len(values) == len(returned) and all(
-        v is r[1] for v, r in zip(values, returned, strict=True)
-    ):
-        return list(returned)  # the usual case: no wrapper changed the result
+    if len(values) == len(returned):
+        for value, (_, mine) in zip(values, returned, strict=True):
+            if value is not mine:
+                break
+        else:
+            return returned  # the usual case: no wrapper changed the result
     left = list(returned)
     wrapper = next((i.plugin_name for i in impls if i.wrapper or i.hookwrapper), "?")
     out: list[tuple[str, Any]] = []

@@ -198,6 +198,9 @@ def test_hooks_are_called_in_the_documented_order(
     assert recorded == expected, (
         f"probed {command} called {lines}; docs/plugins.md documents the steps {expected}"
     )
+    if command != "run":  # the configuration is read once, however many rounds a gate has
+        for hook in ("probed_configure", "probed_discover_checks", "probed_startup"):
+            assert lines.count(hook) == 1, (hook, lines)
 
 
 def test_once_and_gate_call_the_lifecycle_hooks_of_run() -> None:
