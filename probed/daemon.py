@@ -137,21 +137,23 @@ class Daemon:
     # -- the application ----------------------------------------------------------------------
 
     def install(self, app: web.Application) -> None:
-        """Give ``app`` the handlers' views, plugins' routes and collectors, and the lifecycle."""
+        """Give ``app`` the handlers' views and the lifecycle: plugins configured, checks
+        loaded and scheduled, plugins' routes and collectors registered, plugins started,
+        gauges sampled, files watched; torn down in reverse."""
         app[STATES] = self.store
         app[HEARTBEAT] = self.scheduler
         app[STARTUP] = self.startup
         app[CONFIG] = self.config
         app[RELOAD] = self.config
         app[EXPORTER] = self.exporter
-        for _plugin, routes in self.pm.call_hook("probed_register_routes", states=self.store):
-            app.add_routes(list(routes or ()))
-        for _plugin, collectors in self.pm.call_hook(
-            "probed_register_collectors", states=self.store
-        ):
-            self.metrics.add_collectors(collectors or ())
         app.cleanup_ctx.extend(
-            (self._plugins_configured, self._checks, self._plugins_started, self._sampling)
+            (
+                self._plugins_configured,
+                self._checks,
+                self._plugin_endpoints,
+                self._plugins_started,
+                self._sampling,
+            )
         )
         if self.settings.watch:
             app.cleanup_ctx.append(self._watching)
@@ -176,6 +178,17 @@ class Daemon:
         grace = max((job.spec.timeout for job in self.jobs.values()), default=1.0)
         await self.scheduler.stop(grace)
         await self.config.retire_all(grace)
+
+    async def _plugin_endpoints(self, app: web.Application) -> AsyncIterator[None]:
+        # After configure and the first load, before startup (the documented hook order);
+        # aiohttp freezes the router only once every startup context has run.
+        for _plugin, routes in self.pm.call_hook("probed_register_routes", states=self.store):
+            app.add_routes(list(routes or ()))
+        for _plugin, collectors in self.pm.call_hook(
+            "probed_register_collectors", states=self.store
+        ):
+            self.metrics.add_collectors(collectors or ())
+        yield
 
     async def _plugins_started(self, _app: web.Application) -> AsyncIterator[None]:
         await self.notifier.call("probed_startup", settings=self.settings, states=self.store)
