@@ -138,7 +138,7 @@ class Daemon:
 
     def install(self, app: web.Application) -> None:
         """Give ``app`` the handlers' views and the lifecycle: plugins configured, checks
-        loaded and scheduled, plugins' routes and collectors registered, plugins started,
+        loaded, plugins' routes and collectors registered, plugins started, checks scheduled,
         gauges sampled, files watched; torn down in reverse."""
         app[STATES] = self.store
         app[HEARTBEAT] = self.scheduler
@@ -152,6 +152,7 @@ class Daemon:
                 self._checks,
                 self._plugin_endpoints,
                 self._plugins_started,
+                self._scheduling,
                 self._sampling,
             )
         )
@@ -168,16 +169,16 @@ class Daemon:
         await self.notifier.call("probed_shutdown", settings=self.settings)
 
     async def _checks(self, _app: web.Application) -> AsyncIterator[None]:
-        self.scheduler.start()
-        await self.config.start()
+        await self.config.start()  # jobs are added to the scheduler, which does not run yet
         if self.tune_gc:
             settle()
             return_large_buffers()
         yield
-        # Let running checks finish (up to the longest timeout), then close every check.
-        grace = max((job.spec.timeout for job in self.jobs.values()), default=1.0)
-        await self.scheduler.stop(grace)
-        await self.config.retire_all(grace)
+        await self.config.retire_all(self._grace())
+
+    def _grace(self) -> float:
+        """How long running checks may take to finish when stopping: the longest timeout."""
+        return max((job.spec.timeout for job in self.jobs.values()), default=1.0)
 
     async def _plugin_endpoints(self, app: web.Application) -> AsyncIterator[None]:
         # After configure and the first load, before startup (the documented hook order);
@@ -193,6 +194,11 @@ class Daemon:
     async def _plugins_started(self, _app: web.Application) -> AsyncIterator[None]:
         await self.notifier.call("probed_startup", settings=self.settings, states=self.store)
         yield
+
+    async def _scheduling(self, _app: web.Application) -> AsyncIterator[None]:
+        self.scheduler.start()  # after probed_startup: no result reaches a plugin before it
+        yield
+        await self.scheduler.stop(self._grace())
 
     async def _sampling(self, _app: web.Application) -> AsyncIterator[None]:
         beat = _Repeater(asyncio.get_running_loop(), HEARTBEAT_PERIOD, self._sample)

@@ -21,6 +21,7 @@ from operator import itemgetter
 from typing import Final, Literal
 
 from probed.check import MetricDef, Status
+from probed.redact import redact_text
 from probed.spec import CheckSpec
 from probed.state import DURATION_BUCKETS, CheckState
 
@@ -115,7 +116,8 @@ def format_value(value: float) -> str:
 def identity_labels(spec: CheckSpec) -> str:
     """``check="..",type="..",<own labels>`` for a check, built once per spec."""
     parts = [f'check="{escape_label(spec.name)}"', f'type="{escape_label(spec.type)}"']
-    parts.extend(f'{k}="{escape_label(v)}"' for k, v in spec.labels)
+    # Label values are public: a secret-shaped value (a URL password) is masked here too.
+    parts.extend(f'{k}="{escape_label(redact_text(v))}"' for k, v in spec.labels)
     return ",".join(parts)
 
 

@@ -233,6 +233,10 @@ class RunningConfig:
                 for error in exc.errors:
                     log.error("%s", error, extra={"event": "config_error"})
                 return False, tuple(exc.errors)
+            # Plugins see their new section before they discover checks (the hook order).
+            await self._notifier.call(
+                "probed_configure", settings=self.settings, plugin_config=self.settings.plugins
+            )
             loaded = await asyncio.to_thread(self.load)
             if self._unchanged(loaded):
                 self.loaded = loaded  # same checks; keep the new digests for the next reload
@@ -249,8 +253,5 @@ class RunningConfig:
                 self.apply(loaded)
             if self._tune_gc:
                 settle()
-            await self._notifier.call(
-                "probed_configure", settings=self.settings, plugin_config=self.settings.plugins
-            )
             self._metrics.reloads.labels("success" if not loaded.errors else "failure").inc()
             return not loaded.errors, loaded.errors

@@ -343,3 +343,11 @@ def test_several_failure_reasons_and_labels_are_each_on_their_own_line() -> None
     # a type's counter family is named without _total in OpenMetrics too
     assert "# TYPE probed_things counter" in lines
     assert 'probed_things_total{check="c",type="script"} 3' in lines
+
+
+def test_a_secret_shaped_label_value_is_masked_in_the_exposition() -> None:
+    s = CheckState(make_spec(ScriptCheck, name="c", labels={"dsn": "postgres://u:hunter2@db/x"}))
+    s.record(Result.ok(timestamp=1.0))
+    text = render_checks([s], TYPES, openmetrics=False)
+    assert "hunter2" not in text
+    assert 'probed_check_up{check="c",type="script",dsn="postgres://u:***@db/x"} 1\n' in text
