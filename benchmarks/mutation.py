@@ -80,16 +80,27 @@ TEST_MAP: Final[dict[str, tuple[str, ...]]] = {
         "tests/test_interpolate.py",
         "tests/test_config.py",
     ),
-    "config": (
+    "checkfile": (
         "tests/test_config.py",
         "tests/test_config_validation.py",
         "tests/test_timing_validation.py",
         "tests/test_reload.py",
     ),
-    "_config_models": (
+    "common": (
         "tests/test_config.py",
         "tests/test_config_validation.py",
         "tests/test_timing_validation.py",
+        "tests/test_schema.py",
+    ),
+    "_document": (
+        "tests/test_config.py",
+        "tests/test_config_validation.py",
+        "tests/test_messages.py",
+    ),
+    "settings": (
+        "tests/test_config.py",
+        "tests/test_config_validation.py",
+        "tests/test_cli_precedence.py",
     ),
     "exposition": (
         "tests/test_exposition.py",
@@ -202,9 +213,14 @@ def write_config(copy: Path, target: str, tests: list[str]) -> None:
     def lines(values: list[str] | tuple[str, ...]) -> str:
         return "\n" + "\n".join(f"    {v}" for v in values)
 
+    # mutmut copies probed/ and tests/ into mutants/; tests also read checks.d/, plugins/...
+    others = sorted(
+        p.name for p in copy.iterdir() if p.name not in ("probed", "tests", "setup.cfg")
+    )
     (copy / "setup.cfg").write_text(
         "[mutmut]\n"
         "source_paths=probed\n"
+        f"also_copy={lines(others)}\n"
         f"only_mutate={target}\n"
         f"pytest_add_cli_args_test_selection={lines(tests)}\n"
         f"pytest_add_cli_args={lines(PYTEST_ARGS)}\n"
