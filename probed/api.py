@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from probed.check import Result, Status
+from probed.common import common_view
 from probed.redact import redact_data
 from probed.state import CheckState
 
@@ -44,16 +45,9 @@ def check_view(
     """One check's state; ``detail`` adds options and history."""
     spec = state.spec
     view: dict[str, Any] = {
-        "name": spec.name,
-        "type": spec.type,
-        "labels": dict(spec.labels),
+        **common_view(spec),
         "status": state.status.label,
         "up": state.up,
-        "readiness": spec.readiness,
-        "interval_seconds": spec.interval,
-        "timeout_seconds": spec.timeout,
-        "failure_threshold": spec.failure_threshold,
-        "success_threshold": spec.success_threshold,
         "consecutive_failures": state.fail_streak,
         "consecutive_successes": state.ok_streak,
         "runs": sum(state.runs),
@@ -62,8 +56,6 @@ def check_view(
         "last_result": result_view(state.last, redact) if state.last is not None else None,
         "source": spec.where,
     }
-    if spec.description:
-        view["description"] = spec.description
     if detail:
         view["options"] = redact_data(spec.public_options(), redact)
         view["history"] = [

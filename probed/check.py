@@ -13,15 +13,12 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, Literal, TypeVar
-
-from pydantic import BaseModel, ConfigDict
+from typing import Any, ClassVar, Final, Generic, Literal, TypeVar
 
 # Option types used to live here; re-exported for plugins that import them from probed.check.
+# CheckOptions lives beside CheckSpec, which a Check is built from (so no import cycle).
 from probed.options import AbsolutePath, Regex
-
-if TYPE_CHECKING:
-    from probed.spec import CheckSpec
+from probed.spec import CheckOptions, CheckSpec
 
 __all__ = [
     "AbsolutePath",
@@ -170,12 +167,6 @@ class Result:
     def unknown(cls, reason: str, message: str, **kwargs: Any) -> Result:
         """The check could not tell."""
         return cls(Status.UNKNOWN, reason, message, **kwargs)
-
-
-class CheckOptions(BaseModel):
-    """Base for a check type's options model: frozen, and unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 OptionsT = TypeVar("OptionsT", bound=CheckOptions)

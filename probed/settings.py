@@ -1,7 +1,8 @@
 """``Settings``: daemon-wide configuration from ``probed.yaml``, the command line and ``PROBED_*``.
 
 Precedence, highest first: command-line option, ``PROBED_<OPTION>`` environment variable,
-``probed.yaml``, built-in default.
+``probed.yaml``, built-in default. :func:`load_settings` reads ``probed.yaml`` (its ``checks:``
+are :mod:`probed.checkfile`'s business); problems are ``FILE:LINE: field: message`` errors.
 """
 
 from __future__ import annotations
@@ -9,23 +10,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
-__all__ = ["DEFAULT_LISTEN", "CheckDefaults", "Settings"]
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, field_validator
+
+from probed._document import Problem, pydantic_problems, read_bytes, read_document
+from probed._interpolate import Interpolator
+from probed._yaml import to_plain
+from probed.common import CheckDefaults, PositiveInt, merge_defaults
+from probed.errors import ConfigError, ConfigErrors
+from probed.options import Duration, parse_duration
+
+__all__ = ["DEFAULT_LISTEN", "CheckDefaults", "Settings", "load_settings"]
 
 DEFAULT_LISTEN: Final = "0.0.0.0:9333"
-
-
-@dataclass(frozen=True, slots=True)
-class CheckDefaults:
-    """Values a check gets when neither it nor its file's ``defaults:`` set them."""
-
-    interval: float = 30.0
-    timeout: float = 10.0
-    readiness: bool = True
-    failure_threshold: int = 3
-    success_threshold: int = 1
-    labels: tuple[tuple[str, str], ...] = ()
+LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,3 +66,135 @@ class Settings:
         """``listen`` split into host and port (``[::1]:9333`` style IPv6 accepted)."""
         host, _, port = self.listen.rpartition(":")
         return host.strip("[]") or "0.0.0.0", int(port)
+
+
+# -- probed.yaml -------------------------------------------------------------------------------
+
+
+def non_negative_duration(value: Any) -> float:
+    """Like :func:`parse_duration`, but ``0`` is allowed (for ``startup_spread``)."""
+    if value == 0 and not isinstance(value, bool):
+        return 0.0
+    if isinstance(value, str) and value.strip() in ("0", "0s", "0ms"):
+        return 0.0
+    return parse_duration(value)
+
+
+def _str_list(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+NonNegativeDuration = Annotated[float, BeforeValidator(non_negative_duration)]
+StrList = Annotated[list[str], BeforeValidator(_str_list)]
+
+
+class SettingsFile(BaseModel):
+    """The keys of ``probed.yaml`` as written (``defaults:`` is read by merge_defaults)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    listen: str | None = None
+    checks_dirs: StrList | None = None
+    plugins_dirs: StrList | None = None
+    log_format: Literal["json", "text"] | None = None
+    log_level: str | None = None
+    disabled_plugins: StrList | None = None
+    max_concurrency: PositiveInt | None = None
+    startup_spread: NonNegativeDuration | None = None
+    history: PositiveInt | None = None
+    hook_timeout: Duration | None = None
+    watch: bool | None = None
+    watch_interval: Duration | None = None
+    defaults: Any = None
+    plugins: dict[str, dict[str, Any] | None] | None = None
+    checks: list[Any] | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        _, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(
+                f"expected HOST:PORT such as 127.0.0.1:9333 or [::1]:9333, got {value!r}"
+            )
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        if value.upper() not in LOG_LEVELS:
+            raise ValueError(f"unknown log level {value!r}; use one of {', '.join(LOG_LEVELS)}")
+        return value.upper()
+
+
+def _settings_values(path: Path) -> dict[str, Any]:
+    """Settings field values from a ``probed.yaml``.
+
+    :raises ConfigErrors: every problem in the file (its ``checks:`` are left to load_checks).
+    """
+    content = read_bytes(path)
+    if isinstance(content, ConfigError):
+        raise ConfigErrors([content])
+    doc = read_document(
+        str(path),
+        content,
+        Interpolator(),
+        shape="a mapping",
+        say_kind=False,
+        in_scope=lambda where: where[:1] != ("checks",),
+    )
+    if doc.tree is None and not doc.errors:
+        return {}
+    errors = list(doc.errors)
+    failed = {p for p in doc.failed if p[:1] != ("checks",)}
+    problems: list[Problem] = []
+    model = SettingsFile()
+    defaults = CheckDefaults()
+    if doc.tree is not None:
+        try:
+            model = SettingsFile.model_validate(doc.tree)
+        except ValidationError as exc:
+            problems += pydantic_problems(exc, SettingsFile)
+        defaults, default_problems = merge_defaults(defaults, doc.tree.get("defaults"))
+        problems += [(("defaults", *loc), m) for loc, m in default_problems]
+    seen: set[Problem] = set()
+    for loc, message in problems:
+        if (loc, message) not in seen and not any(loc[: len(f)] == f for f in failed):
+            seen.add((loc, message))
+            errors.append(doc.error(loc, message))
+    if errors:
+        raise ConfigErrors(sorted(errors, key=lambda e: e.line))
+
+    values: dict[str, Any] = {}
+    base = path.parent
+    for name in model.model_fields_set:
+        value = getattr(model, name)
+        if value is None or name == "checks":
+            continue
+        if name in ("checks_dirs", "plugins_dirs"):
+            value = tuple(base / Path(v).expanduser() for v in value)
+        elif name == "disabled_plugins":
+            value = tuple(value)
+        elif name == "defaults":
+            value = defaults
+        elif name == "plugins":
+            value = {k: to_plain(v) if v is not None else {} for k, v in value.items()}
+        values[name] = value
+    return values
+
+
+def load_settings(config_file: Path | None, overrides: Mapping[str, Any]) -> Settings:
+    """Read ``probed.yaml`` (optional) into :class:`Settings`; ``overrides`` win.
+
+    Relative ``checks_dirs``/``plugins_dirs`` in the file are relative to the file's directory.
+
+    :param config_file: the file, or ``None`` for built-in defaults.
+    :param overrides: values from the command line and ``PROBED_*`` variables, keyed by
+        Settings field name and already typed.
+    :raises ConfigErrors: every problem in the file, each ``FILE:LINE: field: message``.
+    """
+    values: dict[str, Any] = {"config_file": config_file}
+    if config_file is not None:
+        values.update(_settings_values(config_file))
+    values.update(overrides)
+    return Settings(**values)

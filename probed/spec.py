@@ -1,33 +1,35 @@
-"""``CheckSpec``: the validated, immutable description of one configured check."""
+"""What one check is configured with: :class:`CheckSpec` (its common keys, its options, where it
+was defined) and :class:`CheckOptions`, the base of every check type's options model."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from probed.check import CheckOptions
+from pydantic import BaseModel, ConfigDict
 
-__all__ = ["CheckSpec"]
+from probed.common import CommonKeys
+
+__all__ = ["CheckOptions", "CheckSpec"]
+
+
+class CheckOptions(BaseModel):
+    """Base for a check type's options model: frozen, and unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 @dataclass(frozen=True, slots=True)
-class CheckSpec:
-    """One check as configured: common settings, identity labels and type options.
+class CheckSpec(CommonKeys):
+    """One check as configured: its common keys (see :class:`~probed.common.CommonKeys`:
+    name, type, interval, timeout, readiness, thresholds, labels, ...), its type's options,
+    and where it was defined.
 
     Two specs compare equal when the configuration is the same, which is how a reload decides
     that a check is unchanged and keeps its state and schedule.
     """
 
-    name: str
-    type: str
-    interval: float
-    timeout: float
-    options: CheckOptions
-    readiness: bool = True
-    failure_threshold: int = 3
-    success_threshold: int = 1
-    labels: tuple[tuple[str, str], ...] = ()
-    description: str = ""
+    options: CheckOptions = field(kw_only=True)
     source: str = field(default="", compare=False)
     line: int = field(default=0, compare=False)
 

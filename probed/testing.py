@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from probed.check import Check, Result
+from probed.common import COMMON_KEYS, common_values
 from probed.runner import execute
 from probed.spec import CheckSpec
 
@@ -27,19 +28,22 @@ def make_spec(
     check_type: type[Check[Any]],
     *,
     name: str = "test",
-    interval: float = 10.0,
-    timeout: float = 5.0,
-    labels: dict[str, str] | None = None,
-    **options: Any,
+    interval: float | str = 10.0,
+    timeout: float | str = 5.0,
+    **values: Any,
 ) -> CheckSpec:
-    """Build a :class:`CheckSpec` for ``check_type`` with ``options`` validated by its model."""
+    """Build a :class:`CheckSpec` for ``check_type`` as a check file would.
+
+    :param values: any other common key (``labels``, ``readiness``, ``failure_threshold``...,
+        see :data:`probed.common.COMMON_KEYS`) and the type's options, as they would appear
+        in YAML; the options are validated by the type's model.
+    :raises ValueError: a common key's value is invalid.
+    """
+    common = {k: values.pop(k) for k in COMMON_KEYS if k in values}
+    common.update(name=name, type=check_type.type_name, interval=interval, timeout=timeout)
     return CheckSpec(
-        name=name,
-        type=check_type.type_name,
-        interval=interval,
-        timeout=timeout,
-        options=check_type.options_model.model_validate(options),
-        labels=tuple(sorted((labels or {}).items())),
+        **common_values(common, timing=False),
+        options=check_type.options_model.model_validate(values),
     )
 
 
