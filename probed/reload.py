@@ -26,7 +26,7 @@ from probed.errors import ConfigError, ConfigErrors
 from probed.logs import set_redactor
 from probed.metrics import DaemonMetrics
 from probed.notify import Notifier
-from probed.plugins import CheckTypeInfo, ProbedPluginManager
+from probed.plugins import CheckTypeInfo, ProbedPluginManager, discover_checks
 from probed.redact import Redactor
 from probed.scheduler import Job, Scheduler
 from probed.settings import Settings
@@ -86,9 +86,7 @@ class RunningConfig:
 
     def load(self) -> LoadResult:
         """Load every check (blocking: call in a thread); never raises for check problems."""
-        discovered: list[tuple[str, Any]] = []
-        for plugin, defs in self._pm.call_hook("probed_discover_checks", settings=self.settings):
-            discovered.extend((plugin, d) for d in defs or ())
+        discovered = discover_checks(self._pm, self.settings)
         return compact(
             lambda: load_checks(
                 self.settings,
