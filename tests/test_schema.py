@@ -202,3 +202,9 @@ def test_every_defaults_key_can_be_set_by_a_defaults_block() -> None:
     assert found == []
     for name in DEFAULT_KEYS:
         assert getattr(merged, name) == getattr(spec, name) != getattr(base, name), name
+
+
+def test_every_common_key_is_documented_in_the_configuration_reference() -> None:
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    documented = set(re.findall(r"^\| `([a-z_]+)` \|", text, re.MULTILINE))
+    assert set(COMMON_KEYS) <= documented, set(COMMON_KEYS) - documented
