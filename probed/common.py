@@ -35,6 +35,7 @@ from pydantic import (
 from probed._document import Problem, pydantic_problems
 from probed._yaml import format_path
 from probed.options import Duration, format_duration
+from probed.redact import redact_text
 
 __all__ = [
     "COMMON_KEYS",
@@ -139,7 +140,8 @@ def _add_labels(inherited: Labels, given: Mapping[str, str]) -> Labels:
 
 
 def _labels_view(value: Labels) -> dict[str, str]:
-    return dict(value)
+    # Label values are public everywhere; a URL with a password put in one is still masked.
+    return {name: redact_text(text) for name, text in value}
 
 
 def label_problems(labels: Mapping[Any, Any]) -> list[Problem]:
