@@ -151,7 +151,11 @@ def setup(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     return tmp_path, env
 
 
-def run_command(command: str, root: Path, env: dict[str, str]) -> list[str]:
+def run_command(
+    command: str, root: Path, env: dict[str, str], *, reload: bool = False
+) -> list[str]:
+    """Run ``probed COMMAND`` to its end (``run``: until a check run is notified, then after
+    a SIGHUP reload if asked, SIGTERM) and return the recorded hook calls."""
     log = root / "hooks.log"
     log.unlink(missing_ok=True)
     base = [sys.executable, "-m", "probed", command, "--checks-dir", "checks.d"]
@@ -172,6 +176,13 @@ def run_command(command: str, root: Path, env: dict[str, str]) -> list[str]:
                 30,
                 "a check run to be notified",
             )
+            if reload:
+                proc.send_signal(signal.SIGHUP)
+                wait_until(
+                    lambda: log.read_text().count("probed_discover_checks") == 2,
+                    30,
+                    "the reload to discover checks",
+                )
         finally:
             proc.send_signal(signal.SIGTERM)
             output = proc.communicate(timeout=30)[0]
@@ -201,6 +212,17 @@ def test_hooks_are_called_in_the_documented_order(
     if command != "run":  # the configuration is read once, however many rounds a gate has
         for hook in ("probed_configure", "probed_discover_checks", "probed_startup"):
             assert lines.count(hook) == 1, (hook, lines)
+
+
+def test_a_reload_configures_plugins_before_it_discovers_checks(
+    setup: tuple[Path, dict[str, str]],
+) -> None:
+    root, env = setup
+    lines = run_command("run", root, env, reload=True)
+    after_startup = lines[lines.index("probed_startup") + 1 :]
+    reloading = [x for x in after_startup if x in ("probed_configure", "probed_discover_checks")]
+    assert reloading == ["probed_configure", "probed_discover_checks"], lines
+    assert lines[-1] == "probed_shutdown" and lines.count("module executed") == 1
 
 
 def test_once_and_gate_call_the_lifecycle_hooks_of_run() -> None:
