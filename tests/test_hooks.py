@@ -366,3 +366,21 @@ def test_plugin_origins_live_on_probeds_plugin_manager_not_on_a_stuck_attribute(
     pm = _manager(("script", ScriptPlugin()))
     assert isinstance(pm, ProbedPluginManager) and not hasattr(pm, "probed_origins")
     assert {i.name: i.origin for i in plugin_infos(pm)} == {"script": "embedded"}
+
+
+async def test_a_failing_wrapper_is_reported_by_name_and_the_implementations_still_ran() -> None:
+    events: list[str] = []
+    errors: list[tuple[str, str]] = []
+
+    class BrokenWrapper:
+        @hookimpl(wrapper=True)
+        def probed_check_result(self, spec: Any, result: Any) -> Iterator[None]:
+            yield
+            raise RuntimeError("wrapper bug")
+
+    pm = _manager(
+        ("a", Plain("a", events)), ("wrapper", BrokenWrapper()), ("b", Plain("b", events))
+    )
+    await _notifier(pm, errors).call("probed_check_result", spec=None, result=None)
+    assert events == ["b", "a"]
+    assert errors == [("wrapper", "probed_check_result")]
