@@ -262,3 +262,28 @@ def test_every_command_executes_a_drop_in_plugin_file_once(
         assert lines.count("probed_register_commands") == 1
     else:
         assert "probed_register_commands" not in lines  # a built-in command asks no plugin
+
+
+async def test_a_gate_reads_its_checks_once_an_edit_during_the_window_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    from probed.gate import run_gate
+    from probed.plugins import get_plugin_manager
+    from probed.settings import load_settings
+    from tests.fakes import ScriptPlugin
+
+    checks = write(
+        tmp_path / "checks.d" / "c.yaml",
+        "checks:\n  - {name: web, type: script, mode: ok, interval: 1s, timeout: 500ms}\n",
+    )
+    settings = load_settings(None, {"checks_dirs": (checks.parent,)})
+    pm = get_plugin_manager(builtins=(), entry_points=False, extra=[("script", ScriptPlugin())])
+
+    def edit(report: object, line: object) -> None:  # after the first round: now it fails
+        checks.write_text(checks.read_text().replace("mode: ok", "mode: fail"))
+
+    code, report = await run_gate(
+        settings, pm, ["web"], window=1.0, every=0.5, max_failure_ratio=0.0, on_round=edit
+    )
+    assert "mode: fail" in checks.read_text()
+    assert (code, report.rounds, report.failures) == (0, 3, 0), report
