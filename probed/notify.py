@@ -36,6 +36,7 @@ class Notifier:
         self._timeout = timeout
         self._on_error = on_error or (lambda _plugin, _hook: None)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._reporters: dict[str, Callable[[str, Exception], None]] = {}
 
     def has_impls(self, hook_name: str) -> bool:
         """True if any plugin implements ``hook_name`` (lets hot paths skip the call)."""
@@ -53,12 +54,15 @@ class Notifier:
 
     def _start(self, hook_name: str, kwargs: dict[str, Any]) -> list[tuple[str, Awaitable[Any]]]:
         """Call the hook; return the awaitables of the async implementations, in call order."""
+        report = self._reporters.get(hook_name)
+        if report is None:
 
-        def failed(plugin: str, exc: Exception) -> None:
-            self._fail(plugin, hook_name, f"{type(exc).__name__}: {exc}")
-            log.debug("plugin traceback", exc_info=exc)
+            def report(plugin: str, exc: Exception) -> None:
+                self._fail(plugin, hook_name, f"{type(exc).__name__}: {exc}")
+                log.debug("plugin traceback", exc_info=exc)
 
-        returned = self._pm.call_hook(hook_name, on_error=failed, **kwargs)
+            self._reporters[hook_name] = report
+        returned = self._pm.call_hook(hook_name, on_error=report, **kwargs)
         return [(plugin, value) for plugin, value in returned if inspect.isawaitable(value)]
 
     async def _await_all(self, hook_name: str, pending: list[tuple[str, Awaitable[Any]]]) -> None:

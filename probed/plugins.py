@@ -154,18 +154,38 @@ class ProbedPluginManager(pluggy.PluginManager):
         self.origins: dict[str, tuple[str, str]] = {}
         """Plugin name -> (origin, location): ``builtin``, ``entrypoint``, ``directory`` or
         ``embedded``, and the module, file or object it came from."""
-        self._recording: dict[str, tuple[list[pluggy.HookImpl], list[pluggy.HookImpl]]] = {}
-        self._check_types: tuple[list[pluggy.HookImpl], dict[str, CheckTypeInfo]] | None = None
+        # Per hook: the implementations as called (non-wrappers recording) and firstresult;
+        # per manager: the check types. Both are dropped whenever the plugins change.
+        self._calls: dict[str, tuple[list[pluggy.HookImpl], bool]] = {}
+        self._check_types: dict[str, CheckTypeInfo] | None = None
 
-    def _recorded_impls(self, hook: pluggy.HookCaller) -> list[pluggy.HookImpl]:
-        """The hook's implementations, each non-wrapper one recording (cached per hook until
-        a plugin is registered or unregistered: the per-run notifications are a hot path)."""
-        impls = hook.get_hookimpls()
-        cached = self._recording.get(hook.name)
-        if cached is None or cached[0] != impls:
-            wrapped = [i if i.wrapper or i.hookwrapper else _recording(i) for i in impls]
-            cached = self._recording[hook.name] = (impls, wrapped)
-        return cached[1]
+    def register(self, plugin: object, name: str | None = None) -> str | None:
+        """Register ``plugin`` (see pluggy); forgets what was cached about the hooks."""
+        self._forget()
+        return super().register(plugin, name)
+
+    def unregister(self, plugin: object | None = None, name: str | None = None) -> Any:
+        """Unregister ``plugin`` (see pluggy); forgets what was cached about the hooks."""
+        self._forget()
+        return super().unregister(plugin, name)
+
+    def _forget(self) -> None:
+        self._calls = {}
+        self._check_types = None
+
+    def _prepared(self, hook_name: str) -> tuple[list[pluggy.HookImpl], bool]:
+        """The hook's implementations, each non-wrapper one recording, and whether it is a
+        firstresult hook (cached until the plugins change: per-run notifications are a hot
+        path)."""
+        prepared = self._calls.get(hook_name)
+        if prepared is None:
+            hook: pluggy.HookCaller = getattr(self.hook, hook_name)
+            impls = [
+                i if i.wrapper or i.hookwrapper else _recording(i) for i in hook.get_hookimpls()
+            ]
+            firstresult = bool(hook.spec and hook.spec.opts.get("firstresult"))
+            prepared = self._calls[hook_name] = (impls, firstresult)
+        return prepared
 
     def call_hook(
         self, hook_name: str, /, *, on_error: OnError | None = None, **kwargs: Any
@@ -183,9 +203,7 @@ class ProbedPluginManager(pluggy.PluginManager):
             wrappers' names), and the implementations' values are returned. Without it, an
             exception goes through the wrappers to the caller, as in pluggy.
         """
-        hook: pluggy.HookCaller = getattr(self.hook, hook_name)
-        impls = self._recorded_impls(hook)
-        firstresult = bool(hook.spec and hook.spec.opts.get("firstresult"))
+        impls, firstresult = self._prepared(hook_name)
         call = _Call(on_error, [])
         token = _CALL.set(call)
         try:
@@ -336,10 +354,9 @@ def check_types(pm: ProbedPluginManager) -> dict[str, CheckTypeInfo]:
 
     :raises PluginError: two plugins register the same type name (both are named).
     """
-    impls = pm.hook.probed_register_check_types.get_hookimpls()
-    if pm._check_types is None or pm._check_types[0] != impls:
-        pm._check_types = (impls, _collect_check_types(pm))
-    return dict(pm._check_types[1])
+    if pm._check_types is None:
+        pm._check_types = _collect_check_types(pm)
+    return dict(pm._check_types)
 
 
 def _collect_check_types(pm: ProbedPluginManager) -> dict[str, CheckTypeInfo]:

@@ -358,6 +358,19 @@ def test_call_hook_pairs_each_value_with_its_plugin_and_honours_a_wrapper_that_f
         ("c", [{"name": "c"}]),
         ("a", [{"name": "a"}]),
     ]
+    pm.unregister(name="c")  # what call_hook prepared is rebuilt when the plugins change
+    assert pm.call_hook("probed_discover_checks", settings=None) == [("a", [{"name": "a"}])]
+
+
+def test_check_types_follow_plugins_registered_after_the_manager_was_built() -> None:
+    from probed.plugins import check_types
+
+    pm = _manager()
+    assert "script" not in check_types(pm)
+    pm.register(ScriptPlugin(), name="script")
+    assert check_types(pm)["script"].plugin == "script"
+    pm.unregister(name="script")
+    assert "script" not in check_types(pm)
 
 
 def test_plugin_origins_live_on_probeds_plugin_manager_not_on_a_stuck_attribute() -> None:
