@@ -70,7 +70,7 @@ TEST_MAP: Final[dict[str, tuple[str, ...]]] = {
         "tests/test_health_contract.py",
         "tests/test_daemon.py",
     ),
-    "once": ("tests/test_once.py", "tests/test_cli.py", "tests/test_mixed_daemon.py"),
+    "once": ("tests/test_once.py", "tests/test_cli.py"),
     "redact": (
         "tests/test_redact.py",
         "tests/test_redact_forms.py",
