@@ -98,11 +98,6 @@ class Selection:
     messages: list[str] = field(default_factory=list)
     worst: Status = Status.OK  # UNKNOWN when something asked for cannot run
 
-    @property
-    def incomplete(self) -> bool:
-        """Nothing to run, or a named check that cannot run."""
-        return not self.specs or self.worst is Status.UNKNOWN
-
 
 def select(session: Session, names: Sequence[str], *, readiness_only: bool = False) -> Selection:
     """The named checks (all when empty), or only readiness checks with ``readiness_only``.
