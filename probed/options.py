@@ -23,6 +23,7 @@ from typing import Annotated, Any, Final, get_args
 from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
 
 __all__ = [
+    "SIZE_PATTERN",
     "SIZE_UNITS_HELP",
     "AbsolutePath",
     "Duration",
@@ -167,14 +168,10 @@ SIZE_UNITS_HELP: Final = (
     "KiB, MiB, GiB, TiB, PiB (powers of 1024), e.g. 512MB or 1.5GiB; units ignore case and "
     "may drop the B (10M, 512Mi)"
 )
+SIZE_PATTERN: Final = r"^\s*([0-9]+(\.[0-9]*)?|\.[0-9]+)\s*([kKmMgGtTpP]([iI]?[bB]?)|[bB])?\s*$"
+"""The JSON Schema ``pattern`` of a size written as a string (what :func:`parse_size` reads)."""
 _SIZE_SCHEMA: Final[dict[str, Any]] = {
-    "anyOf": [
-        {"type": "integer", "minimum": 0},
-        {
-            "type": "string",
-            "pattern": r"^\s*([0-9]+(\.[0-9]*)?|\.[0-9]+)\s*([kKmMgGtTpP]([iI]?[bB]?)|[bB])?\s*$",
-        },
-    ],
+    "anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": SIZE_PATTERN}],
     "description": SIZE_UNITS_HELP,
 }
 _SIZE_UNITS_SHOWN: Final = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from functools import cache
 from pathlib import Path
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar
 
 import jsonschema
 import pytest
@@ -105,20 +105,7 @@ def test_the_examples_are_many_and_cover_plugin_and_template_types() -> None:
     assert {"file_age", "hello", "http", "postgres", "redis", "disk"} <= types
 
 
-# Waiting for h7a (probed/checks/redis.py): the schema of a redis INFO limit allows only numbers,
-# while probed accepts sizes such as 768MiB there.
-_PENDING: Final = {"checks.d/redis.yaml"}
-
-
-@pytest.mark.parametrize(
-    "where",
-    [
-        pytest.param(w, marks=pytest.mark.xfail(reason="redis INFO limit schema"))
-        if w in _PENDING
-        else w
-        for w in sorted(example_documents())
-    ],
-)
+@pytest.mark.parametrize("where", sorted(example_documents()))
 def test_probed_schema_accepts_every_example_checks_file(where: str) -> None:
     assert problems(example_documents()[where]) == []
 

@@ -26,6 +26,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -43,7 +44,7 @@ from probed.checks._reasons import (
     UNAVAILABLE,
 )
 from probed.checks._redis_info import NUMERIC_FIELDS, TEXT_FIELDS, format_info_value
-from probed.options import SIZE_UNITS_HELP, format_duration, parse_size
+from probed.options import SIZE_PATTERN, SIZE_UNITS_HELP, format_duration, parse_size
 from probed.redact import Redactor
 from probed.thresholds import Limit, WarnFail, check_order, evaluate
 
@@ -74,7 +75,16 @@ def _number_or_size(value: Any) -> float:
     )
 
 
-Quantity = Annotated[float, BeforeValidator(_number_or_size)]
+Quantity = Annotated[
+    float,
+    BeforeValidator(_number_or_size),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "number"}, {"type": "string", "pattern": SIZE_PATTERN}],
+            "description": f"a number (100, 0.8) or a size: {SIZE_UNITS_HELP}",
+        }
+    ),
+]
 """A limit: a number, or a size in the grammar of :data:`probed.options.Size`."""
 
 
