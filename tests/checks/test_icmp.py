@@ -252,7 +252,10 @@ def test_timing_problem_counts_the_last_reply_wait() -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"warn_loss_ratio": 0.5, "fail_loss_ratio": 0.2}, "warn_loss_ratio (0.5) must not be above fail_loss_ratio (0.2)"),
+        (
+            {"warn_loss_ratio": 0.5, "fail_loss_ratio": 0.2},
+            "warn_loss_ratio (0.5) must not be above fail_loss_ratio (0.2)",
+        ),
         ({"warn_rtt": "2s", "fail_rtt": "1s"}, "warn_rtt (2s) must not be above fail_rtt (1s)"),
         ({"count": 0}, "greater than or equal to 1"),
         ({"fail_loss_ratio": 1.5}, "less than or equal to 1"),
