@@ -74,6 +74,7 @@ TEST_MAP: Final[dict[str, tuple[str, ...]]] = {
     "redact": (
         "tests/test_redact.py",
         "tests/test_redact_forms.py",
+        "tests/test_secrets_everywhere.py",
         "tests/test_sentry.py",
     ),
     "_interpolate": (
