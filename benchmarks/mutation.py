@@ -391,14 +391,17 @@ def _locate(
     mut = mutated[mut_span[0] - 1 : mut_span[1]]
     def_at = next((i for i, line in enumerate(orig) if DEF.match(line)), 0)
     mut_def = next((i for i, line in enumerate(mut) if DEF.match(line)), 0)
-    mut[mut_def] = orig[def_at]  # the def lines differ only by the mangled names
+    # the def lines differ by the mangled names (and by a mutated default value, if any)
+    mut[mut_def] = re.sub(r"__mutmut_\d+\b", "__mutmut_orig", mut[mut_def])
     matcher = difflib.SequenceMatcher(a=orig, b=mut, autojunk=False)
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         if tag == "equal":
             continue
         line = defs[qual] + i1 - def_at
+        name = qual.rpartition(".")[2]
         old = " / ".join(s.strip() for s in orig[i1:i2]) or "(nothing)"
         new = " / ".join(s.strip() for s in mut[j1:j2]) or "(line removed)"
+        old, new = (t.replace(function + "__mutmut_orig", name) for t in (old, new))
         return f"{target}:{line} ({qual})", f"{old}  ->  {new}"
     return f"{target} ({qual})", "(no textual difference found)"
 
