@@ -29,6 +29,7 @@ from urllib.parse import urljoin, urlsplit
 import httptools
 
 from probed.check import Reason
+from probed.checks._failures import classify
 from probed.checks._net import ProbeError, open_connection
 from probed.checks._tls import CertInfo, default_context, describe_ssl_error
 
@@ -279,11 +280,12 @@ class _HttpProtocol(asyncio.Protocol):
             self.end = perf_counter()  # body delimited by the end of the connection
             self._finish()
             return
-        if isinstance(exc, ssl.SSLError):
+        failure = classify(exc) if exc is not None else None
+        if exc is not None and failure == Reason.TLS:
             # TLS 1.3 servers reject a client certificate after the client's handshake is done.
             self._fail(ProbeError(Reason.TLS, describe_ssl_error(exc)))
             return
-        how = "reset the connection" if isinstance(exc, ConnectionResetError) else "closed"
+        how = "reset the connection" if failure == Reason.CONNECTION_RESET else "closed"
         if not self.received:
             detail = f"server {how} without sending a response"
         elif not self.headers_done:
