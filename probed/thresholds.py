@@ -25,7 +25,7 @@ from pydantic import BaseModel
 from probed.check import Reason, Status
 from probed.options import format_number, format_size, formatter_for
 
-__all__ = ["Limit", "WarnFail", "check_order", "evaluate", "threshold_phrase"]
+__all__ = ["OK", "Limit", "Verdict", "WarnFail", "check_order", "evaluate", "threshold_phrase"]
 
 
 @dataclass(frozen=True, slots=True)
