@@ -246,10 +246,17 @@ def _required(f: Field[Any]) -> bool:
     return f.default is MISSING and f.default_factory is MISSING
 
 
-def key_fields(cls: type[CheckDefaults] = CommonKeys) -> tuple[Field[Any], ...]:
-    """The common keys of ``cls`` as dataclass fields: required ones first, then as declared."""
+def _declared(cls: type[CheckDefaults]) -> tuple[Field[Any], ...]:
     found = [f for f in fields(cls) if _KEY in f.metadata]
     return tuple(sorted(found, key=lambda f: not _required(f)))
+
+
+_FIELDS: Final = {cls: _declared(cls) for cls in (CheckDefaults, CommonKeys)}
+
+
+def key_fields(cls: type[CheckDefaults] = CommonKeys) -> tuple[Field[Any], ...]:
+    """The common keys of ``cls`` as dataclass fields: required ones first, then as declared."""
+    return _FIELDS.get(cls) or _declared(cls)
 
 
 def key_of(f: Field[Any]) -> Key:
@@ -279,6 +286,11 @@ _CHECK_READER: Final = _reader("CommonKeys", CommonKeys, "ignore")
 _DEFAULTS_READER: Final = _reader("Defaults", CheckDefaults, "forbid")
 
 
+_EXTRA_CHECKS: Final = tuple(
+    (f.name, check) for f in key_fields() if (check := key_of(f).problems) is not None
+)
+
+
 def read_keys(
     raw: Mapping[Any, Any], *, block: bool = False
 ) -> tuple[dict[str, Any], list[Problem]]:
@@ -289,8 +301,8 @@ def read_keys(
     :return: ``(values, problems)``: valid values by key, as validated (a key set to ``null``
         counts as not given); problems at their path inside ``raw``.
     """
-    model = _DEFAULTS_READER if block else _CHECK_READER
-    written = raw if block else {k: v for k, v in raw.items() if k in model.model_fields}
+    model, keys = (_DEFAULTS_READER, DEFAULT_KEYS) if block else (_CHECK_READER, COMMON_KEYS)
+    written = raw if block else {k: raw[k] for k in COMMON_KEYS if k in raw}
     problems: list[Problem] = []
     try:
         read = model.model_validate(written)
@@ -298,20 +310,16 @@ def read_keys(
         problems = pydantic_problems(exc, model)
         rejected = {loc[0] for loc, _ in problems if loc}
         read = model.model_validate(
-            {k: v for k, v in written.items() if k not in rejected and k in model.model_fields}
+            {k: v for k, v in written.items() if k not in rejected and k in keys}
         )
-    values: dict[str, Any] = {}
-    for f in key_fields(CheckDefaults if block else CommonKeys):
-        value = getattr(read, f.name)
-        check = key_of(f).problems
-        if check is not None and isinstance(raw.get(f.name), Mapping):
-            found = check(raw[f.name])
-            problems += [((f.name, *loc), message) for loc, message in found]
+    values = {k: v for k, v in read.__dict__.items() if v is not None}
+    for name, check in _EXTRA_CHECKS:
+        if name in keys and isinstance(raw.get(name), Mapping):
+            found = check(raw[name])
+            problems += [((name, *loc), message) for loc, message in found]
             bad = {loc[0] for loc, _ in found}
-            if value is not None:
-                value = {k: v for k, v in value.items() if k not in bad}
-        if value is not None:
-            values[f.name] = value
+            if name in values:
+                values[name] = {k: v for k, v in values[name].items() if k not in bad}
     return values, problems
 
 
@@ -327,6 +335,12 @@ def timeout_problem(timeout: float, interval: float, interval_name: str = "inter
         f"timeout {format_duration(timeout)} must be less than {interval_name} "
         f"{format_duration(interval)}",
     )
+
+
+_PLAN: Final = tuple(
+    (f.name, f.name in DEFAULT_KEYS, f.default, key_of(f).merge) for f in key_fields()
+)
+"""Per key: its name, whether ``defaults`` hold its inherited value, its own default, merge."""
 
 
 def resolve(
@@ -345,16 +359,15 @@ def resolve(
     """
     values: dict[str, Any] = {}
     problems: list[Problem] = []
-    for f in key_fields():
-        if f.name in DEFAULT_KEYS:
-            inherited = getattr(defaults, f.name)
-        elif not _required(f):
-            inherited = f.default
-        elif f.name in given:
-            inherited = None
-        else:
-            continue  # see missing_keys
-        values[f.name] = key_of(f).merge(inherited, given[f.name]) if f.name in given else inherited
+    for name, from_defaults, own, merge in _PLAN:
+        if name in given:
+            inherited = getattr(defaults, name) if from_defaults else own
+            values[name] = merge(None if inherited is MISSING else inherited, given[name])
+        elif from_defaults:
+            values[name] = getattr(defaults, name)
+        elif own is not MISSING:
+            values[name] = own
+        # else: a required key not given (see missing_keys)
     interval = values["interval"]
     if "timeout" not in given:
         values["timeout"] = min(defaults.timeout, TIMEOUT_SHARE * interval)
