@@ -13,6 +13,7 @@ names the family without ``_total``).
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ __all__ = [
     "format_value",
     "render_checks",
 ]
+
+log = logging.getLogger("probed")
 
 Kind = Literal["gauge", "counter", "histogram"]
 
@@ -122,16 +125,35 @@ def identity_labels(spec: CheckSpec) -> str:
 
 
 class TypeMetrics:
-    """The type-specific families declared by check types, merged by metric name."""
+    """The type-specific families declared by check types, merged by metric name.
+
+    Several types may share a family (``probed_http_status_code`` style); the first
+    declaration is used, and a later one that differs in help, kind or labels is logged as a
+    warning naming both types (only one ``# HELP`` can be exposed).
+    """
 
     def __init__(self, declared: Iterable[tuple[str, Sequence[MetricDef]]]) -> None:
         self.families: dict[str, Family] = {}
         self.labels: dict[str, tuple[str, ...]] = {}
-        for _type_name, metrics in declared:
+        first: dict[str, str] = {}
+        for type_name, metrics in declared:
             for metric in metrics:
-                if metric.name not in self.families:
-                    self.families[metric.name] = Family(metric.name, metric.help, metric.kind)
+                family = Family(metric.name, metric.help, metric.kind)
+                kept = self.families.get(metric.name)
+                if kept is None:
+                    self.families[metric.name] = family
                     self.labels[metric.name] = metric.labels
+                    first[metric.name] = type_name
+                elif kept != family or self.labels[metric.name] != metric.labels:
+                    log.warning(
+                        "metric %s is declared differently by check types %s and %s; "
+                        "the declaration of %s is used",
+                        metric.name,
+                        first[metric.name],
+                        type_name,
+                        first[metric.name],
+                        extra={"event": "metric_conflict", "metric": metric.name},
+                    )
 
 
 # Module-wide %-templates, filled with the check's label block (``lb``) and its numbers: one

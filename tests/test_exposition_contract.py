@@ -245,6 +245,23 @@ def test_the_first_declaration_of_a_metric_name_wins_across_check_types() -> Non
     assert types.labels == {"probed_shared": ("x",)}
 
 
+def test_a_conflicting_declaration_is_not_silent_and_a_shared_identical_one_is_quiet(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    first = MetricDef("probed_shared", "First help.", labels=("x",))
+    same = MetricDef("probed_shared", "First help.", labels=("x",))
+    other_help = MetricDef("probed_shared", "Other help.", labels=("x",))
+    with caplog.at_level("WARNING", logger="probed"):
+        TypeMetrics([("one", (first,)), ("two", (same,))])
+        assert caplog.records == []
+        TypeMetrics([("one", (first,)), ("two", (same,)), ("three", (other_help,))])
+    [record] = caplog.records
+    assert record.getMessage() == (
+        "metric probed_shared is declared differently by check types one and three; "
+        "the declaration of one is used"
+    )
+
+
 def test_a_changed_spec_is_rendered_with_its_new_labels_and_settings() -> None:
     renderer = Renderer(TYPES)  # keeps the old spec's label prefix until the spec changes
     s = CheckState(make_spec(ScriptCheck, name="c", labels={"env": "old"}, interval=10))
