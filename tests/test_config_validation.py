@@ -764,13 +764,12 @@ def test_a_label_name_error_does_not_hide_errors_of_later_keys() -> None:
     assert [e.field for e in caught.value.errors] == ["description", "labels.1"]
 
 
-def test_an_unknown_type_shipped_as_a_plugin_says_which_plugins_dir_to_add() -> None:
+def test_an_unknown_type_shipped_as_a_plugin_says_which_plugins_dir_to_add(work: Path) -> None:
     with pytest.raises(ConfigErrors) as caught:
         validate_check({"name": "a", "type": "file_age"}, TYPES, CheckDefaults(), "checks.d/x.yaml")
     [error] = caught.value.errors
-    assert "is it a plugin? plugins/file_age.py defines it: add --plugins-dir plugins" in (
-        error.message
-    )
+    assert "is it a plugin?" in error.message
+    assert "plugins/file_age.py" in error.message and "--plugins-dir" in error.message
 
 
 def test_files_are_validated_again_when_a_type_is_replaced_by_another_class(work: Path) -> None:
