@@ -31,8 +31,10 @@ shortened URL is better than showing a password.
 from __future__ import annotations
 
 import base64
+import enum
 import json
 import re
+import typing
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 from urllib.parse import quote, quote_plus
@@ -241,6 +243,43 @@ class Redactor:
         return self._pattern is not None
 
 
+_PLAIN: Final = (str, bytes, int, float, bool)
+
+
+_SECRET_FIELDS: Final[dict[type[Any], tuple[str, ...]]] = {}  # a memo, per model class
+
+
+def _fields_that_may_hold_secrets(model: type[Any]) -> tuple[str, ...]:
+    """Fields of a pydantic model whose annotation may hold a secret (worked out once per class:
+    most option fields are numbers, strings or enums)."""
+    names = _SECRET_FIELDS.get(model)
+    if names is None:
+        fields = getattr(model, "__pydantic_fields__", {})
+        _SECRET_FIELDS[model] = tuple(fields)  # every field, while a recursive model is judged
+        names = tuple(n for n, info in fields.items() if _may_hold_secret(info.annotation))
+        _SECRET_FIELDS[model] = names
+    return names
+
+
+def _may_hold_secret(annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return False
+    if origin is typing.Annotated:
+        return _may_hold_secret(typing.get_args(annotation)[0])
+    if origin is not None:  # unions, containers
+        return any(_may_hold_secret(arg) for arg in typing.get_args(annotation))
+    if annotation is None or annotation is type(None):
+        return False
+    if not isinstance(annotation, type):
+        return True  # Any, a TypeVar, a forward reference: look at the value
+    if issubclass(annotation, _PLAIN) or issubclass(annotation, enum.Enum):
+        return False
+    if hasattr(annotation, "__pydantic_fields__"):
+        return bool(_fields_that_may_hold_secrets(annotation))
+    return True  # SecretStr, SecretUrl, a path, anything else: look at the value
+
+
 def option_secrets(options: Any) -> set[str]:
     """Secret values in a check's options: ``SecretStr`` values and the passwords of secret URLs.
 
@@ -251,14 +290,17 @@ def option_secrets(options: Any) -> set[str]:
     found: set[str] = set()
 
     def walk(value: Any) -> None:
-        if hasattr(value, "secrets") and callable(value.secrets):
+        if value is None or isinstance(value, _PLAIN):
+            return  # most option values: nothing to look into
+        kind = type(value)  # looked up on the class: a model's __getattr__ is slow to fail
+        if callable(getattr(kind, "secrets", None)):
             found.update(value.secrets())
-        elif hasattr(value, "get_secret_value"):
+        elif callable(getattr(kind, "get_secret_value", None)):
             secret = value.get_secret_value()
             if isinstance(secret, str):
                 found.add(secret)
-        elif hasattr(value, "__pydantic_fields__"):
-            for name in type(value).__pydantic_fields__:
+        elif hasattr(kind, "__pydantic_fields__"):
+            for name in _fields_that_may_hold_secrets(kind):
                 walk(getattr(value, name, None))
         elif isinstance(value, dict):
             for item in value.values():

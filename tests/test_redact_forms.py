@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 from urllib.parse import quote, quote_plus
 
 import pytest
+from pydantic import BaseModel, SecretStr
 
 from probed.redact import (
     MASK,
@@ -216,8 +218,6 @@ def test_hide_masks_long_values_anywhere_and_short_ones_only_quoted() -> None:
 
 
 def test_option_secrets_finds_secret_strings_and_secret_url_passwords() -> None:
-    from pydantic import BaseModel, SecretStr
-
     from probed.checks._db_common import SecretUrl
 
     class Auth(BaseModel):
@@ -238,3 +238,19 @@ def test_option_secrets_finds_secret_strings_and_secret_url_passwords() -> None:
         plain="not-a-secret",
     )
     assert option_secrets(options) == {"pw-basic-1", "key-2222", "dsn-pw-3", "tok-4444"}
+
+
+class _Node(BaseModel):
+    name: str
+    child: _Node | None = None
+    token: SecretStr | None = None
+    extra: Any = None
+
+
+def test_option_secrets_walks_recursive_models_and_untyped_fields() -> None:
+    tree = _Node(
+        name="a",
+        child=_Node(name="b", token=SecretStr("deep-secret")),
+        extra={"k": [SecretStr("any-secret")]},
+    )
+    assert option_secrets(tree) == {"deep-secret", "any-secret"}
