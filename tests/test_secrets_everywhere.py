@@ -126,7 +126,8 @@ def checks_files(root: Path, port: int, closed: int) -> Path:
         "auth",
         f'secret_headers: {{Authorization: "Bearer {HEADER_SECRET}"}}',
     )
-    text += _http("url-userinfo", port, "url", "")
+    label = f"postgres://app:{URL_SLASH_PW}@db.internal/app"  # label values are public
+    text += _http("url-userinfo", port, "url", f'labels: {{upstream: "{label}"}}')
     text += _http("kv-dsn", port, "kv", "")
     text += f"""
       - name: query-token
@@ -235,6 +236,10 @@ async def test_no_secret_form_reaches_logs_metrics_api_or_health_bodies(
         assert "password=*** dbname=app" in outputs[path], path
         assert f"token={MASK}&api_key={MASK}" in outputs[path], path
     assert 'check="query-token"' in outputs["/metrics"]
+    assert f'upstream="postgres://app:{MASK}@db.internal/app"' in outputs["/metrics"]
+    assert detail["url-userinfo"]["labels"] == {
+        "upstream": f"postgres://app:{MASK}@db.internal/app"
+    }
 
 
 # -- the command line: probed once (every format) and probed validate ---------------------------
