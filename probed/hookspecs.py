@@ -68,7 +68,8 @@ def probed_register_commands(cli: click.Group) -> None:
 def probed_configure(settings: Settings, plugin_config: Mapping[str, Any]) -> None:
     """Read daemon settings and this plugin's own section of ``probed.yaml``.
 
-    Called on startup and after each successful reload, before checks are (re)scheduled.
+    Called first by ``probed run``, ``once`` and ``gate``, and by each reload that read the
+    settings without error, before checks are discovered, loaded and (re)scheduled.
 
     :param settings: the daemon settings (listen address, directories, limits).
     :param plugin_config: the ``plugins:`` mapping of ``probed.yaml``, keyed by plugin name.
@@ -113,7 +114,10 @@ def probed_register_collectors(states: StateStore) -> Iterable[Collector]:
 
 @hookspec
 def probed_startup(settings: Settings, states: StateStore) -> Awaitable[None] | None:
-    """The daemon has loaded its configuration and is about to start serving and scheduling.
+    """The configuration is loaded and no check has run yet.
+
+    In ``probed run`` this is before serving and scheduling; in ``probed once`` and
+    ``probed gate`` before the first run.
 
     :param settings: the daemon settings.
     :param states: read-only access to every check's state.
@@ -122,7 +126,8 @@ def probed_startup(settings: Settings, states: StateStore) -> Awaitable[None] | 
 
 @hookspec
 def probed_shutdown(settings: Settings) -> Awaitable[None] | None:
-    """The daemon is stopping; release what ``probed_startup`` acquired."""
+    """probed is stopping (the last hook of a command); release what ``probed_startup``
+    acquired."""
 
 
 # -- notifications: may be async, called for every run / transition ----------------------------
