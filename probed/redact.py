@@ -40,6 +40,7 @@ from typing import Any, Final
 from urllib.parse import quote, quote_plus
 
 __all__ = [
+    "CREDENTIAL_HEADERS",
     "MASK",
     "MIN_SECRET_LENGTH",
     "Redactor",
@@ -110,6 +111,11 @@ def is_secret_key(key: str) -> bool:
 def is_secret_param(name: str) -> bool:
     """Whether a URL query or DSN parameter names a secret (``token``, ``api_key``, ``sig``...)."""
     return _SECRET_PARAM.search(_normal(name)) is not None
+
+
+CREDENTIAL_HEADERS: Final = frozenset({"authorization", "proxy-authorization", "cookie"})
+"""Request headers that carry credentials by definition (lower case): a check must take their
+values from a secret option, never from plain ``headers``."""
 
 
 def is_secret_env(name: str) -> bool:

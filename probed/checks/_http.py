@@ -34,6 +34,7 @@ from probed.checks._tls import (
     expiry_verdict,
 )
 from probed.options import Size
+from probed.redact import CREDENTIAL_HEADERS
 
 __all__ = [
     "HTTP_METRICS",
@@ -174,7 +175,7 @@ class HttpOptions(CheckOptions):
         if self.basic_auth is not None and self.bearer_token is not None:
             raise ValueError("set basic_auth or bearer_token, not both")
         for name in self.headers:
-            if name.lower() in ("authorization", "proxy-authorization", "cookie"):
+            if name.lower() in CREDENTIAL_HEADERS:
                 raise ValueError(
                     f"headers.{name}: put credentials in basic_auth, bearer_token or "
                     "secret_headers so they stay secret"
