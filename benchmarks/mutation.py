@@ -103,6 +103,11 @@ TEST_MAP: Final[dict[str, tuple[str, ...]]] = {
         "tests/test_config_validation.py",
         "tests/test_cli_precedence.py",
     ),
+    "schema": (
+        "tests/test_schema.py",
+        "tests/test_config.py",
+        "tests/test_config_validation.py",
+    ),
     "exposition": (
         "tests/test_exposition.py",
         "tests/test_exposition_contract.py",
