@@ -384,3 +384,21 @@ async def test_a_job_added_after_stop_never_runs(runs: Runs) -> None:
     until = loop.time() + 0.2
     await wait_for(lambda: loop.time() > until, 5, "0.2 s")
     assert runs.started == []
+
+
+async def test_every_check_waits_at_least_half_an_interval_after_its_quick_first_run(
+    runs: Runs,
+) -> None:
+    sched = scheduler(runs, startup_spread=0.0)
+    sched.start()
+    jobs = [job(f"spread-{i}", interval=4.0) for i in range(24)]
+    firsts = {}
+    for j in jobs:
+        sched.add(j)
+        firsts[j.spec.name] = j.due
+    await wait_for(lambda: len(runs.started) == len(jobs), 5, "every first run")
+    # the second run sits on the check's phase, in (first + 2 s, first + 6 s]: with 24 names
+    # the phases cover the interval, so a shorter minimum gap would show on some of them
+    gaps = [j.due - firsts[j.spec.name] for j in jobs]
+    assert all(2.0 < gap <= 6.0 + 1e-6 for gap in gaps), gaps
+    await sched.stop(1.0)
