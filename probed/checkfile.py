@@ -37,7 +37,7 @@ from probed.common import (
 )
 from probed.errors import ConfigError, ConfigErrors
 from probed.plugins import CheckTypeInfo
-from probed.redact import option_secrets
+from probed.redact import MIN_SECRET_LENGTH, option_secrets
 from probed.settings import Settings
 from probed.spec import CheckSpec
 
@@ -255,6 +255,19 @@ def _validate_entries(
             continue
         if any(p[:n] == base for p in repeated):
             continue  # a repeated key inside it, already reported
+        leaked = _secret_labels(spec, doc.secrets if doc is not None else ())
+        if leaked:
+            errors += [
+                ConfigError(
+                    source,
+                    line_at(item, ("labels", label), spec.line),
+                    format_path((*base, "labels", label)),
+                    "a label must not hold a secret: labels are published in /metrics, "
+                    "the API and the logs; pass the secret in an option of the check instead",
+                )
+                for label in leaked
+            ]
+            continue
         duplicate = _claim(
             seen, spec, line_at(item, ("name",), spec.line), format_path((*base, "name"))
         )
@@ -264,6 +277,15 @@ def _validate_entries(
         specs.append(spec)
         paths.append(format_path(base))
     return specs, paths, errors
+
+
+def _secret_labels(spec: CheckSpec, secrets: Collection[str]) -> list[str]:
+    """Names of the check's labels whose value contains an interpolated secret."""
+    return [
+        label
+        for label, value in spec.labels
+        if any(len(secret) >= MIN_SECRET_LENGTH and secret in value for secret in secrets)
+    ]
 
 
 def _validate_document(

@@ -287,3 +287,31 @@ def test_no_secret_form_reaches_probed_validate(tmp_path: Path, closed_port: int
     assert sum(1 for ln in lines if ".method:" in ln and f"'{MASK}'" in ln) == 2, lines
     assert any(".interval:" in ln and f"postgres://app:{MASK}@db.internal/app" in ln
                for ln in lines), lines  # fmt: skip
+
+
+def test_a_label_holding_a_secret_is_a_config_error_and_never_reaches_metrics(
+    tmp_path: Path,
+) -> None:
+    """Labels are published as-is in /metrics: a secret interpolated into one is refused (the
+    check does not load, the error names file, line and label) instead of being exposed."""
+    checks = tmp_path / "checks.d"
+    checks.mkdir()
+    (checks / "labels.yaml").write_text(
+        "checks:\n"
+        "  - name: kept\n"
+        "    type: tcp\n"
+        "    address: 127.0.0.1:1\n"
+        "    labels: {team: payments}\n"
+        "  - name: leaky\n"
+        "    type: tcp\n"
+        "    address: 127.0.0.1:1\n"
+        "    labels:\n"
+        "      team: payments\n"
+        f"      owner: 'ci-${{{ENV_NAME}}}'\n"
+    )
+    done = _probed("validate", "--checks-dir", str(checks), cwd=tmp_path)
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert_no_secret("probed validate", output)
+    assert "labels.yaml:11: checks[1].labels.owner: a label must not hold a secret" in output
+    assert "checks[0]" not in output, output  # the check without a secret label is valid
