@@ -78,6 +78,7 @@ class Part(BaseModel):
 
 
 class EchoOptions(CheckOptions):
+    token: str = ""
     target: str = "x"
     quoted: str = "x"
     checked: str = "x"
@@ -269,8 +270,8 @@ def test_a_check_with_a_repeated_key_is_dropped_and_the_next_one_loads(work: Pat
 def test_secrets_of_every_file_are_collected(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ONE_TOKEN", "first-secret-value")
     monkeypatch.setenv("TWO_TOKEN", "second-secret-value")
-    write("checks.d/a.yaml", "checks:\n  - {name: a, type: ping, labels: {t: '${ONE_TOKEN}'}}\n")
-    write("checks.d/b.yaml", "checks:\n  - {name: b, type: ping, labels: {t: '${TWO_TOKEN}'}}\n")
+    write("checks.d/a.yaml", "checks:\n  - {name: a, type: echo, token: '${ONE_TOKEN}'}\n")
+    write("checks.d/b.yaml", "checks:\n  - {name: b, type: echo, token: '${TWO_TOKEN}'}\n")
     assert load().secrets == {"first-secret-value", "second-secret-value"}
 
 
@@ -279,11 +280,9 @@ def test_a_file_broken_on_reload_keeps_its_old_checks_and_both_versions_secrets(
 ) -> None:
     monkeypatch.setenv("OLD_TOKEN", "old-secret-value")
     monkeypatch.setenv("NEW_TOKEN", "new-secret-value")
-    path = write(
-        "checks.d/a.yaml", "checks:\n  - {name: a, type: ping, labels: {t: '${OLD_TOKEN}'}}\n"
-    )
+    path = write("checks.d/a.yaml", "checks:\n  - {name: a, type: echo, token: '${OLD_TOKEN}'}\n")
     first = load()
-    path.write_text("checks:\n  - {name: a, type: nope, labels: {t: '${NEW_TOKEN}'}}\n")
+    path.write_text("checks:\n  - {name: a, type: nope, token: '${NEW_TOKEN}'}\n")
     second = load(previous=first)
     stale = second.files["checks.d/a.yaml"]
     assert stale.stale and stale.path == "checks.d/a.yaml"
@@ -797,3 +796,36 @@ def test_a_scalar_probed_yaml_is_reported_at_line_1(work: Path) -> None:
     with pytest.raises(ConfigErrors) as caught:
         load_settings(Path("p.yaml"), {})
     assert fields(caught.value.errors) == [("p.yaml", 1, "", "the top level must be a mapping")]
+
+
+# -- common keys outside files (probed.testing.make_spec, tools) -------------------------------
+
+
+def test_common_values_name_every_problem_and_apply_the_timeout_rule_unless_told() -> None:
+    from probed.common import common_values
+
+    raw = {"name": "a", "type": "ping", "interval": "1s", "timeout": "2s"}
+    with pytest.raises(ValueError, match="timeout") as caught:
+        common_values(raw)
+    assert str(caught.value) == "timeout: timeout 2s must be less than interval 1s"
+    assert common_values(raw, timing=False)["timeout"] == 2.0
+    with pytest.raises(ValueError, match="soon") as caught:
+        common_values({"interval": "soon"})
+    assert str(caught.value) == (
+        "interval: invalid duration 'soon': use forms like 500ms, 10s, 1m30s, 2h; "
+        "check: missing required key 'name'; check: missing required key 'type'"
+    )
+
+
+def test_make_spec_allows_a_timeout_as_long_as_the_interval() -> None:
+    from probed.testing import make_spec
+
+    spec = make_spec(PingCheck, name="p", interval=1.0, timeout=2.0)
+    assert (spec.interval, spec.timeout) == (1.0, 2.0)
+
+
+def test_every_bad_label_name_is_reported_after_good_ones() -> None:
+    raw = {"name": "a", "type": "ping", "labels": {"ok": "x", "le": "y", "__z": "w"}}
+    with pytest.raises(ConfigErrors) as caught:
+        validate_check(raw, TYPES, CheckDefaults(), "f")
+    assert [e.field for e in caught.value.errors] == ["labels.le", "labels.__z"]
