@@ -76,6 +76,7 @@ TEST_MAP: Final[dict[str, tuple[str, ...]]] = {
         "tests/test_redact_forms.py",
         "tests/test_secrets_everywhere.py",
         "tests/test_sentry.py",
+        "tests/test_config_validation.py",  # hide() in configuration errors
     ),
     "_interpolate": (
         "tests/test_interpolate.py",

@@ -254,3 +254,31 @@ def test_option_secrets_walks_recursive_models_and_untyped_fields() -> None:
         extra={"k": [SecretStr("any-secret")]},
     )
     assert option_secrets(tree) == {"deep-secret", "any-secret"}
+
+
+def test_secret_environment_names_are_recognised_by_their_words() -> None:
+    from probed.redact import is_secret_env
+
+    for name in ("DB_PASSWORD", "api_key", "GITHUB_TOKEN", "PG_DSN", "BasicAuth"):
+        assert is_secret_env(name), name
+    for name in ("HOME", "PATH", "LANG", "PORT"):
+        assert not is_secret_env(name), name
+
+
+def test_a_query_value_holding_a_question_mark_is_masked_whole() -> None:
+    assert redact_url("https://h/p?token=abc?x=1&page=2") == f"https://h/p?token={MASK}&page=2"
+
+
+def test_a_pwd_parameter_of_a_dsn_is_masked() -> None:
+    assert redact_text("host=db pwd=hunter22 user=u") == f"host=db pwd={MASK} user=u"
+
+
+def test_values_of_exactly_the_minimum_length_are_secrets() -> None:
+    assert hide("cannot reach abcd now", ["abcd"]) == f"cannot reach {MASK} now"
+    assert hide("cannot reach abc now; got 'abc'", ["abc"]) == f"cannot reach abc now; got '{MASK}'"
+
+    class Options(BaseModel):
+        password: SecretStr
+
+    assert option_secrets(Options(password=SecretStr("abcd"))) == {"abcd"}
+    assert option_secrets(Options(password=SecretStr("abc"))) == set()
