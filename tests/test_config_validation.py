@@ -829,3 +829,36 @@ def test_every_bad_label_name_is_reported_after_good_ones() -> None:
     with pytest.raises(ConfigErrors) as caught:
         validate_check(raw, TYPES, CheckDefaults(), "f")
     assert [e.field for e in caught.value.errors] == ["labels.le", "labels.__z"]
+
+
+def test_a_label_holding_an_interpolated_secret_is_an_error_at_that_label(
+    work: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "LABEL_TOKEN", "t0k3"
+    )  # a secret (its name says TOKEN) of the minimum length
+    monkeypatch.setenv("TEAM_NAME", "payments")  # not a secret
+    write(
+        "checks.d/a.yaml",
+        """
+        checks:
+          - name: a
+            type: ping
+            labels:
+              team: ${TEAM_NAME}
+              owner: "x-${LABEL_TOKEN}-y"
+          - {name: b, type: ping, labels: {short: "${LABEL_TOKEN}"}}
+          - {name: c, type: ping}
+        """,
+    )
+    result = load()
+    message = (
+        "a label must not hold a secret: labels are published in /metrics, the API and the "
+        "logs; pass the secret in an option of the check instead"
+    )
+    assert fields(result.errors) == [
+        ("checks.d/a.yaml", 6, "checks[0].labels.owner", message),
+        ("checks.d/a.yaml", 7, "checks[1].labels.short", message),
+    ]
+    assert list(result.specs) == ["c"]
+    assert all("t0k3" not in str(e) for e in result.errors)
