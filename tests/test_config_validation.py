@@ -14,7 +14,7 @@ from typing import Annotated, Any, ClassVar
 
 import jsonschema
 import pytest
-from pydantic import BaseModel, BeforeValidator, ConfigDict, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, SecretStr, field_validator
 
 from probed import Check, CheckOptions, Result
 from probed._yaml import load_yaml
@@ -862,3 +862,44 @@ def test_a_label_holding_an_interpolated_secret_is_an_error_at_that_label(
     ]
     assert list(result.specs) == ["c"]
     assert all("t0k3" not in str(e) for e in result.errors)
+
+
+def test_an_unknown_type_defined_beside_the_checks_dir_names_that_plugins_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no ./plugins here
+    write("site/plugins/beeper.py", 'class Beeper:\n    type_name = "beeper"\n')
+    write("site/checks.d/a.yaml", "checks:\n  - {name: a, type: beeper}\n")
+    [error] = load(checks_dirs=(Path("site/checks.d"),)).errors
+    assert error.message.startswith(
+        "unknown type 'beeper'; is it a plugin? site/plugins/beeper.py defines it: "
+        "add --plugins-dir site/plugins"
+    )
+
+
+class VaultOptions(CheckOptions):
+    password: SecretStr
+
+
+class VaultCheck(Check[VaultOptions]):
+    type_name: ClassVar[str] = "vault"
+    options_model: ClassVar[type[CheckOptions]] = VaultOptions
+
+    async def run(self) -> Result:
+        return Result.ok()
+
+
+def test_secret_options_written_in_a_file_or_discovered_are_secrets_to_redact(
+    work: Path,
+) -> None:
+    types = {**TYPES, "vault": CheckTypeInfo(VaultCheck, "tests")}
+    write("checks.d/a.yaml", "checks:\n  - {name: a, type: vault, password: in-file-pw}\n")
+    result = load_checks(
+        Settings(checks_dirs=(Path("checks.d"),)),
+        types,
+        discovered=[("finder", {"name": "d", "type": "vault", "password": "found-pw"})],
+    )
+    assert result.errors == ()
+    assert result.files["checks.d/a.yaml"].secrets == {"in-file-pw"}
+    assert result.files["<plugin:finder>"].secrets == {"found-pw"}
+    assert result.secrets == {"in-file-pw", "found-pw"}
