@@ -111,7 +111,9 @@ class SettingsFile(BaseModel):
 
     @field_validator("listen")
     @classmethod
-    def _listen(cls, value: str) -> str:
+    def _listen(cls, value: str | None) -> str | None:
+        if value is None:  # `listen: null` (or `listen:`) means the default, like no key
+            return None
         _, sep, port = value.rpartition(":")
         if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError(
@@ -121,7 +123,9 @@ class SettingsFile(BaseModel):
 
     @field_validator("log_level")
     @classmethod
-    def _level(cls, value: str) -> str:
+    def _level(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         if value.upper() not in LOG_LEVELS:
             raise ValueError(f"unknown log level {value!r}; use one of {', '.join(LOG_LEVELS)}")
         return value.upper()
