@@ -148,6 +148,11 @@ class SecretUrl:
         return {"type": "string", "format": "uri", "writeOnly": True}
 
 
+def format_ms(seconds: float) -> str:
+    """A phase time in a result message of a database check: ``12.3 ms``."""
+    return f"{seconds * 1000:.1f} ms"
+
+
 def short(text: str, limit: int = 160) -> str:
     """One line of at most ``limit`` characters (driver messages can be long or multi-line)."""
     line = " ".join(text.split())

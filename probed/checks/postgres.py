@@ -30,7 +30,7 @@ from pydantic import (
 from probed import hookimpl
 from probed._yaml import did_you_mean
 from probed.check import Check, CheckOptions, MetricDef, Reason, Result, Status
-from probed.checks._db_common import SecretUrl, short, timed
+from probed.checks._db_common import SecretUrl, format_ms, short, timed
 from probed.checks._failures import network_failure
 from probed.checks._reasons import (
     DATABASE_MISSING,
@@ -168,10 +168,6 @@ async def _close(conn: Any, timeout: float) -> None:
         await conn.close(timeout=timeout)
 
 
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:.1f} ms"
-
-
 class PostgresCheck(Check[PostgresOptions]):
     """Connect to PostgreSQL, run a query and check its answer, the role and the lag."""
 
@@ -260,9 +256,9 @@ class PostgresCheck(Check[PostgresOptions]):
         if number is not None:
             values["probed_postgres_query_value"] = number
         summary = (
-            f"{self.options.dsn.endpoint}: connected in {_ms(phases['connect'])}, "
+            f"{self.options.dsn.endpoint}: connected in {format_ms(phases['connect'])}, "
             f"query returned {len(rows)} row{'s' if len(rows) != 1 else ''} "
-            f"in {_ms(phases['query'])}"
+            f"in {format_ms(phases['query'])}"
         )
         if role is not None:
             in_recovery, lag = role

@@ -34,7 +34,7 @@ from pydantic import (
 from probed import hookimpl
 from probed._yaml import did_you_mean
 from probed.check import Check, CheckOptions, MetricDef, Reason, Result, Sample
-from probed.checks._db_common import SecretUrl, short, timed
+from probed.checks._db_common import SecretUrl, format_ms, short, timed
 from probed.checks._failures import network_failure
 from probed.checks._reasons import (
     DATABASE_MISSING,
@@ -220,10 +220,6 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:.1f} ms"
-
-
 class RedisCheck(Check[RedisOptions]):
     """PING a Redis server on a fresh connection; check its role and INFO fields."""
 
@@ -304,7 +300,8 @@ class RedisCheck(Check[RedisOptions]):
     def _evaluate(self, info: dict[str, Any] | None, phases: dict[str, float]) -> Result:
         opts = self.options
         where = opts.url.endpoint
-        summary = f"{where}: connected in {_ms(phases['connect'])}, PONG in {_ms(phases['ping'])}"
+        connect, ping = format_ms(phases["connect"]), format_ms(phases["ping"])
+        summary = f"{where}: connected in {connect}, PONG in {ping}"
         if info is None:
             return Result.ok(summary, phases=phases)
         role = "replica" if info.get("role") == "slave" else str(info.get("role", "unknown"))
