@@ -7,15 +7,20 @@ user sees it (the running daemon's API and metrics).
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from probed import runner
-from probed.check import Status
+from probed.check import Check, CheckOptions, Result, Status
 from probed.plugins import get_plugin_manager
 from probed.spec import CheckSpec
 from tests.harness import running_daemon, wait_for, write
@@ -227,3 +232,210 @@ async def test_metrics_count_an_unbounded_reason_as_other(tmp_path: Path) -> Non
     }
     assert reasons == {("odd", "other"), ("odd-int", "exception")}
     assert "Weird" not in text
+
+
+# -- plugin code that raises, hangs or blocks inside run() ------------------------------------
+
+
+class Scripted(Check[CheckOptions]):
+    """A check whose run() is the coroutine function given to it; setup() may raise."""
+
+    type_name: ClassVar[str] = "scripted"
+
+    def __init__(
+        self, run: Callable[[], Awaitable[Any]], setup_error: BaseException | None = None
+    ) -> None:
+        super().__init__(
+            CheckSpec(
+                name="scripted-check",
+                type="scripted",
+                interval=2.0,
+                timeout=1.0,
+                options=CheckOptions(),
+            )
+        )
+        self._run = run
+        self._setup_error = setup_error
+
+    async def setup(self) -> None:
+        if self._setup_error is not None:
+            raise self._setup_error
+
+    async def run(self) -> Result:
+        result: Result = await self._run()
+        return result
+
+
+def raising(exc: BaseException) -> Callable[[], Awaitable[Any]]:
+    async def run() -> Any:
+        raise exc
+
+    return run
+
+
+def runner_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "probed.runner"]
+
+
+async def test_a_run_that_raises_is_logged_at_debug_with_the_check_name_and_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="probed.runner")
+    result = await runner.execute(Scripted(raising(KeyError("missing"))), 1.0)
+    assert result.status is Status.FAIL and result.reason == "exception"
+    assert result.message == "check raised KeyError: 'missing'"
+    [record] = runner_records(caplog)
+    assert record.levelno == logging.DEBUG
+    assert record.msg == "check %s raised" and record.args == ("scripted-check",)
+    assert record.getMessage() == "check scripted-check raised"
+    assert record.exc_info is not None and record.exc_info[0] is KeyError
+    assert str(record.exc_info[1]) == "'missing'"
+
+
+async def test_a_setup_that_raises_is_logged_at_debug_with_the_check_name_and_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="probed.runner")
+    check = Scripted(raising(AssertionError("unused")), setup_error=OSError("no driver"))
+    result = await runner.execute(check, 1.0)
+    assert result.status is Status.FAIL and result.reason == "exception"
+    assert result.message == "setup failed: OSError: no driver"
+    [record] = runner_records(caplog)
+    assert record.levelno == logging.DEBUG
+    assert record.msg == "setup of check %s raised" and record.args == ("scripted-check",)
+    assert record.getMessage() == "setup of check scripted-check raised"
+    assert record.exc_info is not None and record.exc_info[0] is OSError
+    assert str(record.exc_info[1]) == "no driver"
+
+
+async def test_nothing_is_logged_for_a_run_that_returns_a_failing_result(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="probed.runner")
+    result = await runner.execute(outcome(status="fail", reason="assertion", message="no"), 1.0)
+    assert result.status is Status.FAIL
+    assert runner_records(caplog) == []
+
+
+@pytest.mark.parametrize(
+    ("exc", "message"),
+    [
+        (ValueError(), "check raised ValueError"),
+        (ValueError("  "), "check raised ValueError"),
+        (RuntimeError(" spaced out "), "check raised RuntimeError: spaced out"),
+    ],
+)
+async def test_an_exception_without_a_message_is_named_by_its_type_alone(
+    exc: BaseException, message: str
+) -> None:
+    result = await runner.execute(Scripted(raising(exc)), 1.0)
+    assert result.message == message
+
+
+async def test_a_setup_exception_without_a_message_is_named_by_its_type_alone() -> None:
+    check = Scripted(raising(AssertionError("unused")), setup_error=ConnectionResetError())
+    result = await runner.execute(check, 1.0)
+    assert result.message == "setup failed: ConnectionResetError"
+
+
+async def test_a_run_that_hangs_is_cancelled_at_its_timeout_with_reason_timeout() -> None:
+    cancelled = asyncio.Event()
+
+    async def hang() -> Any:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    before = time.perf_counter()
+    result = await runner.execute(Scripted(hang), 0.1)
+    elapsed = time.perf_counter() - before
+    assert cancelled.is_set()
+    assert result.status is Status.FAIL and result.reason == "timeout"
+    assert result.message == "no answer within the timeout of 0.1s"
+    assert 0.1 <= result.duration <= elapsed
+
+
+async def test_a_setup_that_hangs_reports_how_long_it_was_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(runner, "SETUP_TIMEOUT", 0.1)
+    check = outcome(timeout=0.05, setup="hang", setup_failures=1)
+    before = time.perf_counter()
+    result = await runner.execute(check, 0.05)
+    elapsed = time.perf_counter() - before
+    assert result.reason == "timeout" and result.timestamp > 0
+    assert 0.1 <= result.duration <= elapsed, "the setup's own duration, not zero"
+
+
+async def test_a_setup_that_raises_reports_its_own_duration() -> None:
+    async def slow_failing_setup() -> None:
+        await asyncio.sleep(0.05)
+        raise ConnectionError("refused")
+
+    check = Scripted(raising(AssertionError("unused")))
+    check.setup = slow_failing_setup  # type: ignore[method-assign]
+    before = time.perf_counter()
+    result = await runner.execute(check, 1.0)
+    elapsed = time.perf_counter() - before
+    assert result.message == "setup failed: ConnectionError: refused"
+    assert 0.05 <= result.duration <= elapsed
+
+
+BLOCKED = re.compile(
+    r"run took (\d+\.\d{3})s, over the timeout of 0\.05s, without yielding: the check blocked"
+    r" the event loop \(blocking calls belong in asyncio\.to_thread\)"
+)
+
+
+async def test_a_run_that_blocks_the_loop_past_its_timeout_is_a_timeout_keeping_its_phases() -> (
+    None
+):
+    async def block() -> Result:
+        time.sleep(0.15)  # the mistake under test: a blocking call inside run()
+        return Result.ok("fine", phases={"connect": 0.15}, values={"probed_x": 1.0})
+
+    result = await runner.execute(Scripted(block), 0.05)
+    assert result.status is Status.FAIL and result.reason == "timeout"
+    match = BLOCKED.fullmatch(result.message)
+    assert match is not None, result.message
+    assert float(match.group(1)) >= 0.15 and result.duration >= 0.15
+    assert dict(result.phases) == {"connect": 0.15}
+
+
+class FakeClock:
+    """``runner.time`` replaced: perf_counter() answers from a script, time() is fixed."""
+
+    def __init__(self, *perf: float) -> None:
+        self._perf = list(perf)
+
+    def perf_counter(self) -> float:
+        return self._perf.pop(0)
+
+    def time(self) -> float:
+        return 1_700_000_000.0
+
+
+async def test_a_run_lasting_exactly_its_timeout_is_not_reported_as_blocking(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def quick() -> Result:
+        return Result.ok("in time")
+
+    check = Scripted(quick)
+    check._probed_ready = True  # type: ignore[attr-defined]
+    monkeypatch.setattr(runner, "time", FakeClock(10.0, 10.5))
+    result = await runner.execute(check, 0.5)
+    assert result.status is Status.OK and result.message == "in time"
+    assert result.duration == 0.5 and result.timestamp == 1_700_000_000.0
+
+    monkeypatch.setattr(runner, "time", FakeClock(10.0, 10.5 + 1e-9))
+    result = await runner.execute(check, 0.5)
+    assert result.reason == "timeout" and "without yielding" in result.message
+
+
+@pytest.mark.parametrize(("reason", "expected"), [("slow_dns", "slow_dns"), ("Slow DNS", "other")])
+async def test_an_ok_result_carrying_a_reason_keeps_it_bounded(reason: str, expected: str) -> None:
+    result = await runner.execute(outcome(status="ok", reason=reason, message="m"), 1.0)
+    assert result.status is Status.OK and result.reason == expected
