@@ -14,10 +14,16 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import pytest
 import xmlschema
 
+from probed import CheckOptions, Result, Status, hookimpl
+from probed.once import checks_session, report, run_once, select
+from probed.plugins import ProbedPluginManager, get_plugin_manager
+from probed.settings import Settings
+from probed.spec import CheckSpec
 from tests.harness import write
 
 DATA = Path(__file__).parent / "data"
@@ -223,3 +229,165 @@ def test_json_report_lists_every_check_in_configuration_order(tmp_path: Path) ->
         ("puzzled", "unknown", "protocol"),
     ]
     assert all(c["type"] == "outcome" and c["duration_seconds"] >= 0 for c in data)
+
+
+# -- in-process: run_once, select and report as the CLI and gate call them --------------------
+
+
+def settings_for(checks: Path) -> Settings:
+    return Settings(checks_dirs=(checks,), plugins_dirs=(PLUGINS,))
+
+
+def manager(*extra: tuple[str, object]) -> ProbedPluginManager:
+    return get_plugin_manager(plugins_dirs=(PLUGINS,), entry_points=False, extra=extra)
+
+
+def outcome(name: str, status: Status, **result: Any) -> tuple[CheckSpec, Result]:
+    spec = CheckSpec(name=name, type="outcome", interval=10.0, timeout=5.0, options=CheckOptions())
+    return spec, Result(status, **result)
+
+
+async def test_run_once_runs_a_named_check_that_is_not_a_readiness_check_by_default(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path / "c.yaml", "checks:\n  - {name: batch, type: outcome, readiness: false}\n")
+    code, outcomes, messages = await run_once(settings_for(tmp_path), manager(), ["batch"])
+    assert (code, [s.name for s, _ in outcomes], messages) == (0, ["batch"], [])
+    async with checks_session(settings_for(tmp_path), manager()) as session:
+        assert [s.name for s in select(session, []).specs] == ["batch"]
+        assert [s.name for s in select(session, ["batch"]).specs] == ["batch"]
+
+
+async def test_readiness_only_runs_the_readiness_checks_and_refuses_a_named_other_one(
+    tmp_path: Path,
+) -> None:
+    write(
+        tmp_path / "c.yaml",
+        """
+        checks:
+          - {name: ready, type: outcome, status: warn, reason: threshold}
+          - {name: batch, type: outcome, status: fail, readiness: false}
+        """,
+    )
+    settings = settings_for(tmp_path)
+    code, outcomes, messages = await run_once(settings, manager(), [], readiness_only=True)
+    assert (code, [s.name for s, _ in outcomes], messages) == (1, ["ready"], [])
+
+    code, outcomes, messages = await run_once(
+        settings, manager(), ["ready", "batch"], readiness_only=True
+    )
+    assert code == 3 and [s.name for s, _ in outcomes] == ["ready"]
+    assert messages == [
+        f"check 'batch' is not a readiness check (readiness: false at {tmp_path / 'c.yaml'}:3);"
+        " drop --readiness-only to run it"
+    ]
+
+
+async def test_readiness_only_with_no_readiness_check_says_so_and_exits_3(tmp_path: Path) -> None:
+    write(tmp_path / "c.yaml", "checks:\n  - {name: batch, type: outcome, readiness: false}\n")
+    code, outcomes, messages = await run_once(
+        settings_for(tmp_path), manager(), [], readiness_only=True
+    )
+    assert (code, outcomes) == (3, [])
+    assert messages == ["no check has readiness: true: --readiness-only has nothing to run"]
+
+
+async def test_an_unknown_name_lists_the_configured_checks_or_none(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    code, outcomes, messages = await run_once(settings, manager(), ["nope"])
+    assert (code, outcomes) == (3, [])
+    assert messages == ["no check named 'nope'; configured checks: none"]
+
+    write(tmp_path / "c.yaml", "checks:\n  - {name: alpha, type: outcome}\n"
+          "  - {name: beta, type: outcome}\n")  # fmt: skip
+    code, outcomes, messages = await run_once(settings, manager(), ["zzz", "alpha"])
+    assert code == 3 and [s.name for s, _ in outcomes] == ["alpha"]
+    assert messages == ["no check named 'zzz'; configured checks: alpha, beta"]
+
+
+@pytest.mark.parametrize(("count", "tail"), [(10, "c9"), (12, "c9 and 2 more")])
+async def test_an_unknown_name_lists_at_most_ten_configured_checks(
+    tmp_path: Path, count: int, tail: str
+) -> None:
+    lines = "".join(f"  - {{name: c{i}, type: outcome}}\n" for i in range(count))
+    write(tmp_path / "c.yaml", f"checks:\n{lines}")
+    _, _, [message] = await run_once(settings_for(tmp_path), manager(), ["nope"])
+    shown = ", ".join(f"c{i}" for i in range(9))
+    assert message == f"no check named 'nope'; configured checks: {shown}, {tail}"
+
+
+async def test_an_unknown_name_with_configuration_errors_keeps_the_errors_and_says_valid(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path / "c.yaml", "checks:\n  - {name: fine, type: outcome}\n"
+          "  - {name: typo, type: outcome, statu: ok}\n")  # fmt: skip
+    code, outcomes, messages = await run_once(settings_for(tmp_path), manager(), ["typo"])
+    assert (code, outcomes) == (3, [])
+    [error, unknown] = messages
+    assert "statu" in error
+    assert unknown == (
+        "no valid check named 'typo'; configured checks: fine"
+        " (checks with the errors above do not run)"
+    )
+
+
+async def test_extra_files_such_as_the_embedded_checks_are_run(tmp_path: Path) -> None:
+    extra = tmp_path / "extra" / "embedded.yaml"
+    write(extra, "checks:\n  - {name: embedded, type: outcome, status: warn}\n")
+    (tmp_path / "dir").mkdir()
+    code, outcomes, _ = await run_once(settings_for(tmp_path / "dir"), manager(), [], [extra])
+    assert (code, [s.name for s, _ in outcomes]) == (1, ["embedded"])
+
+
+async def test_plugins_see_once_results_in_the_states_they_got_at_startup(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path / "c.yaml", "checks:\n  - {name: broken, type: outcome, status: fail}\n")
+    seen: list[tuple[str, str]] = []
+
+    class Recorder:
+        states: Any = None
+
+        @hookimpl
+        async def probed_startup(self, settings: Any, states: Any) -> None:
+            self.states = states
+
+        @hookimpl
+        async def probed_shutdown(self, settings: Any) -> None:
+            seen.extend((s.spec.name, s.last.status.label) for s in self.states if s.last)
+
+    code, _, _ = await run_once(settings_for(tmp_path), manager(("recorder", Recorder())), [])
+    assert (code, seen) == (2, [("broken", "fail")])
+
+
+def test_json_report_is_indented_by_two_with_rounded_durations_phases_and_values() -> None:
+    outcomes = [outcome("a", Status.OK, duration=1.23456789, phases={"connect": 0.5},
+                        values={"bytes": 42.0})]  # fmt: skip
+    text = report(outcomes, "json")
+    assert text.startswith('[\n  {\n    "name": "a",\n') and text.endswith("\n]\n")
+    [entry] = json.loads(text)
+    assert entry["duration_seconds"] == 1.234568
+    assert (entry["phases"], entry["values"]) == ({"connect": 0.5}, {"bytes": 42.0})
+
+
+def test_text_report_shows_milliseconds_and_no_colon_without_a_message() -> None:
+    text = report([outcome("quiet", Status.OK, duration=0.25)], "text")
+    assert text == "OK      quiet (outcome, 250.0ms)\n"
+    assert report([], "text") == ""
+    two = report([outcome("a", Status.OK), outcome("b", Status.FAIL, message="m")], "text")
+    assert two.splitlines() == ["OK      a (outcome, 0.0ms)", "FAIL    b (outcome, 0.0ms): m"]
+    assert two.endswith("ms): m\n")
+
+
+def test_junit_report_names_the_root_and_types_failures_and_errors_without_a_reason() -> None:
+    text = report(
+        [outcome("f", Status.FAIL, message="boom"), outcome("u", Status.UNKNOWN, message="?!")],
+        "junit",
+    )
+    root = junit(text)
+    assert root.get("name") == "probed"
+    [suite] = root
+    [failure] = suite.findall("testcase/failure")
+    assert (failure.get("type"), failure.get("message"), failure.text) == ("fail", "boom", "boom")
+    [error] = suite.findall("testcase/error")
+    assert (error.get("type"), error.get("message"), error.text) == ("unknown", "?!", "?!")
