@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import ast
 import difflib
+import fnmatch
 import importlib.metadata
 import json
 import os
@@ -70,7 +71,7 @@ TEST_MAP: Final[dict[str, tuple[str, ...]]] = {
         "tests/test_health_contract.py",
         "tests/test_daemon.py",
     ),
-    "once": ("tests/test_once.py", "tests/test_cli.py"),
+    "once": ("tests/test_once.py", "tests/test_cli.py", "tests/test_secrets_everywhere.py"),
     "redact": (
         "tests/test_redact.py",
         "tests/test_redact_forms.py",
@@ -234,7 +235,9 @@ def write_config(copy: Path, target: str, tests: list[str]) -> None:
     )
 
 
-def run_module(work: Path, module: str, max_children: int, verbose: bool) -> ModuleResult:
+def run_module(
+    work: Path, module: str, max_children: int, verbose: bool, names: tuple[str, ...] = ()
+) -> ModuleResult:
     target = f"probed/{module}.py"
     copy = work / module
     shutil.copytree(work / "base", copy, ignore=IGNORE)
@@ -258,7 +261,7 @@ def run_module(work: Path, module: str, max_children: int, verbose: bool) -> Mod
     )
     env.pop("MUTANT_UNDER_TEST", None)
     cmd = ["nice", "-n", "10", sys.executable, "-m", "mutmut", "run"]
-    cmd += ["--max-children", str(max_children)]
+    cmd += ["--max-children", str(max_children), *names]
     meta = copy / "mutants" / (target + ".meta")
     started = time.monotonic()
     with open(copy / "mutmut-run.log", "wb") as log:
@@ -283,6 +286,8 @@ def run_module(work: Path, module: str, max_children: int, verbose: bool) -> Mod
     spans = _spans(copy / "mutants" / (target + ".spans"))
     mutated = (copy / "mutants" / target).read_text().splitlines()
     defs = _def_lines(copy / target)
+    if names:  # the others were not run: leave them out of the counts
+        codes = {n: c for n, c in codes.items() if any(fnmatch.fnmatch(n, p) for p in names)}
     for name, code in sorted(codes.items(), key=lambda kv: _natural(kv[0])):
         mutant = Mutant(name, STATUS_BY_EXIT_CODE.get(code, "suspicious"))
         if mutant.status != "killed":
@@ -461,6 +466,15 @@ def main() -> int:
     parser.add_argument("--max-children", type=int, default=2, help="parallel mutants (default 2)")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    parser.add_argument(
+        "--mutants",
+        nargs="+",
+        default=(),
+        metavar="NAME",
+        help="run and count only these mutants (mutmut names such as"
+        " probed.once.x_select__mutmut_3, or fnmatch patterns; e.g. a previous run's survivors"
+        " from its --json); one module only",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="show mutmut's output")
     args = parser.parse_args()
     try:
@@ -474,6 +488,8 @@ def main() -> int:
     unknown = sorted(set(modules) - set(TEST_MAP))
     if unknown:
         parser.error(f"unknown module(s) {' '.join(unknown)}; choose from {' '.join(TEST_MAP)}")
+    if args.mutants and len(modules) != 1:
+        parser.error("--mutants needs exactly one module")
     work = args.workdir or Path(tempfile.mkdtemp(prefix="probed-mutation-"))
     work.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -482,7 +498,9 @@ def main() -> int:
         results = []
         for module in modules:
             print(f"mutating probed/{module}.py ...", file=sys.stderr, flush=True)
-            results.append(run_module(work, module, args.max_children, args.verbose))
+            results.append(
+                run_module(work, module, args.max_children, args.verbose, tuple(args.mutants))
+            )
             r = results[-1]
             note = f" {r.error}" if r.error else ""
             print(
@@ -494,6 +512,8 @@ def main() -> int:
             f"mutmut {version} on {what}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
             f"{args.max_children} children, {time.monotonic() - started:.0f}s in all"
         )
+        if args.mutants:
+            header += f"; only {len(args.mutants)} named mutant(s)"
         print_report(results, header, args.markdown)
         if args.json:
             args.json.write_text(
