@@ -267,3 +267,41 @@ def test_digest_accepts_undecodable_content_and_environment_values() -> None:
     first = Interpolator({"A": "\udcff"}).digest(b"\xff ${A}")
     assert first == Interpolator({"A": "\udcff"}).digest(b"\xff ${A}")
     assert first != Interpolator({"A": "x"}).digest(b"\xff ${A}")
+
+
+def test_validate_reports_file_and_variable_errors_at_their_lines(tmp_path: Path) -> None:
+    big = tmp_path / "big"
+    big.write_bytes(b"a" * (1 << 20) + b"b")
+    write(
+        tmp_path / "checks" / "c.yaml",
+        f"""
+        checks:
+          - name: empty-path
+            type: outcome
+            status: ok
+            message: "x ${{file:}}"
+          - name: misspelt
+            type: outcome
+            status: ok
+            message: "${{Db_HOST}}"
+          - name: too-big
+            type: outcome
+            status: ok
+            message: "${{file:{big}}}"
+        """,
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROBED_")}
+    env["DB_HOST"] = "db.internal"
+    command = [sys.executable, "-m", "probed", "validate"]
+    command += ["--checks-dir", str(tmp_path / "checks"), "--plugins-dir", str(PLUGINS)]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    where = tmp_path / "checks" / "c.yaml"
+    assert (result.stdout + result.stderr).splitlines() == [
+        f"{where}:5: checks[0].message: ${{file:}} needs a path, e.g. ${{file:/run/secrets/token}}",
+        f"{where}:9: checks[1].message: environment variable 'Db_HOST' is not set; "
+        "did you mean DB_HOST? (set it, or give a default: ${Db_HOST:-default})",
+        f"{where}:13: checks[2].message: cannot read file {str(big)!r} (from ${{file:...}}): "
+        "larger than 1048576 bytes",
+        "3 error(s); 0 valid check(s)",
+    ]
