@@ -105,6 +105,8 @@ class Interpolator:
         where = f"cannot read file {name!r} (from ${{file:...}})"
         if not name:
             return InterpolationError("${file:} needs a path, e.g. ${file:/run/secrets/token}")
+        if "\0" in name:  # open() would raise ValueError, not OSError
+            return InterpolationError(f"{where}: a path cannot contain a NUL character")
         try:
             with Path(name).open("rb") as handle:
                 data = handle.read(_MAX_FILE_BYTES + 1)

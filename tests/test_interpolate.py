@@ -305,3 +305,22 @@ def test_validate_reports_file_and_variable_errors_at_their_lines(tmp_path: Path
         "larger than 1048576 bytes",
         "3 error(s); 0 valid check(s)",
     ]
+
+
+def test_a_file_reference_with_a_nul_in_its_path_is_a_located_error(tmp_path: Path) -> None:
+    checks = tmp_path / "checks.d"
+    checks.mkdir()
+    (checks / "nul.yaml").write_text(
+        'checks:\n  - name: a\n    type: tcp\n    address: "${file:/run/a\\0b}"\n'
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "probed", "validate", "--checks-dir", str(checks)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert "nul.yaml:4: checks[0].address: cannot read file" in done.stderr
+    assert "a path cannot contain a NUL character" in done.stderr
