@@ -345,7 +345,9 @@ def _associate_all_tests(copy: Path, target: str, tests: list[str], env: dict[st
     meta_path = copy / "mutants" / (target + ".meta")
     meta = json.loads(meta_path.read_text())
     codes = meta["exit_code_by_key"]
-    for name in [n for n, code in codes.items() if code in (5, 33)]:
+    # "no tests", and also "survived": in-process tests of the module (if any) were all the
+    # first run used; the subprocess tests may still kill those mutants.
+    for name in [n for n, code in codes.items() if code in (0, 5, 33)]:
         del codes[name]
     meta_path.write_text(json.dumps(meta))
 
