@@ -122,9 +122,9 @@ SELECT: Final[dict[str, tuple[str, ...]]] = {"once": ("-k", "once")}
 # Modules whose tests run ``python -m probed`` in a subprocess. mutmut only runs a mutant
 # against the tests it saw call the mutated function in its own process, so for these the
 # script runs mutmut twice: after the first run it associates every test of the module's files
-# with every function of the module, forgets the "no tests" verdicts and runs again. The
-# subprocesses import the mutated copy (``PYTHONPATH`` starts with ``mutants/``) and inherit
-# ``MUTANT_UNDER_TEST``, so they run the mutant.
+# with every function of the module, forgets the "no tests" and "survived" verdicts and runs
+# again. The subprocesses import the mutated copy (``PYTHONPATH`` starts with ``mutants/``) and
+# inherit ``MUTANT_UNDER_TEST``, so they run the mutant.
 SUBPROCESS_TESTED: Final = frozenset({"once"})
 
 SITECUSTOMIZE: Final = """\
