@@ -347,8 +347,9 @@ def _associate_all_tests(copy: Path, target: str, tests: list[str], env: dict[st
     codes = meta["exit_code_by_key"]
     # "no tests", and also "survived": in-process tests of the module (if any) were all the
     # first run used; the subprocess tests may still kill those mutants.
+    # (None = not run yet; a deleted key would not come back: the file is not re-mutated)
     for name in [n for n, code in codes.items() if code in (0, 5, 33)]:
-        del codes[name]
+        codes[name] = None
     meta_path.write_text(json.dumps(meta))
 
 
