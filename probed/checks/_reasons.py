@@ -2,7 +2,7 @@
 
 Defined once here, so two check types that see the same thing (a database refusing clients
 over its limit, a replica where a primary was expected) report the same ``reason`` label.
-The README section of each check type lists the reasons it may report.
+The section of each check type in docs/check-types.md lists the reasons it may report.
 """
 
 from __future__ import annotations
