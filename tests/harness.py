@@ -18,6 +18,7 @@ from probed.config import load_settings
 from probed.daemon import Daemon
 from probed.plugins import DEFAULT_PLUGINS, get_plugin_manager
 from probed.server import make_app
+from tests.fakes import GATES, ScriptPlugin
 from tests.servers._util import free_port
 
 
@@ -117,3 +118,27 @@ def write(path: Path, text: str) -> Path:
 
 
 PYTHON = sys.executable
+
+
+PLUGINS_DATA = Path(__file__).parent / "data" / "plugins"
+
+
+@contextlib.asynccontextmanager
+async def scripted_daemon(checks: Path, **overrides: Any) -> AsyncIterator[Running]:
+    """A daemon with only the ``outcome`` (tests/data/plugins) and ``script`` check types;
+    every gate a script check waits on is opened before it stops, and forgotten after."""
+    try:
+        async with running_daemon(
+            checks,
+            builtins=(),
+            plugins=[("script", ScriptPlugin())],
+            plugins_dirs=[PLUGINS_DATA],
+            **overrides,
+        ) as r:
+            try:
+                yield r
+            finally:
+                for event in list(GATES.values()):
+                    event.set()
+    finally:
+        GATES.clear()

@@ -18,35 +18,16 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from probed.health import HEALTH_JSON, STUCK_AFTER
-from tests.fakes import GATES, ScriptPlugin
-from tests.harness import Running, running_daemon, wait_for, write
+from tests.fakes import GATES
+from tests.harness import Running, wait_for, write
+from tests.harness import scripted_daemon as daemon
 
-PLUGINS = Path(__file__).parent / "data" / "plugins"
-SCRIPT = [("script", ScriptPlugin())]
 ISO_SECONDS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
-
-
-@asynccontextmanager
-async def daemon(checks: Path, **overrides: Any) -> AsyncIterator[Running]:
-    """A daemon with the ``outcome`` and ``script`` types; gates are opened before it stops."""
-    try:
-        async with running_daemon(
-            checks, builtins=(), plugins=SCRIPT, plugins_dirs=[PLUGINS], **overrides
-        ) as r:
-            try:
-                yield r
-            finally:
-                for event in list(GATES.values()):
-                    event.set()
-    finally:
-        GATES.clear()
 
 
 def gate(name: str) -> asyncio.Event:

@@ -5,34 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.fakes import CONTROL, GATES, ScriptPlugin
-from tests.harness import Running, running_daemon, write
-
-PLUGINS = Path(__file__).parent / "data" / "plugins"
-SCRIPT = [("script", ScriptPlugin())]
-
-
-@asynccontextmanager
-async def daemon(checks: Path, **overrides: Any) -> AsyncIterator[Running]:
-    try:
-        async with running_daemon(
-            checks, builtins=(), plugins=SCRIPT, plugins_dirs=[PLUGINS], **overrides
-        ) as r:
-            try:
-                yield r
-            finally:
-                for event in list(GATES.values()):
-                    event.set()
-    finally:
-        GATES.clear()
+from tests.fakes import CONTROL
+from tests.harness import scripted_daemon as daemon
+from tests.harness import write
 
 
 def by_check(text: str, name: str, **labels: str) -> dict[str, float]:
