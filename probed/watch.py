@@ -55,11 +55,14 @@ def content_digest(files: StatFingerprint) -> str:
     """One digest of the files' names and contents (blocking: call in a thread)."""
     digest = hashlib.sha256()
     for name, _, _ in files:
+        # Each file hashed on its own and streamed: a huge file dropped into checks.d costs
+        # time here, never memory (the loader refuses it later with a located error).
         try:
-            data = Path(name).read_bytes()
+            with Path(name).open("rb") as handle:
+                part = hashlib.file_digest(handle, "sha256").hexdigest()
         except OSError as exc:
-            data = f"\0unreadable:{exc.errno}".encode()
-        digest.update(f"{len(name)}:{name}:{len(data)}:".encode() + data)
+            part = f"unreadable:{exc.errno}"
+        digest.update(f"{len(name)}:{name}:{part}\0".encode())
     return digest.hexdigest()
 
 
