@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from pydantic import BaseModel, ValidationError
 
@@ -165,12 +165,26 @@ class Document:
         return [self.error((*base, *loc), message) for loc, message in problems]
 
 
+MAX_FILE_BYTES: Final = 64 * 1024 * 1024
+"""Largest configuration file read (50,000 checks take about 8 MiB of YAML)."""
+
+
 def read_bytes(path: Path) -> bytes | ConfigError:
-    """The file's content, or the error saying why it cannot be read."""
+    """The file's content, or the error saying why it cannot be read (or is too large)."""
     try:
-        return path.read_bytes()
+        with path.open("rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         return ConfigError(str(path), 0, "", f"cannot read: {exc.strerror or type(exc).__name__}")
+    if len(data) > MAX_FILE_BYTES:
+        return ConfigError(
+            str(path),
+            0,
+            "",
+            f"file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB; "
+            "split its checks across several files",
+        )
+    return data
 
 
 def _kind(value: Any) -> str:
