@@ -5,6 +5,10 @@ The daemon, not the plugin, owns timing, timeouts and exceptions. :func:`execute
 ``fail`` with reason ``exception``, one that hangs is cancelled at its timeout and becomes a
 ``fail`` with reason ``timeout``, and one that blocked the event loop past its timeout is
 reported as a ``timeout`` that says so.
+
+A check may declare what it is doing with :func:`probed.phase.set_phase` /
+:func:`probed.phase.phase`; a timeout's message then names it: ``no answer within the timeout
+of 5s while connecting``.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import time
 from typing import Any, Final
 
 from probed.check import Check, Reason, Result, Status, clean_reason
+from probed.phase import CURRENT_PHASE, RunPhase
 
 __all__ = ["execute"]
 
@@ -67,6 +72,8 @@ async def execute(check: Check[Any], timeout: float) -> Result:
         if failed is not None:
             return failed
     start = time.perf_counter()
+    phase = RunPhase()
+    token = CURRENT_PHASE.set(phase)
     try:
         async with asyncio.timeout(timeout):
             result = await check.run()
@@ -76,12 +83,17 @@ async def execute(check: Check[Any], timeout: float) -> Result:
                 f"check type {check.spec.type!r} returned {type(result).__name__}, not a Result",
             )
     except TimeoutError:
-        result = Result.fail(Reason.TIMEOUT, f"no answer within the timeout of {timeout:g}s")
+        during = f" while {phase.name}" if phase.name else ""
+        result = Result.fail(
+            Reason.TIMEOUT, f"no answer within the timeout of {timeout:g}s{during}"
+        )
     except asyncio.CancelledError:
         raise
     except Exception as exc:
         log.debug("check %s raised", check.spec.name, exc_info=True)
         result = Result.fail(Reason.EXCEPTION, f"check raised {_describe(exc)}")
+    finally:
+        CURRENT_PHASE.reset(token)
     duration = time.perf_counter() - start
     if duration > timeout and result.reason != Reason.TIMEOUT:
         # The coroutine finished without yielding to the loop in time: it blocked the loop.
