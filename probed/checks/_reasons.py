@@ -12,12 +12,14 @@ from typing import Final
 __all__ = [
     "CONFIG",
     "DATABASE_MISSING",
+    "HEADER_SIZE",
     "LOADING",
     "NOT_FOUND",
     "PACKET_LOSS",
     "PERMISSION",
     "QUERY",
     "RCODE",
+    "REDIRECT_REFUSED",
     "ROLE",
     "TOO_MANY_CONNECTIONS",
     "TRUNCATED",
@@ -67,3 +69,11 @@ RCODE: Final = "rcode"
 
 UNHEALTHY: Final = "unhealthy"
 """json_api: the service's own health document says warn or fail (DOWN, fail, degraded...)."""
+
+HEADER_SIZE: Final = "header_size"
+"""http, json_api: the response head is over a cap (status or header line, header count,
+``max_header_size``); reading stopped there."""
+
+REDIRECT_REFUSED: Final = "redirect_refused"
+"""http, json_api: a redirect led to an address the check may not follow to (link-local or a
+cloud metadata address by default; private ranges when ``follow_redirects_to_private`` is off)."""
