@@ -42,6 +42,13 @@ class Settings:
     :param hook_timeout: seconds an async notification hook may take before it is abandoned.
     :param watch: whether changes under the checks directories are picked up on their own.
     :param use_embedded_checks: run the embedded host checks (no config and no checks dir given).
+    :param web_config: exporter-toolkit web configuration (TLS, basic auth, headers); see
+        :mod:`probed.webconfig`. The listener settings below are read at start only.
+    :param health_listen: ``HOST:PORT`` of a second listener serving only ``/health/*``.
+    :param reload_endpoint: who may ``POST /-/reload`` (see :mod:`probed.listen`).
+    :param max_connections: open connections per listener; more are closed at once.
+    :param header_timeout: seconds a new connection has to send a whole request.
+    :param idle_timeout: seconds an idle keep-alive connection stays open.
     """
 
     config_file: Path | None = None
@@ -60,6 +67,12 @@ class Settings:
     defaults: CheckDefaults = field(default_factory=CheckDefaults)
     plugins: Mapping[str, Any] = field(default_factory=dict)
     use_embedded_checks: bool = False
+    web_config: Path | None = None
+    health_listen: str | None = None
+    reload_endpoint: Literal["protected", "open", "off"] = "protected"
+    max_connections: int = 1000
+    header_timeout: float = 10.0
+    idle_timeout: float = 30.0
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -105,11 +118,17 @@ class SettingsFile(BaseModel):
     hook_timeout: Duration | None = None
     watch: bool | None = None
     watch_interval: Duration | None = None
+    web_config: str | None = None
+    health_listen: str | None = None
+    reload_endpoint: Literal["protected", "open", "off"] | None = None
+    max_connections: PositiveInt | None = None
+    header_timeout: Duration | None = None
+    idle_timeout: Duration | None = None
     defaults: Any = None
     plugins: dict[str, dict[str, Any] | None] | None = None
     checks: list[Any] | None = None
 
-    @field_validator("listen")
+    @field_validator("listen", "health_listen")
     @classmethod
     def _listen(cls, value: str | None) -> str | None:
         if value is None:  # `listen: null` (or `listen:`) means the default, like no key
@@ -177,6 +196,8 @@ def _settings_values(path: Path) -> dict[str, Any]:
             continue
         if name in ("checks_dirs", "plugins_dirs"):
             value = tuple(base / Path(v).expanduser() for v in value)
+        elif name == "web_config":
+            value = base / Path(value).expanduser()
         elif name == "disabled_plugins":
             value = tuple(value)
         elif name == "defaults":
