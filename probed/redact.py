@@ -30,14 +30,13 @@ shortened URL is better than showing a password.
 
 from __future__ import annotations
 
-import base64
 import enum
-import json
 import re
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
-from urllib.parse import quote, quote_plus
+
+from probed._redact_forms import Matcher, forms
 
 __all__ = [
     "CREDENTIAL_HEADERS",
@@ -61,7 +60,6 @@ MIN_SECRET_LENGTH: Final = 4
 """Shorter values are not treated as secrets: redacting ``on`` or ``1`` would mangle text."""
 
 _PYDANTIC_MASK: Final = "**********"  # how pydantic dumps SecretStr; shown as MASK
-_MIN_BASE64_CORE: Final = 6  # shorter base64 fragments would mask ordinary words
 
 _SECRET_KEY: Final = re.compile(
     r"pass(word|wd|phrase)?$|^pwd$|secret|token|credential|authorization|^auth$|_auth$"
@@ -69,7 +67,7 @@ _SECRET_KEY: Final = re.compile(
 )
 _SECRET_PARAM: Final = re.compile(
     r"pass(word|wd)?$|^pwd$|secret|token|credential|^auth|api_?key|^key$|access_?key"
-    r"|signature|^sig$|^code$",
+    r"|signature|^sig$|^code$|session_?id$",
 )
 _SECRET_ENV: Final = re.compile(r"PASS|SECRET|TOKEN|KEY|AUTH|CREDENTIAL|DSN", re.IGNORECASE)
 
@@ -84,6 +82,12 @@ _QUERY_PARAM: Final = re.compile(r"(?P<pre>(?:^|[?&;])(?P<name>[^=&;#?]+)=)(?P<v
 _DSN_PARAM: Final = re.compile(
     rf"(?P<pre>(?<![\w.-])(?P<name>[A-Za-z_][\w-]*)\s*=\s*)"
     rf"(?P<value>'(?:[^'\\]|\\.)*'|[^{_STOP}&,;]+)"
+)
+# A URL without a scheme (a redirect's path, "GET /x?token=..." in a log line, host/path?q):
+# a word holding '/' or '.' before the '?'; "a?token=t" in prose is left alone.
+# Possessive, from a word's start only: linear on hostile text (a long word of dots, no '?').
+_BARE_URL: Final = re.compile(
+    rf"(?P<pre>(?<![^{_STOP}?])[^{_STOP}?/.]*+[/.][^{_STOP}?]*+\?)(?P<query>[^{_STOP}#]++)"
 )
 _DSN_SECRET: Final = re.compile(r"(ssl)?pass(word|wd)?$|^pwd$")
 # Credential headers in text: "Authorization: Bearer x", "X-Api-Key: x", "Cookie: a=b".
@@ -154,6 +158,10 @@ def redact_url(url: str) -> str:
     return _URL.sub(lambda m: _mask_url(m[0]), url) if "://" in url else url
 
 
+def _mask_bare_url(m: re.Match[str]) -> str:
+    return m["pre"] + _mask_query(m["query"])
+
+
 def _mask_dsn(m: re.Match[str]) -> str:
     return m["pre"] + MASK if _DSN_SECRET.search(_normal(m["name"])) else m[0]
 
@@ -179,6 +187,8 @@ def redact_text(text: str) -> str:
         text = redact_url(text)
     if not hinted:
         return text
+    if "?" in text and "=" in text:
+        text = _BARE_URL.sub(_mask_bare_url, text)
     if "=" in text and ("pass" in low or "pwd" in low):
         text = _DSN_PARAM.sub(_mask_dsn, text)
     if ":" in text:
@@ -189,64 +199,42 @@ def redact_text(text: str) -> str:
     return text
 
 
-def _base64_cores(secret: bytes) -> set[str]:
-    """Base64 fragments that appear wherever ``secret`` is encoded, at any byte alignment."""
-    cores = set()
-    for encode in (base64.b64encode, base64.urlsafe_b64encode):
-        for offset in range(3):
-            encoded = encode(b"\0" * offset + secret).decode()
-            first = -(-offset * 8 // 6)  # the first character made of secret bits only
-            last = (offset + len(secret)) * 8 // 6  # one past the last such character
-            core = encoded[first:last]
-            if len(core) >= _MIN_BASE64_CORE:
-                cores.add(core)
-    return cores
-
-
-_ESCAPES: Final[tuple[Callable[[str], str], ...]] = (
-    lambda s: json.dumps(s)[1:-1],
-    lambda s: json.dumps(s, ensure_ascii=False)[1:-1],
-    lambda s: repr(s)[1:-1],
-)
-
-
-def _forms(secret: str) -> set[str]:
-    """The ways ``secret`` can be written in output: raw, URL-encoded, base64, and escaped once
-    or twice (JSON or a Python repr inside a JSON log line, JSON inside JSON...)."""
-    forms = {secret, quote(secret, safe=""), quote(secret), quote_plus(secret)}
-    forms |= {re.sub(r"%[0-9A-F]{2}", lambda m: m[0].lower(), f) for f in list(forms)}
-    for _ in range(2):
-        forms |= {escape(f) for f in list(forms) for escape in _ESCAPES}
-    return forms | _base64_cores(secret.encode())
-
-
 class Redactor:
-    """Masks every known secret value, in every form it may take, then applies
+    """Masks every known secret value, in every form it may take (see
+    :mod:`probed._redact_forms`: raw, URL-encoded, JSON- or Python-escaped, base64 also inside
+    ``Basic`` credentials, each line of a multi-line secret, any letter case), then applies
     :func:`redact_text`; longest forms first, so a secret containing another is masked whole.
 
     A redactor built from no secrets still masks shaped secrets (URL passwords, ``?token=``...)
-    and returns text with nothing to mask unchanged (the same object).
+    and returns text with nothing to mask unchanged (the same object). Callers leave out values
+    shorter than :data:`MIN_SECRET_LENGTH` (see :func:`option_secrets`); ``add_secret`` does.
     """
 
-    __slots__ = ("_pattern", "secrets")
+    __slots__ = ("_matcher", "secrets")
 
-    def __init__(self, secrets: Iterable[str]) -> None:
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
         self.secrets: frozenset[str] = frozenset(s for s in secrets if s)
-        forms = {f for s in self.secrets for f in _forms(s) if f}
-        ordered = sorted(forms, key=lambda s: (-len(s), s))
-        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        self._matcher = Matcher(f for s in self.secrets for f in forms(s, MIN_SECRET_LENGTH))
+
+    def add_secret(self, *values: str) -> None:
+        """Mask ``values`` too from now on (a credential a check learns or sends at run time,
+        such as a request header value): rebuilt once per call, so pass them together."""
+        new = {v for v in values if len(v) >= MIN_SECRET_LENGTH} - self.secrets
+        if new:
+            secrets = self.secrets | new
+            # One assignment each: a logging thread sees the old or the new matcher, never half.
+            self._matcher = Matcher(f for s in secrets for f in forms(s, MIN_SECRET_LENGTH))
+            self.secrets = secrets
 
     def __call__(self, text: str) -> str:
         """``text`` with each secret replaced by ``***``."""
         if not text:
             return text
-        if self._pattern is not None:
-            text = self._pattern.sub(MASK, text)
-        return redact_text(text)
+        return redact_text(self._matcher.sub(text, MASK))
 
     def __bool__(self) -> bool:
         """Whether any secret value is known."""
-        return self._pattern is not None
+        return bool(self._matcher)
 
 
 _PLAIN: Final = (str, bytes, int, float, bool)
@@ -273,6 +261,8 @@ def _may_hold_secret(annotation: Any) -> bool:
         return False
     if origin is typing.Annotated:
         return _may_hold_secret(typing.get_args(annotation)[0])
+    if origin in (dict, typing.Mapping, Mapping):
+        return True  # a secret-named key (a header like X-Api-Key) makes its value secret
     if origin is not None:  # unions, containers
         return any(_may_hold_secret(arg) for arg in typing.get_args(annotation))
     if annotation is None or annotation is type(None):
@@ -286,8 +276,24 @@ def _may_hold_secret(annotation: Any) -> bool:
     return True  # SecretStr, SecretUrl, a path, anything else: look at the value
 
 
+def _credential_parts(value: str) -> list[str]:
+    """``value`` and, for ``Bearer x`` / ``Basic x`` style credentials, the ``x`` alone."""
+    scheme, _, rest = value.strip().partition(" ")
+    return [value, rest.strip()] if rest and scheme.isalpha() and len(scheme) <= 16 else [value]
+
+
+def _secret_value(value: Any) -> str | None:
+    secret = value.get_secret_value() if hasattr(type(value), "get_secret_value") else value
+    return secret if isinstance(secret, str) else None
+
+
 def option_secrets(options: Any) -> set[str]:
-    """Secret values in a check's options: ``SecretStr`` values and the passwords of secret URLs.
+    """Secret values in a check's options.
+
+    ``SecretStr`` values, the passwords of secret URLs, the values of secret-named mapping keys
+    (request headers such as ``Authorization``, ``Cookie``, ``X-Api-Key``, also in plain
+    ``headers:``, with the credential after ``Bearer``/``Basic`` on its own), and
+    ``username:password`` when a model has both (the text behind ``Basic`` credentials).
 
     Walks pydantic models, mappings and sequences; anything with ``secrets()`` (such as
     :class:`~probed.checks._db_common.SecretUrl`) contributes those, anything else with
@@ -308,9 +314,17 @@ def option_secrets(options: Any) -> set[str]:
         elif hasattr(kind, "__pydantic_fields__"):
             for name in _fields_that_may_hold_secrets(kind):
                 walk(getattr(value, name, None))
+            user = getattr(value, "username", None) or getattr(value, "user", None)
+            password = _secret_value(getattr(value, "password", None))
+            if isinstance(user, str) and password:
+                found.add(f"{user}:{password}")
         elif isinstance(value, dict):
-            for item in value.values():
-                walk(item)
+            for key, item in value.items():
+                secret = _secret_value(item)
+                if secret and isinstance(key, str) and is_secret_key(key):
+                    found.update(_credential_parts(secret))
+                else:
+                    walk(item)
         elif isinstance(value, list | tuple | set | frozenset):
             for item in value:
                 walk(item)

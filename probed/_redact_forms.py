@@ -1,0 +1,158 @@
+"""The forms a known secret takes on its way out, and a fast case-insensitive matcher for them.
+
+Used by :class:`probed.redact.Redactor` only (``probed.redact`` stays the one owner of secrets
+in output). A secret is written in output raw; URL-encoded (``quote``, ``quote_plus``, hex in
+either case); JSON- or Python-escaped, once or twice (a repr'd excerpt inside a JSON log
+line); base64 (standard or URL-safe, with or without padding, and at any byte alignment, so
+inside ``Basic base64(user:password)`` too); one line of a multi-line secret at a time; and in
+any letter case. Every form is folded (:func:`fold`) and matched against folded text.
+
+Matching is linear in the text whatever the number of secrets: a few thousand forms are one
+compiled alternation (longest first); more are looked up by their first
+:data:`PREFIX` characters in a dict while the text is scanned once (a 10,000-secret
+configuration costs about as much per message as a 100-secret one; see ``docs/security.md``).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Callable, Iterable
+from typing import Final
+from urllib.parse import quote, quote_plus
+
+__all__ = ["PREFIX", "Matcher", "fold", "forms"]
+
+PREFIX: Final = 4
+"""How many first characters of a form the prefix scan looks up (fewer if a form is shorter)."""
+
+_MIN_BASE64_CORE: Final = 6  # shorter base64 fragments would mask ordinary words
+# Up to this many forms one regex is compiled (fast for a few); above, the prefix scan (its cost
+# does not grow with the number of forms, and building it takes no regex compilation).
+_REGEX_MAX_FORMS: Final = 2_000
+
+_ESCAPES: Final[tuple[Callable[[str], str], ...]] = (
+    lambda s: json.dumps(s)[1:-1],
+    lambda s: json.dumps(s, ensure_ascii=False)[1:-1],
+    lambda s: repr(s)[1:-1],
+)
+
+
+def fold(text: str) -> str:
+    """``text`` case-folded, keeping its length (characters that fold to several stay as is),
+    so positions in the folded text are positions in ``text``."""
+    folded = text.casefold()
+    if len(folded) == len(text):
+        return folded
+    return "".join(f if len(f := c.casefold()) == 1 else c for c in text)
+
+
+def _base64_forms(secret: bytes) -> set[str]:
+    """Base64 of ``secret`` alone when padded, and the fragments that appear wherever it is
+    encoded, at any byte alignment (inside ``user:password``, after a newline...)."""
+    found = set()
+    for encode in (base64.b64encode, base64.urlsafe_b64encode):
+        whole = encode(secret).decode()
+        bare = whole.rstrip("=")
+        if whole != bare:  # padded: distinctive even for a short secret
+            found.add(whole)
+        if len(bare) > _MIN_BASE64_CORE:
+            found.add(bare)
+        for offset in range(3):
+            encoded = encode(b"\0" * offset + secret).decode()
+            first = -(-offset * 8 // 6)  # the first character made of secret bits only
+            last = (offset + len(secret)) * 8 // 6  # one past the last such character
+            core = encoded[first:last]
+            if len(core) >= _MIN_BASE64_CORE:
+                found.add(core)
+    return found
+
+
+def _text_forms(secret: str) -> set[str]:
+    """Raw, URL-encoded, and escaped once or twice."""
+    found = {secret, quote(secret, safe=""), quote(secret), quote_plus(secret)}
+    for _ in range(2):
+        found |= {escape(f) for f in list(found) for escape in _ESCAPES}
+    return found
+
+
+def forms(secret: str, min_length: int = PREFIX) -> set[str]:
+    """Every folded form of ``secret`` (see the module doc); lines of a multi-line secret
+    shorter than ``min_length`` are not masked on their own."""
+    pieces = {secret}
+    if "\n" in secret or "\r" in secret:
+        for line in secret.splitlines():
+            for piece in (line, line.strip()):
+                if len(piece) >= max(min_length, PREFIX):
+                    pieces.add(piece)
+    found: set[str] = set()
+    for piece in pieces:
+        found |= _text_forms(piece) | _base64_forms(piece.encode())
+    return {f for f in map(fold, found) if f}
+
+
+class Matcher:
+    """Finds folded forms in text, longest first at each position, and masks them."""
+
+    __slots__ = ("_index", "_prefix", "_regex")
+
+    def __init__(self, folded: Iterable[str]) -> None:
+        ordered = sorted(set(folded), key=lambda s: (-len(s), s))
+        self._prefix = PREFIX
+        self._regex: re.Pattern[str] | None = None
+        self._index: dict[str, tuple[str, ...]] | None = None
+        if len(ordered) <= _REGEX_MAX_FORMS:
+            self._regex = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+            return
+        self._prefix = min(PREFIX, len(ordered[-1]))
+        index: dict[str, list[str]] = {}
+        for form in ordered:  # longest first within each bucket too
+            index.setdefault(form[: self._prefix], []).append(form)
+        self._index = {k: tuple(v) for k, v in index.items()}
+
+    def __bool__(self) -> bool:
+        return self._regex is not None or self._index is not None
+
+    def sub(self, text: str, mask: str) -> str:
+        """``text`` with every form replaced by ``mask`` (the same object if none is found)."""
+        folded = fold(text)
+        spans = self._spans_regex(folded) if self._regex is not None else self._spans(folded)
+        if not spans:
+            return text
+        out: list[str] = []
+        last = 0
+        for start, end in spans:
+            out.append(text[last:start])
+            out.append(mask)
+            last = end
+        out.append(text[last:])
+        return "".join(out)
+
+    def _spans_regex(self, folded: str) -> list[tuple[int, int]]:
+        assert self._regex is not None
+        return [m.span() for m in self._regex.finditer(folded)]
+
+    def _spans(self, folded: str) -> list[tuple[int, int]]:
+        index = self._index
+        if not index:
+            return []
+        get = index.get
+        starts = folded.startswith
+        spans: list[tuple[int, int]] = []
+        i = 0
+        size = self._prefix
+        stop = len(folded) - size + 1
+        while i < stop:
+            bucket = get(folded[i : i + size])
+            if bucket is not None:
+                for form in bucket:
+                    if starts(form, i):
+                        spans.append((i, i + len(form)))
+                        i += len(form)
+                        break
+                else:
+                    i += 1
+            else:
+                i += 1
+        return spans
