@@ -118,6 +118,7 @@ def start_daemon(
     cprofile: Path | None = None,
     gc_log: Path | None = None,
     gc_threshold: str | None = None,
+    log_level: str = "WARNING",
 ) -> Daemon:
     """Start ``probed run`` on ``checks_dir``; return once ``/health/startup`` answers 200."""
     port = free_port()
@@ -133,7 +134,7 @@ def start_daemon(
     else:
         argv += ["-m", "probed"]
     argv += ["run", "--checks-dir", str(checks_dir)]
-    argv += ["--listen", f"{LOOPBACK}:{port}", "--log-level", "WARNING"]
+    argv += ["--listen", f"{LOOPBACK}:{port}", "--log-level", log_level]
     proc = procs.start(argv, "daemon", cwd=REPO, env=env)
 
     def started() -> bool:

@@ -1,4 +1,5 @@
-"""The daemon benchmark still runs end to end and prints every figure line (so it cannot rot).
+"""The daemon and soak benchmarks still run end to end and print every figure line (so they
+cannot rot), and the soak's missed-run arithmetic counts a missing run.
 
 A tiny run: 20 TCP checks at 1 s for a 2 s window against the loopback target the script
 starts itself (nginx when installed, else aiohttp). The figures are not asserted beyond sanity;
@@ -7,10 +8,13 @@ the real benchmark is run by hand (see benchmarks/README.md).
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -45,3 +49,83 @@ def test_daemon_benchmark_prints_every_figure_line() -> None:
         assert re.search(pattern, out, re.MULTILINE), f"no line matching {pattern!r} in:\n{out}"
     achieved = float(re.search(r"^probes/s: achieved ([\d.]+)", out, re.MULTILINE)[1])  # type: ignore[index]
     assert achieved > 0, out
+
+
+def _soak_module() -> ModuleType:
+    """benchmarks/soak.py imported as a module; the names it adds to sys.modules are removed."""
+    before = set(sys.modules)
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        spec = importlib.util.spec_from_file_location("soak", REPO / "benchmarks" / "soak.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["soak"] = module  # dataclasses look their module up while decorating
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+        for name in set(sys.modules) - before:
+            if name in ("soak", "daemon", "_targets"):
+                del sys.modules[name]
+
+
+def _counters(soak: ModuleType, at: float, ok: int, fail: int, last: float) -> Any:
+    labels = 'check="pass-tcp-0000",type="tcp"'
+    body = "\n".join(
+        [
+            'probed_check_skipped_runs_total{check="x",type="tcp"} 3',
+            f'probed_check_runs_total{{{labels},result="ok"}} {ok}',
+            f'probed_check_runs_total{{{labels},result="fail"}} {fail}',
+            f"probed_check_last_run_timestamp_seconds{{{labels}}} {last}",
+        ]
+    )
+    return soak.read_counters(body, at=at, cpu=0.0)
+
+
+def test_soak_counts_a_run_missing_between_two_scrapes_as_missed() -> None:
+    soak = _soak_module()
+    plan = soak.plan_checks(50)
+    assert sum(plan.counts.values()) == 50 and len(plan.checks) == 49
+    one = soak.Plan({"pass-tcp-0000": ("pass-tcp", 2)}, {"pass-tcp": 1}, frozenset())
+    first = _counters(soak, 0.0, ok=10, fail=2, last=1000.01)
+    assert first.runs["pass-tcp-0000"] == 12 and first.skipped == 3
+    # 20 s later on its 2 s grid: 10 runs due; 9 counted, then 10.
+    late = _counters(soak, 20.0, ok=18, fail=3, last=1020.03)
+    assert soak.missed_runs(one, first, late) == (1, 10, {"pass-tcp": 1})
+    on_time = _counters(soak, 20.0, ok=19, fail=3, last=1020.03)
+    assert soak.missed_runs(one, first, on_time) == (0, 10, {})
+    # A check absent from the second scrape missed every run of the window.
+    assert soak.missed_runs(plan, first, on_time)[0] > len(plan.checks)
+
+
+def test_soak_benchmark_prints_every_figure_line() -> None:
+    args = ["--checks", "50", "--duration", "10", "--warmup", "2"]
+    args += ["--reload-every", "4", "--sample-every", "2"]
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "soak.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    for pattern in (
+        r"^soak: 50 checks \(pass-http \d+, .*redis-bulk \d+, .*reload 1\); window [\d.]+ s",
+        r"^RSS: start [\d.]+ MB, end [\d.]+ MB, drift [+-][\d.]+ % \(target < 5 %\); highest",
+        r"^fds: start \d+, end \d+, highest \d+",
+        r"^threads: start \d+, end \d+, highest \d+",
+        r"^missed runs \(checks no reload touches\): \d+ of \d+ due \(target 0\)",
+        r"^scrapes: \d+ answered 200 by 2 parallel scrapers, \d+ errors",
+        r"^reloads: [1-9]\d* \(",
+        r"^liveness: [1-9]\d* probes of /health/live, \d+ not 200",
+        r"^daemon CPU: [\d.]+ s in [\d.]+ s",
+        r"^log: \d+ lines, \d+ KiB, \d+ tracebacks",
+        r"^verdict: (PASS|FAIL) ",
+    ):
+        assert re.search(pattern, out, re.MULTILINE), f"no line matching {pattern!r} in:\n{out}"
+    # The per-check counters were parsed: runs were due and scrapes answered.
+    due = int(re.search(r" of (\d+) due", out)[1])  # type: ignore[index]
+    assert due > 50, out
+    answered = int(re.search(r"^scrapes: (\d+) answered", out, re.MULTILINE)[1])  # type: ignore[index]
+    assert answered >= 4, out
