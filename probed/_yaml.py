@@ -14,11 +14,20 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Final
 
 import yaml
+from yaml.events import (
+    AliasEvent,
+    CollectionEndEvent,
+    CollectionStartEvent,
+    NodeEvent,
+)
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from probed.errors import ConfigError
 
 __all__ = [
+    "MAX_DEPTH",
+    "MAX_INT_DIGITS",
+    "MAX_NODES",
     "DocPath",
     "YDict",
     "YList",
@@ -34,6 +43,17 @@ DocPath = tuple[str | int, ...]
 """A location inside a document: mapping keys and sequence indexes (like a pydantic ``loc``)."""
 
 _MERGE_TAG: Final = "tag:yaml.org,2002:merge"
+
+MAX_NODES: Final = 3_000_000
+"""Most nodes a document may hold, counting every alias as a copy of what it points to (a
+YAML "billion laughs" is a small file that is exponentially large once aliases are expanded;
+50,000 checks take about a million nodes)."""
+MAX_DEPTH: Final = 100
+"""Deepest nesting of mappings and sequences (a check needs fewer than ten levels; libyaml's
+composer recurses in C and crashes the process on tens of thousands)."""
+MAX_INT_DIGITS: Final = 64
+"""Longest integer read (Python refuses to convert more than 4,300 digits, and no option needs
+more than 20)."""
 
 
 class YDict(dict[Any, Any]):
@@ -108,8 +128,75 @@ def _construct_sequence(loader: _LineLoader, node: SequenceNode) -> Iterator[YLi
     data.extend(loader.construct_sequence(node))
 
 
+def _construct_int(loader: _LineLoader, node: ScalarNode) -> int:
+    text = str(node.value)
+    if len(text) > MAX_INT_DIGITS:
+        raise yaml.constructor.ConstructorError(
+            None,
+            None,
+            f"integer with {len(text)} characters: at most {MAX_INT_DIGITS} digits are read",
+            node.start_mark,
+        )
+    value: int = loader.construct_yaml_int(node)
+    return value
+
+
 _LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
 _LineLoader.add_constructor("tag:yaml.org,2002:seq", _construct_sequence)
+_LineLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
+
+def _scan(text: str) -> None:
+    """Refuse, before anything is built, a document too deep, too large once its aliases are
+    expanded, or with an alias inside the node it refers to.
+
+    Reads the event stream once: every node counts, an alias counts as many nodes as the node
+    it refers to (whose size is known when the node ends), so a "billion laughs" stops as soon
+    as the count passes :data:`MAX_NODES`, at the cost of reading the file once.
+
+    :raises yaml.MarkedYAMLError: located at the offending event.
+    """
+    loader = _BaseLoader(text)
+    count = 0
+    sizes: dict[str, int] = {}
+    # Open collections: (anchor or None, count when it started).
+    stack: list[tuple[str | None, int]] = []
+    open_anchors: set[str] = set()
+    try:
+        while (event := loader.get_event()) is not None:  # type: ignore[no-untyped-call]
+            if not isinstance(event, NodeEvent | CollectionEndEvent):
+                continue
+            problem = ""
+            if isinstance(event, AliasEvent):
+                name = str(event.anchor)
+                if name in open_anchors:
+                    problem = f"alias *{name} refers to a node that contains it (a cycle)"
+                else:
+                    count += sizes.get(name, 1)
+            elif isinstance(event, CollectionStartEvent):
+                count += 1
+                stack.append((event.anchor, count - 1))
+                if event.anchor is not None:
+                    open_anchors.add(event.anchor)
+                if len(stack) > MAX_DEPTH:
+                    problem = f"nested more than {MAX_DEPTH} levels deep"
+            elif isinstance(event, CollectionEndEvent):
+                anchor, start = stack.pop()
+                if anchor is not None:
+                    open_anchors.discard(anchor)
+                    sizes[anchor] = count - start
+            else:  # a scalar
+                count += 1
+                if event.anchor is not None:
+                    sizes[event.anchor] = 1
+            if not problem and count > MAX_NODES:
+                problem = (
+                    f"more than {MAX_NODES:,} values once aliases are expanded (an alias bomb?)"
+                )
+            if problem:
+                raise yaml.composer.ComposerError(None, None, problem, event.start_mark)  # type: ignore[arg-type]
+    finally:
+        loader.dispose()
 
 
 def load_yaml(text: str, source: str) -> Any:
@@ -117,9 +204,12 @@ def load_yaml(text: str, source: str) -> Any:
 
     :param text: the document.
     :param source: the file name used in errors.
-    :raises ConfigError: a syntax error, located at the line and column of the YAML mark.
+    :raises ConfigError: a syntax error, or a document refused by the limits above (too deep,
+        too many nodes with aliases expanded, a recursive alias, a huge integer), located at
+        the line and column of the YAML mark.
     """
     try:
+        _scan(text)
         return yaml.load(text, Loader=_LineLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

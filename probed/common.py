@@ -71,6 +71,13 @@ RESERVED_LABELS: Final = frozenset(
 TIMEOUT_SHARE: Final = 0.8
 """A check without a timeout gets at most this share of its interval."""
 
+MIN_INTERVAL: Final = 0.01
+"""Shortest interval between two runs of a check (10ms)."""
+MAX_INTERVAL: Final = 30 * 86400.0
+"""Longest interval between two runs of a check (30d)."""
+MIN_TIMEOUT: Final = 0.001
+"""Shortest timeout of a check (1ms)."""
+
 _KEY: Final = "probed.key"
 
 # -- how a key is written ---------------------------------------------------------------------
@@ -89,6 +96,46 @@ def _check_name(value: str) -> str:
             "'-', starting with a letter or digit"
         )
     return value
+
+
+def _days(seconds: float) -> str:
+    """``30d`` for whole days, else :func:`format_duration`."""
+    if seconds >= 86400 and seconds % 86400 == 0:
+        return f"{int(seconds // 86400)}d"
+    return format_duration(seconds)
+
+
+def _bounded(what: str, low: float, high: float) -> Callable[[float], float]:
+    def check(value: float) -> float:
+        if value < low:
+            raise ValueError(
+                f"{what} {format_duration(value)} is too short: at least {format_duration(low)}"
+            )
+        if value > high:
+            raise ValueError(f"{what} {_days(value)} is too long: at most {_days(high)}")
+        return value
+
+    return check
+
+
+def _duration_schema(low: float, high: float) -> WithJsonSchema:
+    pattern = r"^\s*([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+\s*$"
+    number = {"type": "number", "minimum": low, "maximum": high}
+    return WithJsonSchema({"anyOf": [{"type": "string", "pattern": pattern}, number]})
+
+
+Interval = Annotated[
+    Duration,
+    AfterValidator(_bounded("interval", MIN_INTERVAL, MAX_INTERVAL)),
+    _duration_schema(MIN_INTERVAL, MAX_INTERVAL),
+]
+"""A check's interval: a :data:`Duration` from :data:`MIN_INTERVAL` to :data:`MAX_INTERVAL`."""
+Timeout = Annotated[
+    Duration,
+    AfterValidator(_bounded("timeout", MIN_TIMEOUT, MAX_INTERVAL)),
+    _duration_schema(MIN_TIMEOUT, MAX_INTERVAL),
+]
+"""A check's timeout: a :data:`Duration` of at least :data:`MIN_TIMEOUT`."""
 
 
 def _label_value(value: Any) -> Any:
@@ -205,10 +252,12 @@ class CheckDefaults:
     """The keys a ``defaults:`` block may set, with the values a check gets when nothing does."""
 
     interval: float = field(
-        default=30.0, metadata=key(Duration, "time between runs", api="interval_seconds")
+        default=30.0,
+        metadata=key(Interval, "time between runs (10ms to 30d)", api="interval_seconds"),
     )
     timeout: float = field(
-        default=10.0, metadata=key(Duration, "must be less than interval", api="timeout_seconds")
+        default=10.0,
+        metadata=key(Timeout, "must be less than interval (at least 1ms)", api="timeout_seconds"),
     )
     readiness: bool = field(default=True, metadata=key(bool, "counts toward /health/ready"))
     failure_threshold: int = field(

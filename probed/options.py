@@ -15,6 +15,7 @@ threshold pairs built from these types live in :mod:`probed.thresholds`.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from typing import Annotated, Any, Final, get_args
 from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
 
 __all__ = [
+    "MAX_DURATION",
+    "MIN_DURATION",
     "SIZE_PATTERN",
     "SIZE_UNITS_HELP",
     "AbsolutePath",
@@ -78,21 +81,34 @@ _DURATION_PART: Final = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _DURATION_SCHEMA: Final[dict[str, Any]] = {
     "anyOf": [
         {"type": "string", "pattern": r"^\s*([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+\s*$"},
-        {"type": "number", "exclusiveMinimum": 0},
+        {"type": "number", "exclusiveMinimum": 0, "maximum": 3650 * 86400},
     ],
     "description": "a duration such as 500ms, 10s, 1m30s or 2h (a bare number is seconds)",
 }
 
 
+MIN_DURATION: Final = 1e-6
+"""Shortest duration accepted anywhere (one microsecond); check intervals and timeouts have
+their own, higher minimums (see :mod:`probed.common`)."""
+MAX_DURATION: Final = 3650 * 86400.0
+"""Longest duration accepted anywhere (3650d, about ten years)."""
+
+
 def parse_duration(value: Any) -> float:
     """Return seconds for ``500ms``/``10s``/``1m30s``/``2h``/``1d`` or a bare number of seconds.
 
-    :raises ValueError: with a message showing the accepted forms.
+    The result is finite and between :data:`MIN_DURATION` and :data:`MAX_DURATION`.
+
+    :raises ValueError: with a message showing the accepted forms (never the whole value,
+        which may be megabytes long).
     """
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 500ms, 10s or 1m30s")
-    if isinstance(value, int | float):
-        seconds = float(value)
+    if isinstance(value, int):
+        # float() of a 400-digit integer raises OverflowError; anything that long is too long.
+        seconds = float(value) if abs(value) < 10**30 else math.inf
+    elif isinstance(value, float):
+        seconds = value
     elif isinstance(value, str):
         text = value.strip()
         pos, seconds = 0, 0.0
@@ -102,16 +118,36 @@ def parse_duration(value: Any) -> float:
             seconds += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
             pos = match.end()
         if pos != len(text) or not text:
-            raise ValueError(f"invalid duration {value!r}: use forms like 500ms, 10s, 1m30s, 2h")
+            raise ValueError(
+                f"invalid duration {_shorten(value)!r}: use forms like 500ms, 10s, 1m30s, 2h"
+            )
     else:
         raise ValueError("expected a duration such as 500ms, 10s or 1m30s")
+    if not math.isfinite(seconds) and not isinstance(value, int | str):
+        raise ValueError(f"duration must be finite, got {value!r}")
     if seconds <= 0:
-        raise ValueError(f"duration must be positive, got {value!r}")
+        raise ValueError(f"duration must be positive, got {_shorten(value)!r}")
+    if seconds > MAX_DURATION:
+        raise ValueError(
+            f"duration {_shorten(value)!r} is too long: at most 3650d (about ten years)"
+        )
+    if seconds < MIN_DURATION:
+        raise ValueError(f"duration {_shorten(value)!r} is too short: at least 1 microsecond")
     return seconds
+
+
+def _shorten(value: Any) -> Any:
+    """``value`` for a message: a long text or number is cut (``'1000...000s'``)."""
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) <= 40:
+        return value
+    return f"{text[:20]}...{text[-10:]}"
 
 
 def format_duration(seconds: float) -> str:
     """Format seconds compactly (``1m30s``, ``500ms``) for messages."""
+    if not math.isfinite(seconds):
+        return str(seconds)
     if seconds < 1:
         return f"{seconds * 1000:g}ms"
     whole = int(seconds)

@@ -554,9 +554,15 @@ def test_unknown_keys_inside_a_list_of_objects_get_a_did_you_mean() -> None:
 DURATION = {
     "anyOf": [
         {"type": "string", "pattern": r"^\s*([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+\s*$"},
-        {"type": "number", "exclusiveMinimum": 0},
+        {"type": "number", "exclusiveMinimum": 0, "maximum": 315360000},
     ],
 }
+
+
+def _duration(low: float, high: float) -> dict[str, Any]:
+    return {"anyOf": [DURATION["anyOf"][0], {"type": "number", "minimum": low, "maximum": high}]}
+
+
 RESERVED = ["check", "component", "field", "instance", "job", "le", "phase", "quantile",
             "reason", "result", "stat", "status", "type", "window"]  # fmt: skip
 COMMON = {
@@ -566,8 +572,11 @@ COMMON = {
         "description": "unique across all files",
     },
     "type": {"type": "string", "description": "a registered check type"},
-    "interval": {**DURATION, "description": "time between runs"},
-    "timeout": {**DURATION, "description": "must be less than interval"},
+    "interval": {**_duration(0.01, 2592000.0), "description": "time between runs (10ms to 30d)"},
+    "timeout": {
+        **_duration(0.001, 2592000.0),
+        "description": "must be less than interval (at least 1ms)",
+    },
     "readiness": {"type": "boolean", "description": "counts toward /health/ready"},
     "failure_threshold": {
         "type": "integer",
