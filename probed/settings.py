@@ -12,7 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    field_validator,
+)
 
 from probed._document import Problem, pydantic_problems, read_bytes, read_document
 from probed._interpolate import Interpolator
@@ -49,6 +57,7 @@ class Settings:
     :param max_connections: open connections per listener; more are closed at once.
     :param header_timeout: seconds a new connection has to send a whole request.
     :param idle_timeout: seconds an idle keep-alive connection stays open.
+    :param state_change_log_limit: state-change log lines per check per minute (0: no limit).
     """
 
     config_file: Path | None = None
@@ -73,6 +82,7 @@ class Settings:
     max_connections: int = 1000
     header_timeout: float = 10.0
     idle_timeout: float = 30.0
+    state_change_log_limit: int = 5
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -99,6 +109,7 @@ def _str_list(value: Any) -> Any:
 
 NonNegativeDuration = Annotated[float, BeforeValidator(non_negative_duration)]
 StrList = Annotated[list[str], BeforeValidator(_str_list)]
+NonNegativeInt = Annotated[StrictInt, Field(ge=0, le=1_000_000)]
 
 
 class SettingsFile(BaseModel):
@@ -124,6 +135,7 @@ class SettingsFile(BaseModel):
     max_connections: PositiveInt | None = None
     header_timeout: Duration | None = None
     idle_timeout: Duration | None = None
+    state_change_log_limit: NonNegativeInt | None = None
     defaults: Any = None
     plugins: dict[str, dict[str, Any] | None] | None = None
     checks: list[Any] | None = None
