@@ -14,16 +14,20 @@ The check that tells you the nightly database backup really ran::
 
 This file is a complete one-file plugin: drop it in a ``--plugins-dir`` directory. It uses only
 what probed offers plugin authors (``probed`` and its option types), runs the blocking glob
-and ``stat`` calls in a thread, and returns a :class:`~probed.Result` for every outcome.
+and ``stat`` calls through :func:`probed.run_blocking` (probed's bounded thread pool for the
+check type, not the event loop's shared executor), and returns a :class:`~probed.Result` for
+every outcome. The walk checks :func:`probed.blocking_cancelled` once per directory, so a
+``/**`` pattern that outlives its timeout stops walking instead of holding a thread.
 """
 
 from __future__ import annotations
 
-import asyncio
+import fnmatch
 import glob
 import os
 import stat
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -38,10 +42,12 @@ from probed import (
     Reason,
     Result,
     Size,
+    blocking_cancelled,
     check_order,
     format_duration,
     format_size,
     hookimpl,
+    run_blocking,
 )
 
 __version__ = "1.0.0"
@@ -75,11 +81,85 @@ class Newest:
     count: int
 
 
+class WalkCancelled(Exception):  # noqa: N818 - a signal, not an error
+    """The run awaiting the walk was cancelled (its timeout): stop walking."""
+
+
+def _listdir(path: str) -> list[os.DirEntry[str]]:
+    if blocking_cancelled():
+        raise WalkCancelled(path)
+    try:
+        with os.scandir(path) as entries:
+            return list(entries)
+    except OSError:  # unreadable or vanished: glob skips it too
+        return []
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _match(base: str, parts: list[str], seen: set[tuple[int, int]]) -> Iterator[str]:
+    """Paths under ``base`` matching the pattern components ``parts`` (``glob`` rules)."""
+    if not parts:
+        yield base
+        return
+    part, rest = parts[0], parts[1:]
+    if part == "**":
+        yield from _match(base, rest, seen)  # zero directories
+        for entry in _listdir(base):
+            if entry.name.startswith("."):
+                continue
+            if not _is_dir(entry):
+                if not rest:  # a trailing ** matches the files below too
+                    yield entry.path
+                continue
+            try:
+                st = entry.stat()
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) in seen:  # a symlink loop, or a directory seen already
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            yield from _match(entry.path, parts, seen)
+        return
+    if not glob.has_magic(part):
+        path = os.path.join(base, part)
+        if rest:
+            if os.path.isdir(path):
+                yield from _match(path, rest, seen)
+        elif os.path.lexists(path):
+            yield path
+        return
+    hidden = part.startswith(".")
+    for entry in _listdir(base):
+        if entry.name.startswith(".") and not hidden:
+            continue
+        if not fnmatch.fnmatchcase(entry.name, part):
+            continue
+        if rest:
+            if _is_dir(entry):
+                yield from _match(entry.path, rest, seen)
+        else:
+            yield entry.path
+
+
+def iter_matches(pattern: str) -> Iterator[str]:
+    """``glob.iglob(pattern, recursive=True)`` for an absolute pattern, stopping (raising
+    :class:`WalkCancelled`) at the first directory listed after the run was cancelled.
+    A directory reached twice through ``**`` (symlink loops) is walked once. Blocking."""
+    parts = [p for p in pattern.split("/") if p]
+    return _match("/", parts, set())
+
+
 def find_newest(pattern: str) -> Newest | None:
     """Glob ``pattern`` and stat every regular file; ``None`` if none matches. Blocking."""
     best: tuple[float, str, int] | None = None
     count = 0
-    for path in glob.iglob(pattern, recursive=True):
+    for path in iter_matches(pattern):
         try:
             st = os.stat(path)
         except FileNotFoundError:  # rotated away between the glob and the stat
@@ -117,7 +197,7 @@ class FileAgeCheck(Check[FileAgeOptions]):
         """Find the newest match in a thread, then hold its age and size to the limits."""
         opts = self.options
         try:
-            newest = await asyncio.to_thread(find_newest, opts.path)
+            newest = await run_blocking(find_newest, opts.path)
         except PermissionError as exc:
             return Result.fail("permission", f"{opts.path}: permission denied ({exc.filename})")
         if newest is None:

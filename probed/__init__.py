@@ -6,7 +6,9 @@ Plugin authors import only from here::
 
 Option types (``Duration``, ``Size``, ``Percent``, ``Regex``, ``AbsolutePath``) come from
 :mod:`probed.options`, warn/fail pairs (``WarnFail``, ``check_order``, ``Limit``, ``evaluate``)
-from :mod:`probed.thresholds`; both are re-exported here.
+from :mod:`probed.thresholds`; both are re-exported here. Blocking calls go through
+:func:`run_blocking` (probed's bounded, per-type thread pools); a long blocking loop checks
+:func:`blocking_cancelled` and stops once the run has timed out.
 """
 
 from probed.check import (
@@ -32,6 +34,7 @@ from probed.options import (
     parse_size,
 )
 from probed.spec import CheckSpec
+from probed.threads import blocking_cancelled, run_blocking
 from probed.thresholds import Limit, WarnFail, check_order, evaluate
 
 __version__ = "0.1.0"
@@ -57,6 +60,7 @@ __all__ = [
     "Status",
     "WarnFail",
     "__version__",
+    "blocking_cancelled",
     "check_order",
     "evaluate",
     "format_duration",
@@ -64,4 +68,5 @@ __all__ = [
     "hookimpl",
     "parse_duration",
     "parse_size",
+    "run_blocking",
 ]

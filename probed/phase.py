@@ -36,12 +36,17 @@ _MAX_PHASE: Final = 80
 
 
 class RunPhase:
-    """The mutable phase of one run; the runner makes one per run and reads it at a timeout."""
+    """The mutable phase of one run; the runner makes one per run and reads it at a timeout.
 
-    __slots__ = ("name",)
+    ``kind`` is the running check's type (:func:`probed.threads.run_blocking` picks its pool
+    by it).
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("kind", "name")
+
+    def __init__(self, kind: str = "") -> None:
         self.name = ""
+        self.kind = kind
 
 
 CURRENT_PHASE: ContextVar[RunPhase | None] = ContextVar("probed_run_phase", default=None)

@@ -72,7 +72,7 @@ async def execute(check: Check[Any], timeout: float) -> Result:
         if failed is not None:
             return failed
     start = time.perf_counter()
-    phase = RunPhase()
+    phase = RunPhase(check.spec.type)
     token = CURRENT_PHASE.set(phase)
     try:
         async with asyncio.timeout(timeout):

@@ -80,7 +80,7 @@ def parse_server(value: str) -> DnsServer:
 
 
 def system_nameserver(filename: str = RESOLV_CONF) -> DnsServer:
-    """The first nameserver of ``filename`` (blocking: call it through ``asyncio.to_thread``).
+    """The first nameserver of ``filename`` (blocking: call it through :func:`probed.run_blocking`).
 
     :raises NoNameserverError: if the file is missing or lists no nameserver.
     """

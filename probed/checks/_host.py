@@ -1,7 +1,7 @@
 """Blocking readers of host statistics for the ``disk``, ``cpu`` and ``memory`` check types.
 
 Everything here blocks (``statvfs``, reading ``/proc``) and is meant to be called through
-``asyncio.to_thread``. On Linux only the standard library is used, so the embedded host checks
+:func:`probed.run_blocking`. On Linux only the standard library is used, so the embedded host checks
 work after a plain ``pip install probed``. Where ``/proc`` is missing (macOS, BSD, Windows)
 the readers fall back to psutil when it is installed (``probed[system]``), and otherwise raise
 :class:`HostUnsupportedError`, which the checks report as ``unknown``.

@@ -16,6 +16,8 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from probed.threads import run_blocking
+
 __all__ = ["EchoStats", "IcmpPermissionError", "RttStats", "ping", "ping_group_range"]
 
 PING_GROUP_RANGE: Final = "/proc/sys/net/ipv4/ping_group_range"
@@ -151,7 +153,7 @@ async def ping(
     opened = _open(address, privileged)
     if opened is None:
         # Built off the loop: the message quotes ping_group_range, read from /proc.
-        raise IcmpPermissionError(await asyncio.to_thread(_permission_message, privileged, address))
+        raise IcmpPermissionError(await run_blocking(_permission_message, privileged, address))
     icmp_socket, raw = opened
     loop = asyncio.get_running_loop()
     ident = unique_identifier()

@@ -18,6 +18,7 @@ from probed.check import Check, CheckOptions, MetricDef, Result, Sample
 from probed.checks._host import HostUnsupportedError, load_per_core, read_cpu_times
 from probed.checks._reasons import CONFIG, UNSUPPORTED
 from probed.options import Duration, Percent, format_duration
+from probed.threads import run_blocking
 from probed.thresholds import Limit, WarnFail, check_order, evaluate
 
 __all__ = ["CpuCheck", "CpuOptions"]
@@ -85,13 +86,13 @@ class CpuCheck(Check[CpuOptions]):
                 f"timeout {format_duration(self.spec.timeout)}; lower window or raise timeout",
             )
         try:
-            before = await asyncio.to_thread(read_cpu_times)
+            before = await run_blocking(read_cpu_times)
             # The measurement window: the loop stays free while the CPUs do their work.
             await asyncio.sleep(opts.window)
-            after = await asyncio.to_thread(read_cpu_times)
+            after = await run_blocking(read_cpu_times)
         except HostUnsupportedError as exc:
             return Result.unknown(UNSUPPORTED, str(exc))
-        loads = await asyncio.to_thread(load_per_core)
+        loads = await run_blocking(load_per_core)
 
         utilization = after.utilization_since(before)
         values = {"probed_cpu_utilization_ratio": utilization}

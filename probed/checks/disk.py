@@ -6,7 +6,6 @@ other POSIX systems; psutil is used only where ``statvfs`` does not exist.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 from typing import Any, ClassVar
 
@@ -17,6 +16,7 @@ from probed.check import Check, CheckOptions, MetricDef, Reason, Result
 from probed.checks._host import HostUnsupportedError, read_disk_usage
 from probed.checks._reasons import NOT_FOUND, PERMISSION, UNSUPPORTED
 from probed.options import AbsolutePath, Percent, Size, format_size
+from probed.threads import run_blocking
 from probed.thresholds import Limit, check_order, evaluate
 
 __all__ = ["DiskCheck", "DiskOptions"]
@@ -62,7 +62,7 @@ class DiskCheck(Check[DiskOptions]):
         """Read ``statvfs`` in a thread and compare use with the limits."""
         opts = self.options
         try:
-            usage = await asyncio.to_thread(read_disk_usage, opts.path)
+            usage = await run_blocking(read_disk_usage, opts.path)
         except HostUnsupportedError as exc:
             return Result.unknown(UNSUPPORTED, str(exc))
         except FileNotFoundError:

@@ -29,6 +29,7 @@ from probed.checks._failures import describe
 from probed.checks._reasons import RCODE, TRUNCATED
 from probed.hookspecs import hookimpl
 from probed.options import Regex
+from probed.threads import run_blocking
 
 if TYPE_CHECKING:
     import dns.message
@@ -195,7 +196,7 @@ class DnsCheck(Check[DnsOptions]):
             return self._fixed
         try:
             # Read on every run (the file is tiny): DHCP or an operator may change it.
-            return await asyncio.to_thread(system_nameserver, self.resolv_conf)
+            return await run_blocking(system_nameserver, self.resolv_conf)
         except NoNameserverError as exc:
             return Result.unknown(Reason.DNS, str(exc))
 

@@ -6,7 +6,6 @@ Reads ``/proc/meminfo`` in a thread (``MemAvailable``, ``MemTotal``, ``SwapTotal
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, ClassVar
 
 from pydantic import model_validator
@@ -16,6 +15,7 @@ from probed.check import Check, CheckOptions, MetricDef, Result
 from probed.checks._host import HostUnsupportedError, read_memory
 from probed.checks._reasons import UNSUPPORTED
 from probed.options import Percent, Size, format_size
+from probed.threads import run_blocking
 from probed.thresholds import Limit, check_order, evaluate
 
 __all__ = ["MemoryCheck", "MemoryOptions"]
@@ -60,7 +60,7 @@ class MemoryCheck(Check[MemoryOptions]):
         """Read memory statistics in a thread and compare them with the limits."""
         opts = self.options
         try:
-            mem = await asyncio.to_thread(read_memory)
+            mem = await run_blocking(read_memory)
         except HostUnsupportedError as exc:
             return Result.unknown(UNSUPPORTED, str(exc))
 

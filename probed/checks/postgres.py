@@ -41,6 +41,7 @@ from probed.checks._reasons import (
 )
 from probed.options import Duration, format_duration
 from probed.redact import Redactor
+from probed.threads import run_blocking
 from probed.thresholds import Limit, WarnFail, check_order
 
 if TYPE_CHECKING:
@@ -196,7 +197,7 @@ class PostgresCheck(Check[PostgresOptions]):
         """Import the driver once, in a thread: it takes long enough to stall the loop and
         would otherwise count against the first run's timeout."""
         for module in ("asyncpg",):
-            await asyncio.to_thread(importlib.import_module, module)
+            await run_blocking(importlib.import_module, module)
 
     def _secrets(self) -> tuple[str, ...]:
         extra = (self.options.password.get_secret_value(),) if self.options.password else ()

@@ -46,6 +46,7 @@ from probed.checks._reasons import (
 from probed.checks._redis_info import NUMERIC_FIELDS, TEXT_FIELDS, format_info_value
 from probed.options import SIZE_PATTERN, SIZE_UNITS_HELP, format_duration, parse_size
 from probed.redact import Redactor
+from probed.threads import run_blocking
 from probed.thresholds import Limit, WarnFail, check_order, evaluate
 
 __all__ = ["InfoLimits", "RedisCheck", "RedisOptions"]
@@ -236,7 +237,7 @@ class RedisCheck(Check[RedisOptions]):
         """Import the driver once, in a thread: it takes long enough to stall the loop and
         would otherwise count against the first run's timeout."""
         for module in ("redis.asyncio", "redis.asyncio.retry", "redis.backoff"):
-            await asyncio.to_thread(importlib.import_module, module)
+            await run_blocking(importlib.import_module, module)
 
     def _secrets(self) -> tuple[str, ...]:
         extra = (self.options.password.get_secret_value(),) if self.options.password else ()

@@ -36,6 +36,7 @@ from probed.checks._tls import (
     expiry_verdict,
 )
 from probed.options import Regex, Size
+from probed.threads import run_blocking
 
 __all__ = ["TcpCheck", "TcpOptions", "parse_address"]
 
@@ -162,7 +163,7 @@ class TcpCheck(Check[TcpOptions]):
         """Build the SSL context once (reading CA/cert files in a thread)."""
         if self.options.tls is not None:
             try:
-                self.ssl_context = await asyncio.to_thread(build_context, self.options.tls)
+                self.ssl_context = await run_blocking(build_context, self.options.tls)
             except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
                 self._tls_error = f"cannot load the TLS configuration: {exc}"
         self._ready = True
