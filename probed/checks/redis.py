@@ -44,7 +44,9 @@ from probed.checks._reasons import (
     UNAVAILABLE,
 )
 from probed.checks._redis_info import NUMERIC_FIELDS, TEXT_FIELDS, format_info_value
-from probed.options import SIZE_PATTERN, SIZE_UNITS_HELP, format_duration, parse_size
+from probed.checks._redis_reply import bounded_parser, reply_too_large
+from probed.options import SIZE_PATTERN, SIZE_UNITS_HELP, parse_size
+from probed.phase import format_elapsed, set_phase
 from probed.redact import Redactor
 from probed.threads import run_blocking
 from probed.thresholds import Limit, WarnFail, check_order, evaluate
@@ -56,6 +58,11 @@ _FIELD_RE: Final = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _MAX_FIELDS: Final = 32  # each watched field is one series per check: keep it bounded
 # Margin so redis-py's socket timeouts fire just before the daemon's: its error names the phase.
 _MARGIN: Final = 0.05
+_DOING: Final = {
+    "connect": "connecting and logging in",
+    "ping": "waiting for PONG",
+    "info": "reading INFO",
+}
 
 
 def _number_or_size(value: Any) -> float:
@@ -264,15 +271,20 @@ class RedisCheck(Check[RedisOptions]):
             socket_connect_timeout=socket_timeout,
             socket_timeout=socket_timeout,
             single_connection_client=True,
+            # Every announced length checked before it is read (a hostile server's
+            # `$999999999999` would otherwise be buffered): see _redis_reply.
+            parser_class=bounded_parser(),
             **extra,
         )
         phases: dict[str, float] = {}
         phase = "connect"
         start = loop.time()
         try:
+            set_phase(_DOING["connect"])
             with timed(phases, "connect"):
                 await client.initialize()
             phase = "ping"
+            set_phase(_DOING["ping"])
             with timed(phases, "ping"):
                 pong = await client.ping()
             if pong is not True:
@@ -284,6 +296,7 @@ class RedisCheck(Check[RedisOptions]):
             info: dict[str, Any] | None = None
             if opts.wants_info:
                 phase = "info"
+                set_phase(_DOING["info"])
                 with timed(phases, "info"):
                     info = await client.info()
             return self._evaluate(info, phases)
@@ -351,8 +364,7 @@ class RedisCheck(Check[RedisOptions]):
 
         where = self.options.url.endpoint
         detail = short(str(exc)) or type(exc).__name__
-        doing = {"connect": "connecting", "ping": "waiting for PONG", "info": "reading INFO"}
-        during = doing.get(phase, phase)
+        during = _DOING.get(phase, phase)
         upper = str(exc).upper()
         if isinstance(exc, rexc.BusyLoadingError) or upper.startswith("LOADING"):
             return LOADING, (
@@ -368,7 +380,7 @@ class RedisCheck(Check[RedisOptions]):
             )
         if isinstance(exc, rexc.TimeoutError | TimeoutError):
             return Reason.TIMEOUT, (
-                f"no answer from {where} while {during} after {format_duration(elapsed)} "
+                f"no answer from {where} while {during} after {format_elapsed(elapsed)} "
                 "(server hung or overloaded, or not Redis)"
             )
         if "max number of clients" in str(exc):
@@ -380,6 +392,11 @@ class RedisCheck(Check[RedisOptions]):
             return DATABASE_MISSING, f"{where}: {detail} (check the /db number in the url)"
         if upper.startswith("MASTERDOWN"):
             return UNAVAILABLE, f"{where}: {detail}"
+        if reply_too_large(exc):
+            return Reason.PROTOCOL, (
+                f"{where} sent {detail} while {during}; probed stopped reading there "
+                "(is it Redis on that port?)"
+            )
         if isinstance(exc, rexc.InvalidResponse):
             return Reason.PROTOCOL, (
                 f"{where} did not answer like Redis while {during} ({detail}): "
