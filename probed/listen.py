@@ -1,0 +1,471 @@
+"""The listeners: a bounded, optionally TLS main listener and an optional health-only one.
+
+Each listener is an :class:`aiohttp.web.BaseSite` whose connections are counted: past
+``max_connections`` a new connection is closed at once (counted, never queued), a connection
+that has not sent a whole request within ``header_timeout`` is closed (slow-loris and idle
+sockets cost an fd for seconds, not forever), and an idle keep-alive connection is closed
+after ``idle_timeout``. TLS is negotiated per connection with the web configuration in force
+when it arrives (:class:`Guard`), so a reload that changes certificates, client CAs or
+versions applies to the next connection without re-binding the port.
+
+Logs a client can provoke are bounded: a malformed request is one warning line (no
+traceback), and asyncio's ``socket.accept() out of system resource`` is logged at most once
+per :data:`LOG_EVERY` seconds with the number of lines suppressed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import ssl
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+from aiohttp import web
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from probed._httplog import http_log, install_log_filters
+from probed.errors import ConfigError, ConfigErrors
+from probed.settings import Settings
+from probed.webconfig import WebConfig, load_web_config
+
+__all__ = [
+    "GUARD",
+    "Guard",
+    "Limits",
+    "Listener",
+    "Listeners",
+    "guard_middleware",
+    "open_listeners",
+    "runner_options",
+    "start_listeners",
+]
+
+log = logging.getLogger("probed")
+
+HEALTH_CONNECTIONS: Final = 64
+"""Connection cap of the health-only listener (the kubelet opens a few)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds of one listener (see the module docstring)."""
+
+    max_connections: int = 1000
+    header_timeout: float = 10.0
+    idle_timeout: float = 30.0
+
+
+@dataclass(slots=True)
+class Guard:
+    """Who may do what on the listeners: the web configuration in force and the reload policy.
+
+    :param web: the web configuration (swapped by :meth:`reload`).
+    :param reload_endpoint: ``protected`` (``POST /-/reload`` only from loopback clients or
+        authenticated ones: basic auth or a verified client certificate), ``open`` or ``off``.
+    :param path: the web configuration file, re-read by :meth:`reload`.
+    """
+
+    web: WebConfig = field(default_factory=WebConfig)
+    reload_endpoint: str = "protected"
+    path: Path | None = None
+    errors: tuple[ConfigError, ...] = ()
+
+    def reload(self) -> tuple[ConfigError, ...]:
+        """Re-read the web configuration file; on errors keep the one in force."""
+        if self.path is None:
+            return ()
+        try:
+            fresh = load_web_config(self.path)
+        except ConfigErrors as exc:
+            for error in exc.errors:
+                log.error(
+                    "%s (the previous web configuration stays in force)",
+                    error,
+                    extra={"event": "web_config_error"},
+                )
+            self.errors = tuple(exc.errors)
+            return self.errors
+        self.web, self.errors = fresh, ()
+        if fresh.tls is not None:
+            log.info(
+                "web configuration reloaded from %s",
+                self.path,
+                extra={"event": "web_config_reloaded"},
+            )
+        return ()
+
+
+GUARD: Final = web.AppKey("guard", Guard)
+"""The listeners' policy (set by :func:`probed.server.make_app`)."""
+
+
+# -- per-request policy ---------------------------------------------------------------------------
+
+
+def _loopback(remote: str | None) -> bool:
+    try:
+        address = ipaddress.ip_address(remote or "")
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def _text(status: int, text: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, text=text + "\n", headers=headers)
+
+
+@web.middleware
+async def guard_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Health-only listener: ``/health/*`` only, no auth. Main listener: basic auth when users
+    are configured, the reload policy, and the configured headers on every answer."""
+    protocol = request.protocol
+    if isinstance(protocol, _Handler):
+        protocol.probed_served = True
+        if protocol.probed_listener.health_only:
+            if not request.path.startswith("/health/"):
+                return _text(404, "only /health/* is served on this listener")
+            return await handler(request)
+    guard = request.app[GUARD]
+    config = guard.web
+    try:
+        response = await _authorized(request, handler, guard, config)
+    except web.HTTPException as exc:
+        exc.headers.update(config.headers)
+        raise
+    response.headers.update(config.headers)
+    return response
+
+
+async def _authorized(
+    request: web.Request,
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    guard: Guard,
+    config: WebConfig,
+) -> web.StreamResponse:
+    authenticated = False
+    if config.auth is not None:
+        user = await config.auth.check(request.headers.get("Authorization"))
+        if user is None:
+            return _text(
+                401,
+                "401 Unauthorized",
+                {"WWW-Authenticate": 'Basic realm="probed", charset="UTF-8"'},
+            )
+        authenticated = True
+    elif request.transport is not None and request.transport.get_extra_info("peercert"):
+        authenticated = True  # verified against client_ca_file, or there would be no peercert
+    if request.path == "/-/reload" and request.method == "POST":
+        if guard.reload_endpoint == "off":
+            return _text(
+                403, "reloading over HTTP is turned off (reload_endpoint: off); send SIGHUP"
+            )
+        if guard.reload_endpoint == "protected" and not (
+            authenticated or _loopback(request.remote)
+        ):
+            return _text(
+                403,
+                "POST /-/reload is accepted from loopback clients or authenticated ones "
+                "(basic_auth_users or a verified client certificate in --web-config); "
+                "see reload_endpoint",
+            )
+    return await handler(request)
+
+
+# -- connections ----------------------------------------------------------------------------------
+
+
+class _Handler(web.RequestHandler):
+    """aiohttp's protocol, counted and closed when no request arrives within the deadline."""
+
+    def __init__(self, listener: Listener, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.probed_listener = listener
+        self.probed_served = False
+        self._probed_counted = True
+        self._probed_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        loop = asyncio.get_running_loop()
+        self._probed_timer = loop.call_later(
+            self.probed_listener.limits.header_timeout, self._probed_expire
+        )
+
+    def _probed_expire(self) -> None:
+        self._probed_timer = None
+        if not self.probed_served:
+            self.probed_listener.timed_out += 1
+            self.force_close()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._probed_timer is not None:
+            self._probed_timer.cancel()
+        self.uncount()
+        super().connection_lost(exc)
+
+    def uncount(self) -> None:
+        if self._probed_counted:
+            self._probed_counted = False
+            self.probed_listener.open -= 1
+
+
+class _Refuse(asyncio.Protocol):
+    """Over the cap: drop the connection at once (RST), before any TLS work."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        abort = getattr(transport, "abort", transport.close)
+        abort()
+
+
+class _TLSGate(asyncio.Protocol):
+    """Holds a raw connection until its TLS handshake is done, with the context of now."""
+
+    def __init__(self, listener: Listener, ctx: ssl.SSLContext, config: WebConfig) -> None:
+        self._listener, self._ctx, self._config = listener, ctx, config
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.pause_reading()
+        task = asyncio.get_running_loop().create_task(self._upgrade(transport))
+        self._listener.tasks.add(task)
+        task.add_done_callback(self._listener.tasks.discard)
+
+    async def _upgrade(self, raw: asyncio.Transport) -> None:
+        listener = self._listener
+        handler = listener.handler(counted=True)
+        loop = asyncio.get_running_loop()
+        try:
+            secure = await loop.start_tls(
+                raw,
+                handler,
+                self._ctx,
+                server_side=True,
+                ssl_handshake_timeout=listener.limits.header_timeout,
+            )
+        except Exception as exc:
+            listener.handshake_failed += 1
+            http_log.debug("TLS handshake failed: %s", exc)
+            handler.uncount()
+            raw.abort()
+            return
+        except asyncio.CancelledError:
+            handler.uncount()
+            raw.abort()
+            raise
+        if secure is None:  # the connection went away during the handshake
+            handler.uncount()
+            return
+        allowed = self._config.allowed_sans
+        if allowed is not None and not _has_san(secure.get_extra_info("peercert"), allowed):
+            listener.handshake_failed += 1
+            http_log.debug("client certificate without an allowed SAN")
+            handler.uncount()
+            secure.abort()
+            return
+        handler.connection_made(secure)
+
+
+def _has_san(cert: Any, allowed: frozenset[str]) -> bool:
+    if not cert:
+        return False
+    return any(value in allowed for _kind, value in cert.get("subjectAltName", ()))
+
+
+class Listener(web.BaseSite):
+    """One listening socket of the application, bounded (see the module docstring)."""
+
+    def __init__(
+        self,
+        runner: web.AppRunner,
+        host: str,
+        port: int,
+        *,
+        limits: Limits,
+        guard: Guard | None,
+        health_only: bool = False,
+        handler_options: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(runner, backlog=min(limits.max_connections, 1024))
+        self._host, self._port = host, port
+        self.limits = limits
+        self.guard = guard
+        self.health_only = health_only
+        self._options = handler_options or {}
+        self.open = 0
+        self.refused = 0
+        self.timed_out = 0
+        self.handshake_failed = 0
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.bound: tuple[str, int] = (host, port)
+
+    @property
+    def name(self) -> str:
+        scheme = "https" if self.guard is not None and self.guard.web.tls else "http"
+        host = f"[{self.bound[0]}]" if ":" in self.bound[0] else self.bound[0]
+        return f"{scheme}://{host}:{self.bound[1]}"
+
+    def handler(self, *, counted: bool = False) -> _Handler:
+        """A counted request handler for a new connection (``counted``: already counted)."""
+        server = self._runner.server
+        assert server is not None
+        if not counted:
+            self.open += 1
+        return _Handler(self, manager=server, loop=asyncio.get_running_loop(), **self._options)
+
+    def _factory(self) -> asyncio.BaseProtocol:
+        if self.open >= self.limits.max_connections:
+            self.refused += 1
+            return _Refuse()
+        config = self.guard.web if self.guard is not None else None
+        if config is not None and config.tls is not None:
+            self.open += 1  # handshakes in progress hold an fd too; the handler takes it over
+            return _TLSGate(self, config.tls, config)
+        return self.handler()
+
+    async def start(self) -> None:
+        await super().start()
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._factory,
+            self._host,
+            self._port,
+            backlog=self._backlog,
+            reuse_address=True,
+        )
+        sockname = self._server.sockets[0].getsockname()
+        self.bound = (str(sockname[0]), int(sockname[1]))
+
+    async def stop(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        await super().stop()
+
+
+def handler_options(limits: Limits) -> dict[str, Any]:
+    """aiohttp request-handler options for ``limits`` (also given to the AppRunner)."""
+    return {
+        "keepalive_timeout": limits.idle_timeout,
+        "access_log": None,
+        "logger": http_log,
+        "max_line_size": 8190,
+        "max_field_size": 8190,
+    }
+
+
+# -- starting them --------------------------------------------------------------------------------
+
+
+@dataclass(slots=True, eq=False)
+class Listeners:
+    """The started listeners: the main one first."""
+
+    main: Listener
+    health: Listener | None = None
+
+    def __iter__(self) -> Iterator[Listener]:
+        yield self.main
+        if self.health is not None:
+            yield self.health
+
+    def collect(self) -> Iterator[Metric]:
+        """Connection metrics (a prometheus_client custom collector)."""
+        open_ = GaugeMetricFamily(
+            "probed_http_connections", "Open connections to a listener.", labels=["listener"]
+        )
+        refused = CounterMetricFamily(
+            "probed_http_connections_refused",
+            "Connections closed at once because the listener had max_connections open.",
+            labels=["listener"],
+        )
+        timed_out = CounterMetricFamily(
+            "probed_http_connections_timed_out",
+            "Connections closed because no whole request arrived within header_timeout.",
+            labels=["listener"],
+        )
+        for listener in self:
+            name = "health" if listener.health_only else "main"
+            open_.add_metric([name], listener.open)
+            refused.add_metric([name], listener.refused)
+            timed_out.add_metric([name], listener.timed_out + listener.handshake_failed)
+        yield from (open_, refused, timed_out)
+
+
+async def start_listeners(
+    runner: web.AppRunner,
+    listen: tuple[str, int],
+    health_listen: tuple[str, int] | None,
+    limits: Limits,
+) -> Listeners:
+    """Bind and start the main listener (TLS and auth per the app's :class:`Guard`) and, when
+    asked, the health-only listener (plain HTTP, ``/health/*`` only, no auth)."""
+    install_log_filters()
+    options = handler_options(limits)
+    guard = runner.app[GUARD]
+    main = Listener(runner, *listen, limits=limits, guard=guard, handler_options=options)
+    await main.start()
+    listeners = Listeners(main)
+    if health_listen is not None:
+        health_limits = Limits(
+            min(limits.max_connections, HEALTH_CONNECTIONS),
+            limits.header_timeout,
+            limits.idle_timeout,
+        )
+        listeners.health = Listener(
+            runner,
+            *health_listen,
+            limits=health_limits,
+            guard=None,
+            health_only=True,
+            handler_options=options,
+        )
+        await listeners.health.start()
+    return listeners
+
+
+class _Collectors(Protocol):
+    def add_collectors(self, collectors: Iterable[Any]) -> None: ...
+
+
+def _split(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def runner_options(settings: Settings) -> dict[str, Any]:
+    """The AppRunner's options for ``settings``."""
+    return {"handle_signals": False, **handler_options(_limits(settings))}
+
+
+def _limits(settings: Settings) -> Limits:
+    return Limits(settings.max_connections, settings.header_timeout, settings.idle_timeout)
+
+
+async def open_listeners(
+    runner: web.AppRunner,
+    settings: Settings,
+    on_reload: list[Callable[[], tuple[ConfigError, ...]]],
+    metrics: _Collectors,
+) -> Listeners:
+    """Load the web configuration, start the listeners, re-read the web configuration on
+    every reload and register the connection metrics.
+
+    :raises ConfigErrors: the web configuration is invalid (the daemon does not start).
+    """
+    guard = runner.app[GUARD]
+    guard.reload_endpoint = settings.reload_endpoint
+    if settings.web_config is not None:
+        guard.path = settings.web_config
+        guard.web = await asyncio.to_thread(load_web_config, settings.web_config)
+    health = _split(settings.health_listen) if settings.health_listen else None
+    listeners = await start_listeners(runner, settings.host_port, health, _limits(settings))
+    on_reload.append(guard.reload)
+    metrics.add_collectors([listeners])
+    return listeners
