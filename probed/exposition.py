@@ -172,7 +172,11 @@ _BUCKET_ARGS: Final = 2 * len(_INF_BUCKETS) + 4
 
 @dataclass(slots=True)
 class _Cache:
-    """A check's rendered lines, by core family and by type-specific family."""
+    """A check's rendered lines, by core family and by type-specific family.
+
+    Never changed once built (a render that collected it may still be assembling): a newer
+    render or a release replaces the renderer's entry instead.
+    """
 
     version: int
     spec: CheckSpec
@@ -299,9 +303,9 @@ class Renderer:
         for state in states:
             cache = kept.get(state)
             if cache is not None and cache.core and state.spec.interval <= max_interval:
-                cache.version = -1
-                cache.core = []
-                cache.extra = {}
+                # A new, empty entry: the old one may be in the middle of another render's
+                # assembly (a scrape in the other format, sliced), which must see whole lines.
+                kept[state] = _Cache(-1, cache.spec, cache.lb, cache.static, [], {})
                 released += 1
         return released
 

@@ -11,11 +11,14 @@ daemon.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import platform
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Final
 
+from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import exposition as text_exposition
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -33,8 +36,10 @@ __all__ = [
     "CONTENT_TYPE_TEXT",
     "DaemonMetrics",
     "Exporter",
+    "Scrape",
     "render",
     "render_async",
+    "send",
 ]
 
 CONTENT_TYPE_TEXT: Final = "text/plain; version=0.0.4; charset=utf-8"
@@ -150,6 +155,41 @@ def _daemon_text(daemon: DaemonMetrics, openmetrics: bool) -> bytes:
 TRIM_DELAY: Final = 2.0
 """Seconds after a big scrape before the C heap is trimmed (the response is sent by then)."""
 
+GZIP_FROM: Final = 4096
+"""Bodies of at least this many bytes are sent gzipped to a scraper that accepts gzip."""
+GZIP_INLINE: Final = 256 * 1024
+"""Bodies up to this size are compressed on the loop; larger ones in a thread."""
+SEND_CHUNK: Final = 64 * 1024
+"""A response body is written in slices of this size, each waiting for the socket to drain:
+a slow scraper then holds about one slice of buffered bytes, not a copy of the body."""
+
+
+@dataclass(frozen=True, slots=True)
+class Scrape:
+    """One rendered ``/metrics`` body, shared by every scraper that asked while it rendered."""
+
+    body: bytes
+    gzipped: bool
+    content_type: str
+
+
+async def send(request: web.Request, scrape: Scrape) -> web.StreamResponse:
+    """Answer ``request`` with ``scrape``'s body, in drained slices (the body is not copied)."""
+    response = web.StreamResponse(
+        headers={"Content-Type": scrape.content_type, "Vary": "Accept-Encoding"}
+    )
+    if scrape.gzipped:
+        response.headers["Content-Encoding"] = "gzip"
+    body = scrape.body
+    response.content_length = len(body)
+    await response.prepare(request)
+    if request.method != "HEAD":
+        view = memoryview(body)
+        for start in range(0, len(body), SEND_CHUNK):
+            await response.write(view[start : start + SEND_CHUNK])
+    await response.write_eof()
+    return response
+
 
 class Exporter:
     """Renders the ``/metrics`` body from the state view; one per daemon.
@@ -173,6 +213,40 @@ class Exporter:
         self.last_scrape: float | None = None  # monotonic time of the last render
         self._trim_from = trim_from
         self._trim_pending = False
+        self._flights: dict[tuple[bool, bool], asyncio.Future[Scrape]] = {}
+
+    async def scrape(self, openmetrics: bool, accepts_gzip: bool = False) -> Scrape:
+        """The body for one scrape; concurrent scrapes share one render (single flight).
+
+        A scrape that asks while a render of the same format (and encoding) is in flight
+        awaits that render and gets the same bytes: 512 scrapers at once cost one render and
+        one body, not 512. A scraper that goes away does not cancel the render for the others.
+        """
+        key = (openmetrics, accepts_gzip)
+        flight = self._flights.get(key)
+        if flight is None:
+            flight = asyncio.ensure_future(self._produce(openmetrics, accepts_gzip))
+            self._flights[key] = flight
+            flight.add_done_callback(lambda done: self._landed(key, done))
+        return await asyncio.shield(flight)
+
+    def _landed(self, key: tuple[bool, bool], flight: asyncio.Future[Scrape]) -> None:
+        if self._flights.get(key) is flight:
+            del self._flights[key]
+        if not flight.cancelled():
+            flight.exception()  # retrieved: every scraper may have gone away meanwhile
+
+    async def _produce(self, openmetrics: bool, accepts_gzip: bool) -> Scrape:
+        content_type = CONTENT_TYPE_OPENMETRICS if openmetrics else CONTENT_TYPE_TEXT
+        if not accepts_gzip:
+            return Scrape(await self.render_async(openmetrics), False, content_type)
+        plain = await self.scrape(openmetrics)  # shared with the plain scrapers in flight
+        if len(plain.body) < GZIP_FROM:
+            return plain
+        if len(plain.body) <= GZIP_INLINE:
+            return Scrape(gzip.compress(plain.body, 6, mtime=0), True, content_type)
+        body = await asyncio.to_thread(gzip.compress, plain.body, 6, mtime=0)
+        return Scrape(body, True, content_type)
 
     def render(self, openmetrics: bool) -> bytes:
         """The whole ``/metrics`` body in the requested format (all at once)."""

@@ -172,6 +172,12 @@ class StateStore:
         """The state of check ``name``, or ``None``."""
         return self._states.get(name)
 
+    def generation(self) -> tuple[object, int]:
+        """Changes whenever a check changes or the set of checks does (a reload): lets a
+        reader reuse what it rendered from the same generation. Compare the first item by
+        identity (it is the set of checks itself), the second by value."""
+        return self._states, sum(s.version for s in self._states.values())
+
     def ready(self) -> bool:
         """True while every readiness check is up."""
         return all(s.up for s in self._states.values() if s.spec.readiness)
