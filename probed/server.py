@@ -15,7 +15,7 @@ from typing import Any, Final, Protocol
 from aiohttp import web
 
 from probed import __version__
-from probed.api import check_view
+from probed.api import CheckList, check_view
 from probed.errors import ConfigError
 from probed.health import (
     HEALTH_JSON,
@@ -28,7 +28,7 @@ from probed.health import (
     render_text,
     startup_verdict,
 )
-from probed.metrics import CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT, Exporter
+from probed.metrics import Exporter, send
 from probed.state import StateStore
 
 __all__ = [
@@ -87,6 +87,8 @@ RELOAD: Final[web.AppKey[Reload]] = web.AppKey("reload")
 """Reloads the configuration (``POST /-/reload``)."""
 EXPORTER: Final = web.AppKey("exporter", Exporter)
 """Renders ``/metrics``."""
+CHECK_LIST: Final = web.AppKey("check_list", CheckList)
+"""Builds the ``/api/v1/checks`` body (set by :func:`make_app`)."""
 
 
 def _json(data: Any, status: int = 200, content_type: str = "application/json") -> web.Response:
@@ -122,17 +124,12 @@ def _health(request: web.Request, verdict: Verdict, startup: bool = False) -> we
     )
 
 
-async def metrics(request: web.Request) -> web.Response:
-    """``GET /metrics``: Prometheus text, or OpenMetrics when the scraper asks for it."""
+async def metrics(request: web.Request) -> web.StreamResponse:
+    """``GET /metrics``: Prometheus text, or OpenMetrics when the scraper asks for it; gzipped
+    when accepted. Concurrent scrapes share one render (see :meth:`Exporter.scrape`)."""
     openmetrics = "application/openmetrics-text" in request.headers.get("Accept", "")
-    body = await request.app[EXPORTER].render_async(openmetrics)
-    response = web.Response(body=body)
-    response.headers["Content-Type"] = (
-        CONTENT_TYPE_OPENMETRICS if openmetrics else CONTENT_TYPE_TEXT
-    )
-    if "gzip" in request.headers.get("Accept-Encoding", "") and len(body) > 4096:
-        response.enable_compression()
-    return response
+    accepts_gzip = "gzip" in request.headers.get("Accept-Encoding", "")
+    return await send(request, await request.app[EXPORTER].scrape(openmetrics, accepts_gzip))
 
 
 async def live(request: web.Request) -> web.Response:
@@ -155,12 +152,12 @@ async def startup(request: web.Request) -> web.Response:
 
 
 async def list_checks(request: web.Request) -> web.Response:
-    """``GET /api/v1/checks``: every check's state and last result."""
+    """``GET /api/v1/checks``: every check's state and last result (built in slices, shared
+    by concurrent requests: see :class:`probed.api.CheckList`)."""
     config = request.app[CONFIG]
-    redact = config.redact
-    checks = [check_view(s, redact) for s in request.app[STATES]]
     errors = [str(e) for e in config.errors]
-    return _json({"checks": checks, "config_errors": [redact(e) for e in errors]})
+    body = await request.app[CHECK_LIST].body(request.app[STATES], config.redact, errors)
+    return web.Response(body=body, content_type="application/json")
 
 
 async def get_check(request: web.Request) -> web.Response:
@@ -210,6 +207,7 @@ def make_app(installer: Installer) -> web.Application:
     """The aiohttp application: probed's routes, then what ``installer`` adds (views, plugin
     routes, lifecycle)."""
     app = web.Application()
+    app[CHECK_LIST] = CheckList()
     app.add_routes(ROUTES)
     installer.install(app)
     return app
