@@ -28,6 +28,7 @@ from probed.health import (
     render_text,
     startup_verdict,
 )
+from probed.listen import GUARD, Guard, guard_middleware
 from probed.metrics import Exporter, send
 from probed.state import StateStore
 
@@ -173,6 +174,8 @@ async def reload(request: web.Request) -> web.Response:
     """``POST /-/reload``: 200 when the new configuration is clean, 400 with its errors."""
     config = request.app[RELOAD]
     ok, errors = await config.reload()
+    web_errors = request.app[GUARD].errors  # the web configuration, re-read by the reload
+    ok, errors = ok and not web_errors, (*web_errors, *errors)
     body = {
         "status": "ok" if ok else "error",
         "checks": len(request.app[STATES]),
@@ -206,7 +209,8 @@ ROUTES: Final = (
 def make_app(installer: Installer) -> web.Application:
     """The aiohttp application: probed's routes, then what ``installer`` adds (views, plugin
     routes, lifecycle)."""
-    app = web.Application()
+    app = web.Application(middlewares=[guard_middleware])
+    app[GUARD] = Guard()
     app[CHECK_LIST] = CheckList()
     app.add_routes(ROUTES)
     installer.install(app)
