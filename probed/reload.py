@@ -80,6 +80,8 @@ class RunningConfig:
         self._tune_gc = tune_gc
         self._lock = asyncio.Lock()
         self._closing: set[asyncio.Task[None]] = set()
+        self.on_reload: list[Callable[[], tuple[ConfigError, ...]]] = []
+        """Called (in a thread) by every reload but the file watcher's (the web config)."""
 
     def _extra_files(self) -> list[Path]:
         return [embedded_checks_file()] if self.settings.use_embedded_checks else []
@@ -208,6 +210,9 @@ class RunningConfig:
         :param if_changed: do nothing unless the watched files' content differs from what
             the running configuration was read from (the file watcher's reloads).
         """
+        if not if_changed:  # SIGHUP, POST /-/reload: the web configuration is re-read too
+            for hook in self.on_reload:
+                await asyncio.to_thread(hook)
         async with self._lock:
             seen = await asyncio.to_thread(files_now, self.settings)
             before = self.files_seen
