@@ -32,6 +32,7 @@ from probed._gc import return_large_buffers, settle
 from probed.errors import ConfigError
 from probed.exposition import TypeMetrics
 from probed.health import StartupLatch
+from probed.listen import open_listeners, runner_options
 from probed.metrics import DaemonMetrics, Exporter
 from probed.notify import Notifier
 from probed.plugins import ProbedPluginManager, check_types
@@ -246,11 +247,11 @@ class Daemon:
         """
         if install_signals:
             app.cleanup_ctx.append(self._signals)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(app, **runner_options(self.settings))
         try:
             await runner.setup()
             host, port = self.settings.host_port
-            await web.TCPSite(runner, host, port, reuse_address=True).start()
+            await open_listeners(runner, self.settings, self.config.on_reload, self.metrics)
             self._log_started(host, port)
             await self._stop.wait()
             log.info("stopping", extra={"event": "stopping"})
