@@ -59,6 +59,18 @@ _CONFIG_OPTIONS: list[Callable[[F], F]] = [
     ),
     click.option("--listen", envvar="PROBED_LISTEN", help="HOST:PORT to serve on [0.0.0.0:9333]."),
     click.option(
+        "--web-config",
+        "web_config",
+        envvar="PROBED_WEB_CONFIG",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Web configuration (exporter-toolkit format: TLS, client certs, basic auth).",
+    ),
+    click.option(
+        "--health-listen",
+        envvar="PROBED_HEALTH_LISTEN",
+        help="HOST:PORT of a second listener serving only /health/* (no TLS, no auth).",
+    ),
+    click.option(
         "--log-format",
         envvar="PROBED_LOG_FORMAT",
         type=click.Choice(["json", "text"]),
@@ -80,7 +92,7 @@ def _overrides(kwargs: dict[str, Any]) -> dict[str, Any]:
     for key in ("checks_dirs", "plugins_dirs", "disabled_plugins"):
         if kwargs.get(key):
             out[key] = tuple(kwargs[key])
-    for key in ("listen", "log_format", "log_level"):
+    for key in ("listen", "health_listen", "web_config", "log_format", "log_level"):
         if kwargs.get(key):
             out[key] = kwargs[key]
     return out
@@ -105,6 +117,15 @@ def build(kwargs: dict[str, Any]) -> tuple[Settings, ProbedPluginManager, dict[s
         for error in exc.errors:
             click.echo(str(error), err=True)
         sys.exit(1)
+    if settings.web_config is not None:
+        from probed.webconfig import load_web_config
+
+        try:
+            load_web_config(settings.web_config)
+        except ConfigErrors as exc:
+            for error in exc.errors:
+                click.echo(str(error), err=True)
+            sys.exit(1)
     if settings.checks_dirs and settings.use_embedded_checks:
         from dataclasses import replace
 
