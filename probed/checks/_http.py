@@ -25,7 +25,8 @@ from probed.checks._httpclient import (
     Url,
     fetch,
 )
-from probed.checks._net import IpVersion, family_for
+from probed.checks._httpparse import DEFAULT_MAX_HEAD
+from probed.checks._net import IpVersion, address_policy, family_for
 from probed.checks._tls import (
     CERT_EXPIRY_METRIC,
     TlsOptions,
@@ -87,6 +88,12 @@ class BasicAuth(CheckOptions):
     username: str
     password: SecretStr
 
+    def secrets(self) -> set[str]:
+        """The password and ``username:password``, the form a ``Basic`` header encodes (so a
+        target echoing the header, base64 or decoded, is masked whole)."""
+        password = self.password.get_secret_value()
+        return {password, f"{self.username}:{password}"} if password else set()
+
 
 class HttpOptions(CheckOptions):
     """Options of the ``http`` check type (``json_api`` extends this model)."""
@@ -105,6 +112,16 @@ class HttpOptions(CheckOptions):
     )
     follow_redirects: bool = Field(default=True, description="Follow 301/302/303/307/308.")
     max_redirects: int = Field(default=10, ge=0, le=100, description="Redirects followed at most.")
+    follow_redirects_to_link_local: bool = Field(
+        default=False,
+        description="Follow a redirect to another host at a link-local (169.254.0.0/16, "
+        "fe80::/10) or cloud metadata address (169.254.169.254, fd00:ec2::254).",
+    )
+    follow_redirects_to_private: bool = Field(
+        default=True,
+        description="Follow a redirect to another host at a private address (10/8, "
+        "172.16/12, 192.168/16, 100.64/10, loopback, fc00::/7).",
+    )
     valid_status_codes: list[int | str] = Field(
         default_factory=lambda: list[int | str](["2xx"]),
         description="Accepted final status codes: 200, '2xx', '200-299'.",
@@ -120,6 +137,12 @@ class HttpOptions(CheckOptions):
     )
     max_body_size: Size = Field(
         default=10 * 1024 * 1024, ge=0, description="Larger bodies fail with reason body_size."
+    )
+    max_header_size: Size = Field(
+        default=DEFAULT_MAX_HEAD,
+        ge=256,
+        description="Bytes of response status line and headers; more fails with reason "
+        "header_size (a line over 64 KiB or over 2000 header fields fail too).",
     )
     ip_version: IpVersion = Field(default="any", description="any, ip4 or ip6.")
     tls: TlsOptions = Field(
@@ -270,6 +293,10 @@ class HttpProbe(Check[HttpOptions]):
             max_redirects=options.max_redirects,
             max_body_size=options.max_body_size,
             family=family_for(options.ip_version),
+            max_header_size=options.max_header_size,
+            redirect_check=address_policy(
+                options.follow_redirects_to_link_local, options.follow_redirects_to_private
+            ),
         )
 
     async def run(self) -> Result:

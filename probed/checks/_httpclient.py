@@ -2,7 +2,8 @@
 
 Why not aiohttp's client: it cannot separate the TCP connect from the TLS handshake and costs
 about twice the CPU per request. Here one :class:`asyncio.Protocol` per connection feeds
-``httptools``' C parser; phases are measured with ``perf_counter``:
+``httptools``' C parser (:mod:`probed.checks._httpparse`, which bounds every part of the
+response); phases are measured with ``perf_counter``:
 
 - ``resolve``: ``getaddrinfo`` (absent for IP literals)
 - ``connect``: TCP connect
@@ -11,8 +12,11 @@ about twice the CPU per request. Here one :class:`asyncio.Protocol` per connecti
 - ``transfer``: first response byte to end of body
 
 Redirects are followed on a fresh connection per hop; phases are summed across hops, as
-blackbox_exporter does. The API (:class:`HttpRequest`, :class:`ClientConfig`, :func:`fetch`,
-:class:`HttpResponse`, :class:`ProbeError`) is shared with the ``json_api`` check type.
+blackbox_exporter does. A hop to another host is first judged by ``redirect_check`` (link-local
+and cloud metadata addresses refused by default). While it waits, the run's phase
+(:func:`probed.phase.set_phase`) says what for, so a timeout names it. The API
+(:class:`HttpRequest`, :class:`ClientConfig`, :func:`fetch`, :class:`HttpResponse`,
+:class:`ProbeError`) is shared with the ``json_api`` check type.
 """
 
 from __future__ import annotations
@@ -26,12 +30,17 @@ from time import perf_counter
 from typing import Final
 from urllib.parse import urljoin, urlsplit
 
-import httptools
-
 from probed.check import Reason
-from probed.checks._failures import classify
-from probed.checks._net import ProbeError, open_connection
-from probed.checks._tls import CertInfo, default_context, describe_ssl_error
+from probed.checks._httpparse import (
+    DEFAULT_MAX_HEAD,
+    READING_HEAD,
+    BodyTooLargeSignal,
+    ResponseProtocol,
+    parser_version,
+)
+from probed.checks._net import AddressCheck, ProbeError, open_connection
+from probed.checks._tls import CertInfo, default_context
+from probed.phase import set_phase
 
 __all__ = [
     "BodyTooLargeError",
@@ -162,6 +171,10 @@ class ClientConfig:
     :param ssl_context: used for ``https`` hops; ``None`` means the system default context.
     :param server_name: SNI/verification name for hops to the original host.
     :param max_body_size: bytes of body kept and accepted; more fails with ``body_size``.
+    :param max_header_size: bytes of a response head accepted; more fails with ``header_size``
+        (the status and header lines are capped too: :mod:`probed.checks._httpparse`).
+    :param redirect_check: judges the address of a redirect hop to another host before any
+        connection to it (:func:`probed.checks._net.address_policy`); ``None`` allows all.
     """
 
     ssl_context: ssl.SSLContext | None = None
@@ -170,6 +183,8 @@ class ClientConfig:
     max_redirects: int = 10
     max_body_size: int = 10 * 1024 * 1024
     family: int = socket.AF_UNSPEC
+    max_header_size: int = DEFAULT_MAX_HEAD
+    redirect_check: AddressCheck | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,10 +232,6 @@ class HttpResponse:
             return self.body.decode("utf-8", "replace")
 
 
-class _BodyTooLargeSignal(Exception):  # noqa: N818 - internal signal, never escapes fetch()
-    pass
-
-
 class BodyTooLargeError(ProbeError):
     """The body exceeded ``max_body_size``; reading stopped. Carries the status line seen."""
 
@@ -230,120 +241,6 @@ class BodyTooLargeError(ProbeError):
         self.version = version
 
 
-class _HttpProtocol(asyncio.Protocol):
-    """Parses one response with httptools; resolves ``done`` at the end or on failure."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, max_body: int, head_only: bool) -> None:
-        self.done: asyncio.Future[None] = loop.create_future()
-        self.parser = httptools.HttpResponseParser(self)
-        self.max_body = max_body
-        self.head_only = head_only
-        self.first_byte = 0.0
-        self.end = 0.0
-        self.received = 0
-        self.status_reason = b""
-        self.headers: list[tuple[str, str]] = []
-        self.headers_done = False
-        self.complete = False
-        self.body = bytearray()
-        self.body_size = 0
-        self.content_length: int | None = None
-        self.chunked = False
-        self.too_large = False
-
-    # -- asyncio callbacks
-    def data_received(self, data: bytes) -> None:
-        if self.done.done():
-            return
-        if not self.received:
-            self.first_byte = perf_counter()
-        self.received += len(data)
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._finish()
-        except httptools.HttpParserError as exc:
-            if self.complete or self.too_large:
-                pass  # trailing bytes after the message or after we stopped reading
-            else:
-                self._fail(ProbeError(Reason.PROTOCOL, _describe_parse_error(exc, data)))
-                return
-        if self.too_large:
-            self._fail(_BodyTooLargeSignal(self.parser.get_status_code(), _version(self)))
-        elif self.complete:
-            self._finish()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.done.done():
-            return
-        if self.headers_done and self.content_length is None and not self.chunked:
-            self.end = perf_counter()  # body delimited by the end of the connection
-            self._finish()
-            return
-        failure = classify(exc) if exc is not None else None
-        if exc is not None and failure == Reason.TLS:
-            # TLS 1.3 servers reject a client certificate after the client's handshake is done.
-            self._fail(ProbeError(Reason.TLS, describe_ssl_error(exc)))
-            return
-        how = "reset the connection" if failure == Reason.CONNECTION_RESET else "closed"
-        if not self.received:
-            detail = f"server {how} without sending a response"
-        elif not self.headers_done:
-            detail = f"server {how} in the middle of the response headers"
-        elif self.content_length is not None:
-            detail = f"server {how} after {self.body_size} of {self.content_length} body bytes"
-        else:
-            detail = f"server {how} in the middle of the chunked body ({self.body_size} bytes)"
-        self._fail(ProbeError(Reason.CONNECTION_RESET, detail))
-
-    # -- httptools callbacks
-    def on_status(self, status: bytes) -> None:
-        self.status_reason += status
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        key = name.decode("latin-1")
-        text = value.decode("latin-1")
-        lower = key.lower()
-        if lower == "content-length" and text.isdigit():
-            self.content_length = int(text)
-        elif lower == "transfer-encoding" and "chunked" in text.lower():
-            self.chunked = True
-        self.headers.append((key, text))
-
-    def on_headers_complete(self) -> None:
-        self.headers_done = True
-        if self.head_only:
-            # httptools cannot be told a HEAD response has no body; stop here.
-            self.complete = True
-            self.end = perf_counter()
-
-    def on_body(self, body: bytes) -> None:
-        self.body_size += len(body)
-        room = self.max_body - len(self.body)
-        if room > 0:
-            self.body += body[:room]
-        if self.body_size > self.max_body:
-            self.too_large = True
-
-    def on_message_complete(self) -> None:
-        self.complete = True
-        self.end = perf_counter()
-
-    # -- helpers
-    def _finish(self) -> None:
-        if not self.done.done():
-            self.done.set_result(None)
-
-    def _fail(self, exc: BaseException) -> None:
-        if not self.done.done():
-            self.done.set_exception(exc)
-
-
-def _describe_parse_error(exc: Exception, data: bytes) -> str:
-    sample = data[:40].decode("latin-1").encode("unicode_escape").decode("ascii")
-    return f"not an HTTP response ({exc}); it starts with {sample!r}"
-
-
 async def _fetch_once(
     request: HttpRequest,
     url: Url,
@@ -351,7 +248,7 @@ async def _fetch_once(
     body: bytes,
     config: ClientConfig,
     phases: dict[str, float],
-) -> tuple[_HttpProtocol, CertInfo | None]:
+) -> tuple[ResponseProtocol, CertInfo | None]:
     loop = asyncio.get_running_loop()
     ssl_context = None
     server_name = None
@@ -362,8 +259,8 @@ async def _fetch_once(
             server_name = config.server_name
     head_only = method == "HEAD"
 
-    def factory() -> _HttpProtocol:
-        return _HttpProtocol(loop, config.max_body_size, head_only)
+    def factory() -> ResponseProtocol:
+        return ResponseProtocol(loop, config.max_body_size, head_only, config.max_header_size)
 
     transport, proto, cert = await open_connection(
         factory,
@@ -373,10 +270,12 @@ async def _fetch_once(
         ssl_context=ssl_context,
         server_hostname=server_name,
         phases=phases,
+        address_check=None if url.host == request.url.host else config.redirect_check,
     )
     try:
         transport.write(request.encode(url, method, body, same_origin))
         sent = perf_counter()
+        set_phase(READING_HEAD)
         try:
             await proto.done
         except ProbeError as exc:
@@ -396,7 +295,7 @@ async def _fetch_once(
                     "certificate (none sent, or not trusted by the server)"
                 )
             raise
-        except _BodyTooLargeSignal:
+        except BodyTooLargeSignal:
             _add_response_phases(phases, proto, sent)
             raise
         _add_response_phases(phases, proto, sent)
@@ -405,7 +304,7 @@ async def _fetch_once(
         transport.abort()
 
 
-def _add_response_phases(phases: dict[str, float], proto: _HttpProtocol, sent: float) -> None:
+def _add_response_phases(phases: dict[str, float], proto: ResponseProtocol, sent: float) -> None:
     end = proto.end or perf_counter()
     first = proto.first_byte or end
     phases["processing"] = max(first - sent, 0.0)
@@ -415,13 +314,6 @@ def _add_response_phases(phases: dict[str, float], proto: _HttpProtocol, sent: f
 def _merge(total: dict[str, float], hop: dict[str, float]) -> None:
     for key, value in hop.items():
         total[key] = total.get(key, 0.0) + value
-
-
-def _version(proto: _HttpProtocol) -> str:
-    try:
-        return str(proto.parser.get_http_version())
-    except httptools.HttpParserError:
-        return ""
 
 
 async def fetch(request: HttpRequest, config: ClientConfig) -> HttpResponse:
@@ -447,7 +339,7 @@ async def fetch(request: HttpRequest, config: ClientConfig) -> HttpResponse:
             if redirects:
                 exc.detail = f"after redirect to {url}: {exc.detail}"
             raise
-        except _BodyTooLargeSignal as exc:
+        except BodyTooLargeSignal as exc:
             _merge(phases, hop)
             where = f" (after redirect to {url})" if redirects else ""
             status, version = exc.args
@@ -486,7 +378,7 @@ async def fetch(request: HttpRequest, config: ClientConfig) -> HttpResponse:
             url=url,
             status=status,
             reason=proto.status_reason.decode("latin-1"),
-            version=_version(proto),
+            version=parser_version(proto.parser),
             headers=headers,
             body=bytes(proto.body),
             body_size=proto.body_size,

@@ -19,11 +19,16 @@ from typing import Any, Final, Literal, TypeVar
 
 from probed.check import Reason, Result
 from probed.checks._failures import describe
+from probed.checks._reasons import REDIRECT_REFUSED
 from probed.checks._tls import CERT_EXPIRY_METRIC, CertInfo, cert_info, describe_ssl_error
+from probed.phase import set_phase
 
 __all__ = [
+    "METADATA_ADDRESSES",
+    "AddressCheck",
     "IpVersion",
     "ProbeError",
+    "address_policy",
     "family_for",
     "is_ip_literal",
     "open_connection",
@@ -34,6 +39,15 @@ IpVersion = Literal["any", "ip4", "ip6"]
 _FAMILIES: Final = {"any": socket.AF_UNSPEC, "ip4": socket.AF_INET, "ip6": socket.AF_INET6}
 
 ProtoT = TypeVar("ProtoT", bound=asyncio.Protocol)
+
+AddressCheck = Callable[[str], "str | None"]
+"""Judges an IP address before a connection to it: why it is refused, or ``None``."""
+
+METADATA_ADDRESSES: Final = frozenset(
+    {ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200")}
+)
+"""Cloud instance metadata services (AWS/GCP/Azure/OpenStack, AWS IPv6, Alibaba): refused with
+link-local addresses, whatever range they are in."""
 
 
 class ProbeError(Exception):
@@ -81,6 +95,41 @@ def is_ip_literal(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def address_policy(allow_link_local: bool, allow_private: bool) -> AddressCheck | None:
+    """An :data:`AddressCheck` refusing link-local and metadata addresses (unless
+    ``allow_link_local``) and private ones (unless ``allow_private``: RFC 1918, loopback,
+    unique local, CGNAT, as :attr:`ipaddress.IPv4Address.is_private` plus ``100.64.0.0/10``);
+    ``None`` when both are allowed. IPv4-mapped IPv6 addresses are judged as IPv4."""
+    if allow_link_local and allow_private:
+        return None
+
+    def check(host: str) -> str | None:
+        try:
+            ip = ipaddress.ip_address(host.partition("%")[0])
+        except ValueError:
+            return None
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        if not allow_link_local:
+            if ip in METADATA_ADDRESSES:
+                return f"{ip}, a cloud metadata address (follow_redirects_to_link_local is off)"
+            if ip.is_link_local:
+                return f"{ip}, a link-local address (follow_redirects_to_link_local is off)"
+        if not allow_private and (ip.is_private or ip in _SHARED):
+            return f"{ip}, a private address (follow_redirects_to_private is off)"
+        return None
+
+    return check
+
+
+_SHARED: Final = ipaddress.ip_network("100.64.0.0/10")
+
+
+def _refused(host: str, why: str, phases: dict[str, float]) -> ProbeError:
+    where = why if is_ip_literal(host) else f"{host} at {why}"
+    return ProbeError(REDIRECT_REFUSED, f"refused to connect to {where}", phases)
 
 
 def _family_name(family: int) -> str:
@@ -148,11 +197,15 @@ async def connect_socket(
     *,
     family: int = socket.AF_UNSPEC,
     phases: dict[str, float],
+    address_check: AddressCheck | None = None,
 ) -> tuple[socket.socket, int, tuple[Any, ...]]:
     """Resolve and connect a non-blocking TCP socket; fill ``phases`` (resolve, connect).
 
+    :param address_check: addresses it refuses are not connected to (checked after
+        resolution, so the address judged is the address connected to).
     :return: the connected socket (the caller closes it), its family and peer address.
-    :raises ProbeError: for DNS and connect failures, with ``phases`` attached.
+    :raises ProbeError: for DNS and connect failures, with ``phases`` attached; with reason
+        ``redirect_refused`` when ``address_check`` refuses every address of ``host``.
     """
     loop = asyncio.get_running_loop()
     addrs: list[tuple[int, tuple[Any, ...]]]
@@ -167,6 +220,7 @@ async def connect_socket(
             )
         addrs = [(int(fam), (host, port))]
     else:
+        set_phase(f"resolving {host}")
         t0 = perf_counter()
         try:
             addrs = await _resolve(loop, host, port, family)
@@ -175,10 +229,16 @@ async def connect_socket(
             exc.phases = phases
             raise
         phases["resolve"] = perf_counter() - t0
+    if address_check is not None:
+        judged = [(fam, addr, address_check(addr[0])) for fam, addr in addrs]
+        addrs = [(fam, addr) for fam, addr, why in judged if why is None]
+        if not addrs:
+            raise _refused(host, str(judged[0][2]), phases)
 
     t0 = perf_counter()
     last: ProbeError | None = None
     for fam, addr in addrs:
+        set_phase(f"connecting to {format_addr(addr[0], addr[1])}")
         sock = socket.socket(fam, socket.SOCK_STREAM)
         try:
             sock.setblocking(False)
@@ -207,6 +267,7 @@ async def open_connection(
     ssl_context: ssl.SSLContext | None = None,
     server_hostname: str | None = None,
     phases: dict[str, float],
+    address_check: AddressCheck | None = None,
 ) -> tuple[asyncio.Transport, ProtoT, CertInfo | None]:
     """Resolve, connect and (with ``ssl_context``) handshake; fill ``phases`` as it goes.
 
@@ -215,11 +276,14 @@ async def open_connection(
 
     :param server_hostname: SNI and verification name (defaults to ``host``).
     :param phases: dict updated with ``resolve`` (when ``host`` is a name), ``connect``, ``tls``.
+    :param address_check: see :func:`connect_socket`.
     :return: (transport to use, protocol, peer certificate info or None).
     :raises ProbeError: for DNS, connect and TLS failures, with ``phases`` attached.
     """
     loop = asyncio.get_running_loop()
-    sock, fam, addr = await connect_socket(host, port, family=family, phases=phases)
+    sock, fam, addr = await connect_socket(
+        host, port, family=family, phases=phases, address_check=address_check
+    )
     t0 = perf_counter()
     try:
         result = await loop.create_connection(protocol_factory, sock=sock)
@@ -238,6 +302,7 @@ async def open_connection(
         return transport, protocol, None
 
     name = server_hostname or host
+    set_phase(f"in the TLS handshake with {format_addr(addr[0], addr[1])}")
     t0 = perf_counter()
     try:
         tls_transport = await loop.start_tls(transport, protocol, ssl_context, server_hostname=name)
