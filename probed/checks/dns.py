@@ -29,6 +29,7 @@ from probed.checks._failures import describe
 from probed.checks._reasons import RCODE, TRUNCATED
 from probed.hookspecs import hookimpl
 from probed.options import Regex
+from probed.phase import set_phase
 from probed.threads import run_blocking
 
 if TYPE_CHECKING:
@@ -231,6 +232,7 @@ class DnsCheck(Check[DnsOptions]):
         where = f"{server.display} over {opts.transport}"
         truncated = False
         start = time.perf_counter()
+        set_phase(f"waiting for the answer from {where}")
         try:
             if opts.transport == "tcp":
                 response = await _tcp(query, address, server.port, deadline)
@@ -248,6 +250,7 @@ class DnsCheck(Check[DnsOptions]):
                             values={"probed_dns_truncated": 1.0},
                         )
                     where = f"{server.display} over tcp (after a truncated UDP answer)"
+                    set_phase(f"waiting for the answer from {where}")
                     response = await _tcp(query, address, server.port, deadline)
         except dns.exception.Timeout:
             return Result.fail(Reason.TIMEOUT, f"no answer from {where} within the timeout")

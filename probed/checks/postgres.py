@@ -8,6 +8,12 @@ daemon cancels the run at its timeout.
 
 The password (in the DSN or the ``password`` option) never reaches a message: driver errors
 are passed through a :class:`~probed.redact.Redactor` first.
+
+Under the default ``sslmode=prefer`` a server without TLS (or anyone in between who answers the
+TLS request with "no") gets the login in plain text and may ask for the password itself in
+clear text. When a password is configured and the connection came up without TLS over TCP, the
+check logs one warning per check (never the password): set ``sslmode=verify-full`` (with
+``sslrootcert``) in the dsn, or ``sslmode=disable`` to say plain text is intended.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import asyncio
 import contextlib
 import decimal
 import importlib
+import logging
+import os
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Final, Literal
 
 from pydantic import (
@@ -40,6 +48,7 @@ from probed.checks._reasons import (
     UNAVAILABLE,
 )
 from probed.options import Duration, format_duration
+from probed.phase import set_phase
 from probed.redact import Redactor
 from probed.threads import run_blocking
 from probed.thresholds import Limit, WarnFail, check_order
@@ -49,11 +58,18 @@ if TYPE_CHECKING:
 
 __all__ = ["PostgresCheck", "PostgresOptions"]
 
+log = logging.getLogger("probed.checks.postgres")
+
 _SCHEMES: Final = ("postgresql", "postgres")
 _SSLMODES: Final = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 # Time kept back from the driver's deadlines for cancelling a query and closing (see run()).
 _MIN_RESERVE: Final = 0.05
 _MAX_RESERVE: Final = 0.5
+_DOING: Final = {
+    "connect": "connecting",
+    "query": "running the query",
+    "role": "reading the role",
+}
 
 # Role and lag in one round trip. Lag is 0 when everything received has been replayed (an idle
 # primary does not make a healthy replica look late); otherwise the age of the last replayed
@@ -193,6 +209,8 @@ class PostgresCheck(Check[PostgresOptions]):
         ),
     )
 
+    _plaintext_warned = False  # the no-TLS password warning is logged once per check
+
     async def setup(self) -> None:
         """Import the driver once, in a thread: it takes long enough to stall the loop and
         would otherwise count against the first run's timeout."""
@@ -221,6 +239,7 @@ class PostgresCheck(Check[PostgresOptions]):
         phase = "connect"
         conn: Any = None
         try:
+            set_phase(_DOING["connect"])
             with timed(phases, "connect"):
                 conn = await asyncpg.connect(
                     dsn=opts.dsn.get_secret_value(),
@@ -228,12 +247,15 @@ class PostgresCheck(Check[PostgresOptions]):
                     timeout=remaining(),
                     server_settings={"application_name": "probed"},
                 )
+            self._warn_plaintext(conn)
             phase = "query"
+            set_phase(_DOING["query"])
             with timed(phases, "query"):
                 rows = await conn.fetch(opts.query, timeout=remaining())
             role: tuple[bool, float | None] | None = None
             if opts.wants_role:
                 phase = "role"
+                set_phase(_DOING["role"])
                 with timed(phases, "role"):
                     record = await conn.fetchrow(_ROLE_QUERY, timeout=remaining())
                 role = (bool(record["in_recovery"]), record["lag"])
@@ -243,6 +265,29 @@ class PostgresCheck(Check[PostgresOptions]):
         finally:
             if conn is not None:
                 await _close(conn, reserve)
+
+    def _warn_plaintext(self, conn: Any) -> None:
+        """Log once per check when the password went to a TCP peer without TLS."""
+        if self._plaintext_warned or not self._secrets():
+            return
+        if isinstance(getattr(conn, "_addr", None), str):  # a unix socket: no network
+            return
+        protocol = getattr(conn, "_protocol", None)
+        if getattr(protocol, "is_ssl", True):
+            return
+        sslmode = self.options.dsn.query().get("sslmode") or os.environ.get("PGSSLMODE")
+        if (sslmode or "prefer") == "disable":  # plain text chosen explicitly
+            return
+        self._plaintext_warned = True
+        log.warning(
+            "check %s: the PostgreSQL password was offered to %s without TLS (sslmode=%s and "
+            "the server did not start TLS): that server, or anyone on the path, can ask for it "
+            "in clear text; set sslmode=verify-full (with sslrootcert) in the dsn, or "
+            "sslmode=disable if plain text is intended",
+            self.spec.name,
+            self.options.dsn.endpoint,
+            sslmode or "prefer (the default)",
+        )
 
     def _evaluate(
         self,
@@ -337,8 +382,7 @@ class PostgresCheck(Check[PostgresOptions]):
 
         where = self.options.dsn.endpoint
         detail = short(str(exc)) or type(exc).__name__
-        during = {"connect": "connecting", "query": "running the query", "role": "reading the role"}
-        doing = during.get(phase, phase)
+        doing = _DOING.get(phase, phase)
         if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError):
             return Reason.AUTH, f"{where} rejected the login: {detail} (check user and password)"
         if isinstance(exc, asyncpg.InvalidCatalogNameError):

@@ -36,10 +36,12 @@ from probed.checks._tls import (
     expiry_verdict,
 )
 from probed.options import Regex, Size
+from probed.phase import set_phase
 from probed.threads import run_blocking
 
 __all__ = ["TcpCheck", "TcpOptions", "parse_address"]
 
+_MAX_READ_LIMIT: Final = 1 << 20  # the reply is searched on every arrival: keep it small
 _ADDRESS_RE: Final = re.compile(r"\[([0-9a-fA-F:.%a-zA-Z]+)\]:(\d+)|([^:\[\]\s]+):(\d+)")
 
 
@@ -74,7 +76,10 @@ class TcpOptions(CheckOptions):
         default=None, description="Regex the reply must match (read until it does)."
     )
     max_read_size: Size = Field(
-        default=65536, gt=0, description="Read at most this many bytes looking for expect."
+        default=65536,
+        gt=0,
+        le=_MAX_READ_LIMIT,
+        description="Read at most this many bytes looking for expect (at most 1MiB).",
     )
 
     @field_validator("tls", mode="before")
@@ -101,17 +106,32 @@ class TcpOptions(CheckOptions):
 
 
 class _TcpProtocol(asyncio.Protocol):
-    """Buffers what the server sends and wakes the reader."""
+    """Buffers what the server sends (at most ``limit`` bytes) and wakes the reader.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    Once ``limit`` bytes are in, reading is paused and anything more is dropped: a server that
+    never stops sending costs ``limit`` bytes, not what it managed to send before the reader
+    woke up.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int) -> None:
         self.loop = loop
+        self.limit = limit
         self.buffer = bytearray()
         self.closed = False
         self.error: Exception | None = None
         self.waiter: asyncio.Future[None] | None = None
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if isinstance(transport, asyncio.Transport):
+            self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        self.buffer += data
+        room = self.limit - len(self.buffer)
+        if room > 0:
+            self.buffer += data[:room]
+        if len(self.buffer) >= self.limit and self.transport is not None:
+            self.transport.pause_reading()
         self._wake()
 
     def eof_received(self) -> bool | None:
@@ -181,7 +201,7 @@ class TcpCheck(Check[TcpOptions]):
             return await self._connect_only(phases)
         try:
             transport, proto, cert = await open_connection(
-                lambda: _TcpProtocol(loop),
+                lambda: _TcpProtocol(loop, self.options.max_read_size),
                 self.host,
                 self.port,
                 family=self.family,
@@ -245,6 +265,7 @@ class TcpCheck(Check[TcpOptions]):
                 transport.write(self.payload)
             if self.expect is None:
                 return None
+            set_phase(f"waiting for a reply matching /{self.expect.pattern}/")
             limit = self.options.max_read_size
             while True:
                 data = bytes(proto.buffer[:limit])
