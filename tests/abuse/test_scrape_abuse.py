@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
 import subprocess
 import sys
 import time
@@ -195,3 +196,36 @@ async def test_512_concurrent_scrapes_of_1000_checks_stay_within_tens_of_megabyt
         # Before: +2.4 GB (a body and a render per scraper). Now one body (~1.4 MB) shared,
         # written in 64 KiB slices: tens of MiB. The bound is generous on purpose.
         assert grew_mib < 200, f"peak RSS grew by {grew_mib:.0f} MiB"
+
+
+# -- /api/v1/checks with 10,000 checks --------------------------------------------------------
+
+
+async def test_health_live_stays_fast_while_the_api_lists_10000_checks(tmp_path: Path) -> None:
+    _checks(tmp_path / "c.yaml", 10_000, "1h")
+    async with scripted_daemon(tmp_path) as r:
+        await _all_started(r)
+
+        async def listing() -> bytes:
+            async with r.session.get(r.url + "/api/v1/checks") as resp:
+                assert resp.status == 200
+                return await resp.read()
+
+        # The first listings render every check (nothing kept yet): four clients at once
+        # while /health/live is asked in turn; each answer must come quickly.
+        listers = [asyncio.ensure_future(listing()) for _ in range(4)]
+        latencies = []
+        while not all(t.done() for t in listers) or len(latencies) < 5:
+            started = time.perf_counter()
+            async with r.session.get(r.url + "/health/live") as resp:
+                assert resp.status == 200
+                await resp.read()
+            latencies.append(time.perf_counter() - started)
+        bodies = [t.result() for t in listers]
+        listed = json.loads(bodies[0])
+        assert len(listed["checks"]) == 10_000 and listed["config_errors"] == []
+        print(
+            f"/health/live during 4 listings of 10,000 checks: max {max(latencies) * 1000:.0f} ms"
+        )
+        assert max(latencies) < 0.5, latencies  # was 1.57 s
+        assert all(b == bodies[0] for b in bodies)  # one build shared
