@@ -170,7 +170,8 @@ class ClientConfig:
 
     :param ssl_context: used for ``https`` hops; ``None`` means the system default context.
     :param server_name: SNI/verification name for hops to the original host.
-    :param max_body_size: bytes of body kept and accepted; more fails with ``body_size``.
+    :param max_body_size: bytes of body accepted per fetch, the bodies of redirect responses
+        included (a per-run budget); more fails with ``body_size``.
     :param max_header_size: bytes of a response head accepted; more fails with ``header_size``
         (the status and header lines are capped too: :mod:`probed.checks._httpparse`).
     :param redirect_check: judges the address of a redirect hop to another host before any
@@ -248,6 +249,7 @@ async def _fetch_once(
     body: bytes,
     config: ClientConfig,
     phases: dict[str, float],
+    max_body: int,
 ) -> tuple[ResponseProtocol, CertInfo | None]:
     loop = asyncio.get_running_loop()
     ssl_context = None
@@ -260,7 +262,7 @@ async def _fetch_once(
     head_only = method == "HEAD"
 
     def factory() -> ResponseProtocol:
-        return ResponseProtocol(loop, config.max_body_size, head_only, config.max_header_size)
+        return ResponseProtocol(loop, max_body, head_only, config.max_header_size)
 
     transport, proto, cert = await open_connection(
         factory,
@@ -322,17 +324,20 @@ async def fetch(request: HttpRequest, config: ClientConfig) -> HttpResponse:
     :return: the final response (a 3xx one when redirects are not followed or the limit was
         reached; ``redirects`` then says how many were followed).
     :raises ProbeError: for DNS, connect, TLS, protocol and reset failures, and with reason
-        ``body_size`` when the body exceeds ``config.max_body_size`` (reading stops there).
+        ``body_size`` when the bodies read exceed ``config.max_body_size`` (reading stops there).
         Its ``detail`` names the hop URL when the failure happened after a redirect.
     """
     url, method, body = request.url, request.method, request.body
     phases: dict[str, float] = {}
     redirects: list[Redirect] = []
     earliest: float | None = None
+    spent = 0  # body bytes of the redirect responses: the budget is per fetch
     while True:
         hop: dict[str, float] = {}
         try:
-            proto, cert = await _fetch_once(request, url, method, body, config, hop)
+            proto, cert = await _fetch_once(
+                request, url, method, body, config, hop, config.max_body_size - spent
+            )
         except ProbeError as exc:
             _merge(phases, exc.phases)
             exc.phases = phases
@@ -342,6 +347,8 @@ async def fetch(request: HttpRequest, config: ClientConfig) -> HttpResponse:
         except BodyTooLargeSignal as exc:
             _merge(phases, hop)
             where = f" (after redirect to {url})" if redirects else ""
+            if spent:
+                where = f" (after redirect to {url}; {spent} of them in redirect responses)"
             status, version = exc.args
             raise BodyTooLargeError(
                 f"response body exceeds max_body_size of {config.max_body_size} bytes{where}",
@@ -370,6 +377,7 @@ async def fetch(request: HttpRequest, config: ClientConfig) -> HttpResponse:
                     phases,
                 ) from None
             redirects.append(Redirect(url, status, location))
+            spent += proto.body_size
             if status == 303 or (status in (301, 302) and method == "POST"):
                 method, body = ("HEAD" if method == "HEAD" else "GET"), b""
             url = next_url

@@ -316,3 +316,24 @@ async def test_other_checks_keep_their_schedule_beside_a_hostile_target(tmp_path
     assert hostile_state.last.reason == HEADER_SIZE
     assert steady.last.status is Status.OK
     assert elapsed < 2.0, f"10 runs of a 100 ms check took {elapsed:.2f}s"
+
+
+async def test_body_budget_is_per_run_redirect_bodies_included() -> None:
+    # Each redirect answers with 400 KB of body: alone under max_body_size (1 MiB), together
+    # over it by the third hop. The budget is the run's, not each response's.
+    def make(h: Hostile) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            body = b"r" * 400_000
+            head = f"HTTP/1.1 302 Found\r\nLocation: /again\r\nContent-Length: {len(body)}\r\n\r\n"
+            await h.write(writer, head.encode() + body)
+
+        return handler
+
+    async with hostile(make) as h:
+        result = await run_check(HttpCheck, timeout=5, url=h.url, max_body_size="1MiB")
+    assert result.reason == Reason.BODY_SIZE, result.message
+    assert result.message == (
+        f"GET {h.url}: response body exceeds max_body_size of 1048576 bytes "
+        f"(after redirect to {h.url}again; 800000 of them in redirect responses)"
+    )
+    assert h.connections == 3
