@@ -446,6 +446,9 @@ async def test_server_that_never_answers_is_cut_at_the_timeout() -> None:
         release.set()
     assert accepted.is_set()
     assert (result.status, result.reason) == (Status.FAIL, Reason.TIMEOUT)
+    assert result.message == (
+        "no answer within the timeout of 0.3s while waiting for the response headers"
+    )
     assert 0.3 <= result.duration < 1.0
 
 
@@ -597,3 +600,23 @@ async def test_tls_handshake_that_never_completes_is_cut_at_the_timeout() -> Non
         result = await run_check(HttpCheck, url=f"https://127.0.0.1:{port}/", timeout=0.3)
         release.set()
     assert (result.status, result.reason) == (Status.FAIL, Reason.TIMEOUT)
+    assert result.message == (
+        f"no answer within the timeout of 0.3s while in the TLS handshake with 127.0.0.1:{port}"
+    )
+
+
+async def test_resolver_that_never_answers_is_cut_at_the_timeout_naming_the_host(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    loop = asyncio.get_running_loop()
+    never = loop.create_future()
+
+    async def stuck(*args: Any, **kwargs: Any) -> Any:
+        return await never
+
+    monkeypatch.setattr(loop, "getaddrinfo", stuck)
+    result = await run_check(HttpCheck, url="http://stuck.example.test/", timeout=0.3)
+    assert result.reason == Reason.TIMEOUT
+    assert result.message == (
+        "no answer within the timeout of 0.3s while resolving stuck.example.test"
+    )
