@@ -8,7 +8,9 @@ hostile target cannot make it buffer without limit:
 - the number of header fields: at most :data:`MAX_HEADERS`;
 - the whole head (status line and headers): at most ``max_head`` bytes (the ``max_header_size``
   option, 1 MiB by default);
-- the body: at most ``max_body`` bytes (``max_body_size``); more stops reading.
+- the body: at most ``max_body`` bytes (``max_body_size``); more stops reading;
+- everything: at most ``max_head + max_body`` plus a quarter of ``max_body`` and 128 KiB for
+  chunk framing, so chunk extensions or trailers that never end are cut too (``body_size``).
 
 Going over a head cap fails with reason ``header_size`` as soon as the cap is exceeded (at
 most one socket read past it, 256 KiB); going over the body cap fails with ``body_size``.
@@ -100,6 +102,7 @@ class ResponseProtocol(asyncio.Protocol):
         self.content_length: int | None = None
         self.chunked = False
         self.too_large = False
+        self.max_total = max_head + max_body + max_body // 4 + 2 * MAX_LINE
 
     # -- asyncio callbacks
     def data_received(self, data: bytes) -> None:
@@ -129,6 +132,14 @@ class ResponseProtocol(asyncio.Protocol):
             )
         elif self.complete:
             self._finish()
+        elif self.received > self.max_total:
+            self._fail(
+                ProbeError(
+                    Reason.BODY_SIZE,
+                    f"response is over {format_size(self.max_total)} in total without ending "
+                    f"({self.body_size} body bytes; the rest chunk framing or trailers)",
+                )
+            )
 
     def _check_pending_head(self, data: bytes) -> None:
         """The head is not complete yet: bound what the parser holds of it."""

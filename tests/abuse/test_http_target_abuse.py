@@ -337,3 +337,25 @@ async def test_body_budget_is_per_run_redirect_bodies_included() -> None:
         f"(after redirect to {h.url}again; 800000 of them in redirect responses)"
     )
     assert h.connections == 3
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        forever(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;ext=", b"e" * 65536),
+        forever(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-Trailer: ", b"t" * 65536
+        ),
+    ],
+    ids=["endless-chunk-extension", "endless-trailer"],
+)
+async def test_chunk_framing_that_never_ends_is_cut_by_the_total_budget(
+    make: Callable[[Hostile], Handler],
+) -> None:
+    async with hostile(make) as h:
+        start = time.perf_counter()
+        result = await run_check(HttpCheck, timeout=5, url=h.url, max_body_size="1MiB")
+        assert time.perf_counter() - start < 2.5
+    assert result.reason == Reason.BODY_SIZE, result.message
+    assert "response is over 2.4 MiB in total without ending (0 body bytes" in result.message
+    assert h.sent < 24 * MiB
