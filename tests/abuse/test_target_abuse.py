@@ -1,0 +1,543 @@
+"""Hostile non-HTTP targets and runaway thread work (issue 8).
+
+Raw asyncio servers on 127.0.0.1 speak just enough RESP, DNS or PostgreSQL to lead a check on:
+the check must fail its own run fast with a clear reason, buffer a bounded number of bytes, and
+never send a password in clear text without saying so. ``file_age`` walks of ``/`` stop at
+their timeout, do not starve the host checks, and do not hold up SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import signal
+import struct
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from probed import Check, CheckOptions, Reason, Result, Status
+from probed.checks.dns import DnsCheck
+from probed.checks.postgres import PostgresCheck
+from probed.checks.redis import RedisCheck
+from probed.checks.tcp import TcpCheck
+from probed.phase import format_elapsed, phase, set_phase
+from probed.runner import execute
+from probed.testing import make_spec, run_check
+from probed.threads import POOL_SIZE, blocking_cancelled, pool_stats, run_blocking
+from tests.harness import running_daemon, wait_for
+from tests.servers._util import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+PLUGINS = REPO / "plugins"
+MiB = 1024 * 1024
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def serving(handler: Handler) -> AsyncIterator[int]:
+    """A raw TCP server on 127.0.0.1 running ``handler`` per connection; yields its port."""
+    tasks: set[asyncio.Task[Any]] = set()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        tasks.add(task)
+        try:
+            await handler(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass  # the probe hung up, as a bounded client should
+        finally:
+            writer.transport.abort()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await server.wait_closed()
+
+
+async def read_command(reader: asyncio.StreamReader) -> list[bytes]:
+    """One RESP command (an array of bulk strings) from the client."""
+    header = await reader.readuntil(b"\r\n")
+    args = []
+    for _ in range(int(header[1:-2])):
+        size = int((await reader.readuntil(b"\r\n"))[1:-2])
+        args.append((await reader.readexactly(size + 2))[:-2])
+    return args
+
+
+def resp_then(head: bytes, chunk: bytes | None = None) -> Handler:
+    """A 'Redis' answering its first command with ``head``, then ``chunk`` for ever."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_command(reader)
+        writer.write(head)
+        await writer.drain()
+        while chunk is not None:
+            writer.write(chunk)
+            await writer.drain()
+        await reader.read()
+
+    return handler
+
+
+async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.read()
+
+
+HUGE_BULK = resp_then(b"$999999999999\r\n", b"x" * 65536)
+ENDLESS_LINE = resp_then(b"+OK", b"y" * 65536)
+HUGE_ARRAY = resp_then(b"*999999999\r\n", b":1\r\n" * 16384)
+MANY_BULKS = resp_then(b"*4000\r\n", b"$1048576\r\n" + b"z" * 1048576 + b"\r\n")
+
+
+# -- redis --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("handler", "says"),
+    [
+        (HUGE_BULK, "a bulk string of 999999999999 bytes (the check's limit is 1.0 MiB)"),
+        (ENDLESS_LINE, "a reply line longer than 64 KiB"),
+        (HUGE_ARRAY, "an array of 999999999 elements (the check's limit is 4096)"),
+        (MANY_BULKS, "more than 4.0 MiB of replies in one run"),
+    ],
+    ids=["huge-bulk", "endless-line", "huge-array", "many-bulks"],
+)
+async def test_a_hostile_redis_reply_fails_the_check_fast_as_protocol(
+    handler: Handler, says: str
+) -> None:
+    async with serving(handler) as port:
+        result = await run_check(RedisCheck, url=f"redis://127.0.0.1:{port}/0", timeout=5)
+    assert (result.status, result.reason) == (Status.FAIL, Reason.PROTOCOL), result.message
+    assert says in result.message
+    assert f"127.0.0.1:{port} sent " in result.message
+    assert result.duration < 2.0, f"took {result.duration:.2f}s"
+
+
+async def test_a_redis_that_never_answers_is_a_timeout_naming_the_phase_in_short_figures() -> None:
+    async with serving(silent) as port:
+        result = await run_check(RedisCheck, url=f"redis://127.0.0.1:{port}/0", timeout=0.5)
+    assert result.reason == Reason.TIMEOUT, result.message
+    assert "while connecting and logging in" in result.message
+    # "after 450.2 ms", never "after 0.4501817049999465s"
+    assert re.search(r"after \d+\.\d ms ", result.message), result.message
+    assert not re.search(r"\d\.\d{4,}", result.message), result.message
+
+
+# -- tcp ----------------------------------------------------------------------------------------
+
+
+async def endless_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while True:  # one endless line: no newline ever
+        writer.write(b"a" * 65536)
+        await writer.drain()
+
+
+async def test_tcp_expect_against_an_endless_stream_stops_at_max_read_size() -> None:
+    async with serving(endless_stream) as port:
+        result = await run_check(
+            TcpCheck, address=f"127.0.0.1:{port}", expect="^never", max_read_size=4096
+        )
+    assert (result.status, result.reason) == (Status.FAIL, Reason.ASSERTION), result.message
+    assert "in the first 4096 bytes (max_read_size)" in result.message
+    assert result.duration < 1.0
+
+
+async def test_tcp_protocol_buffer_never_holds_more_than_max_read_size() -> None:
+    from probed.checks import tcp
+
+    loop = asyncio.get_running_loop()
+    async with serving(endless_stream) as port:
+        transport, proto = await loop.create_connection(
+            lambda: tcp._TcpProtocol(loop, 10_000), "127.0.0.1", port
+        )
+        await wait_for(lambda: len(proto.buffer) >= 10_000, 5, "the buffer to fill")
+        # Let the server push a few more megabytes' worth of reads at us.
+        for _ in range(50):
+            await asyncio.sleep(0)
+        size = len(proto.buffer)
+        transport.abort()
+    assert size == 10_000
+
+
+def test_tcp_max_read_size_is_capped_at_1_mib() -> None:
+    from pydantic import ValidationError
+
+    from probed.checks.tcp import TcpOptions
+
+    with pytest.raises(ValidationError, match="less than or equal to 1048576"):
+        TcpOptions.model_validate({"address": "127.0.0.1:1", "max_read_size": "2MiB"})
+
+
+# -- dns ----------------------------------------------------------------------------------------
+
+
+async def dns_junk(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.readexactly(struct.unpack("!H", await reader.readexactly(2))[0])
+    writer.write(struct.pack("!H", 65535) + os.urandom(65535))  # the largest frame there is
+    await writer.drain()
+    await reader.read()
+
+
+async def dns_endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.readexactly(struct.unpack("!H", await reader.readexactly(2))[0])
+    writer.write(struct.pack("!H", 65535) + b"\0" * 100)  # announces 64 KiB, sends 100 bytes
+    await writer.drain()
+    await reader.read()
+
+
+async def test_dns_over_tcp_a_64_kib_garbage_answer_is_a_protocol_failure() -> None:
+    async with serving(dns_junk) as port:
+        result = await run_check(
+            DnsCheck, query_name="example.com", server=f"127.0.0.1:{port}", transport="tcp"
+        )
+    assert (result.status, result.reason) == (Status.FAIL, Reason.PROTOCOL), result.message
+    assert result.duration < 2.0
+
+
+async def test_dns_over_tcp_a_frame_that_never_completes_times_out_naming_the_server() -> None:
+    async with serving(dns_endless) as port:
+        result = await run_check(
+            DnsCheck,
+            query_name="example.com",
+            server=f"127.0.0.1:{port}",
+            transport="tcp",
+            timeout=0.5,
+        )
+    assert result.reason == Reason.TIMEOUT, result.message
+    assert f"127.0.0.1:{port}" in result.message
+
+
+# -- postgres: a password in clear text under sslmode=prefer -------------------------------------
+
+
+def pg_stub(received: list[bytes]) -> Handler:
+    """A 'PostgreSQL' refusing TLS, asking for the password in clear text, failing the query."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        size = struct.unpack("!i", await reader.readexactly(4))[0]
+        body = await reader.readexactly(size - 4)
+        if struct.unpack("!i", body[:4])[0] == 80877103:  # SSLRequest: no TLS here
+            writer.write(b"N")
+            size = struct.unpack("!i", await reader.readexactly(4))[0]
+            await reader.readexactly(size - 4)  # the startup message
+        writer.write(b"R" + struct.pack("!ii", 8, 3))  # AuthenticationCleartextPassword
+        await writer.drain()
+        assert await reader.readexactly(1) == b"p"
+        size = struct.unpack("!i", await reader.readexactly(4))[0]
+        received.append((await reader.readexactly(size - 4)).rstrip(b"\0"))
+        writer.write(b"R" + struct.pack("!ii", 8, 0))  # AuthenticationOk
+        for key, value in ((b"server_version", b"16.0"), (b"client_encoding", b"UTF8")):
+            payload = key + b"\0" + value + b"\0"
+            writer.write(b"S" + struct.pack("!i", len(payload) + 4) + payload)
+        writer.write(b"K" + struct.pack("!iii", 12, 1, 2))
+        writer.write(b"Z" + struct.pack("!i", 5) + b"I")
+        await writer.drain()
+        await reader.read(1)  # the query
+        error = b"SERROR\0C42000\0Mstub server\0\0"
+        writer.write(b"E" + struct.pack("!i", len(error) + 4) + error)
+        writer.write(b"Z" + struct.pack("!i", 5) + b"I")
+        await writer.drain()
+        await reader.read()
+
+    return handler
+
+
+@pytest.mark.parametrize("sslmode", ["", "?sslmode=prefer"])
+async def test_postgres_warns_once_when_the_password_went_out_without_tls(
+    sslmode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    password = "s3cret-Pg-pw"
+    received: list[bytes] = []
+    caplog.set_level(logging.WARNING, logger="probed.checks.postgres")
+    async with serving(pg_stub(received)) as port:
+        spec = make_spec(
+            PostgresCheck, dsn=f"postgresql://probe:{password}@127.0.0.1:{port}/db{sslmode}"
+        )
+        check = PostgresCheck(spec)
+        first = await execute(check, 5.0)
+        second = await execute(check, 5.0)
+        await check.close()
+    assert received == [password.encode(), password.encode()]  # what the stub got in clear text
+    assert first.status is Status.FAIL and second.status is Status.FAIL
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings  # once per check, not once per run
+    assert f"offered to 127.0.0.1:{port} without TLS" in warnings[0]
+    assert "sslmode=verify-full" in warnings[0]
+    assert password not in caplog.text
+    assert password not in first.message
+
+
+async def test_postgres_with_sslmode_disable_chosen_explicitly_does_not_warn(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    received: list[bytes] = []
+    caplog.set_level(logging.WARNING, logger="probed.checks.postgres")
+    async with serving(pg_stub(received)) as port:
+        await run_check(
+            PostgresCheck, dsn=f"postgresql://probe:pw@127.0.0.1:{port}/db?sslmode=disable"
+        )
+    assert received == [b"pw"]
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]
+
+
+# -- phases and durations in timeout messages ----------------------------------------------------
+
+
+class _StallOptions(CheckOptions):
+    pass
+
+
+class _Stalls(Check[_StallOptions]):
+    type_name: ClassVar[str] = "stalls"
+    options_model: ClassVar[type[CheckOptions]] = _StallOptions
+
+    async def run(self) -> Result:
+        set_phase("connecting")
+        with phase("waiting for the greeting"):
+            await asyncio.Event().wait()
+        return Result.ok("unreachable")
+
+
+class _Recovers(_Stalls):
+    async def run(self) -> Result:
+        with contextlib.suppress(ValueError), phase("parsing"):
+            raise ValueError("handled")
+        await asyncio.Event().wait()
+        return Result.ok("unreachable")
+
+
+async def test_a_timeout_names_the_phase_the_check_declared() -> None:
+    result = await execute(_Stalls(make_spec(_Stalls)), 0.1)
+    assert result.message == "no answer within the timeout of 0.1s while waiting for the greeting"
+
+
+async def test_a_phase_left_by_an_exception_is_restored() -> None:
+    result = await execute(_Recovers(make_spec(_Recovers)), 0.1)
+    assert result.message == "no answer within the timeout of 0.1s"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0.0123, "12.3 ms"),
+        (4.9517879049999465, "4.95s"),
+        (12.34, "12.3s"),
+        (125.2, "2m5s"),
+        (float("nan"), "0 ms"),
+    ],
+)
+def test_elapsed_times_are_formatted_short(seconds: float, text: str) -> None:
+    assert format_elapsed(seconds) == text
+
+
+# -- thread work ----------------------------------------------------------------------------------
+
+
+def _walk_root() -> int:
+    sys.path.insert(0, str(PLUGINS))
+    try:
+        import file_age
+    finally:
+        sys.path.remove(str(PLUGINS))
+    try:
+        file_age.find_newest("/**/x*.gz")
+    except file_age.WalkCancelled:
+        return 1
+    return 0
+
+
+async def test_a_walk_of_root_stops_when_its_run_is_cancelled() -> None:
+    pool = "walk-test"
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.2):
+            await run_blocking(_walk_root, pool=pool)
+    # The thread notices at the next directory: the pool is idle again at once, not minutes later.
+    await wait_for(lambda: pool_stats()[pool][1] == 0, 3, "the walk to stop")
+
+
+async def test_queued_blocking_calls_of_a_cancelled_run_never_start() -> None:
+    pool = "queue-test"
+    started: list[int] = []
+    release = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def hold(i: int) -> None:
+        started.append(i)
+        while not blocking_cancelled() and not release.is_set():
+            time.sleep(0.005)
+
+    holders = [asyncio.create_task(run_blocking(hold, i, pool=pool)) for i in range(POOL_SIZE)]
+    await wait_for(lambda: len(started) == POOL_SIZE, 3, "the pool to fill")
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05):
+            await run_blocking(hold, 99, pool=pool)  # queued behind the full pool
+    loop.call_soon(release.set)
+    await asyncio.gather(*holders)
+    await asyncio.sleep(0.05)
+    assert 99 not in started
+    assert pool_stats()[pool] == (POOL_SIZE, 0)
+
+
+HOST_CHECKS = """\
+  - {name: disk, type: disk, path: /, interval: 100ms, timeout: 90ms}
+  - {name: memory, type: memory, interval: 100ms, timeout: 90ms}
+"""
+
+
+def walking_checks(count: int, timeout: str = "300ms") -> str:
+    lines = [
+        f"  - {{name: walk{i}, type: file_age, path: '/**/x*.gz', max_age: 1d, "
+        f"interval: 500ms, timeout: {timeout}}}"
+        for i in range(count)
+    ]
+    return "checks:\n" + "\n".join(lines) + "\n"
+
+
+async def test_six_root_walks_do_not_starve_disk_and_memory_checks(tmp_path: Path) -> None:
+    checks = tmp_path / "checks"
+    checks.mkdir()
+    (checks / "c.yaml").write_text(walking_checks(6) + HOST_CHECKS)
+    async with running_daemon(checks, plugins_dirs=[PLUGINS]) as r:
+        await r.runs("walk5", 2, timeout=10)
+        before = {name: sum(r.state(name).runs) for name in ("disk", "memory")}
+        t0 = time.monotonic()
+        await r.runs("disk", before["disk"] + 10, timeout=5)
+        await r.runs("memory", before["memory"] + 10, timeout=5)
+        elapsed = time.monotonic() - t0
+        walk = r.state("walk0").last
+        disk, memory = r.state("disk").last, r.state("memory").last
+        threads = pool_stats().get("file_age", (0, 0))[0]
+    assert walk.reason == Reason.TIMEOUT, walk.message
+    assert disk.status is Status.OK, disk.message
+    assert memory.status is not Status.UNKNOWN and memory.reason != Reason.TIMEOUT
+    assert elapsed < 3.0, f"10 runs of 100 ms host checks took {elapsed:.2f}s"
+    assert threads <= POOL_SIZE
+
+
+async def test_sigterm_with_root_walks_in_flight_exits_promptly(tmp_path: Path) -> None:
+    checks = tmp_path / "checks"
+    checks.mkdir()
+    # Timeouts far beyond the test: the walks are in flight when SIGTERM arrives.
+    (checks / "c.yaml").write_text(walking_checks(6, timeout="60s"))
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "probed",
+        "run",
+        "--checks-dir",
+        str(checks),
+        "--plugins-dir",
+        str(PLUGINS),
+        "--listen",
+        f"127.0.0.1:{port}",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+    )
+    assert proc.stderr is not None
+    try:
+        lines: list[bytes] = []
+        async with asyncio.timeout(20):
+            while b"listening" not in b"".join(lines).lower():
+                line = await proc.stderr.readline()
+                assert line, b"".join(lines).decode()
+                lines.append(line)
+        await asyncio.sleep(0.5)  # startup_spread: let the walks begin
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(10):
+            rest = await proc.stderr.read()
+            code = await proc.wait()
+        elapsed = time.monotonic() - t0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert code == 0, rest.decode()[-2000:]
+    assert elapsed < 5.0, f"SIGTERM took {elapsed:.1f}s"
+    assert b"Traceback" not in rest
+
+
+# -- bounded memory in a real `probed once` ------------------------------------------------------
+
+_DRIVER = """\
+import resource, sys
+import probed.checks.redis, probed.checks.tcp, redis.asyncio
+from probed.cli import main
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    sys.argv = ["probed", *sys.argv[1:]]
+    main()
+except SystemExit:
+    pass
+finally:
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    sys.stderr.write(f"RSS_DELTA_KIB {after - before}\\n")
+"""
+
+
+async def test_probed_once_against_hostile_redis_and_tcp_stays_within_50_mb(
+    tmp_path: Path,
+) -> None:
+    async with (
+        serving(HUGE_BULK) as bulk,
+        serving(HUGE_ARRAY) as array,
+        serving(ENDLESS_LINE) as line,
+        serving(endless_stream) as stream,
+    ):
+        checks = tmp_path / "checks"
+        checks.mkdir()
+        (checks / "hostile.yaml").write_text(
+            textwrap.dedent(
+                f"""\
+                checks:
+                  - {{name: bulk, type: redis, url: "redis://127.0.0.1:{bulk}/0", timeout: 5s}}
+                  - {{name: array, type: redis, url: "redis://127.0.0.1:{array}/0", timeout: 5s}}
+                  - {{name: line, type: redis, url: "redis://127.0.0.1:{line}/0", timeout: 5s}}
+                  - {{name: stream, type: tcp, address: "127.0.0.1:{stream}", expect: "^x",
+                      max_read_size: 1MiB, timeout: 5s}}
+                """
+            )
+        )
+        start = time.perf_counter()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _DRIVER,
+            "once",
+            "--checks-dir",
+            str(checks),
+            "--format",
+            "json",
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=REPO,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        elapsed = time.perf_counter() - start
+    assert "Traceback" not in err.decode()
+    report = {c["name"]: c for c in json.loads(out)}
+    for name in ("bulk", "array", "line"):
+        assert report[name]["reason"] == Reason.PROTOCOL, report[name]
+    assert report["stream"]["reason"] == Reason.ASSERTION, report["stream"]
+    assert elapsed < 15, f"took {elapsed:.1f}s"
+    delta = int(err.decode().rsplit("RSS_DELTA_KIB ", 1)[1].split()[0])
+    assert delta < 50 * 1024, f"RSS grew by {delta} KiB"
