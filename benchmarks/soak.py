@@ -38,8 +38,10 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -305,19 +307,45 @@ class SoakFigures:
     log_lines: int
     log_bytes: int
     tracebacks: int
+    first_exception: str
     load: float
     commit: str = ""
     notes: list[str] = field(default_factory=list)
 
 
 def _commit() -> str:
+    """``git describe --always --dirty`` of the checkout soaked (``-dirty``: uncommitted edits)."""
     try:
         sha = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+            ["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True, text=True
         ).stdout.strip()
     except OSError:
         return "unknown"
-    return sha or "unknown"
+    return sha or "unknown (not a git checkout)"
+
+
+def first_exception(log: bytes) -> str:
+    """The last line of the first traceback in the daemon's log (JSON or text), or ``""``."""
+    at = log.find(b"Traceback")
+    if at < 0:
+        return ""
+    start = log.rfind(b"\n", 0, at) + 1
+    end = log.find(b"\n", at)
+    line = log[start : end if end >= 0 else len(log)].decode(errors="replace")
+    if line.lstrip().startswith("{"):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = {}
+        line = next((v for v in record.values() if isinstance(v, str) and "Traceback" in v), "")
+        lines = [x for x in line.splitlines() if x.strip()]
+    else:  # text format: the traceback's lines follow until one that does not start with space
+        lines = []
+        for raw in log[at:].decode(errors="replace").splitlines()[1:]:
+            lines.append(raw)
+            if raw and not raw.startswith(" "):
+                break
+    return lines[-1].strip()[:200] if lines else ""
 
 
 def _snapshot(daemon: Daemon) -> Counters:
@@ -385,6 +413,11 @@ def run_soak(args: argparse.Namespace) -> SoakFigures:
         log = procs.tmp / "daemon.log"
         procs.stop_all()
         text = log.read_bytes() if log.exists() else b""
+        if args.keep_logs is not None:
+            args.keep_logs.mkdir(parents=True, exist_ok=True)
+            for name in procs.tmp.glob("*.log"):
+                shutil.copy(name, args.keep_logs / name.name)
+            shutil.copytree(checks_dir, args.keep_logs / "checks.d", dirs_exist_ok=True)
     missed, due, by_group = missed_runs(plan, first, second)
     lag = sorted((le, second.lag.get(le, 0.0) - first.lag.get(le, 0.0)) for le in second.lag)
     return SoakFigures(
@@ -407,8 +440,9 @@ def run_soak(args: argparse.Namespace) -> SoakFigures:
         log_lines=text.count(b"\n"),
         log_bytes=len(text),
         tracebacks=text.count(b"Traceback"),
+        first_exception=first_exception(text),
         load=os.getloadavg()[0],
-        commit=_commit(),
+        commit=args.commit or _commit(),
     )
 
 
@@ -475,7 +509,9 @@ def print_soak(fig: SoakFigures) -> None:
         f"({100 * fig.cpu / fig.window:.0f} % of a core)"
     )
     print(
-        f"log: {fig.log_lines} lines, {fig.log_bytes / 1024:.0f} KiB, {fig.tracebacks} tracebacks"
+        f"log: {fig.log_lines} lines ({60 * fig.log_lines / (fig.window + fig.warmup):.0f} a "
+        f"minute), {fig.log_bytes / 1024:.0f} KiB, {fig.tracebacks} tracebacks"
+        + (f" (first: {fig.first_exception})" if fig.first_exception else "")
     )
     ok = drift < 5 and fig.missed == 0 and errors == 0
     print(f"verdict: {'PASS' if ok else 'FAIL'} (RSS drift < 5 %, 0 missed runs, 0 scrape errors)")
@@ -498,6 +534,8 @@ def parser() -> argparse.ArgumentParser:
         "--target", choices=("auto", "nginx", "aiohttp"), default="auto", help="[auto: nginx]"
     )
     p.add_argument("--start-timeout", type=float, default=120.0, help="start-up wait, s [120]")
+    p.add_argument("--keep-logs", type=Path, help="copy the daemon's and targets' logs to DIR")
+    p.add_argument("--commit", help="commit to print [git describe --always --dirty]")
     return p
 
 

@@ -9,6 +9,7 @@ the real benchmark is run by hand (see benchmarks/README.md).
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import subprocess
 import sys
@@ -98,6 +99,22 @@ def test_soak_counts_a_run_missing_between_two_scrapes_as_missed() -> None:
     assert soak.missed_runs(plan, first, on_time)[0] > len(plan.checks)
 
 
+def test_soak_names_the_first_exception_of_a_json_or_text_log() -> None:
+    soak = _soak_module()
+    trace = 'Traceback (most recent call last):\n  File "x.py", line 1\nIndexError: list index'
+    json_log = "\n".join(
+        [
+            json.dumps({"level": "info", "msg": "started"}),
+            json.dumps({"level": "error", "msg": "boom", "exc_info": trace}),
+            json.dumps({"level": "error", "exc_info": trace.replace("IndexError", "KeyError")}),
+        ]
+    )
+    assert soak.first_exception(json_log.encode()) == "IndexError: list index"
+    text_log = f"INFO started\nERROR boom\n{trace}\nINFO next line\n"
+    assert soak.first_exception(text_log.encode()) == "IndexError: list index"
+    assert soak.first_exception(b"INFO all quiet\n") == ""
+
+
 def test_soak_benchmark_prints_every_figure_line() -> None:
     args = ["--checks", "50", "--duration", "10", "--warmup", "2"]
     args += ["--reload-every", "4", "--sample-every", "2"]
@@ -120,7 +137,7 @@ def test_soak_benchmark_prints_every_figure_line() -> None:
         r"^reloads: [1-9]\d* \(",
         r"^liveness: [1-9]\d* probes of /health/live, \d+ not 200",
         r"^daemon CPU: [\d.]+ s in [\d.]+ s",
-        r"^log: \d+ lines, \d+ KiB, \d+ tracebacks",
+        r"^log: \d+ lines \(\d+ a minute\), \d+ KiB, \d+ tracebacks",
         r"^verdict: (PASS|FAIL) ",
     ):
         assert re.search(pattern, out, re.MULTILINE), f"no line matching {pattern!r} in:\n{out}"
