@@ -49,6 +49,7 @@ from probed import (
     hookimpl,
     run_blocking,
 )
+from probed.phase import set_phase
 
 __version__ = "1.0.0"
 
@@ -197,6 +198,7 @@ class FileAgeCheck(Check[FileAgeOptions]):
         """Find the newest match in a thread, then hold its age and size to the limits."""
         opts = self.options
         try:
+            set_phase(f"looking for the newest file matching {opts.path}")
             newest = await run_blocking(find_newest, opts.path)
         except PermissionError as exc:
             return Result.fail("permission", f"{opts.path}: permission denied ({exc.filename})")

@@ -66,6 +66,11 @@ class _Pool:
         self.idle = 0
         self.busy = 0
 
+    def full(self) -> bool:
+        """Whether a call submitted now would have to wait for a thread."""
+        with self.lock:
+            return self.idle == 0 and self.threads >= self.size
+
     def submit(self, call: Callable[[], Any]) -> Future[Any]:
         future: Future[Any] = Future()
         with self.lock:
@@ -131,14 +136,28 @@ async def run_blocking(
     :param pool: the pool to use; defaults to the running check's type.
     :return: what ``func`` returned (its exception is raised here).
     """
+    holder = CURRENT_PHASE.get()
     if pool is None:
-        holder = CURRENT_PHASE.get()
         pool = holder.kind if holder is not None and holder.kind else _DEFAULT_POOL
     token = _Token()
     context = contextvars.copy_context()
     context.run(_TOKEN.set, token)
-    call = functools.partial(context.run, func, *args, **kwargs)
-    future = _pool(pool).submit(call)
+    target = _pool(pool)
+    call: Callable[[], T]
+    if holder is None:
+        call = functools.partial(context.run, func, *args, **kwargs)
+    else:
+        # While the call waits for a thread, a timeout says so; once it runs, the run's own
+        # phase is back (the holder is shared with the thread through the copied context).
+        doing = holder.name
+        if target.full():
+            holder.name = f"waiting for a free {pool} thread (all {target.size} busy)"
+
+        def call() -> T:
+            holder.name = doing
+            return context.run(func, *args, **kwargs)
+
+    future = target.submit(call)
     try:
         return await asyncio.wrap_future(future)
     except asyncio.CancelledError:

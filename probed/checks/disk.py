@@ -16,6 +16,7 @@ from probed.check import Check, CheckOptions, MetricDef, Reason, Result
 from probed.checks._host import HostUnsupportedError, read_disk_usage
 from probed.checks._reasons import NOT_FOUND, PERMISSION, UNSUPPORTED
 from probed.options import AbsolutePath, Percent, Size, format_size
+from probed.phase import set_phase
 from probed.threads import run_blocking
 from probed.thresholds import Limit, check_order, evaluate
 
@@ -61,6 +62,7 @@ class DiskCheck(Check[DiskOptions]):
     async def run(self) -> Result:
         """Read ``statvfs`` in a thread and compare use with the limits."""
         opts = self.options
+        set_phase(f"reading the usage of {opts.path} (statvfs)")
         try:
             usage = await run_blocking(read_disk_usage, opts.path)
         except HostUnsupportedError as exc:

@@ -15,6 +15,7 @@ from probed.check import Check, CheckOptions, MetricDef, Result
 from probed.checks._host import HostUnsupportedError, read_memory
 from probed.checks._reasons import UNSUPPORTED
 from probed.options import Percent, Size, format_size
+from probed.phase import set_phase
 from probed.threads import run_blocking
 from probed.thresholds import Limit, check_order, evaluate
 
@@ -59,6 +60,7 @@ class MemoryCheck(Check[MemoryOptions]):
     async def run(self) -> Result:
         """Read memory statistics in a thread and compare them with the limits."""
         opts = self.options
+        set_phase("reading the memory statistics")
         try:
             mem = await run_blocking(read_memory)
         except HostUnsupportedError as exc:

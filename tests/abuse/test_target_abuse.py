@@ -19,6 +19,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -393,6 +394,39 @@ async def test_queued_blocking_calls_of_a_cancelled_run_never_start() -> None:
     await asyncio.sleep(0.05)
     assert 99 not in started
     assert pool_stats()[pool] == (POOL_SIZE, 0)
+
+
+class _Blocks(_Stalls):
+    type_name: ClassVar[str] = "blocks"
+
+    async def run(self) -> Result:
+        set_phase("reading the file")
+        await run_blocking(time.sleep, 0)
+        return Result.ok("read")
+
+
+async def test_a_run_queued_behind_a_full_pool_says_so_and_its_type_alone_waits() -> None:
+    release = threading.Event()
+    hogs = [
+        asyncio.create_task(run_blocking(release.wait, pool="blocks")) for _ in range(POOL_SIZE)
+    ]
+    await wait_for(lambda: pool_stats().get("blocks", (0, 0))[1] == POOL_SIZE, 3, "a full pool")
+    try:
+        starved = await execute(_Blocks(make_spec(_Blocks)), 0.1)
+        other = await execute(_Other(make_spec(_Other)), 1.0)  # another type's pool is free
+    finally:
+        release.set()
+        await asyncio.gather(*hogs)
+    assert starved.message == (
+        f"no answer within the timeout of 0.1s while waiting for a free blocks thread "
+        f"(all {POOL_SIZE} busy)"
+    )
+    assert other.status is Status.OK, other.message
+    assert (await execute(_Blocks(make_spec(_Blocks)), 1.0)).status is Status.OK
+
+
+class _Other(_Blocks):
+    type_name: ClassVar[str] = "other"
 
 
 HOST_CHECKS = """\
