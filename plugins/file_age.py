@@ -103,14 +103,18 @@ def _is_dir(entry: os.DirEntry[str]) -> bool:
         return False
 
 
-def _match(base: str, parts: list[str], seen: set[tuple[int, int]]) -> Iterator[str]:
-    """Paths under ``base`` matching the pattern components ``parts`` (``glob`` rules)."""
+def _match(base: str, parts: list[str], ancestors: set[tuple[int, int]]) -> Iterator[str]:
+    """Paths under ``base`` matching the pattern components ``parts`` (``glob`` rules).
+
+    ``ancestors`` holds the directories the current ``**`` descent is inside: a symbolic link
+    back to one of them (a loop) is not followed again.
+    """
     if not parts:
         yield base
         return
     part, rest = parts[0], parts[1:]
     if part == "**":
-        yield from _match(base, rest, seen)  # zero directories
+        yield from _match(base, rest, ancestors)  # zero directories
         for entry in _listdir(base):
             if entry.name.startswith("."):
                 continue
@@ -122,16 +126,18 @@ def _match(base: str, parts: list[str], seen: set[tuple[int, int]]) -> Iterator[
                 st = entry.stat()
             except OSError:
                 continue
-            if (st.st_dev, st.st_ino) in seen:  # a symlink loop, or a directory seen already
+            key = (st.st_dev, st.st_ino)
+            if key in ancestors:  # a symlink loop
                 continue
-            seen.add((st.st_dev, st.st_ino))
-            yield from _match(entry.path, parts, seen)
+            ancestors.add(key)
+            yield from _match(entry.path, parts, ancestors)
+            ancestors.discard(key)
         return
     if not glob.has_magic(part):
         path = os.path.join(base, part)
         if rest:
             if os.path.isdir(path):
-                yield from _match(path, rest, seen)
+                yield from _match(path, rest, ancestors)
         elif os.path.lexists(path):
             yield path
         return
@@ -143,7 +149,7 @@ def _match(base: str, parts: list[str], seen: set[tuple[int, int]]) -> Iterator[
             continue
         if rest:
             if _is_dir(entry):
-                yield from _match(entry.path, rest, seen)
+                yield from _match(entry.path, rest, ancestors)
         else:
             yield entry.path
 
@@ -151,9 +157,13 @@ def _match(base: str, parts: list[str], seen: set[tuple[int, int]]) -> Iterator[
 def iter_matches(pattern: str) -> Iterator[str]:
     """``glob.iglob(pattern, recursive=True)`` for an absolute pattern, stopping (raising
     :class:`WalkCancelled`) at the first directory listed after the run was cancelled.
-    A directory reached twice through ``**`` (symlink loops) is walked once. Blocking."""
+    A ``**`` descent does not follow a symbolic link back into a directory it is inside (a
+    loop), where ``glob`` would follow it until the path gets too long. Blocking."""
     parts = [p for p in pattern.split("/") if p]
-    return _match("/", parts, set())
+    found = _match("/", parts, set())
+    if pattern.endswith("/"):  # as for glob: a trailing slash matches directories only
+        return (path for path in found if os.path.isdir(path))
+    return found
 
 
 def find_newest(pattern: str) -> Newest | None:

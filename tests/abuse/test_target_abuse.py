@@ -352,16 +352,59 @@ def test_elapsed_times_are_formatted_short(seconds: float, text: str) -> None:
 
 
 def _walk_root() -> int:
-    sys.path.insert(0, str(PLUGINS))
-    try:
-        import file_age
-    finally:
-        sys.path.remove(str(PLUGINS))
+    file_age = _file_age()
     try:
         file_age.find_newest("/**/x*.gz")
     except file_age.WalkCancelled:
         return 1
     return 0
+
+
+def _file_age() -> Any:
+    sys.path.insert(0, str(PLUGINS))
+    try:
+        import file_age
+    finally:
+        sys.path.remove(str(PLUGINS))
+    return file_age
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "/**/x*.gz",
+        "/**",
+        "/a/**/*.gz",
+        "/*/x*.gz",
+        "/a/[bc]/?2.gz",
+        "/**/.x*.gz",
+        "/d/**/",
+        "/**/b/*",
+    ],
+)
+def test_the_cancellable_walk_matches_what_glob_matches(tmp_path: Path, pattern: str) -> None:
+    import glob
+
+    for path in ("a/x1.gz", "a/b/x2.gz", "a/b/c/x3.gz", ".hid/x4.gz", "d/.x5.gz", "x6.gz"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).touch()
+    (tmp_path / "d" / "link").symlink_to(tmp_path / "a")
+    root = str(tmp_path)
+
+    def norm(paths: Any) -> set[str]:
+        return {p.rstrip("/") for p in paths}
+
+    found = norm(_file_age().iter_matches(root + pattern))
+    assert found == norm(glob.iglob(root + pattern, recursive=True))
+    assert found or pattern == "/d/**/"
+
+
+def test_a_symlink_loop_is_walked_once_where_glob_would_follow_it_for_ever(tmp_path: Path) -> None:
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "x.gz").touch()
+    (tmp_path / "a" / "b" / "up").symlink_to(tmp_path / "a")
+    found = list(_file_age().iter_matches(f"{tmp_path}/**/x*.gz"))
+    assert found == [f"{tmp_path}/a/b/x.gz"]
 
 
 async def test_a_walk_of_root_stops_when_its_run_is_cancelled() -> None:
