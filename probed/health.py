@@ -1,8 +1,11 @@
 """Liveness, readiness and startup verdicts, rendered as ``application/health+json`` or text.
 
 - live: the event loop answers (it is serving the request) and the scheduler's heartbeat is
-  fresh: it is running and its earliest due run is less than :data:`STUCK_AFTER` seconds late.
-  Never depends on check results: a failing database must not restart the pod.
+  fresh: it is running, its timer is armed, and its earliest due run is less late than
+  :func:`stuck_after` allows (three of that check's intervals, at least :data:`STUCK_MIN` and
+  at most :data:`STUCK_AFTER` seconds). A loop that is stuck does not answer at all, which
+  the probe's own timeout counts as a failure. Never depends on check results: a failing
+  database must not restart the pod.
 - ready: every readiness check is up (after thresholds).
 - startup: every readiness check has finished its first run (latched once true).
 
@@ -25,6 +28,8 @@ from probed.state import CheckState, StateStore
 __all__ = [
     "HEALTH_JSON",
     "STUCK_AFTER",
+    "STUCK_INTERVALS",
+    "STUCK_MIN",
     "Heartbeat",
     "StartupLatch",
     "Verdict",
@@ -33,11 +38,21 @@ __all__ = [
     "render_json",
     "render_text",
     "startup_verdict",
+    "stuck_after",
 ]
 
 HEALTH_JSON: Final = "application/health+json"
 STUCK_AFTER: Final = 60.0
-"""Seconds the scheduler's earliest due run may be late before liveness fails."""
+"""Most seconds the scheduler's earliest due run may be late before liveness fails."""
+STUCK_MIN: Final = 10.0
+"""Seconds a due run may always be late (a long garbage collection, a burst of work)."""
+STUCK_INTERVALS: Final = 3
+"""Intervals of the earliest due check it may be late, between the two bounds above."""
+
+
+def stuck_after(interval: float) -> float:
+    """Seconds a run of a check with this interval may be late before liveness fails."""
+    return min(STUCK_AFTER, max(STUCK_MIN, STUCK_INTERVALS * interval))
 
 
 class Heartbeat(Protocol):
@@ -45,11 +60,15 @@ class Heartbeat(Protocol):
 
     @property
     def alive(self) -> bool:
-        """True while the scheduler is started and not stopped."""
+        """True while the scheduler is not stopped and its timer is armed."""
         ...
 
     def overdue(self) -> float:
         """Seconds the earliest due run is late (0 when none is)."""
+        ...
+
+    def earliest_interval(self) -> float:
+        """Interval of the check whose run is due first (infinite when none is)."""
         ...
 
 
@@ -69,11 +88,16 @@ def _iso(ts: float) -> str:
 
 
 def liveness_verdict(heartbeat: Heartbeat) -> Verdict:
-    """Live while the scheduler runs and its earliest due run is under :data:`STUCK_AFTER` late."""
+    """Live while the scheduler runs with its timer armed and its earliest due run is less
+    late than :func:`stuck_after` allows."""
     overdue = heartbeat.overdue()
-    passed = heartbeat.alive and overdue < STUCK_AFTER
-    note = "" if passed else f"scheduler stuck: the earliest run is {overdue:.0f}s overdue"
-    return Verdict("livez", passed, False, (), note)
+    if overdue >= stuck_after(heartbeat.earliest_interval()):
+        note = f"scheduler stuck: the earliest run is {overdue:.0f}s overdue"
+    elif not heartbeat.alive:
+        note = "scheduler stuck: stopped, or its timer is not armed"
+    else:
+        note = ""
+    return Verdict("livez", not note, False, (), note)
 
 
 def readiness_verdict(states: Iterable[CheckState], exclude: Iterable[str] = ()) -> Verdict:

@@ -131,6 +131,15 @@ class DaemonMetrics:
             "CPU-side time the previous /metrics response took to render (not sent yet).",
             registry=reg,
         )
+        self.scheduler_errors = Counter(
+            "probed_scheduler_errors_total",
+            "Errors the scheduler caught in one check's scheduling, run or result handling "
+            "(the check's first one per stage is logged); other checks keep their schedule.",
+            ["stage"],
+            registry=reg,
+        )
+        for stage in ("schedule", "run", "result"):
+            self.scheduler_errors.labels(stage)
         self.plugin_errors = Counter(
             "probed_plugin_errors_total",
             "Exceptions and timeouts raised by plugin hooks.",

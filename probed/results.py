@@ -8,10 +8,11 @@ the steps and decides what is worth a log line.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
+from numbers import Real
 
-from probed.check import Result, Status
+from probed.check import Reason, Result, Sample, Status
 from probed.notify import Notifier
 from probed.scheduler import Job
 
@@ -38,7 +39,14 @@ class ResultHandler:
         self._notify_results = self._notifier.has_impls("probed_check_result")
 
     def handle(self, job: Job, result: Result) -> None:
-        """Fold ``result`` into ``job``'s state, log and notify a status change, notify plugins."""
+        """Fold ``result`` into ``job``'s state, log and notify a status change, notify plugins.
+
+        A malformed result (a status that is not a :class:`Status`, a message that is not
+        text, a value that is not a number) becomes a ``fail`` saying so before it reaches the
+        state, so no reader (``/metrics``, the API) ever trips over it. One whose fields raise
+        when read raises here, before the state changes: the scheduler counts and logs that.
+        """
+        result = checked(result, job.spec.type)
         if result.message:
             message = self._redact()(result.message)
             if message is not result.message:
@@ -75,3 +83,52 @@ class ResultHandler:
             )
         if self._notify_results:
             self._notifier.fire("probed_check_result", spec=job.spec, result=result)
+
+
+def _numbers(mapping: object, what: str) -> dict[str, float]:
+    if not isinstance(mapping, Mapping):
+        raise TypeError(f"{what} is a {type(mapping).__name__}, not a mapping")
+    out: dict[str, float] = {}
+    for key, value in mapping.items():
+        if not isinstance(key, str) or not isinstance(value, Real):
+            raise TypeError(f"{what} has {type(key).__name__} {type(value).__name__} items")
+        out[key] = float(value)
+    return out
+
+
+def _samples(samples: object) -> tuple[Sample, ...]:
+    if not isinstance(samples, tuple | list):
+        raise TypeError(f"samples is a {type(samples).__name__}, not a tuple")
+    for sample in samples:
+        if not (
+            isinstance(sample, Sample)
+            and isinstance(sample.name, str)
+            and isinstance(sample.value, Real)
+            and isinstance(sample.labels, tuple)
+            and all(isinstance(label, str) for label in sample.labels)
+        ):
+            raise TypeError(f"a sample is malformed: {sample!r:.80}")
+    return tuple(samples)
+
+
+def checked(result: Result, type_name: str) -> Result:
+    """``result`` if well-formed, else a ``fail`` naming what the check type got wrong."""
+    try:
+        if not isinstance(result.status, Status):
+            raise TypeError(f"status is {result.status!r:.40}, not a Status")
+        if not isinstance(result.reason, str) or not isinstance(result.message, str):
+            raise TypeError("reason and message must be text")
+        phases = _numbers(result.phases, "phases")
+        values = _numbers(result.values, "values")
+        samples = _samples(result.samples)
+    except TypeError as exc:
+        return Result(
+            Status.FAIL,
+            Reason.EXCEPTION,
+            f"check type {type_name!r} returned a malformed result: {exc}",
+            duration=result.duration,
+            timestamp=result.timestamp,
+        )
+    if phases == result.phases and values == result.values and samples == result.samples:
+        return result
+    return replace(result, phases=phases, values=values, samples=samples)

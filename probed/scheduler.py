@@ -12,6 +12,11 @@ That keeps 50,000 idle checks at a few hundred bytes each.
   counted (``probed_check_skipped_runs_total``). Missed slots are not caught up.
 - **Concurrency.** At most ``max_concurrency`` runs at once; due runs beyond that wait in a
   FIFO and their wait shows in the lag histogram.
+- **Cannot die.** An error while scheduling, starting or handling one job (a next run time
+  that is not finite, a result handler that raises) is caught for that job, counted
+  (``on_error``, ``probed_scheduler_errors_total``) and logged once per check and stage; the
+  job is tried again :data:`RETRY_AFTER` seconds later and the timer is always re-armed, so
+  other checks keep their schedule.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import time
 import zlib
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Final
 
 from probed.check import Check, Result
 from probed.runner import execute
@@ -36,6 +41,9 @@ __all__ = ["Job", "Scheduler"]
 log = logging.getLogger("probed.scheduler")
 
 ResultHandler = Callable[["Job", Result], None]
+
+RETRY_AFTER: Final = 60.0
+"""Seconds before a job whose next run time could not be computed is tried again."""
 
 
 def phase_fraction(name: str) -> float:
@@ -70,8 +78,12 @@ class Scheduler:
         startup_spread: float = 2.0,
         observe_lag: Callable[[float], None] | None = None,
         runner: Callable[[Check[Any], float], Awaitable[Result]] = execute,
+        on_error: Callable[[str], None] | None = None,
     ) -> None:
         self._on_result = on_result
+        self._on_error = on_error or (lambda _stage: None)
+        self._reported: set[tuple[str, str]] = set()
+        self.errors = 0
         self._max = max(1, max_concurrency)
         self._startup_spread = startup_spread
         self._observe_lag = observe_lag or (lambda _lag: None)
@@ -100,14 +112,47 @@ class Scheduler:
 
     @property
     def alive(self) -> bool:
-        """True unless stopped; the timer is armed whenever jobs exist."""
-        return not self._stopped
+        """True unless stopped or the timer is not armed for the earliest due run."""
+        return not self._stopped and self.armed
+
+    @property
+    def armed(self) -> bool:
+        """True when a timer will fire for the earliest due run (or there is nothing due)."""
+        if self._loop is None or not self._heap:
+            return True
+        timer = self._timer
+        return timer is not None and not timer.cancelled() and self._timer_when <= self._heap[0][0]
 
     def overdue(self) -> float:
         """Seconds the earliest due run is late (0 if none): large means the timer is stuck."""
         if self._loop is None or not self._heap:
             return 0.0
         return max(0.0, self._loop.time() - self._heap[0][0])
+
+    def earliest_interval(self) -> float:
+        """The interval of the check whose run is due first (infinite when none is)."""
+        if not self._heap:
+            return math.inf
+        return self._heap[0][2].spec.interval
+
+    def _fault(self, job: Job, stage: str, what: str) -> None:
+        """Count an error of one job; log it with its traceback once per check and stage."""
+        self.errors += 1
+        try:
+            self._on_error(stage)
+        except Exception:  # a broken counter must not make the scheduler's error handling fail
+            log.debug("counting a scheduler error failed", exc_info=True)
+        key = (job.spec.name, stage)
+        if key in self._reported:
+            log.debug("%s (again)", what, exc_info=True)
+            return
+        self._reported.add(key)
+        log.error(
+            "%s",
+            what,
+            exc_info=True,
+            extra={"fields": {"event": "scheduler_error", "check": job.spec.name, "stage": stage}},
+        )
 
     def start(self) -> None:
         """Bind to the running loop and start running. Jobs added before are scheduled now, so
@@ -120,9 +165,7 @@ class Scheduler:
         self._arm()
 
     def _push(self, job: Job, due: float) -> None:
-        job.due = due
-        self._seq += 1
-        heapq.heappush(self._heap, (due, self._seq, job))
+        self._push_quiet(job, due)
         if due < self._timer_when:
             self._arm()
 
@@ -151,46 +194,70 @@ class Scheduler:
         if self._loop is None:
             self._before_start.append(job)
             return
-        spread = min(self._startup_spread, job.spec.interval)
-        self._push(job, self._loop.time() + phase_fraction(job.spec.name) * spread)
+        now = self._loop.time()
+        try:
+            spread = min(self._startup_spread, job.spec.interval)
+            self._push(job, now + phase_fraction(job.spec.name) * spread)
+        except Exception:
+            self._fault(job, "schedule", f"scheduling check {job.spec.name} failed")
+            self._push(job, now + RETRY_AFTER)
 
     def remove(self, job: Job) -> None:
         """Stop scheduling ``job``; a run in progress finishes but its result is dropped."""
         job.removed = True
+        name = job.spec.name
+        self._reported -= {key for key in self._reported if key[0] == name}
 
     def _tick(self) -> None:
         loop = self._loop
         assert loop is not None
         self._timer = None
         self._timer_when = math.inf
-        now = loop.time()
-        heap = self._heap
-        while heap and heap[0][0] <= now:
-            due, _, job = heapq.heappop(heap)
-            if job.removed:
-                continue
-            interval = job.spec.interval
-            nxt = due + interval
-            if job.state.last is None and job.state.version == 0:
-                # After the quick first run, move onto the check's own phase, at least half an
-                # interval later so the first two runs are not back to back.
-                nxt = self._next_phase(job, due + interval / 2)
-            elif nxt <= now:
-                nxt += math.ceil((now - nxt) / interval) * interval
-                if nxt <= now:
-                    nxt += interval
-            self._push_quiet(job, nxt)
-            if job.running or job.queued:
-                job.state.skipped()
-                continue
-            if self._running >= self._max:
-                job.queued = True
-                self._waiting.append((job, due))
-                continue
+        try:
+            now = loop.time()
+            heap = self._heap
+            while heap and heap[0][0] <= now:
+                due, _, job = heapq.heappop(heap)
+                if job.removed:
+                    continue
+                pushed = False
+                try:
+                    self._push_quiet(job, self._next_due(job, due, now))
+                    pushed = True
+                    self._due(job, due)
+                except Exception:  # one job's error: counted, logged once, the others go on
+                    self._fault(job, "schedule", f"scheduling check {job.spec.name} failed")
+                    if not pushed:
+                        self._push_quiet(job, now + RETRY_AFTER)
+        finally:
+            self._arm()
+
+    def _next_due(self, job: Job, due: float, now: float) -> float:
+        interval = job.spec.interval
+        nxt = due + interval
+        if job.state.last is None and job.state.version == 0:
+            # After the quick first run, move onto the check's own phase, at least half an
+            # interval later so the first two runs are not back to back.
+            nxt = self._next_phase(job, due + interval / 2)
+        elif nxt <= now:
+            nxt += math.ceil((now - nxt) / interval) * interval
+            if nxt <= now:
+                nxt += interval
+        return nxt
+
+    def _due(self, job: Job, due: float) -> None:
+        """Start a due job, queue it for a free slot, or count it as skipped."""
+        if job.running or job.queued:
+            job.state.skipped()
+        elif self._running >= self._max:
+            job.queued = True
+            self._waiting.append((job, due))
+        else:
             self._start(job, due)
-        self._arm()
 
     def _push_quiet(self, job: Job, due: float) -> None:
+        if not math.isfinite(due):  # a NaN or infinity would stop the heap (and the timer)
+            raise ValueError(f"next run time is not finite (interval {job.spec.interval!r}s)")
         job.due = due
         self._seq += 1
         heapq.heappush(self._heap, (due, self._seq, job))
@@ -206,14 +273,18 @@ class Scheduler:
 
     async def _run(self, job: Job, due: float) -> None:
         assert self._loop is not None
-        self._observe_lag(max(0.0, self._loop.time() - due))
         try:
+            self._observe_lag(max(0.0, self._loop.time() - due))
             result = await self._runner(job.check, job.spec.timeout)
             if not job.removed:
                 try:
                     self._on_result(job, result)
                 except Exception:  # the documented boundary: a broken handler must not stop runs
-                    log.exception("handling the result of check %s failed", job.spec.name)
+                    self._fault(
+                        job, "result", f"handling the result of check {job.spec.name} failed"
+                    )
+        except Exception:  # the runner never raises; the lag observer might
+            self._fault(job, "run", f"running check {job.spec.name} failed")
         finally:
             job.running = False
             job.task = None

@@ -54,9 +54,13 @@ TYPES = TypeMetrics([("script", ScriptCheck.metrics)])
 class Beat:
     alive: bool = True
     late: float = 0.0
+    interval: float = float("inf")  # allowed lateness then STUCK_AFTER (issue 8 added the rule)
 
     def overdue(self) -> float:
         return self.late
+
+    def earliest_interval(self) -> float:
+        return self.interval
 
 
 @dataclass
