@@ -90,6 +90,7 @@ class Daemon:
             max_concurrency=settings.max_concurrency,
             startup_spread=settings.startup_spread,
             observe_lag=self.metrics.lag.observe,
+            on_error=lambda stage: self.metrics.scheduler_errors.labels(stage).inc(),
         )
         self.config = RunningConfig(
             settings,
