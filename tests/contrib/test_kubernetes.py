@@ -102,10 +102,15 @@ def test_sidecar_app_is_ready_only_when_probed_says_so() -> None:
     probe = containers["shop"]["readinessProbe"]["httpGet"]
     assert probe["path"] == "/health/ready"
     # By number: a named port would be looked up in the shop container's own ports.
-    assert probe["port"] == probed_ports["probed-metrics"]
+    assert probe["port"] == probed_ports["probed-health"]
     # probed's own liveness never depends on the checks.
     assert containers["probed"]["livenessProbe"]["httpGet"]["path"] == "/health/live"
     assert containers["probed"]["startupProbe"]["httpGet"]["path"] == "/health/startup"
+    # The kubelet asks the health-only listener; 9333 is for Prometheus (and auth).
+    for key in ("livenessProbe", "readinessProbe", "startupProbe"):
+        assert containers["probed"][key]["httpGet"]["port"] == "probed-health"
+    env = {e["name"]: e.get("value") for e in containers["probed"]["env"]}
+    assert env["PROBED_HEALTH_LISTEN"].endswith(f":{probed_ports['probed-health']}")
 
 
 def test_sidecar_gets_checks_from_configmap_and_secrets_from_secret() -> None:

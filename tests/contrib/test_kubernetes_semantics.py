@@ -425,7 +425,7 @@ def test_probe_on_a_port_named_only_in_a_sibling_container_is_caught(tmp_path: P
     """The sidecar app's readinessProbe as it was: `port: probed-metrics` (finding 1)."""
     root = _copy_kubernetes(tmp_path)
     deployment = root / "kubernetes" / "sidecar" / "deployment.yaml"
-    _edit(deployment, "port: 9333\n", "port: probed-metrics\n")
+    _edit(deployment, "port: 9334 ", "port: probed-metrics ")
     problems = probe_port_problems(root)
     assert len(problems) == 1, problems
     assert "'shop' readinessProbe.httpGet.port 'probed-metrics'" in problems[0]
