@@ -117,6 +117,13 @@ def build(kwargs: dict[str, Any]) -> tuple[Settings, ProbedPluginManager, dict[s
         for error in exc.errors:
             click.echo(str(error), err=True)
         sys.exit(1)
+    for flag, address in (
+        ("--listen", settings.listen),
+        ("--health-listen", settings.health_listen),
+    ):
+        _, sep, port = (address or "").rpartition(":")
+        if address is not None and not (sep and port.isdigit() and int(port) <= 65535):
+            _fail(f"{flag} {address!r}: expected HOST:PORT such as 127.0.0.1:9333 or [::1]:9333")
     if settings.web_config is not None:
         from probed.webconfig import load_web_config
 
