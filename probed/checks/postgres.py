@@ -40,6 +40,7 @@ from probed._yaml import did_you_mean
 from probed.check import Check, CheckOptions, MetricDef, Reason, Result, Status
 from probed.checks._db_common import SecretUrl, format_ms, short, timed
 from probed.checks._failures import network_failure
+from probed.checks._pg_bounded import BoundedLoop, Budget
 from probed.checks._reasons import (
     DATABASE_MISSING,
     QUERY,
@@ -47,7 +48,7 @@ from probed.checks._reasons import (
     TOO_MANY_CONNECTIONS,
     UNAVAILABLE,
 )
-from probed.options import Duration, format_duration
+from probed.options import Duration, Size, format_duration, format_size
 from probed.phase import set_phase
 from probed.redact import Redactor
 from probed.threads import run_blocking
@@ -120,6 +121,14 @@ class PostgresOptions(CheckOptions):
     )
     warn_replication_lag: Duration | None = Field(
         None, description="warn when a replica's replay lag exceeds this"
+    )
+    max_response_size: Size = Field(
+        16 * 2**20,
+        gt=0,
+        le=2**30,
+        description="most bytes one run may receive from the server (handshake and results); "
+        "over it the run fails with reason protocol (a server announcing a huge message "
+        "cannot make probed buffer it)",
     )
     fail_replication_lag: Duration | None = Field(
         None, description="fail when a replica's replay lag exceeds this"
@@ -238,6 +247,7 @@ class PostgresCheck(Check[PostgresOptions]):
         phases: dict[str, float] = {}
         phase = "connect"
         conn: Any = None
+        budget = Budget(opts.max_response_size)
         try:
             set_phase(_DOING["connect"])
             with timed(phases, "connect"):
@@ -246,6 +256,8 @@ class PostgresCheck(Check[PostgresOptions]):
                     password=opts.password.get_secret_value() if opts.password else None,
                     timeout=remaining(),
                     server_settings={"application_name": "probed"},
+                    # Every byte received counts against the budget (see _pg_bounded).
+                    loop=BoundedLoop(loop, budget),
                 )
             self._warn_plaintext(conn)
             phase = "query"
@@ -261,6 +273,8 @@ class PostgresCheck(Check[PostgresOptions]):
                 role = (bool(record["in_recovery"]), record["lag"])
             return self._evaluate(rows, role, phases)
         except Exception as exc:
+            if budget.exceeded:
+                return self._too_much(phase, phases)
             return self._failure(exc, phase, phases)
         finally:
             if conn is not None:
@@ -371,6 +385,16 @@ class PostgresCheck(Check[PostgresOptions]):
         if status is Status.OK:
             return Result.ok(text, **kw)
         return Result(status, limit.reason, limit.message(), **kw)
+
+    def _too_much(self, phase: str, phases: dict[str, float]) -> Result:
+        limit = format_size(self.options.max_response_size)
+        return Result.fail(
+            Reason.PROTOCOL,
+            f"{self.options.dsn.endpoint} sent more than {limit} (max_response_size) while "
+            f"{_DOING.get(phase, phase)}; probed stopped reading there (is it PostgreSQL on "
+            "that port, or does the query return that much?)",
+            phases=phases,
+        )
 
     def _failure(self, exc: Exception, phase: str, phases: dict[str, float]) -> Result:
         reason, text = self._classify(exc, phase)

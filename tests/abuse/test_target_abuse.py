@@ -298,6 +298,84 @@ async def test_postgres_with_sslmode_disable_chosen_explicitly_does_not_warn(
     assert not [r for r in caplog.records if r.levelno == logging.WARNING]
 
 
+def pg_flood(when: str, tls: Any = None) -> Handler:
+    """A 'PostgreSQL' announcing a 2 GiB message (at startup, or as the query's first row)."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        size = struct.unpack("!i", await reader.readexactly(4))[0]
+        body = await reader.readexactly(size - 4)
+        if struct.unpack("!i", body[:4])[0] == 80877103:
+            writer.write(b"S" if tls is not None else b"N")
+            await writer.drain()
+            if tls is not None:
+                await writer.start_tls(tls)
+            size = struct.unpack("!i", await reader.readexactly(4))[0]
+            await reader.readexactly(size - 4)
+        if when == "query":
+            writer.write(b"R" + struct.pack("!ii", 8, 0))
+            payload = b"server_version\x0016.0\x00"
+            writer.write(b"S" + struct.pack("!i", len(payload) + 4) + payload)
+            writer.write(b"Z" + struct.pack("!i", 5) + b"I")
+            await writer.drain()
+            await reader.read(1)
+            writer.write(b"1" + struct.pack("!i", 4))
+        writer.write((b"S" if when == "startup" else b"D") + struct.pack("!i", 0x7FFFFFF0))
+        while True:
+            writer.write(b"a" * 65536)
+            await writer.drain()
+
+    return handler
+
+
+@pytest.mark.parametrize("when", ["startup", "query"])
+async def test_a_postgres_announcing_a_2_gib_message_fails_at_max_response_size(when: str) -> None:
+    async with serving(pg_flood(when)) as port:
+        result = await run_check(
+            PostgresCheck, dsn=f"postgresql://probe@127.0.0.1:{port}/db", max_response_size="1MiB"
+        )
+    assert (result.status, result.reason) == (Status.FAIL, Reason.PROTOCOL), result.message
+    doing = "connecting" if when == "startup" else "running the query"
+    assert f"sent more than 1.0 MiB (max_response_size) while {doing}" in result.message
+    assert result.duration < 2.0
+
+
+async def test_the_postgres_byte_budget_holds_inside_tls_too(tmp_path: Path) -> None:
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    async with serving(pg_flood("startup", server_ctx)) as port:
+        result = await run_check(
+            PostgresCheck,
+            dsn=f"postgresql://probe@127.0.0.1:{port}/db?sslmode=require",
+            max_response_size="1MiB",
+        )
+    assert result.reason == Reason.PROTOCOL, result.message
+    assert "sent more than 1.0 MiB" in result.message
+
+
+async def test_a_real_query_over_the_budget_is_refused_and_one_under_it_passes(
+    postgres_server: Any,
+) -> None:
+    dsn = postgres_server.dsn()
+    big = await run_check(
+        PostgresCheck, dsn=dsn, query="SELECT repeat('x', 3000000)", max_response_size="1MiB"
+    )
+    small = await run_check(PostgresCheck, dsn=dsn, query="SELECT repeat('x', 500000)")
+    assert big.reason == Reason.PROTOCOL, big.message
+    assert "while running the query" in big.message
+    assert small.status is Status.OK, small.message
+
+
+async def test_postgres_over_a_unix_socket_still_connects(postgres_server: Any) -> None:
+    dsn = f"postgresql://{postgres_server.user}@/postgres?host={postgres_server.root}&port={postgres_server.port}"
+    result = await run_check(PostgresCheck, dsn=dsn)
+    assert result.status is Status.OK, result.message
+
+
 # -- phases and durations in timeout messages ----------------------------------------------------
 
 

@@ -1,0 +1,146 @@
+"""A byte budget for one ``postgres`` run: a hostile server cannot make asyncpg buffer gigabytes.
+
+asyncpg trusts the length of every message: a "server" that answers the startup, or the
+query, with a message header announcing 2 GiB and then streams bytes made the process grow to
+1.7 GB within a 5 s timeout. asyncpg offers no limit and swaps its protocol objects during
+the TLS negotiation, so the budget is enforced below it, on the socket: :class:`BoundedLoop`
+is handed to ``asyncpg.connect(loop=...)``; it opens the TCP or unix socket itself as a
+:class:`CountingSocket` (a ``socket.socket`` whose ``recv``/``recv_into`` count bytes) and
+lets the real event loop build the transport on it. Every byte asyncpg receives, before or
+after TLS, plain or encrypted, is counted; past the budget the next read raises
+:class:`BudgetExceededError` (an ``OSError``, so asyncio closes the transport quietly) and the check
+reports it from :attr:`Budget.exceeded`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["BoundedLoop", "Budget", "BudgetExceededError", "CountingSocket"]
+
+
+class BudgetExceededError(OSError):
+    """More bytes arrived than the run's budget allows."""
+
+
+class Budget:
+    """Bytes one run may receive; :attr:`exceeded` once a read went past :attr:`limit`."""
+
+    __slots__ = ("exceeded", "limit", "used")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self.exceeded = False
+
+    def take(self, size: int) -> None:
+        """Count ``size`` received bytes; raise :class:`BudgetExceededError` past the limit."""
+        self.used += size
+        if self.used > self.limit:
+            self.exceeded = True
+            raise BudgetExceededError(f"received more than {self.limit} bytes")
+
+
+class CountingSocket(socket.socket):
+    """A socket whose reads are counted against a :class:`Budget`."""
+
+    budget: Budget
+
+    def recv(self, bufsize: int, flags: int = 0, /) -> bytes:
+        if self.budget.exceeded:
+            raise BudgetExceededError("budget exhausted")
+        data = super().recv(bufsize, flags)
+        self.budget.take(len(data))
+        return data
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0, /) -> int:
+        if self.budget.exceeded:
+            raise BudgetExceededError("budget exhausted")
+        size = super().recv_into(buffer, nbytes, flags)
+        self.budget.take(size)
+        return size
+
+
+def _counting(family: int, kind: int, proto: int, budget: Budget) -> CountingSocket:
+    sock = CountingSocket(family, kind, proto)
+    sock.budget = budget
+    sock.setblocking(False)
+    return sock
+
+
+class BoundedLoop:
+    """The running loop, except that the connections asyncpg opens count what they receive.
+
+    Everything but :meth:`create_connection` and :meth:`create_unix_connection` is the real
+    loop's (futures, timers and TLS belong to it).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, budget: Budget) -> None:
+        self._loop = loop
+        self.budget = budget
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loop, name)
+
+    async def _connect(self, host: str, port: int) -> CountingSocket:
+        infos = await self._loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        errors: list[OSError] = []
+        for family, kind, proto, _, address in infos:
+            sock = _counting(family, kind, proto, self.budget)
+            try:
+                await self._loop.sock_connect(sock, address)
+            except OSError as exc:
+                sock.close()
+                errors.append(exc)
+            except BaseException:
+                sock.close()
+                raise
+            else:
+                return sock
+        if len(errors) == 1:
+            raise errors[0]
+        raise OSError(f"Multiple exceptions: {', '.join(str(e) for e in errors)}")
+
+    async def create_connection(
+        self,
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        host: str | None = None,
+        port: int | None = None,
+        **kwargs: Any,
+    ) -> tuple[asyncio.BaseTransport, asyncio.BaseProtocol]:
+        """Connect a :class:`CountingSocket` to ``host:port``, then the real loop's transport."""
+        if kwargs.get("sock") is not None or host is None or port is None:
+            return await self._loop.create_connection(
+                protocol_factory,
+                host,  # type: ignore[arg-type]
+                port,  # type: ignore[arg-type]
+                **kwargs,
+            )
+        sock = await self._connect(host, port)
+        if kwargs.get("ssl") and "server_hostname" not in kwargs:
+            kwargs["server_hostname"] = host  # implied by host, but not with sock=
+        try:
+            return await self._loop.create_connection(protocol_factory, sock=sock, **kwargs)
+        except BaseException:
+            sock.close()
+            raise
+
+    async def create_unix_connection(
+        self,
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        path: str | None = None,
+        **kwargs: Any,
+    ) -> tuple[asyncio.BaseTransport, asyncio.BaseProtocol]:
+        """The same for a unix socket path."""
+        if kwargs.get("sock") is not None or path is None:
+            return await self._loop.create_unix_connection(protocol_factory, path, **kwargs)
+        sock = _counting(socket.AF_UNIX, socket.SOCK_STREAM, 0, self.budget)
+        try:
+            await self._loop.sock_connect(sock, path)
+            return await self._loop.create_unix_connection(protocol_factory, sock=sock, **kwargs)
+        except BaseException:
+            sock.close()
+            raise
