@@ -165,9 +165,10 @@ class Counters:
     skipped: float
     lag: dict[float, float]
     configured: int
+    wall: float  # time.time() when the scrape was sent, to compare with last-run timestamps
 
 
-def read_counters(body: str, at: float, cpu: float) -> Counters:
+def read_counters(body: str, at: float, cpu: float, wall: float) -> Counters:
     """Parse the families the figures need out of a ``/metrics`` body (regular expressions)."""
     runs: dict[str, float] = {}
     for name, value in RUNS_RE.findall(body):
@@ -176,7 +177,7 @@ def read_counters(body: str, at: float, cpu: float) -> Counters:
     lag = {float(le): float(v) for le, v in LAG_RE.findall(body)}
     skipped = sum(float(v) for v in SKIPPED_RE.findall(body))
     configured = int(sum(float(v) for v in CONFIGURED_RE.findall(body)))
-    return Counters(at, cpu, runs, last, skipped, lag, configured)
+    return Counters(at, cpu, runs, last, skipped, lag, configured, wall)
 
 
 def missed_runs(plan: Plan, first: Counters, second: Counters) -> tuple[int, int, Counter[str]]:
@@ -184,7 +185,10 @@ def missed_runs(plan: Plan, first: Counters, second: Counters) -> tuple[int, int
 
     For each check the runs between its last run seen at window start and at window end are
     ``round((last_end - last_start) / interval)`` on its schedule; each one counted once in
-    ``probed_check_runs_total``. A counter that went backwards counts as all missed.
+    ``probed_check_runs_total``. Runs overdue at window end count too: a check whose last run
+    is more than two intervals old (a timeout is below half an interval here) stopped running,
+    and every interval since its last run is a missed run. A counter that went backwards
+    counts as all missed.
     """
     missed, due = 0, 0
     by_group: Counter[str] = Counter()
@@ -194,6 +198,7 @@ def missed_runs(plan: Plan, first: Counters, second: Counters) -> tuple[int, int
             counted = 0.0
         else:
             expected = round((second.last[name] - first.last[name]) / interval)
+            expected += max(0, int((second.wall - second.last[name]) / interval) - 1)
             counted = second.runs.get(name, 0.0) - first.runs.get(name, 0.0)
         due += expected
         lost = max(0, expected - int(counted))
@@ -349,9 +354,9 @@ def first_exception(log: bytes) -> str:
 
 
 def _snapshot(daemon: Daemon) -> Counters:
-    at = time.monotonic()
+    at, wall = time.monotonic(), time.time()
     got = scrape(LOOPBACK, daemon.port)
-    return read_counters(got.body.decode(), at, cpu_seconds(daemon.pid))
+    return read_counters(got.body.decode(), at, cpu_seconds(daemon.pid), wall)
 
 
 def run_soak(args: argparse.Namespace) -> SoakFigures:

@@ -70,7 +70,9 @@ def _soak_module() -> ModuleType:
                 del sys.modules[name]
 
 
-def _counters(soak: ModuleType, at: float, ok: int, fail: int, last: float) -> Any:
+def _counters(
+    soak: ModuleType, at: float, ok: int, fail: int, last: float, wall: float | None = None
+) -> Any:
     labels = 'check="pass-tcp-0000",type="tcp"'
     body = "\n".join(
         [
@@ -80,7 +82,7 @@ def _counters(soak: ModuleType, at: float, ok: int, fail: int, last: float) -> A
             f"probed_check_last_run_timestamp_seconds{{{labels}}} {last}",
         ]
     )
-    return soak.read_counters(body, at=at, cpu=0.0)
+    return soak.read_counters(body, at=at, cpu=0.0, wall=last + 0.5 if wall is None else wall)
 
 
 def test_soak_counts_a_run_missing_between_two_scrapes_as_missed() -> None:
@@ -95,6 +97,9 @@ def test_soak_counts_a_run_missing_between_two_scrapes_as_missed() -> None:
     assert soak.missed_runs(one, first, late) == (1, 10, {"pass-tcp": 1})
     on_time = _counters(soak, 20.0, ok=19, fail=3, last=1020.03)
     assert soak.missed_runs(one, first, on_time) == (0, 10, {})
+    # A check that stopped running: its last run is 20 s old at window end, 9 runs overdue.
+    stopped = _counters(soak, 40.0, ok=19, fail=3, last=1020.03, wall=1040.1)
+    assert soak.missed_runs(one, first, stopped) == (9, 19, {"pass-tcp": 9})
     # A check absent from the second scrape missed every run of the window.
     assert soak.missed_runs(plan, first, on_time)[0] > len(plan.checks)
 
