@@ -7,6 +7,7 @@ the real one (tests.harness) on loopback.
 from __future__ import annotations
 
 import base64
+import logging
 import ssl
 import sys
 from pathlib import Path
@@ -205,19 +206,23 @@ async def test_basic_auth_runs_bcrypt_once_per_user_and_password_then_answers_fr
 
 
 async def test_wrong_password_gets_401_with_www_authenticate_and_right_one_gets_200(
-    tmp_path: Path, checks: Path
+    tmp_path: Path, checks: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)).decode()
     web = write(tmp_path / "web.yml", f"basic_auth_users:\n  prom: {hashed}\n")
     async with running_daemon(checks, web_config=web) as r:
         status, headers, _ = await _get(r.url + "/metrics")
         assert status == 401 and headers["WWW-Authenticate"].startswith("Basic ")
-        status, headers, _ = await _get(r.url + "/api/v1/checks", headers=_basic("prom", "wrong"))
+        status, headers, _ = await _get(
+            r.url + "/api/v1/checks", headers=_basic("prom", "bad-Xv55")
+        )
         assert status == 401
         status, _, body = await _get(r.url + "/metrics", headers=_basic("prom", "s3cret"))
         assert status == 200 and "probed_" in body
         # without --health-listen the health endpoints follow the main listener's auth
         assert (await _get(r.url + "/health/live"))[0] == 401
+    assert "s3cret" not in caplog.text and "bad-Xv55" not in caplog.text
 
 
 async def test_health_listener_serves_only_health_without_auth_while_main_requires_it(

@@ -273,3 +273,32 @@ async def _until_ok(url: str, timeout: float) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"{url} did not answer 200 within {timeout}s")
         await asyncio.sleep(0.05)
+
+
+async def test_tls_connections_that_never_finish_the_handshake_are_closed(
+    tmp_path: Path, checks: Path
+) -> None:
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "s.crt"))
+    cert.private_key_pem.write_to_path(str(tmp_path / "s.key"))
+    web = write(tmp_path / "web.yml", "tls_server_config:\n  cert_file: s.crt\n  key_file: s.key\n")
+    async with running_daemon(checks, web_config=web, header_timeout=0.5) as r:
+        port = int(r.url.rsplit(":", 1)[1])
+        before = _sample(r, "probed_http_connections_timed_out_total")
+        async with _sockets(port, 30) as silent:  # TCP only: no ClientHello ever
+            done = await asyncio.wait_for(
+                asyncio.gather(*(_closed(reader) for reader, _ in silent)), 5
+            )
+            assert all(done)
+        assert _sample(r, "probed_http_connections_timed_out_total") - before >= 30
+        client = ssl.create_default_context()
+        ca.configure_trust(client)
+        url = r.url.replace("http://", "https://") + "/health/live"
+        async with aiohttp.ClientSession() as session, session.get(url, ssl=client) as resp:
+            assert resp.status == 200
+        await wait_for(lambda: _sample(r, "probed_http_connections") <= 1, 5, "all closed")
