@@ -125,7 +125,6 @@ class PostgresOptions(CheckOptions):
     max_response_size: Size = Field(
         16 * 2**20,
         gt=0,
-        le=2**30,
         description="most bytes one run may receive from the server (handshake and results); "
         "over it the run fails with reason protocol (a server announcing a huge message "
         "cannot make probed buffer it)",

@@ -41,7 +41,6 @@ from probed.threads import run_blocking
 
 __all__ = ["TcpCheck", "TcpOptions", "parse_address"]
 
-_MAX_READ_LIMIT: Final = 1 << 20  # the reply is searched on every arrival: keep it small
 _ADDRESS_RE: Final = re.compile(r"\[([0-9a-fA-F:.%a-zA-Z]+)\]:(\d+)|([^:\[\]\s]+):(\d+)")
 
 
@@ -78,8 +77,7 @@ class TcpOptions(CheckOptions):
     max_read_size: Size = Field(
         default=65536,
         gt=0,
-        le=_MAX_READ_LIMIT,
-        description="Read at most this many bytes looking for expect (at most 1MiB).",
+        description="Read (and buffer) at most this many bytes looking for expect.",
     )
 
     @field_validator("tls", mode="before")

@@ -177,15 +177,6 @@ async def test_tcp_protocol_buffer_never_holds_more_than_max_read_size() -> None
     assert size == 10_000
 
 
-def test_tcp_max_read_size_is_capped_at_1_mib() -> None:
-    from pydantic import ValidationError
-
-    from probed.checks.tcp import TcpOptions
-
-    with pytest.raises(ValidationError, match="less than or equal to 1048576"):
-        TcpOptions.model_validate({"address": "127.0.0.1:1", "max_read_size": "2MiB"})
-
-
 # -- dns ----------------------------------------------------------------------------------------
 
 
