@@ -100,7 +100,7 @@ async def execute(check: Check[Any], timeout: float) -> Result:
         result = Result.fail(
             Reason.TIMEOUT,
             f"run took {duration:.3f}s, over the timeout of {timeout:g}s, without yielding: "
-            "the check blocked the event loop (blocking calls belong in asyncio.to_thread)",
+            "the check blocked the event loop (blocking calls belong in probed.run_blocking)",
             phases=result.phases,
         )
     message = result.message

@@ -385,7 +385,7 @@ async def test_a_setup_that_raises_reports_its_own_duration() -> None:
 
 BLOCKED = re.compile(
     r"run took (\d+\.\d{3})s, over the timeout of 0\.05s, without yielding: the check blocked"
-    r" the event loop \(blocking calls belong in asyncio\.to_thread\)"
+    r" the event loop \(blocking calls belong in probed\.run_blocking\)"
 )
 
 
