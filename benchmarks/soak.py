@@ -60,6 +60,7 @@ from _targets import (
     cpu_seconds,
     free_port,
     histogram_quantile,
+    http_status,
     peak_rss_bytes,
     rss_bytes,
     scrape,
@@ -256,19 +257,6 @@ def _post(port: int, path: str) -> int:
         conn.close()
 
 
-def _get_status(port: int, path: str) -> int:
-    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=10)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        resp.read()
-        return resp.status
-    except OSError:
-        return 0
-    finally:
-        conn.close()
-
-
 @dataclass
 class Sample:
     """One reading of the daemon's resources."""
@@ -410,7 +398,7 @@ def run_soak(args: argparse.Namespace) -> SoakFigures:
                 if now >= next_sample:
                     samples.append(sample(daemon.pid))
                     live[0] += 1
-                    live[1] += _get_status(daemon.port, "/health/live") != 200
+                    live[1] += http_status(LOOPBACK, daemon.port, "/health/live") != 200
                     next_sample += args.sample_every
         samples.append(sample(daemon.pid))
         second = _snapshot(daemon)

@@ -20,11 +20,11 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_daemon_benchmark_prints_every_figure_line() -> None:
-    args = ["--type", "tcp", "--checks", "20", "--interval", "1"]
-    args += ["--warmup", "1", "--duration", "2", "--scrapes", "2"]
+def _run(script: str, args: list[str], *lines: str) -> str:
+    """Run ``benchmarks/<script>`` to completion and return its standard output, which must
+    have a line matching each regular expression of ``lines``."""
     proc = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "daemon.py"), *args],
+        [sys.executable, str(REPO / "benchmarks" / script), *args],
         capture_output=True,
         text=True,
         timeout=90,
@@ -32,7 +32,17 @@ def test_daemon_benchmark_prints_every_figure_line() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    for pattern in (
+    for pattern in lines:
+        assert re.search(pattern, out, re.MULTILINE), f"no line matching {pattern!r} in:\n{out}"
+    return out
+
+
+def test_daemon_benchmark_prints_every_figure_line() -> None:
+    args = ["--type", "tcp", "--checks", "20", "--interval", "1"]
+    args += ["--warmup", "1", "--duration", "2", "--scrapes", "2"]
+    out = _run(
+        "daemon.py",
+        args,
         r"^probed daemon: 20 tcp checks every 1 s against \w+ 127\.0\.0\.1:\d+",
         r"^probes/s: achieved [\d.]+, scheduled 20\.0 ",
         r"^on time: [\d.]+ % of scheduled runs ran; [\d.]+ % of \d+ runs started < 50 ms late",
@@ -46,8 +56,7 @@ def test_daemon_benchmark_prints_every_figure_line() -> None:
         r"^/metrics text: median [\d.]+ ms, max [\d.]+ ms over 2 scrapes",
         r"^/metrics gzip: median [\d.]+ ms, max [\d.]+ ms over 2 scrapes, \d+ KiB \(from",
         r"^/metrics openmetrics: median [\d.]+ ms",
-    ):
-        assert re.search(pattern, out, re.MULTILINE), f"no line matching {pattern!r} in:\n{out}"
+    )
     achieved = float(re.search(r"^probes/s: achieved ([\d.]+)", out, re.MULTILINE)[1])  # type: ignore[index]
     assert achieved > 0, out
 
@@ -123,16 +132,9 @@ def test_soak_names_the_first_exception_of_a_json_or_text_log() -> None:
 def test_soak_benchmark_prints_every_figure_line() -> None:
     args = ["--checks", "50", "--duration", "10", "--warmup", "2"]
     args += ["--reload-every", "4", "--sample-every", "2"]
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "soak.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        cwd=REPO,
-    )
-    assert proc.returncode == 0, proc.stderr
-    out = proc.stdout
-    for pattern in (
+    out = _run(
+        "soak.py",
+        args,
         r"^soak: 50 checks \(pass-http \d+, .*redis-bulk \d+, .*reload 1\); window [\d.]+ s",
         r"^RSS: start [\d.]+ MB, end [\d.]+ MB, drift [+-][\d.]+ % \(target < 5 %\); highest",
         r"^fds: start \d+, end \d+, highest \d+",
@@ -144,8 +146,7 @@ def test_soak_benchmark_prints_every_figure_line() -> None:
         r"^daemon CPU: [\d.]+ s in [\d.]+ s",
         r"^log: \d+ lines \(\d+ a minute\), \d+ KiB, \d+ tracebacks",
         r"^verdict: (PASS|FAIL) ",
-    ):
-        assert re.search(pattern, out, re.MULTILINE), f"no line matching {pattern!r} in:\n{out}"
+    )
     # The per-check counters were parsed: runs were due and scrapes answered.
     due = int(re.search(r" of (\d+) due", out)[1])  # type: ignore[index]
     assert due > 50, out
