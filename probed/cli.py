@@ -216,23 +216,32 @@ def cli(ctx: click.Context) -> None:
 @config_options
 def run(**kwargs: Any) -> None:
     """Run the daemon: schedule checks, serve /metrics, /health/* and the API."""
+    from probed.lifecycle import EarlySignals
+
+    early = EarlySignals()
+    early.install()  # before anything slow: settings, plugins, checks (see probed.lifecycle)
+
     from probed.daemon import Daemon
-    from probed.logs import configure_logging
+    from probed.logs import configure_logging, flush_logs
     from probed.server import make_app
 
     settings, pm, overrides = build(kwargs)
-    configure_logging(settings.log_format, settings.log_level)
+    configure_logging(settings.log_format, settings.log_level, queued=True)
 
     async def main() -> None:
         daemon = Daemon(settings, pm, overrides=overrides, tune_gc=True)
-        await daemon.serve(make_app(daemon))
+        await daemon.serve(make_app(daemon), early=early)
 
     try:
         asyncio.run(main())
     except OSError as exc:
+        flush_logs()
         _fail(f"cannot listen on {settings.listen}: {exc.strerror or exc}", 1)
     except PluginError as exc:
+        flush_logs()
         _fail(str(exc))
+    finally:
+        flush_logs()
 
 
 @cli.command()

@@ -32,7 +32,9 @@ from probed._gc import return_large_buffers, settle
 from probed.errors import ConfigError
 from probed.exposition import TypeMetrics
 from probed.health import StartupLatch
+from probed.lifecycle import STOP_SIGNALS, EarlySignals, exit_now
 from probed.listen import open_listeners, runner_options
+from probed.logs import LogCollector, log_counts, state_changes
 from probed.metrics import DaemonMetrics, Exporter
 from probed.notify import Notifier
 from probed.plugins import ProbedPluginManager, check_types
@@ -42,7 +44,7 @@ from probed.scheduler import Job, Scheduler
 from probed.server import CONFIG, EXPORTER, HEARTBEAT, RELOAD, STARTUP, STATES
 from probed.settings import Settings
 from probed.state import StateTable
-from probed.watch import watch
+from probed.watch import supervised, watch
 
 __all__ = ["Daemon", "embedded_checks_file"]
 
@@ -75,6 +77,7 @@ class Daemon:
         self.store = table.view
         self.startup = StartupLatch(self.store)
         self.metrics = DaemonMetrics(self.store, self.startup.passed)
+        self.metrics.add_collectors((LogCollector(log_counts),))
         self.exporter = Exporter(
             self.store,
             self.type_metrics,
@@ -105,6 +108,9 @@ class Daemon:
             tune_gc=tune_gc,
         )
         self._stop = asyncio.Event()
+        self._serving = False
+        self._reload_queued = False
+        self._reloads: set[asyncio.Task[Any]] = set()
 
     # -- what the running configuration is (read-only shortcuts) --------------------------------
 
@@ -208,30 +214,51 @@ class Daemon:
         beat.cancel()
 
     async def _watching(self, _app: web.Application) -> AsyncIterator[None]:
-        watcher = asyncio.get_running_loop().create_task(watch(self.config))
+        watcher = asyncio.get_running_loop().create_task(supervised(watch, self.config))
         yield
         watcher.cancel()
         await asyncio.wait([watcher])
 
-    async def _signals(self, _app: web.Application) -> AsyncIterator[None]:
-        loop = asyncio.get_running_loop()
-        reloads: set[asyncio.Task[Any]] = set()
-
-        def reload() -> None:
-            task = loop.create_task(self.config.reload())
-            reloads.add(task)
-            task.add_done_callback(reloads.discard)
-
-        loop.add_signal_handler(signal.SIGTERM, self.request_stop)
-        loop.add_signal_handler(signal.SIGINT, self.request_stop)
-        loop.add_signal_handler(signal.SIGHUP, reload)
-        yield
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            loop.remove_signal_handler(sig)
-
     def _sample(self) -> None:
         self.metrics.running.set(self.scheduler.running)
         self.metrics.queued.set(self.scheduler.queued)
+        state_changes.sweep()  # suppressed state-change lines are reported when their minute ends
+
+    # -- signals ------------------------------------------------------------------------------
+
+    def _install_signals(self, early: EarlySignals | None) -> None:
+        """The loop's handlers, first thing in :meth:`serve` (before plugins start and checks
+        load); a SIGHUP that came earlier is taken over and queued."""
+        loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:
+            loop.add_signal_handler(sig, self._on_stop_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        if early is not None and early.take_hup():
+            self.request_reload()
+
+    def _remove_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (*STOP_SIGNALS, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+
+    def _on_stop_signal(self, signum: int) -> None:
+        if self._stop.is_set():
+            exit_now(signum)  # the second one: the documented way out of a slow stop
+        self.request_stop()
+
+    def request_reload(self) -> None:
+        """Reload as SIGHUP does: now if serving, else once started (a queued reload)."""
+        if not self._serving:
+            if not self._reload_queued:
+                log.info(
+                    "reload requested during start-up; it will run once started",
+                    extra={"event": "reload_queued"},
+                )
+            self._reload_queued = True
+            return
+        task = asyncio.get_running_loop().create_task(self.config.reload())
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -239,26 +266,65 @@ class Daemon:
         """Ask :meth:`serve` to stop (what SIGTERM does)."""
         self._stop.set()
 
-    async def serve(self, app: web.Application, *, install_signals: bool = True) -> None:
+    async def serve(
+        self,
+        app: web.Application,
+        *,
+        install_signals: bool = True,
+        early: EarlySignals | None = None,
+    ) -> None:
         """Run ``app`` until :meth:`request_stop` or SIGTERM/SIGINT; SIGHUP reloads.
 
         ``app`` comes from :func:`probed.server.make_app` for this daemon: its ``cleanup_ctx``
         starts plugins, checks and the watcher before the socket is bound and stops them,
         in reverse order and only those that started, after the server has closed.
+
+        The signal handlers come first: a stop during start-up cancels the start-up (what
+        started is stopped), a SIGHUP during start-up (or one ``early`` caught before the loop
+        ran) reloads once started, and a second SIGTERM/SIGINT while stopping exits at once
+        (:func:`probed.lifecycle.exit_now`).
         """
         if install_signals:
-            app.cleanup_ctx.append(self._signals)
+            self._install_signals(early)
         runner = web.AppRunner(app, **runner_options(self.settings))
         try:
-            await runner.setup()
-            host, port = self.settings.host_port
-            await open_listeners(runner, self.settings, self.config.on_reload, self.metrics)
-            self._log_started(host, port)
-            await self._stop.wait()
+            if await self._start_up(runner):
+                host, port = self.settings.host_port
+                await open_listeners(runner, self.settings, self.config.on_reload, self.metrics)
+                self._log_started(host, port)
+                self._serving = True
+                if self._reload_queued:
+                    self._reload_queued = False
+                    self.request_reload()
+                await self._stop.wait()
             log.info("stopping", extra={"event": "stopping"})
         finally:
-            await runner.cleanup()
+            self._serving = False
+            try:
+                await runner.cleanup()
+            finally:
+                if install_signals:
+                    self._remove_signals()
         log.info("stopped", extra={"event": "stopped"})
+
+    async def _start_up(self, runner: web.AppRunner) -> bool:
+        """Run the start-up steps unless a stop is requested first (then cancel them)."""
+        setup = asyncio.ensure_future(runner.setup())
+        stop = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait((setup, stop), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            setup.cancel()  # serve() itself cancelled: the start-up goes with it
+            raise
+        finally:
+            stop.cancel()
+        if not setup.done():
+            log.info("stop requested during start-up", extra={"event": "stop_during_startup"})
+            setup.cancel()
+            await asyncio.wait((setup,))
+            return False
+        setup.result()  # start-up errors propagate
+        return True
 
     def _log_started(self, host: str, port: int) -> None:
         settings = self.settings

@@ -23,7 +23,7 @@ from probed._gc import compact, settle
 from probed.check import Check
 from probed.config import LoadResult, load_checks, load_settings
 from probed.errors import ConfigError, ConfigErrors
-from probed.logs import set_redactor
+from probed.logs import set_redactor, set_state_change_limit
 from probed.metrics import DaemonMetrics
 from probed.notify import Notifier
 from probed.plugins import CheckTypeInfo, ProbedPluginManager, discover_checks
@@ -111,6 +111,7 @@ class RunningConfig:
         self.errors = loaded.errors
         self.redact = Redactor(loaded.secrets)
         set_redactor(self.redact)
+        set_state_change_limit(self.settings.state_change_log_limit)
         old_jobs = self.jobs
         new_jobs: dict[str, Job] = {}
         new_states: dict[str, CheckState] = {}
@@ -214,47 +215,66 @@ class RunningConfig:
             for hook in self.on_reload:
                 await asyncio.to_thread(hook)
         async with self._lock:
-            seen = await asyncio.to_thread(files_now, self.settings)
-            before = self.files_seen
-            self.files_seen = seen
-            if if_changed and before is not None and seen.digest == before.digest:
-                return not self.errors, self.errors
+            settings = self.settings
             try:
-                fresh = await asyncio.to_thread(
-                    load_settings, self.settings.config_file, self.overrides
-                )
-                self.settings = replace(
-                    fresh,
-                    listen=self.settings.listen,
-                    plugins_dirs=self.settings.plugins_dirs,
-                    disabled_plugins=self.settings.disabled_plugins,
-                    use_embedded_checks=self.settings.use_embedded_checks,
-                )
-            except ConfigErrors as exc:
+                return await self._reload(if_changed=if_changed)
+            except Exception as exc:  # a bug or an unforeseen input: keep what runs
+                self.settings = settings
                 self._metrics.reload_successful.set(0)
                 self._metrics.reloads.labels("failure").inc()
-                for error in exc.errors:
-                    log.error("%s", error, extra={"event": "config_error"})
-                return False, tuple(exc.errors)
-            # Plugins see their new section before they discover checks (the hook order).
-            await self._notifier.call(
-                "probed_configure", settings=self.settings, plugin_config=self.settings.plugins
-            )
-            loaded = await asyncio.to_thread(self.load)
-            if self._unchanged(loaded):
-                self.loaded = loaded  # same checks; keep the new digests for the next reload
-                if not loaded.errors:
-                    self._metrics.reload_timestamp.set(time.time())
-                log.info(
-                    "configuration reloaded: unchanged (%d checks, %d errors)",
-                    len(self.jobs),
-                    len(loaded.errors),
-                    extra={"event": "config_unchanged", "checks": len(self.jobs)},
+                error = ConfigError(
+                    str(settings.config_file or "probed"),
+                    0,
+                    "",
+                    f"reload failed ({type(exc).__name__}: {exc}); "
+                    "the running configuration is kept",
                 )
-                self.log_errors()
-            else:
-                self.apply(loaded)
-            if self._tune_gc:
-                settle()
-            self._metrics.reloads.labels("success" if not loaded.errors else "failure").inc()
-            return not loaded.errors, loaded.errors
+                log.error("%s", error, extra={"event": "reload_failed"})
+                log.debug("reload traceback", exc_info=exc)
+                return False, (error,)
+
+    async def _reload(self, *, if_changed: bool) -> tuple[bool, tuple[ConfigError, ...]]:
+        seen = await asyncio.to_thread(files_now, self.settings)
+        before = self.files_seen
+        self.files_seen = seen
+        if if_changed and before is not None and seen.digest == before.digest:
+            return not self.errors, self.errors
+        try:
+            fresh = await asyncio.to_thread(
+                load_settings, self.settings.config_file, self.overrides
+            )
+            self.settings = replace(
+                fresh,
+                listen=self.settings.listen,
+                plugins_dirs=self.settings.plugins_dirs,
+                disabled_plugins=self.settings.disabled_plugins,
+                use_embedded_checks=self.settings.use_embedded_checks,
+            )
+        except ConfigErrors as exc:
+            self._metrics.reload_successful.set(0)
+            self._metrics.reloads.labels("failure").inc()
+            for error in exc.errors:
+                log.error("%s", error, extra={"event": "config_error"})
+            return False, tuple(exc.errors)
+        # Plugins see their new section before they discover checks (the hook order).
+        await self._notifier.call(
+            "probed_configure", settings=self.settings, plugin_config=self.settings.plugins
+        )
+        loaded = await asyncio.to_thread(self.load)
+        if self._unchanged(loaded):
+            self.loaded = loaded  # same checks; keep the new digests for the next reload
+            if not loaded.errors:
+                self._metrics.reload_timestamp.set(time.time())
+            log.info(
+                "configuration reloaded: unchanged (%d checks, %d errors)",
+                len(self.jobs),
+                len(loaded.errors),
+                extra={"event": "config_unchanged", "checks": len(self.jobs)},
+            )
+            self.log_errors()
+        else:
+            self.apply(loaded)
+        if self._tune_gc:
+            settle()
+        self._metrics.reloads.labels("success" if not loaded.errors else "failure").inc()
+        return not loaded.errors, loaded.errors

@@ -13,13 +13,17 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from probed.settings import Settings
 
-__all__ = ["FilesSeen", "Watched", "files_now", "fingerprint", "watch"]
+__all__ = ["FilesSeen", "Watched", "files_now", "fingerprint", "supervised", "watch"]
+
+RESTART_MAX_DELAY = 60.0
+"""Longest wait before the watcher is started again after it failed (the delay doubles)."""
 
 log = logging.getLogger("probed")
 
@@ -36,25 +40,35 @@ class FilesSeen:
 
 
 def fingerprint(settings: Settings) -> StatFingerprint:
-    """Stat every watched file (blocking: call in a thread)."""
+    """Stat every watched file (blocking: call in a thread).
+
+    A checks directory that cannot be listed (permissions, a name too long) is one entry with
+    its error number instead of its files, so the change is noticed and the reload reports it.
+    """
     paths: list[Path] = []
+    out = []
     for directory in settings.checks_dirs:
-        if directory.is_dir():
-            paths.extend(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml"))
+        try:
+            if directory.is_dir():
+                paths.extend(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml"))
+        except OSError as exc:
+            out.append((str(directory), -1, exc.errno or 0))
     if settings.config_file is not None:
         paths.append(settings.config_file)
-    out = []
-    for path in sorted(paths):
+    for path in paths:
         with contextlib.suppress(OSError):
             st = path.stat()
             out.append((str(path), st.st_mtime_ns, st.st_size))
-    return tuple(out)
+    return tuple(sorted(out))
 
 
 def content_digest(files: StatFingerprint) -> str:
     """One digest of the files' names and contents (blocking: call in a thread)."""
     digest = hashlib.sha256()
-    for name, _, _ in files:
+    for name, mtime, _ in files:
+        if mtime < 0:  # a directory that could not be listed (see fingerprint)
+            digest.update(f"{len(name)}:{name}:unlistable\0".encode())
+            continue
         # Each file hashed on its own and streamed: a huge file dropped into checks.d costs
         # time here, never memory (the loader refuses it later with a located error).
         try:
@@ -102,3 +116,36 @@ async def watch(target: Watched) -> None:
             continue
         log.info("configuration files changed; reloading", extra={"event": "reload"})
         await target.reload(if_changed=True)
+
+
+async def supervised(run: Callable[[Watched], Awaitable[None]], target: Watched) -> None:
+    """Run ``run(target)`` (:func:`watch`) until cancelled, starting it again when it raises.
+
+    A failure is logged once (one error line, the traceback at DEBUG; the same failure again is
+    logged at DEBUG only) and the watcher restarts after ``watch_interval``, doubling up to
+    :data:`RESTART_MAX_DELAY` while it keeps failing; a watcher that ran that long again starts
+    over from ``watch_interval``.
+    """
+    loop = asyncio.get_running_loop()
+    delay = 0.0
+    last = ""
+    while True:
+        started = loop.time()
+        try:
+            await run(target)
+            return
+        except Exception as exc:
+            what = f"{type(exc).__name__}: {exc}"
+            if not delay or loop.time() - started >= RESTART_MAX_DELAY:
+                delay, last = target.settings.watch_interval, ""
+            log.log(
+                logging.DEBUG if what == last else logging.ERROR,
+                "the file watcher failed (%s); restarting it in %gs",
+                what,
+                round(delay, 3),
+                extra={"event": "watcher_failed"},
+            )
+            log.debug("file watcher traceback", exc_info=exc)
+            last = what
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RESTART_MAX_DELAY)
