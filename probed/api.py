@@ -57,7 +57,7 @@ def check_view(
     """One check's state; ``detail`` adds options and history."""
     spec = state.spec
     view: dict[str, Any] = {
-        **common_view(spec),
+        **redact_data(common_view(spec), redact),  # description, labels, target: never a secret
         "status": state.status.label,
         "up": state.up,
         "consecutive_failures": state.fail_streak,

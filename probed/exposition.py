@@ -22,7 +22,7 @@ from operator import itemgetter
 from typing import Final, Literal
 
 from probed.check import MetricDef, Status
-from probed.redact import redact_text
+from probed.logs import current_redactor
 from probed.spec import CheckSpec
 from probed.state import DURATION_BUCKETS, CheckState
 
@@ -119,8 +119,10 @@ def format_value(value: float) -> str:
 def identity_labels(spec: CheckSpec) -> str:
     """``check="..",type="..",<own labels>`` for a check, built once per spec."""
     parts = [f'check="{escape_label(spec.name)}"', f'type="{escape_label(spec.type)}"']
-    # Label values are public: a secret-shaped value (a URL password) is masked here too.
-    parts.extend(f'{k}="{escape_label(redact_text(v))}"' for k, v in spec.labels)
+    # Label values are public: a known secret or a secret-shaped value (a URL password) is
+    # masked here too, even though validation refuses secret references in labels.
+    redact = current_redactor()
+    parts.extend(f'{k}="{escape_label(redact(v))}"' for k, v in spec.labels)
     return ",".join(parts)
 
 
@@ -239,8 +241,10 @@ def _render(state: CheckState, lb: str, static: tuple[str, str, str], types: Typ
             label_names = types.labels.get(sample.name)
             if label_names is None or len(label_names) != len(sample.labels):
                 continue
+            redact = current_redactor()  # a check's own label values: never a secret either
             pairs = "".join(
-                f',{k}="{escape_label(v)}"' for k, v in zip(label_names, sample.labels, strict=True)
+                f',{k}="{escape_label(redact(v))}"'
+                for k, v in zip(label_names, sample.labels, strict=True)
             )
             extra[sample.name] = (
                 extra.get(sample.name, "")

@@ -23,6 +23,8 @@ from typing import Annotated, Any, Final, get_args
 
 from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
 
+from probed.redact import redact_text
+
 __all__ = [
     "MAX_DURATION",
     "MIN_DURATION",
@@ -141,7 +143,8 @@ def _shorten(value: Any) -> Any:
     text = value if isinstance(value, str) else repr(value)
     if len(text) <= 40:
         return value
-    return f"{text[:20]}...{text[-10:]}"
+    text = redact_text(text)  # masked before cutting: a cut URL password no longer looks like one
+    return text if len(text) <= 40 else f"{text[:20]}...{text[-10:]}"
 
 
 def format_duration(seconds: float) -> str:

@@ -30,6 +30,7 @@ shortened URL is better than showing a password.
 
 from __future__ import annotations
 
+import base64
 import enum
 import re
 import typing
@@ -60,6 +61,8 @@ MIN_SECRET_LENGTH: Final = 4
 """Shorter values are not treated as secrets: redacting ``on`` or ``1`` would mangle text."""
 
 _PYDANTIC_MASK: Final = "**********"  # how pydantic dumps SecretStr; shown as MASK
+# Values longer than _CUT are shown in errors as their first and last characters.
+_CUT, _CUT_HEAD, _CUT_TAIL = 40, 20, 10
 
 _SECRET_KEY: Final = re.compile(
     r"pass(word|wd|phrase)?$|^pwd$|secret|token|credential|authorization|^auth$|_auth$"
@@ -277,9 +280,21 @@ def _may_hold_secret(annotation: Any) -> bool:
 
 
 def _credential_parts(value: str) -> list[str]:
-    """``value`` and, for ``Bearer x`` / ``Basic x`` style credentials, the ``x`` alone."""
-    scheme, _, rest = value.strip().partition(" ")
-    return [value, rest.strip()] if rest and scheme.isalpha() and len(scheme) <= 16 else [value]
+    """The secret parts of a header value: ``x`` of ``Bearer x`` (the scheme stays readable),
+    ``user:password`` and ``password`` of ``Basic base64(user:password)``, else the value."""
+    scheme, _, token = value.strip().partition(" ")
+    token = token.strip()
+    if not token or not scheme.isalpha() or len(scheme) > 16:
+        return [value]
+    parts = [token]
+    if scheme.lower() == "basic":
+        try:
+            plain = base64.b64decode(token, validate=True).decode("utf-8")
+        except ValueError:  # binascii.Error and UnicodeDecodeError both are
+            return parts
+        parts.append(plain)
+        parts.append(plain.partition(":")[2])
+    return parts
 
 
 def _secret_value(value: Any) -> str | None:
@@ -292,7 +307,7 @@ def option_secrets(options: Any) -> set[str]:
 
     ``SecretStr`` values, the passwords of secret URLs, the values of secret-named mapping keys
     (request headers such as ``Authorization``, ``Cookie``, ``X-Api-Key``, also in plain
-    ``headers:``, with the credential after ``Bearer``/``Basic`` on its own), and
+    ``headers:``; of ``Bearer x`` the ``x``, of ``Basic x`` also the decoded ``user:password``), and
     ``username:password`` when a model has both (the text behind ``Basic`` credentials).
 
     Walks pydantic models, mappings and sequences; anything with ``secrets()`` (such as
@@ -376,7 +391,10 @@ def hide(message: str, pieces: Iterable[str]) -> str:
     """
     given = [p for p in pieces if p]
     short = {p for p in given if len(p) < MIN_SECRET_LENGTH}
-    message = Redactor(p for p in given if len(p) >= MIN_SECRET_LENGTH)(message)
+    long = [p for p in given if len(p) >= MIN_SECRET_LENGTH]
+    # A long value may be shown cut ('first 20...last 10', probed.options): its ends too.
+    ends = [e for p in long if len(p) > _CUT for e in (p[:_CUT_HEAD], p[-_CUT_TAIL:])]
+    message = Redactor([*long, *ends])(message)
     for piece in sorted(short, key=len, reverse=True):
         message = message.replace(repr(piece), f"'{MASK}'").replace(f'"{piece}"', f'"{MASK}"')
     return message

@@ -113,8 +113,9 @@ def _http(name: str, port: int, path: str, extra: str) -> str:
 
 def checks_files(root: Path, port: int, closed: int) -> Path:
     """The checks directory: every secret form, every check fails and says why."""
-    secret_file = write(root / "secrets" / "bearer", FILE_SECRET)
     checks = root / "checks.d"
+    # Next to the checks file that refers to it: a directory ${file:} may read by default.
+    secret_file = write(checks / "bearer.secret", FILE_SECRET)
     text = "defaults: {interval: 1s, timeout: 900ms, failure_threshold: 1}\nchecks:"
     text += _http("file-bearer", port, "auth", f'bearer_token: "${{file:{secret_file}}}"')
     text += _http("file-json", port, "json", f'bearer_token: "${{file:{secret_file}}}"')
