@@ -20,7 +20,7 @@ import ipaddress
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -89,13 +89,16 @@ class Guard:
                 )
             self.errors = tuple(exc.errors)
             return self.errors
+        old = self.web.auth
+        if old is not None and fresh.auth is not None and old.users == fresh.auth.users:
+            fresh = replace(fresh, auth=old)  # same users: keep the verdicts cached
         self.web, self.errors = fresh, ()
-        if fresh.tls is not None:
-            log.info(
-                "web configuration reloaded from %s",
-                self.path,
-                extra={"event": "web_config_reloaded"},
-            )
+        log.info(
+            "web configuration reloaded from %s: %s",
+            self.path,
+            fresh.describe(),
+            extra={"event": "web_config_reloaded"},
+        )
         return ()
 
 
@@ -409,16 +412,14 @@ async def start_listeners(
     install_log_filters()
     options = handler_options(limits)
     guard = runner.app[GUARD]
-    main = Listener(runner, *listen, limits=limits, guard=guard, handler_options=options)
-    await main.start()
-    listeners = Listeners(main)
-    if health_listen is not None:
+    health: Listener | None = None
+    if health_listen is not None:  # first: once the main port answers, so do the probes
         health_limits = Limits(
             min(limits.max_connections, HEALTH_CONNECTIONS),
             limits.header_timeout,
             limits.idle_timeout,
         )
-        listeners.health = Listener(
+        health = Listener(
             runner,
             *health_listen,
             limits=health_limits,
@@ -426,7 +427,10 @@ async def start_listeners(
             health_only=True,
             handler_options=options,
         )
-        await listeners.health.start()
+        await health.start()
+    main = Listener(runner, *listen, limits=limits, guard=guard, handler_options=options)
+    await main.start()
+    listeners = Listeners(main, health)
     return listeners
 
 
@@ -466,6 +470,16 @@ async def open_listeners(
         guard.web = await asyncio.to_thread(load_web_config, settings.web_config)
     health = _split(settings.health_listen) if settings.health_listen else None
     listeners = await start_listeners(runner, settings.host_port, health, _limits(settings))
+    if settings.web_config is not None or listeners.health is not None:
+        health_name = listeners.health.name if listeners.health is not None else "none"
+        log.info(
+            "main listener %s: %s; reload_endpoint %s; health-only listener: %s",
+            listeners.main.name,
+            guard.web.describe(),
+            guard.reload_endpoint,
+            health_name,
+            extra={"event": "listeners", "health_listen": health_name},
+        )
     on_reload.append(guard.reload)
     metrics.add_collectors([listeners])
     return listeners

@@ -85,7 +85,7 @@ _HEADERS: Final[dict[str, tuple[str, ...] | None]] = {
 _DUMMY_HASH: Final = b"$2b$10$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi"
 
 CACHE_SIZE: Final = 256
-"""Basic-auth verdicts remembered (per user, stored hash and presented password)."""
+"""Basic-auth successes remembered, and as many failures (per user, stored hash and password)."""
 
 
 class _Strict(BaseModel):
@@ -142,20 +142,38 @@ class WebConfig:
         """Whether client certificates are verified against a CA."""
         return self.tls is not None and self.tls.verify_mode != ssl.CERT_NONE
 
+    def describe(self) -> str:
+        """One line for the log: what a client of the main listener must present."""
+        if self.tls is None:
+            parts = ["plain HTTP"]
+        elif self.tls.verify_mode == ssl.CERT_REQUIRED:
+            parts = ["TLS, client certificate required"]
+        elif self.tls.verify_mode == ssl.CERT_OPTIONAL:
+            parts = ["TLS, client certificate verified if given"]
+        else:
+            parts = ["TLS"]
+        users = len(self.auth.users) if self.auth is not None else 0
+        parts.append(f"basic auth for {users} user(s)" if users else "no basic auth")
+        if self.headers:
+            parts.append(f"headers {', '.join(self.headers)}")
+        return "; ".join(parts)
+
 
 class BasicAuth:
     """Checks ``Authorization: Basic`` headers against bcrypt hashes.
 
     bcrypt costs ~50-100 ms a check by design, so verdicts are cached, keyed by an HMAC (with a
     per-process random key) of the user, the stored hash and the presented password: a scrape
-    every 15 s costs one bcrypt, not one per scrape; the password itself is never kept. Checks
-    run one at a time in a thread, off the event loop.
+    every 15 s costs one bcrypt, not one per scrape; the password itself is never kept.
+    Successes and failures have caches of their own, so a client trying passwords cannot evict
+    the valid ones. Checks run one at a time in a thread, off the event loop.
     """
 
     def __init__(self, users: Mapping[str, bytes]) -> None:
-        self._users = dict(users)
+        self.users: Mapping[str, bytes] = dict(users)
         self._key = secrets.token_bytes(32)
-        self._cache: OrderedDict[bytes, bool] = OrderedDict()
+        self._ok: OrderedDict[bytes, None] = OrderedDict()
+        self._bad: OrderedDict[bytes, None] = OrderedDict()
         self._lock = asyncio.Lock()
         self.bcrypt_runs = 0
 
@@ -171,27 +189,34 @@ class BasicAuth:
             return None
         return user.decode("utf-8", "replace"), password
 
+    def _cached(self, key: bytes) -> bool | None:
+        for verdict, cache in ((True, self._ok), (False, self._bad)):
+            if key in cache:
+                cache.move_to_end(key)
+                return verdict
+        return None
+
     async def check(self, header: str | None) -> str | None:
         """The user name when ``header`` carries valid credentials, else ``None``."""
         parsed = self._parse(header)
         if parsed is None:
             return None
         user, password = parsed
-        stored = self._users.get(user)
-        known = stored is not None
+        stored = self.users.get(user)
         hashed = stored if stored is not None else _DUMMY_HASH
         key = hmac.new(self._key, b"\0".join((user.encode(), hashed, password)), "sha256").digest()
-        verdict = self._cache.get(key)
+        verdict = self._cached(key)
         if verdict is None:
             async with self._lock:
-                verdict = await asyncio.to_thread(_checkpw, password, hashed)
-                self.bcrypt_runs += 1
-            self._cache[key] = verdict
-            if len(self._cache) > CACHE_SIZE:
-                self._cache.popitem(last=False)
-        else:
-            self._cache.move_to_end(key)
-        return user if verdict and known else None
+                verdict = self._cached(key)  # found by a request that held the lock before
+                if verdict is None:
+                    verdict = await asyncio.to_thread(_checkpw, password, hashed)
+                    self.bcrypt_runs += 1
+                    cache = self._ok if verdict else self._bad
+                    cache[key] = None
+                    if len(cache) > CACHE_SIZE:
+                        cache.popitem(last=False)
+        return user if verdict and stored is not None else None
 
 
 def _checkpw(password: bytes, hashed: bytes) -> bool:

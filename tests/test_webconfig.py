@@ -447,3 +447,30 @@ def test_validate_reports_a_broken_web_config(tmp_path: Path, checks: Path) -> N
     assert proc.returncode == 1
     assert f"{web}:2: basic_auth_users.alice: expected a bcrypt hash" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+async def test_a_reload_with_the_same_users_keeps_the_cached_verdicts(tmp_path: Path) -> None:
+    hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)).decode()
+    path = write(tmp_path / "web.yml", f"basic_auth_users:\n  prom: {hashed}\n")
+    guard = Guard(web=load_web_config(path), path=path)
+    assert guard.web.auth is not None
+    assert await guard.web.auth.check(_basic("prom", "s3cret")["Authorization"]) == "prom"
+    path.write_text(
+        f"basic_auth_users:\n  prom: {hashed}\n"
+        "http_server_config:\n  headers:\n    X-Frame-Options: deny\n"
+    )
+    assert guard.reload() == ()
+    assert guard.web.headers == {"X-Frame-Options": "deny"}
+    assert await guard.web.auth.check(_basic("prom", "s3cret")["Authorization"]) == "prom"
+    assert guard.web.auth.bcrypt_runs == 1
+    assert "basic auth for 1 user(s)" in guard.web.describe()
+
+
+async def test_failed_logins_do_not_evict_the_cached_valid_one() -> None:
+    auth = BasicAuth({"prom": bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4))})
+    assert await auth.check(_basic("prom", "s3cret")["Authorization"]) == "prom"
+    for i in range(300):  # more than the cache holds
+        assert await auth.check(_basic("prom", f"guess-{i}")["Authorization"]) is None
+    runs = auth.bcrypt_runs
+    assert await auth.check(_basic("prom", "s3cret")["Authorization"]) == "prom"
+    assert auth.bcrypt_runs == runs
