@@ -41,7 +41,9 @@ ENV PROBED_PLUGINS_DIR=/etc/probed/plugins \
     PYTHONUNBUFFERED=1
 USER 10001:10001
 EXPOSE 9333
+# The health-only listener when PROBED_HEALTH_LISTEN is set (a --web-config puts 9333 behind TLS
+# and auth), else the main one.
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:9333/health/live', timeout=2).status == 200 else 1)"]
+    CMD ["python", "-c", "import os, sys, urllib.request; port = (os.environ.get('PROBED_HEALTH_LISTEN') or os.environ.get('PROBED_LISTEN') or ':9333').rsplit(':', 1)[1]; sys.exit(0 if urllib.request.urlopen(f'http://127.0.0.1:{port}/health/live', timeout=2).status == 200 else 1)"]
 ENTRYPOINT ["probed"]
 CMD ["run"]
