@@ -119,13 +119,21 @@ def start_daemon(
     gc_log: Path | None = None,
     gc_threshold: str | None = None,
     log_level: str = "WARNING",
+    wrapper: tuple[str, dict[str, str]] | None = None,
 ) -> Daemon:
-    """Start ``probed run`` on ``checks_dir``; return once ``/health/startup`` answers 200."""
+    """Start ``probed run`` on ``checks_dir``; return once ``/health/startup`` answers 200.
+
+    ``wrapper`` is ``(python code, environment)``: the daemon runs as ``python -c CODE``
+    with those variables added (the code runs ``probed`` itself, like :data:`GC_WRAPPER`).
+    """
     port = free_port()
     argv = [sys.executable]
     env = dict(os.environ)
     if cprofile is not None:
         argv += ["-m", "cProfile", "-o", str(cprofile), "-m", "probed"]
+    elif wrapper is not None:
+        argv += ["-c", wrapper[0]]
+        env.update(wrapper[1])
     elif gc_log is not None:
         argv += ["-c", GC_WRAPPER]
         env["PROBED_BENCH_GC_LOG"] = str(gc_log)

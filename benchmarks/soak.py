@@ -42,11 +42,13 @@ import json
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +90,21 @@ MIX: tuple[tuple[str, float, str, int, int, str], ...] = (
     ("slowloris", 0.04, "http", 5, 2, "slowloris"),
     ("blackhole", 0.04, "http", 5, 2, "blackhole"),
 )
+# --tracemalloc: the daemon runs under this wrapper; each SIGUSR2 writes a snapshot to
+# $PROBED_SOAK_TRACE.N (written aside, then renamed: a complete file appears at once).
+TRACE_WRAPPER = """\
+import os, runpy, signal, sys, tracemalloc
+tracemalloc.start(int(os.environ["PROBED_SOAK_TRACE_FRAMES"]))
+out, taken = os.environ["PROBED_SOAK_TRACE"], [0]
+def dump(signum, frame):
+    taken[0] += 1
+    snap = tracemalloc.take_snapshot()
+    snap.dump(f"{out}.tmp")
+    os.replace(f"{out}.tmp", f"{out}.{taken[0]}")
+signal.signal(signal.SIGUSR2, dump)
+sys.argv = ["probed", *sys.argv[1:]]
+runpy.run_module("probed", run_name="__main__", alter_sys=True)
+"""
 RELOAD_SHARE = 0.01  # checks in reload.yaml (rewritten before each reload; not counted as missed)
 RUNS_RE = re.compile(r'^probed_check_runs_total\{check="([^"]+)".*\} ([0-9.e+]+)$', re.M)
 LAST_RE = re.compile(
@@ -368,9 +385,19 @@ def run_soak(args: argparse.Namespace) -> SoakFigures:
         checks_dir.mkdir()
         (checks_dir / "soak.yaml").write_text(check_files(plan, target, ports))
         (checks_dir / "reload.yaml").write_text(reload_file(plan, target, 0))
-        daemon = start_daemon(procs, checks_dir, args.start_timeout, log_level=args.log_level)
+        trace = procs.tmp / "trace"
+        wrapper = None
+        if args.tracemalloc:
+            frames = str(args.tracemalloc)
+            env = {"PROBED_SOAK_TRACE": str(trace), "PROBED_SOAK_TRACE_FRAMES": frames}
+            wrapper = (TRACE_WRAPPER, env)
+        daemon = start_daemon(
+            procs, checks_dir, args.start_timeout, log_level=args.log_level, wrapper=wrapper
+        )
         time.sleep(args.warmup)
         first = _snapshot(daemon)
+        if args.tracemalloc:
+            _trace_snapshot(daemon.pid, trace, 1)
         total = len(plan.checks) + len(plan.reload_names)
         if first.configured != total:
             raise SystemExit(
@@ -403,6 +430,10 @@ def run_soak(args: argparse.Namespace) -> SoakFigures:
         samples.append(sample(daemon.pid))
         second = _snapshot(daemon)
         peak = peak_rss_bytes(daemon.pid)
+        growth = []
+        if args.tracemalloc:
+            _trace_snapshot(daemon.pid, trace, 2)
+            growth = heap_growth(Path(f"{trace}.1"), Path(f"{trace}.2"))
         log = procs.tmp / "daemon.log"
         procs.stop_all()
         text = log.read_bytes() if log.exists() else b""
@@ -436,7 +467,49 @@ def run_soak(args: argparse.Namespace) -> SoakFigures:
         first_exception=first_exception(text),
         load=os.getloadavg()[0],
         commit=args.commit or _commit(),
+        notes=growth,
     )
+
+
+def _trace_snapshot(pid: int, trace: Path, n: int) -> None:
+    """Ask the daemon (under :data:`TRACE_WRAPPER`) for tracemalloc snapshot ``n``; wait for it."""
+    os.kill(pid, signal.SIGUSR2)
+    wait_for(lambda: Path(f"{trace}.{n}").exists(), 300, f"tracemalloc snapshot {n}")
+
+
+def heap_growth(before: Path, after: Path, top: int = 12) -> list[str]:
+    """The allocation sites whose traced memory grew most between two snapshots.
+
+    A site is the innermost frame of probed's own code and the frame that allocated (when that
+    is elsewhere, such as a library or the standard library).
+    """
+    drop = [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, "<*")]
+    old = tracemalloc.Snapshot.load(str(before)).filter_traces(drop)
+    new = tracemalloc.Snapshot.load(str(after)).filter_traces(drop)
+    sizes: Counter[str] = Counter()
+    blocks: Counter[str] = Counter()
+    for stat in new.compare_to(old, "traceback"):
+        frames = list(stat.traceback)  # oldest first
+        ours = [f for f in frames if f"{os.sep}probed{os.sep}" in f.filename]
+        inner = frames[-1] if frames else None
+        where = f"{_short(ours[-1])}" if ours else "(no probed frame)"
+        if inner is not None and (not ours or inner is not ours[-1]):
+            where += f" <- allocated in {_short(inner)}"
+        sizes[where] += stat.size_diff
+        blocks[where] += stat.count_diff
+    total = sum(s.size for s in new.statistics("filename")) - sum(
+        s.size for s in old.statistics("filename")
+    )
+    out = [f"tracemalloc: traced Python memory {total / MB:+.2f} MB in the window; most growth:"]
+    for where, size in sizes.most_common(top):
+        out.append(f"  {size / MB:+8.3f} MB {blocks[where]:+8d} blocks  {where}")
+    return out
+
+
+def _short(frame: tracemalloc.Frame) -> str:
+    parts = Path(frame.filename).parts
+    keep = parts[parts.index("probed") :] if "probed" in parts else parts[-2:]
+    return f"{'/'.join(keep)}:{frame.lineno}"
 
 
 def _alive(pid: int) -> bool:
@@ -506,6 +579,8 @@ def print_soak(fig: SoakFigures) -> None:
         f"minute), {fig.log_bytes / 1024:.0f} KiB, {fig.tracebacks} tracebacks"
         + (f" (first: {fig.first_exception})" if fig.first_exception else "")
     )
+    for line in fig.notes:
+        print(line)
     ok = drift < 5 and fig.missed == 0 and errors == 0
     print(f"verdict: {'PASS' if ok else 'FAIL'} (RSS drift < 5 %, 0 missed runs, 0 scrape errors)")
 
@@ -529,6 +604,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--start-timeout", type=float, default=120.0, help="start-up wait, s [120]")
     p.add_argument("--keep-logs", type=Path, help="copy the daemon's and targets' logs to DIR")
     p.add_argument("--commit", help="commit to print [git describe --always --dirty]")
+    p.add_argument(
+        "--tracemalloc",
+        type=int,
+        metavar="FRAMES",
+        help="diagnosis: trace the daemon's allocations (FRAMES deep) and print the sites whose "
+        "memory grew in the window (slows the daemon: missed runs and RSS do not count then)",
+    )
     return p
 
 
