@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import socket
-import subprocess
-import sys
 import textwrap
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,11 +18,12 @@ from typing import Any
 
 import pytest
 
-from probed.check import Reason, Status
+from probed.check import Reason, Result, Status
 from probed.checks._reasons import HEADER_SIZE
 from probed.checks.http import HttpCheck
 from probed.checks.json_api import JsonApiCheck
 from probed.testing import run_check
+from tests.abuse._once import once_measured
 from tests.harness import running_daemon
 
 MiB = 1024 * 1024
@@ -109,6 +107,15 @@ ENDLESS_BODY = forever(
 )
 
 
+async def timed(check_type: type[HttpCheck], **options: Any) -> Result:
+    """One run of ``check_type`` that must end (by a cap, not its 5 s timeout) within 2.5 s."""
+    start = time.perf_counter()
+    result = await run_check(check_type, timeout=5, **options)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 2.5, f"took {elapsed:.2f}s: {result.message}"
+    return result
+
+
 # -- each cap fails its own check fast, with a clear reason and bounded bytes --------------------
 
 
@@ -126,14 +133,11 @@ async def test_hostile_response_head_fails_with_header_size_fast(
     make: Callable[[Hostile], Handler], words: str
 ) -> None:
     async with hostile(make) as h:
-        start = time.perf_counter()
-        result = await run_check(HttpCheck, timeout=5, url=h.url)
-        elapsed = time.perf_counter() - start
+        result = await timed(HttpCheck, url=h.url)
     assert result.status is Status.FAIL
     assert result.reason == HEADER_SIZE, result.message
     assert words in result.message
     assert result.message.startswith(f"GET {h.url}: ")
-    assert elapsed < 2.5, f"took {elapsed:.2f}s"  # the cap, not the 5 s timeout, ended it
     # What the server got out: the cap (1 MiB) plus what loopback socket buffers hold.
     assert h.sent < 24 * MiB, h.sent
 
@@ -148,9 +152,7 @@ async def test_max_header_size_is_configurable() -> None:
 async def test_endless_body_fails_with_body_size_for_http_and_json_api() -> None:
     async with hostile(ENDLESS_BODY) as h:
         for check_type in (HttpCheck, JsonApiCheck):
-            start = time.perf_counter()
-            result = await run_check(check_type, timeout=5, url=h.url, max_body_size="1MiB")
-            assert time.perf_counter() - start < 2.5
+            result = await timed(check_type, url=h.url, max_body_size="1MiB")
             assert result.reason == Reason.BODY_SIZE, result.message
             assert "exceeds max_body_size of 1048576 bytes" in result.message
     assert h.sent < 32 * MiB
@@ -221,23 +223,6 @@ async def test_connect_that_never_completes_names_the_connecting_phase() -> None
 
 # -- bounded memory in a real `probed once`, and the daemon keeps its schedule -----------------
 
-REPO = Path(__file__).resolve().parents[2]
-# The imports happen before the first measurement: the delta is the run itself.
-_DRIVER = """\
-import resource, sys
-import probed.checks.http, probed.checks.json_api
-from probed.cli import main
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-try:
-    sys.argv = ["probed", *sys.argv[1:]]
-    main()
-except SystemExit as exc:
-    code = exc.code
-finally:
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    sys.stderr.write(f"RSS_DELTA_KIB {after - before}\\n")
-"""
-
 
 async def test_probed_once_against_hostile_heads_stays_within_50_mb(tmp_path: Path) -> None:
     async with (
@@ -259,32 +244,13 @@ async def test_probed_once_against_hostile_heads_stays_within_50_mb(tmp_path: Pa
                 """
             )
         )
-        start = time.perf_counter()
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            _DRIVER,
-            "once",
-            "--checks-dir",
-            str(checks),
-            "--format",
-            "json",
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=REPO,
-        )
-        out, err = await asyncio.wait_for(proc.communicate(), 60)
-        elapsed = time.perf_counter() - start
-    assert "Traceback" not in err.decode()
-    report = {c["name"]: c for c in json.loads(out)}
-    assert report["header"]["reason"] == HEADER_SIZE
-    assert report["status"]["reason"] == HEADER_SIZE
-    assert report["many"]["reason"] == HEADER_SIZE
-    assert report["body"]["reason"] == Reason.BODY_SIZE
-    assert elapsed < 15, f"took {elapsed:.1f}s"
-    delta = int(err.decode().rsplit("RSS_DELTA_KIB ", 1)[1].split()[0])
-    assert delta < 50 * 1024, f"RSS grew by {delta} KiB"
-    assert "Traceback" not in err.decode()
+        run = await once_measured(checks)
+    assert run.results["header"]["reason"] == HEADER_SIZE
+    assert run.results["status"]["reason"] == HEADER_SIZE
+    assert run.results["many"]["reason"] == HEADER_SIZE
+    assert run.results["body"]["reason"] == Reason.BODY_SIZE
+    assert run.elapsed < 15, f"took {run.elapsed:.1f}s"
+    assert run.rss_delta_kib < 50 * 1024, f"RSS grew by {run.rss_delta_kib} KiB"
 
 
 async def test_other_checks_keep_their_schedule_beside_a_hostile_target(tmp_path: Path) -> None:
@@ -353,9 +319,7 @@ async def test_chunk_framing_that_never_ends_is_cut_by_the_total_budget(
     make: Callable[[Hostile], Handler],
 ) -> None:
     async with hostile(make) as h:
-        start = time.perf_counter()
-        result = await run_check(HttpCheck, timeout=5, url=h.url, max_body_size="1MiB")
-        assert time.perf_counter() - start < 2.5
+        result = await timed(HttpCheck, url=h.url, max_body_size="1MiB")
     assert result.reason == Reason.BODY_SIZE, result.message
     assert "response is over 2.4 MiB in total without ending (0 body bytes" in result.message
     assert h.sent < 24 * MiB
