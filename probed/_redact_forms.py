@@ -17,6 +17,7 @@ the text is scanned once, so a 10,000-secret configuration costs about as much p
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
 from collections.abc import Callable, Iterable
@@ -33,6 +34,9 @@ _MIN_BASE64_CORE: Final = 6  # shorter base64 fragments would mask ordinary word
 # does not grow with the number of forms, and building it takes no regex compilation).
 _REGEX_MAX_FORMS: Final = 1_500
 _REGEX_MAX_CHARS: Final = 100_000  # a long ${file:} secret (a PEM) is found by the prefix scan
+# Text cut short ends with an ellipsis: this many characters of a form before one are masked.
+_MIN_CUT: Final = 6
+_MAX_CUT_LOOKBACK: Final = 512
 
 _ESCAPES: Final[tuple[Callable[[str], str], ...]] = (
     lambda s: json.dumps(s)[1:-1],
@@ -134,29 +138,29 @@ class Matcher:
         self._prefix = min(PREFIX, len(ordered[-1])) if ordered else PREFIX
         if not ordered:
             return
-        if len(ordered) <= _REGEX_MAX_FORMS and sum(map(len, ordered)) <= _REGEX_MAX_CHARS:
-            try:
-                self._regex = re.compile(_trie_pattern(ordered))
-                return
-            except (RecursionError, OverflowError, re.error):
-                pass  # a pathological set of forms: the prefix scan takes any
         index: dict[str, list[str]] = {}
         for form in ordered:  # longest first within each bucket too
             index.setdefault(form[: self._prefix], []).append(form)
-        self._index = {k: tuple(v) for k, v in index.items()}
+        self._index = {k: tuple(v) for k, v in index.items()}  # also finds cut forms
+        if len(ordered) <= _REGEX_MAX_FORMS and sum(map(len, ordered)) <= _REGEX_MAX_CHARS:
+            # A pathological set of forms fails to compile: the prefix scan takes any.
+            with contextlib.suppress(RecursionError, OverflowError, re.error):
+                self._regex = re.compile(_trie_pattern(ordered))
 
     def __bool__(self) -> bool:
-        return self._regex is not None or self._index is not None
+        return self._index is not None
 
     def sub(self, text: str, mask: str) -> str:
         """``text`` with every form replaced by ``mask`` (the same object if none is found)."""
-        if self._regex is None and self._index is None:
+        if self._index is None:
             return text
         folded = fold(text)
         if self._regex is not None:
             spans = [m.span() for m in self._regex.finditer(folded)]
         else:
             spans = self._spans(folded)
+        if "…" in text or "..." in text:
+            spans = self._cut(folded, spans)
         if not spans:
             return text
         out: list[str] = []
@@ -185,3 +189,24 @@ class Matcher:
                     after = i + len(form)
                     break
         return spans
+
+    def _cut(self, folded: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """``spans`` and the start of any form cut short by an ellipsis (``'Zq9-pla…'``: a
+        message or excerpt limited in length), at least :data:`_MIN_CUT` characters of it."""
+        index = self._index
+        assert index is not None
+        size = self._prefix
+        found = list(spans)
+        for marker in ("…", "..."):
+            at = folded.find(marker)
+            while at != -1:
+                # Only text after the last mask before the marker can hold a cut form.
+                floor = max((end for _, end in found if end <= at), default=0)
+                for start in range(max(floor, at - _MAX_CUT_LOOKBACK), at - _MIN_CUT + 1):
+                    bucket = index.get(folded[start : start + size])
+                    piece = folded[start:at]
+                    if bucket and any(f.startswith(piece) for f in bucket):
+                        found.append((start, at))
+                        break
+                at = folded.find(marker, at + len(marker))
+        return sorted(found)

@@ -215,3 +215,17 @@ def test_ten_thousand_secrets_cost_little_per_message() -> None:
     # message. Generous bounds: a slow CI machine passes, a quadratic matcher does not.
     assert built < 20, built
     assert per_message < 0.002, per_message
+
+
+@pytest.mark.parametrize("marker", ["…", "..."])
+def test_a_form_cut_short_by_an_ellipsis_is_masked(
+    marker: str, make: Callable[[list[str]], Callable[[str], str]]
+) -> None:
+    secret = SECRETS["plain"]
+    redact = make([secret])
+    b64 = base64.b64encode(secret.encode()).decode()
+    assert redact(f"body: 'seen <{secret[:9]}{marker}'") == f"body: 'seen <{MASK}{marker}'"
+    assert redact(f"seen {b64[:14]}{marker}") == f"seen {MASK}{marker}"
+    assert redact(f"{secret} and {secret[:8].upper()}{marker}") == f"{MASK} and {MASK}{marker}"
+    text = f"a few letters of it stay: {secret[:5]}{marker} (not a secret of its own)"
+    assert redact(text) == text
