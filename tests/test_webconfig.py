@@ -57,6 +57,19 @@ def _server_files(ca: trustme.CA, where: Path, name: str = "server") -> tuple[Pa
     return cert_file, key_file
 
 
+def _tls_web(tmp_path: Path, ca: trustme.CA, extra: str = "") -> Path:
+    """A web config serving TLS with a certificate of ``ca`` (plus ``extra`` lines)."""
+    cert, key = _server_files(ca, tmp_path)
+    text = f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n{extra}"
+    return write(tmp_path / "web.yml", text)
+
+
+def _tls12(ca: trustme.CA) -> ssl.SSLContext:
+    ctx = _client_ctx(ca)
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
 def _client_ctx(ca: trustme.CA, client: trustme.LeafCert | None = None) -> ssl.SSLContext:
     ctx = ssl.create_default_context()
     ca.configure_trust(ctx)
@@ -139,12 +152,8 @@ def test_basic_auth_users_without_the_bcrypt_package_is_a_clear_error(
 def test_tls_settings_probed_cannot_honour_are_clear_errors(
     tmp_path: Path, ca: trustme.CA, body: str, expected: str
 ) -> None:
-    cert, key = _server_files(ca, tmp_path)
-    path = write(
-        tmp_path / "web.yml", f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n{body}"
-    )
     with pytest.raises(ConfigErrors) as info:
-        load_web_config(path)
+        load_web_config(_tls_web(tmp_path, ca, body))
     assert expected in "\n".join(map(str, info.value.errors))
 
 
@@ -250,19 +259,11 @@ async def test_health_listener_serves_only_health_without_auth_while_main_requir
 async def test_tls_serves_https_with_the_configured_headers_over_tls12_and_13(
     tmp_path: Path, checks: Path, ca: trustme.CA
 ) -> None:
-    cert, key = _server_files(ca, tmp_path)
-    web = write(
-        tmp_path / "web.yml",
-        f"""
-        tls_server_config:
-          cert_file: {cert}
-          key_file: {key}
-        http_server_config:
-          headers:
-            X-Content-Type-Options: nosniff
-            Strict-Transport-Security: max-age=31536000
-        """,
+    headers = (
+        "http_server_config:\n  headers:\n    X-Content-Type-Options: nosniff\n"
+        "    Strict-Transport-Security: max-age=31536000\n"
     )
+    web = _tls_web(tmp_path, ca, headers)
     async with running_daemon(checks, web_config=web) as r:
         status, headers, _ = await _get(_https(r) + "/health/live", _client_ctx(ca))
         assert status == 200
@@ -270,9 +271,7 @@ async def test_tls_serves_https_with_the_configured_headers_over_tls12_and_13(
         assert headers["Strict-Transport-Security"] == "max-age=31536000"
         status, headers, _ = await _get(_https(r) + "/api/v1/checks/nope", _client_ctx(ca))
         assert status == 404 and headers["X-Content-Type-Options"] == "nosniff"
-        tls12 = _client_ctx(ca)
-        tls12.maximum_version = ssl.TLSVersion.TLSv1_2
-        assert (await _get(_https(r) + "/health/live", tls12))[0] == 200
+        assert (await _get(_https(r) + "/health/live", _tls12(ca)))[0] == 200
         with pytest.raises(aiohttp.ClientError):  # plain HTTP to a TLS port
             await _get(r.url + "/health/live")
 
@@ -280,36 +279,23 @@ async def test_tls_serves_https_with_the_configured_headers_over_tls12_and_13(
 async def test_min_version_tls13_refuses_a_tls12_client(
     tmp_path: Path, checks: Path, ca: trustme.CA
 ) -> None:
-    cert, key = _server_files(ca, tmp_path)
-    web = write(
-        tmp_path / "web.yml",
-        f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n  min_version: TLS13\n",
-    )
+    web = _tls_web(tmp_path, ca, "  min_version: TLS13\n")
     async with running_daemon(checks, web_config=web) as r:
-        tls12 = _client_ctx(ca)
-        tls12.maximum_version = ssl.TLSVersion.TLSv1_2
         with pytest.raises(aiohttp.ClientError):
-            await _get(_https(r) + "/health/live", tls12)
+            await _get(_https(r) + "/health/live", _tls12(ca))
         assert (await _get(_https(r) + "/health/live", _client_ctx(ca)))[0] == 200
 
 
 async def test_mtls_requires_a_client_certificate_signed_by_the_client_ca(
     tmp_path: Path, checks: Path, ca: trustme.CA
 ) -> None:
-    cert, key = _server_files(ca, tmp_path)
     client_ca = trustme.CA()
     client_ca.cert_pem.write_to_path(str(tmp_path / "client-ca.pem"))
-    web = write(
-        tmp_path / "web.yml",
-        f"""
-        tls_server_config:
-          cert_file: {cert}
-          key_file: {key}
-          client_auth_type: RequireAndVerifyClientCert
-          client_ca_file: client-ca.pem
-          client_allowed_sans: [prometheus.example]
-        """,
+    mtls = (
+        "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: client-ca.pem\n"
+        "  client_allowed_sans: [prometheus.example]\n"
     )
+    web = _tls_web(tmp_path, ca, mtls)
     async with running_daemon(checks, web_config=web) as r:
         good = client_ca.issue_cert("prometheus.example")
         status, _, _ = await _get(_https(r) + "/metrics", _client_ctx(ca, good))
@@ -327,10 +313,7 @@ async def test_mtls_requires_a_client_certificate_signed_by_the_client_ca(
 async def test_reload_swaps_the_certificate_and_a_broken_file_keeps_the_old_one(
     tmp_path: Path, checks: Path, ca: trustme.CA
 ) -> None:
-    cert, key = _server_files(ca, tmp_path)
-    web = write(
-        tmp_path / "web.yml", f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n"
-    )
+    web = _tls_web(tmp_path, ca)
     async with running_daemon(checks, web_config=web) as r:
         assert (await _get(_https(r) + "/health/live", _client_ctx(ca)))[0] == 200
         ca2 = trustme.CA()
@@ -352,11 +335,9 @@ async def test_reload_swaps_the_certificate_and_a_broken_file_keeps_the_old_one(
 async def test_reload_can_turn_on_client_certificates_for_new_connections(
     tmp_path: Path, checks: Path, ca: trustme.CA
 ) -> None:
-    cert, key = _server_files(ca, tmp_path)
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
-    web = write(
-        tmp_path / "web.yml", f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n"
-    )
+    web = _tls_web(tmp_path, ca)
+    cert, key = tmp_path / "server.crt", tmp_path / "server.key"
     async with running_daemon(checks, web_config=web) as r:
         assert (await _get(_https(r) + "/health/live", _client_ctx(ca)))[0] == 200
         web.write_text(

@@ -24,24 +24,13 @@ import pytest
 from probed import _httplog
 from tests.harness import Running, running_daemon, wait_for, write
 from tests.servers._util import free_port
-
-CHECKS = """
-checks:
-  - name: root-disk
-    type: disk
-    path: /
-    warn_used_percent: null
-    fail_used_percent: null
-    warn_inodes_used_percent: null
-    fail_inodes_used_percent: null
-    interval: 60s
-"""
+from tests.test_webconfig import CHECKS
 
 
 @pytest.fixture
 def checks(tmp_path: Path) -> Path:
-    write(tmp_path / "checks.d" / "c.yaml", CHECKS)
-    return tmp_path / "checks.d"
+    """A checks directory with one quiet disk check (never warns, never fails)."""
+    return write(tmp_path / "checks.d" / "c.yaml", CHECKS).parent
 
 
 def _sample(r: Running, name: str, listener: str = "main") -> float:
