@@ -153,3 +153,20 @@ def test_address_policy_ranges() -> None:
     private_only = address_policy(allow_link_local=True, allow_private=False)
     assert private_only is not None
     assert "a private address" in (private_only("169.254.1.1") or "")
+
+
+@pytest.mark.parametrize(
+    "host", ["2852039166", "0xA9FEA9FE", "0251.0376.0251.0376", "169.254.43518"]
+)
+async def test_other_spellings_of_the_metadata_address_are_refused_after_resolution(
+    connects: list[str], host: str
+) -> None:
+    # Not IP literals to Python, but the resolver reads them as 169.254.169.254: the addresses
+    # are judged after resolution, as connected to.
+    async with redirecting_to(f"http://{host}/latest/") as url:
+        result = await run_check(HttpCheck, timeout=2, url=url)
+    assert result.reason == REDIRECT_REFUSED, result.message
+    assert f"refused to connect to {host.lower()} at 169.254.169.254, a cloud metadata address" in (
+        result.message
+    )
+    assert connects == ["127.0.0.1"]
