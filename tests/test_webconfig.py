@@ -18,6 +18,7 @@ import bcrypt
 import pytest
 import trustme
 from aiohttp.test_utils import make_mocked_request
+from yarl import URL
 
 from probed.errors import ConfigErrors
 from probed.listen import GUARD, Guard, guard_middleware
@@ -404,6 +405,9 @@ async def test_reload_endpoint_off_in_probed_yaml_refuses_even_loopback(
     async with running_daemon(checks, config_file=config) as r:
         status, body = await r.post("/-/reload")
         assert status == 403 and "SIGHUP" in body
+        for spelling in ("/%2D/reload", "/-/%72eload", "//-/reload"):
+            async with r.session.post(URL(r.url + spelling, encoded=True)) as resp:
+                assert resp.status in (403, 404), spelling
 
 
 def test_validate_reports_a_broken_web_config(tmp_path: Path, checks: Path) -> None:
