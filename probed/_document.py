@@ -199,6 +199,7 @@ def read_document(
     shape: str,
     say_kind: bool = True,
     in_scope: Callable[[DocPath], bool] | None = None,
+    prepare: Callable[[YDict], None] | None = None,
 ) -> Document:
     """Decode, parse, check the top level and interpolate one document.
 
@@ -209,6 +210,8 @@ def read_document(
     :param say_kind: that error also says what the top level is instead.
     :param in_scope: which paths this reader reports repeated keys and interpolation errors
         for (``probed.yaml`` is read by both pipelines, each reporting its own part).
+    :param prepare: called with the parsed tree before it is interpolated (``probed.yaml``
+        sets the directories its own ``${file:}`` may read).
     :return: never raises for problems in the file: see :attr:`Document.errors`.
     """
     doc = Document(source)
@@ -243,6 +246,8 @@ def read_document(
                     f"key {key!r} is repeated in the same mapping; keep only one",
                 )
             )
+    if prepare is not None:
+        prepare(tree)
     interpolated = interpolator.tree(tree)
     doc.secrets, doc.hidden, doc.failed = (
         interpolated.secrets,

@@ -17,7 +17,8 @@ import hmac
 import os
 import re
 import secrets as _secrets
-from collections.abc import Mapping
+import stat
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -27,6 +28,7 @@ from probed.redact import MIN_SECRET_LENGTH, is_secret_env
 
 __all__ = [
     "MIN_SECRET_LENGTH",  # re-exported from probed.redact, its owner
+    "SYSTEM_DIRS",
     "InterpolationError",
     "Interpolator",
     "TreeResult",
@@ -34,6 +36,16 @@ __all__ = [
 ]
 
 _MAX_FILE_BYTES: Final = 1 << 20
+SYSTEM_DIRS: Final = tuple(map(Path, ("/proc", "/sys", "/dev", "/boot", "/root", "/etc")))
+"""Where ``${file:}`` never reads unless ``secrets_dirs`` lists the directory (``/etc/probed``
+excepted): process and kernel pseudo-files (``/proc/self/environ``), devices, the system's
+own credentials (``/etc/shadow``) and root's home."""
+_CONFIG_DIR: Final = Path("/etc/probed")
+# A file's own directory is not enough to trust when it is one of these (a checks file
+# dropped in /etc must not read /etc/shadow).
+_NEVER_IMPLIED: Final = frozenset(
+    map(Path, ("/", "/etc", "/proc", "/sys", "/dev", "/root", "/home", "/usr", "/var", "/tmp"))
+)
 # A YAML alias "bomb" is a small file whose tree is exponentially large once walked.
 _MAX_NODES: Final = 2_000_000
 
@@ -83,19 +95,85 @@ class Interpolator:
     a rotated secret is seen on the next reload.
     """
 
-    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        env: Mapping[str, str] | None = None,
+        *,
+        allowed: Iterable[Path] | None = None,
+        base: Path | None = None,
+    ) -> None:
+        """
+        :param env: the environment (default: ``os.environ``).
+        :param allowed: directories ``${file:}`` may read regular files under (symbolic links
+            resolved), besides ``base``; ``None`` (the default) allows any regular file
+            outside :data:`SYSTEM_DIRS`.
+        :param base: the directory of the file being read: relative ``${file:}`` paths are
+            resolved against it, and files under it may be read.
+        """
         self.env: Mapping[str, str] = os.environ if env is None else env
         self._files: dict[str, str | InterpolationError] = {}
+        self.allowed: tuple[Path, ...] | None = None
+        if allowed is not None:
+            self.allowed = tuple(Path(os.path.realpath(d)) for d in allowed)
+        self.base = base
+
+    def at(self, base: Path) -> Interpolator:
+        """The same interpolator (environment, allowed directories, cache of files read) for
+        the file whose directory is ``base``."""
+        other = Interpolator(self.env, base=base)
+        other._files, other.allowed = self._files, self.allowed
+        return other
+
+    def allow(self, directories: Iterable[Path]) -> None:
+        """Replace the directories ``${file:}`` may read under."""
+        self.allowed = tuple(Path(os.path.realpath(d)) for d in directories)
+
+    def _where(self, name: str) -> tuple[str, str | None]:
+        """``(absolute path, reason it may not be read or None)``."""
+        path = Path(name)
+        if self.base is not None and not path.is_absolute():
+            path = self.base / path
+        real = Path(os.path.realpath(path))
+        if self.allowed is None:
+            for system in SYSTEM_DIRS:
+                if real.is_relative_to(system) and not real.is_relative_to(_CONFIG_DIR):
+                    return str(path), (
+                        f"{system} is not read by ${{file:}}; list the directory in "
+                        "secrets_dirs of probed.yaml to allow it"
+                    )
+            return str(path), None
+        roots = list(self.allowed)
+        if self.base is not None:
+            own = Path(os.path.realpath(self.base))
+            if own not in _NEVER_IMPLIED:
+                roots.append(own)
+        if any(real == root or real.is_relative_to(root) for root in roots):
+            return str(path), None
+        shown = ", ".join(str(r) for r in roots) or "(none)"
+        return str(path), (
+            f"not under a directory ${{file:}} may read ({shown}); add its directory to "
+            "secrets_dirs in probed.yaml"
+        )
 
     def read_file(self, name: str) -> str:
         """Content of ``name`` with one trailing newline stripped.
 
         :raises InterpolationError: naming the file and the reason, never its content.
         """
-        cached = self._files.get(name)
+        if not name:
+            raise InterpolationError("${file:} needs a path, e.g. ${file:/run/secrets/token}")
+        if "\0" in name:  # open() would raise ValueError, not OSError
+            raise InterpolationError(
+                f"cannot read file {name!r} (from ${{file:...}}): a path cannot contain a NUL "
+                "character"
+            )
+        path, refused = self._where(name)
+        if refused is not None:
+            raise InterpolationError(f"cannot read file {path!r} (from ${{file:...}}): {refused}")
+        cached = self._files.get(path)
         if cached is None:
-            cached = self._read(name)
-            self._files[name] = cached
+            cached = self._read(path)
+            self._files[path] = cached
         if isinstance(cached, InterpolationError):
             raise cached
         return cached
@@ -103,15 +181,20 @@ class Interpolator:
     @staticmethod
     def _read(name: str) -> str | InterpolationError:
         where = f"cannot read file {name!r} (from ${{file:...}})"
-        if not name:
-            return InterpolationError("${file:} needs a path, e.g. ${file:/run/secrets/token}")
-        if "\0" in name:  # open() would raise ValueError, not OSError
-            return InterpolationError(f"{where}: a path cannot contain a NUL character")
         try:
-            with Path(name).open("rb") as handle:
+            # O_NONBLOCK: opening a FIFO must not wait for a writer; only regular files are read.
+            fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        except OSError as exc:
+            return InterpolationError(f"{where}: {exc.strerror or type(exc).__name__}")
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return InterpolationError(f"{where}: not a regular file")
+            with os.fdopen(fd, "rb", closefd=False) as handle:
                 data = handle.read(_MAX_FILE_BYTES + 1)
         except OSError as exc:
             return InterpolationError(f"{where}: {exc.strerror or type(exc).__name__}")
+        finally:
+            os.close(fd)
         if len(data) > _MAX_FILE_BYTES:
             return InterpolationError(f"{where}: larger than {_MAX_FILE_BYTES} bytes")
         try:

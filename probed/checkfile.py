@@ -16,6 +16,7 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
+from probed._checkdirs import check_files
 from probed._document import (
     Document,
     Problem,
@@ -255,17 +256,18 @@ def _validate_entries(
             continue
         if any(p[:n] == base for p in repeated):
             continue  # a repeated key inside it, already reported
-        leaked = _secret_labels(spec, doc.secrets if doc is not None else ())
+        leaked = _secret_fields(spec, doc.secrets if doc is not None else ())
         if leaked:
             errors += [
                 ConfigError(
                     source,
-                    line_at(item, ("labels", label), spec.line),
-                    format_path((*base, "labels", label)),
-                    "a label must not hold a secret: labels are published in /metrics, "
-                    "the API and the logs; pass the secret in an option of the check instead",
+                    line_at(item, where, spec.line),
+                    format_path((*base, *where)),
+                    f"{what} must not hold a secret: {what.split()[-1]}s are published in "
+                    "/metrics, the API and the logs; pass the secret in an option of the check "
+                    "instead",
                 )
-                for label in leaked
+                for where, what in leaked
             ]
             continue
         duplicate = _claim(
@@ -279,12 +281,22 @@ def _validate_entries(
     return specs, paths, errors
 
 
-def _secret_labels(spec: CheckSpec, secrets: Collection[str]) -> list[str]:
-    """Names of the check's labels whose value contains an interpolated secret."""
+def _secret_fields(spec: CheckSpec, secrets: Collection[str]) -> list[tuple[DocPath, str]]:
+    """``(path, what)`` of each free-text key of the check (its name, description and label
+    values, all shown everywhere) that contains an interpolated secret."""
+    found = [s for s in secrets if len(s) >= MIN_SECRET_LENGTH]
+    if not found:
+        return []
+    texts: list[tuple[DocPath, str, str]] = [
+        (("name",), "a check name", spec.name),
+        (("description",), "a description", spec.description),
+    ]
+    texts += [(("labels", label), "a label", value) for label, value in spec.labels]
+    lowered = [s.lower() for s in found]
     return [
-        label
-        for label, value in spec.labels
-        if any(len(secret) >= MIN_SECRET_LENGTH and secret in value for secret in secrets)
+        (where, what)
+        for where, what, text in texts
+        if text and any(secret in text.lower() for secret in lowered)
     ]
 
 
@@ -358,25 +370,6 @@ def _fingerprint(settings: Settings, types: Mapping[str, CheckTypeInfo]) -> str:
     return "\n".join(parts)
 
 
-def _check_files(settings: Settings, errors: list[ConfigError]) -> list[Path]:
-    found: list[Path] = []
-    for directory in settings.checks_dirs:
-        if not directory.is_dir():
-            reason = "does not exist" if not directory.exists() else "is not a directory"
-            errors.append(ConfigError(str(directory), 0, "", f"checks directory {reason}"))
-            continue
-        found += sorted(
-            (
-                p
-                for p in directory.iterdir()
-                # Skip hidden files: editor lock files such as ".#api.yaml" end in .yaml too.
-                if p.suffix in (".yaml", ".yml") and not p.name.startswith(".") and p.is_file()
-            ),
-            key=lambda p: p.name,
-        )
-    return found
-
-
 def load_checks(
     settings: Settings,
     types: Mapping[str, CheckTypeInfo],
@@ -397,7 +390,7 @@ def load_checks(
     :param extra_files: more checks files (such as the embedded default file).
     :return: never raises for configuration problems; see :attr:`LoadResult.errors`.
     """
-    interpolator = Interpolator()
+    interpolator = Interpolator(allowed=settings.secrets_dirs)
     context = _fingerprint(settings, types)
     old_files = previous.files if previous is not None else {}
     reuse = previous is not None and previous.context == context
@@ -405,7 +398,7 @@ def load_checks(
     sources: list[tuple[Path, bool]] = []
     if settings.config_file is not None:
         sources.append((settings.config_file, True))
-    sources += [(p, False) for p in _check_files(settings, errors)]
+    sources += [(p, False) for p in check_files(settings.checks_dirs, errors)]
     sources += [(p, False) for p in extra_files]
 
     files: dict[str, FileResult] = {}
@@ -418,13 +411,12 @@ def load_checks(
         if isinstance(content, ConfigError):
             result = FileResult(key, (), (content,), "")
         else:
-            digest = interpolator.digest(content)
+            here = interpolator.at(path.parent)
+            digest = here.digest(content)
             if reuse and old is not None and old.digest == digest:
                 files[key] = old
                 continue
-            result = _validate_document(
-                key, content, digest, settings, types, interpolator, inline=inline
-            )
+            result = _validate_document(key, content, digest, settings, types, here, inline=inline)
         if old is not None and result.errors:
             result = FileResult(
                 key,
@@ -454,9 +446,28 @@ def load_checks(
         errors += result.errors
         secrets |= result.secrets
         spec_paths = result.spec_paths or ("",) * len(result.specs)
+        over: list[CheckSpec] = []
         for spec, spec_path in zip(result.specs, spec_paths, strict=True):
+            if len(merged) >= settings.max_checks and spec.name not in merged:
+                over.append(spec)
+                continue
             field = f"{spec_path}.name" if spec_path else "name"
             duplicate = _claim(merged, spec, spec.line, field)
             if duplicate is not None:
                 errors.append(duplicate)
+        if over:
+            errors.append(_too_many(over, settings.max_checks))
     return LoadResult(merged, tuple(errors), files, frozenset(secrets), context)
+
+
+def _too_many(over: Sequence[CheckSpec], limit: int) -> ConfigError:
+    """The error for the checks of one file past ``max_checks`` (one line, not one per check)."""
+    first = over[0]
+    return ConfigError(
+        first.source,
+        first.line,
+        "",
+        f"more than {limit:,} checks: {len(over):,} check(s) from here on "
+        f"({first.name!r} and after) are not run; raise max_checks in probed.yaml "
+        "if this many are intended",
+    )

@@ -58,6 +58,11 @@ class Settings:
     :param header_timeout: seconds a new connection has to send a whole request.
     :param idle_timeout: seconds an idle keep-alive connection stays open.
     :param state_change_log_limit: state-change log lines per check per minute (0: no limit).
+    :param secrets_dirs: directories ``${file:...}`` may read files under, besides the
+        directory of the file that refers to them; ``None``: any regular file outside the
+        system directories (``/proc``, ``/sys``, ``/dev``, ``/boot``, ``/root``, ``/etc``
+        but ``/etc/probed``).
+    :param max_checks: most checks loaded; checks past it are not run and are reported.
     """
 
     config_file: Path | None = None
@@ -83,6 +88,8 @@ class Settings:
     header_timeout: float = 10.0
     idle_timeout: float = 30.0
     state_change_log_limit: int = 5
+    secrets_dirs: tuple[Path, ...] | None = None
+    max_checks: int = 50_000
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -136,6 +143,8 @@ class SettingsFile(BaseModel):
     header_timeout: Duration | None = None
     idle_timeout: Duration | None = None
     state_change_log_limit: NonNegativeInt | None = None
+    secrets_dirs: StrList | None = None
+    max_checks: PositiveInt | None = None
     defaults: Any = None
     plugins: dict[str, dict[str, Any] | None] | None = None
     checks: list[Any] | None = None
@@ -170,13 +179,15 @@ def _settings_values(path: Path) -> dict[str, Any]:
     content = read_bytes(path)
     if isinstance(content, ConfigError):
         raise ConfigErrors([content])
+    interpolator = Interpolator(base=path.parent)
     doc = read_document(
         str(path),
         content,
-        Interpolator(),
+        interpolator,
         shape="a mapping",
         say_kind=False,
         in_scope=lambda where: where[:1] != ("checks",),
+        prepare=lambda tree: _allow_written(interpolator, tree, path.parent),
     )
     if doc.tree is None and not doc.errors:
         return {}
@@ -206,7 +217,7 @@ def _settings_values(path: Path) -> dict[str, Any]:
         value = getattr(model, name)
         if value is None or name == "checks":
             continue
-        if name in ("checks_dirs", "plugins_dirs"):
+        if name in ("checks_dirs", "plugins_dirs", "secrets_dirs"):
             value = tuple(base / Path(v).expanduser() for v in value)
         elif name == "web_config":
             value = base / Path(value).expanduser()
@@ -218,6 +229,14 @@ def _settings_values(path: Path) -> dict[str, Any]:
             value = {k: to_plain(v) if v is not None else {} for k, v in value.items()}
         values[name] = value
     return values
+
+
+def _allow_written(interpolator: Interpolator, tree: Mapping[Any, Any], base: Path) -> None:
+    """Let ``probed.yaml``'s own ``${file:}`` read under the ``secrets_dirs`` it sets (read as
+    written: a list of paths cannot itself come from a reference)."""
+    written = _str_list(tree.get("secrets_dirs"))
+    if isinstance(written, list) and all(isinstance(d, str) and "$" not in d for d in written):
+        interpolator.allow(base / Path(d).expanduser() for d in written)
 
 
 def load_settings(config_file: Path | None, overrides: Mapping[str, Any]) -> Settings:
