@@ -101,7 +101,8 @@ def address_policy(allow_link_local: bool, allow_private: bool) -> AddressCheck 
     """An :data:`AddressCheck` refusing link-local and metadata addresses (unless
     ``allow_link_local``) and private ones (unless ``allow_private``: RFC 1918, loopback,
     unique local, CGNAT, as :attr:`ipaddress.IPv4Address.is_private` plus ``100.64.0.0/10``);
-    ``None`` when both are allowed. IPv4-mapped IPv6 addresses are judged as IPv4."""
+    ``None`` when both are allowed. IPv4-mapped, 6to4 and NAT64 (``64:ff9b::/96``) IPv6
+    addresses are judged by the IPv4 address they embed."""
     if allow_link_local and allow_private:
         return None
 
@@ -110,8 +111,8 @@ def address_policy(allow_link_local: bool, allow_private: bool) -> AddressCheck 
             ip = ipaddress.ip_address(host.partition("%")[0])
         except ValueError:
             return None
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
+        if isinstance(ip, ipaddress.IPv6Address):
+            ip = _embedded_ipv4(ip) or ip
         if not allow_link_local:
             if ip in METADATA_ADDRESSES:
                 return f"{ip}, a cloud metadata address (follow_redirects_to_link_local is off)"
@@ -125,6 +126,14 @@ def address_policy(allow_link_local: bool, allow_private: bool) -> AddressCheck 
 
 
 _SHARED: Final = ipaddress.ip_network("100.64.0.0/10")
+_NAT64: Final = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one reaches: IPv4-mapped, 6to4 or NAT64 (well-known prefix)."""
+    if ip in _NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return ip.ipv4_mapped or ip.sixtofour
 
 
 def _refused(host: str, why: str, phases: dict[str, float]) -> ProbeError:

@@ -143,7 +143,14 @@ def test_address_policy_ranges() -> None:
     strict = address_policy(allow_link_local=False, allow_private=False)
     assert address_policy(allow_link_local=True, allow_private=True) is None
     assert default is not None and strict is not None
-    for refused in ("169.254.0.1", "fe80::abcd", "fe80::1%eth0", "100.100.100.200"):
+    for refused in (
+        "169.254.0.1",
+        "fe80::abcd",
+        "fe80::1%eth0",
+        "100.100.100.200",
+        "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
+        "2002:a9fe:a9fe::1",  # 6to4 of 169.254.169.254
+    ):
         assert default(refused) is not None, refused
     for allowed in ("10.0.0.1", "192.168.1.1", "127.0.0.1", "93.184.216.34", "2606:4700::1111"):
         assert default(allowed) is None, allowed
