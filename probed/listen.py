@@ -5,7 +5,7 @@ Each listener is an :class:`aiohttp.web.BaseSite` whose connections are counted:
 that has not sent a whole request within ``header_timeout`` is closed (slow-loris and idle
 sockets cost an fd for seconds, not forever), and an idle keep-alive connection is closed
 after ``idle_timeout``. TLS is negotiated per connection with the web configuration in force
-when it arrives (:class:`Guard`), so a reload that changes certificates, client CAs or
+when it arrives (:class:`probed.guard.Guard`), so a reload that changes certificates, client CAs or
 versions applies to the next connection without re-binding the port.
 
 Logs a client can provoke are bounded: a malformed request is one warning line (no
@@ -16,29 +16,25 @@ per :data:`LOG_EVERY` seconds with the number of lines suppressed.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import ssl
-from collections.abc import Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from probed._httplog import http_log, install_log_filters
-from probed.errors import ConfigError, ConfigErrors
+from probed.errors import ConfigError
+from probed.guard import GUARD, Connection, Guard
 from probed.settings import Settings
 from probed.webconfig import WebConfig, load_web_config
 
 __all__ = [
-    "GUARD",
-    "Guard",
     "Limits",
     "Listener",
     "Listeners",
-    "guard_middleware",
     "open_listeners",
     "runner_options",
     "start_listeners",
@@ -46,6 +42,8 @@ __all__ = [
 
 log = logging.getLogger("probed")
 
+EVICT_AFTER: Final = 0.5
+"""At the connection cap, a connection without a request for this long makes room for a new one."""
 HEALTH_CONNECTIONS: Final = 64
 """Connection cap of the health-only listener (the kubelet opens a few)."""
 
@@ -59,145 +57,10 @@ class Limits:
     idle_timeout: float = 30.0
 
 
-@dataclass(slots=True)
-class Guard:
-    """Who may do what on the listeners: the web configuration in force and the reload policy.
-
-    :param web: the web configuration (swapped by :meth:`reload`).
-    :param reload_endpoint: ``protected`` (``POST /-/reload`` only from loopback clients or
-        authenticated ones: basic auth or a verified client certificate), ``open`` or ``off``.
-    :param path: the web configuration file, re-read by :meth:`reload`.
-    """
-
-    web: WebConfig = field(default_factory=WebConfig)
-    reload_endpoint: str = "protected"
-    path: Path | None = None
-    errors: tuple[ConfigError, ...] = ()
-
-    def reload(self) -> tuple[ConfigError, ...]:
-        """Re-read the web configuration file; on errors keep the one in force."""
-        if self.path is None:
-            return ()
-        try:
-            fresh = load_web_config(self.path)
-        except ConfigErrors as exc:
-            for error in exc.errors:
-                log.error(
-                    "%s (the previous web configuration stays in force)",
-                    error,
-                    extra={"event": "web_config_error"},
-                )
-            self.errors = tuple(exc.errors)
-            return self.errors
-        old = self.web.auth
-        if old is not None and fresh.auth is not None and old.users == fresh.auth.users:
-            fresh = replace(fresh, auth=old)  # same users: keep the verdicts cached
-        self.web, self.errors = fresh, ()
-        log.info(
-            "web configuration reloaded from %s: %s",
-            self.path,
-            fresh.describe(),
-            extra={"event": "web_config_reloaded"},
-        )
-        return ()
-
-
-GUARD: Final = web.AppKey("guard", Guard)
-"""The listeners' policy (set by :func:`probed.server.make_app`)."""
-
-
-# -- per-request policy ---------------------------------------------------------------------------
-
-
-def _loopback(remote: str | None) -> bool:
-    try:
-        address = ipaddress.ip_address(remote or "")
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_loopback
-
-
-def _reloads(request: web.Request) -> bool:
-    """Whether ``request`` would reach ``POST /-/reload`` (by its path or by the route it
-    matched, so no spelling of the path slips past the policy)."""
-    if request.method != "POST":
-        return False
-    route = request.match_info.route if request.match_info else None
-    resource = route.resource if route is not None else None
-    return request.path == "/-/reload" or (
-        resource is not None and resource.canonical == "/-/reload"
-    )
-
-
-def _text(status: int, text: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(status=status, text=text + "\n", headers=headers)
-
-
-@web.middleware
-async def guard_middleware(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Health-only listener: ``/health/*`` only, no auth. Main listener: basic auth when users
-    are configured, the reload policy, and the configured headers on every answer."""
-    protocol = request.protocol
-    if isinstance(protocol, _Handler):
-        protocol.probed_served = True
-        if protocol.probed_listener.health_only:
-            if not request.path.startswith("/health/"):
-                return _text(404, "only /health/* is served on this listener")
-            return await handler(request)
-    guard = request.app[GUARD]
-    config = guard.web
-    try:
-        response = await _authorized(request, handler, guard, config)
-    except web.HTTPException as exc:
-        exc.headers.update(config.headers)
-        raise
-    response.headers.update(config.headers)
-    return response
-
-
-async def _authorized(
-    request: web.Request,
-    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
-    guard: Guard,
-    config: WebConfig,
-) -> web.StreamResponse:
-    authenticated = False
-    if config.auth is not None:
-        user = await config.auth.check(request.headers.get("Authorization"))
-        if user is None:
-            return _text(
-                401,
-                "401 Unauthorized",
-                {"WWW-Authenticate": 'Basic realm="probed", charset="UTF-8"'},
-            )
-        authenticated = True
-    elif request.transport is not None and request.transport.get_extra_info("peercert"):
-        authenticated = True  # verified against client_ca_file, or there would be no peercert
-    if _reloads(request):
-        if guard.reload_endpoint == "off":
-            return _text(
-                403, "reloading over HTTP is turned off (reload_endpoint: off); send SIGHUP"
-            )
-        if guard.reload_endpoint == "protected" and not (
-            authenticated or _loopback(request.remote)
-        ):
-            return _text(
-                403,
-                "POST /-/reload is accepted from loopback clients or authenticated ones "
-                "(basic_auth_users or a verified client certificate in --web-config); "
-                "see reload_endpoint",
-            )
-    return await handler(request)
-
-
 # -- connections ----------------------------------------------------------------------------------
 
 
-class _Handler(web.RequestHandler):
+class _Handler(web.RequestHandler, Connection):
     """aiohttp's protocol, counted and closed when no request arrives within the deadline."""
 
     def __init__(self, listener: Listener, **kwargs: Any) -> None:
@@ -213,6 +76,17 @@ class _Handler(web.RequestHandler):
         self._probed_timer = loop.call_later(
             self.probed_listener.limits.header_timeout, self._probed_expire
         )
+        self.probed_listener.waiting[self] = loop.time()
+
+    @property
+    def health_only(self) -> bool:
+        return self.probed_listener.health_only
+
+    def served(self) -> None:
+        """A whole request arrived: no longer subject to the header deadline or eviction."""
+        if not self.probed_served:
+            self.probed_served = True
+            self.probed_listener.waiting.pop(self, None)
 
     def _probed_expire(self) -> None:
         self._probed_timer = None
@@ -220,9 +94,16 @@ class _Handler(web.RequestHandler):
             self.probed_listener.timed_out += 1
             self.force_close()
 
+    def evict(self) -> None:
+        """Close this connection, which has not sent a request yet, to make room."""
+        self.probed_listener.waiting.pop(self, None)
+        self.probed_listener.evicted += 1
+        self.force_close()
+
     def connection_lost(self, exc: BaseException | None) -> None:
         if self._probed_timer is not None:
             self._probed_timer.cancel()
+        self.probed_listener.waiting.pop(self, None)
         self.uncount()
         super().connection_lost(exc)
 
@@ -245,13 +126,23 @@ class _TLSGate(asyncio.Protocol):
 
     def __init__(self, listener: Listener, ctx: ssl.SSLContext, config: WebConfig) -> None:
         self._listener, self._ctx, self._config = listener, ctx, config
+        self._task: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         transport.pause_reading()
-        task = asyncio.get_running_loop().create_task(self._upgrade(transport))
+        loop = asyncio.get_running_loop()
+        self._task = task = loop.create_task(self._upgrade(transport))
         self._listener.tasks.add(task)
         task.add_done_callback(self._listener.tasks.discard)
+        self._listener.waiting[self] = loop.time()
+
+    def evict(self) -> None:
+        """Give up this handshake, to make room (see :meth:`Listener._evict_oldest`)."""
+        self._listener.waiting.pop(self, None)
+        self._listener.evicted += 1
+        if self._task is not None:
+            self._task.cancel()
 
     async def _upgrade(self, raw: asyncio.Transport) -> None:
         listener = self._listener
@@ -265,13 +156,16 @@ class _TLSGate(asyncio.Protocol):
                 server_side=True,
                 ssl_handshake_timeout=listener.limits.header_timeout,
             )
+            listener.waiting.pop(self, None)
         except Exception as exc:
+            listener.waiting.pop(self, None)
             listener.handshake_failed += 1
             http_log.debug("TLS handshake failed: %s", exc)
             handler.uncount()
             raw.abort()
             return
         except asyncio.CancelledError:
+            listener.waiting.pop(self, None)
             handler.uncount()
             raw.abort()
             raise
@@ -317,6 +211,9 @@ class Listener(web.BaseSite):
         self.open = 0
         self.refused = 0
         self.timed_out = 0
+        self.evicted = 0
+        self.waiting: dict[_Handler | _TLSGate, float] = {}
+        """Connections that have not sent a whole request yet, oldest first (by arrival)."""
         self.handshake_failed = 0
         self.tasks: set[asyncio.Task[None]] = set()
         self.bound: tuple[str, int] = (host, port)
@@ -336,7 +233,7 @@ class Listener(web.BaseSite):
         return _Handler(self, manager=server, loop=asyncio.get_running_loop(), **self._options)
 
     def _factory(self) -> asyncio.BaseProtocol:
-        if self.open >= self.limits.max_connections:
+        if self.open >= self.limits.max_connections and not self._evict_oldest():
             self.refused += 1
             return _Refuse()
         config = self.guard.web if self.guard is not None else None
@@ -344,6 +241,16 @@ class Listener(web.BaseSite):
             self.open += 1  # handshakes in progress hold an fd too; the handler takes it over
             return _TLSGate(self, config.tls, config)
         return self.handler()
+
+    def _evict_oldest(self) -> bool:
+        """At the cap, close the oldest connection still without a request if it has waited at
+        least :data:`EVICT_AFTER`: idle sockets cannot lock out clients that send requests."""
+        for handler, since in self.waiting.items():
+            if asyncio.get_running_loop().time() - since >= EVICT_AFTER:
+                handler.evict()
+                return True
+            return False
+        return False
 
     async def start(self) -> None:
         await super().start()
@@ -405,12 +312,18 @@ class Listeners:
             "Connections closed because no whole request arrived within header_timeout.",
             labels=["listener"],
         )
+        evicted = CounterMetricFamily(
+            "probed_http_connections_evicted",
+            "Connections without a request closed at the cap to make room for a new one.",
+            labels=["listener"],
+        )
         for listener in self:
             name = "health" if listener.health_only else "main"
+            evicted.add_metric([name], listener.evicted)
             open_.add_metric([name], listener.open)
             refused.add_metric([name], listener.refused)
             timed_out.add_metric([name], listener.timed_out + listener.handshake_failed)
-        yield from (open_, refused, timed_out)
+        yield from (open_, refused, timed_out, evicted)
 
 
 async def start_listeners(

@@ -17,6 +17,7 @@ from aiohttp import web
 from probed import __version__
 from probed.api import CheckList, check_view
 from probed.errors import ConfigError
+from probed.guard import GUARD, Guard, guard_middleware
 from probed.health import (
     HEALTH_JSON,
     Heartbeat,
@@ -28,7 +29,6 @@ from probed.health import (
     render_text,
     startup_verdict,
 )
-from probed.listen import GUARD, Guard, guard_middleware
 from probed.metrics import Exporter, send
 from probed.state import StateStore
 

@@ -21,7 +21,7 @@ from aiohttp.test_utils import make_mocked_request
 from yarl import URL
 
 from probed.errors import ConfigErrors
-from probed.listen import GUARD, Guard, guard_middleware
+from probed.guard import GUARD, Guard, guard_middleware
 from probed.webconfig import BasicAuth, load_web_config
 from tests.harness import running_daemon, write
 from tests.servers._util import free_port

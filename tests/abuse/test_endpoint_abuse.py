@@ -38,8 +38,8 @@ def _sample(r: Running, name: str, listener: str = "main") -> float:
     return value or 0.0
 
 
-async def _status(url: str) -> int:
-    async with aiohttp.ClientSession() as session, session.get(url) as resp:
+async def _status(url: str, ctx: Any = True) -> int:
+    async with aiohttp.ClientSession() as session, session.get(url, ssl=ctx) as resp:
         return resp.status
 
 
@@ -65,14 +65,14 @@ async def _sockets(port: int, count: int) -> AsyncIterator[list[tuple[Any, Any]]
             writer.transport.abort()
 
 
-async def test_idle_sockets_past_the_cap_are_refused_and_closed_and_health_keeps_answering(
+async def test_idle_sockets_past_the_cap_are_refused_evicted_and_closed_while_probes_answer(
     checks: Path,
 ) -> None:
     health_port = free_port()
     async with running_daemon(
         checks,
         max_connections=50,
-        header_timeout=1.0,
+        header_timeout=3.0,
         health_listen=f"127.0.0.1:{health_port}",
     ) as r:
         port = int(r.url.rsplit(":", 1)[1])
@@ -86,15 +86,18 @@ async def test_idle_sockets_past_the_cap_are_refused_and_closed_and_health_keeps
             assert _sample(r, "probed_http_connections") <= 50
             # the kubelet's listener is not starved by the flood on the main one
             assert await _status(f"http://127.0.0.1:{health_port}/health/live") == 200
-            # every idle socket is closed by the server: refused at once or after header_timeout
+            # a client that sends a request gets in before header_timeout: the oldest idle
+            # socket (idle for EVICT_AFTER) makes room for it
+            await _until_ok(r.url + "/health/live", 2.5)
+            assert time.monotonic() - started < 3.0
+            assert _sample(r, "probed_http_connections_evicted_total") >= 1
+            # every idle socket is closed by the server: refused, evicted or timed out
             done = await asyncio.wait_for(
                 asyncio.gather(*(_closed(reader) for reader, _ in idle)), 10
             )
             assert all(done)
             assert time.monotonic() - started < 8
             assert _sample(r, "probed_http_connections_timed_out_total") >= 40
-            # and the main listener answers a fresh connection again
-            assert await _status(r.url + "/health/live") == 200
         await wait_for(lambda: _sample(r, "probed_http_connections") <= 1, 5, "all closed")
 
 
@@ -251,11 +254,11 @@ async def test_fd_exhaustion_logs_a_few_lines_and_the_daemon_recovers(
             await proc.wait()
 
 
-async def _until_ok(url: str, timeout: float) -> None:
+async def _until_ok(url: str, timeout: float, ctx: Any = True) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            if await _status(url) == 200:
+            if await _status(url, ctx) == 200:
                 return
         except aiohttp.ClientError:
             pass
@@ -264,7 +267,7 @@ async def _until_ok(url: str, timeout: float) -> None:
         await asyncio.sleep(0.05)
 
 
-async def test_tls_connections_that_never_finish_the_handshake_are_closed(
+async def test_tls_connections_that_never_finish_the_handshake_are_evicted_and_closed(
     tmp_path: Path, checks: Path
 ) -> None:
     import ssl
@@ -276,18 +279,22 @@ async def test_tls_connections_that_never_finish_the_handshake_are_closed(
     cert.cert_chain_pems[0].write_to_path(str(tmp_path / "s.crt"))
     cert.private_key_pem.write_to_path(str(tmp_path / "s.key"))
     web = write(tmp_path / "web.yml", "tls_server_config:\n  cert_file: s.crt\n  key_file: s.key\n")
-    async with running_daemon(checks, web_config=web, header_timeout=0.5) as r:
+    client = ssl.create_default_context()
+    ca.configure_trust(client)
+    async with running_daemon(checks, web_config=web, header_timeout=3.0, max_connections=10) as r:
         port = int(r.url.rsplit(":", 1)[1])
-        before = _sample(r, "probed_http_connections_timed_out_total")
+        url = r.url.replace("http://", "https://") + "/health/live"
+        started = time.monotonic()
         async with _sockets(port, 30) as silent:  # TCP only: no ClientHello ever
+            await wait_for(
+                lambda: _sample(r, "probed_http_connections_refused_total") >= 20, 5, "refusals"
+            )
+            # a real TLS client gets in before header_timeout: a silent handshake makes room
+            await _until_ok(url, 2.5, client)
+            assert time.monotonic() - started < 3.0
+            assert _sample(r, "probed_http_connections_evicted_total") >= 1
             done = await asyncio.wait_for(
-                asyncio.gather(*(_closed(reader) for reader, _ in silent)), 5
+                asyncio.gather(*(_closed(reader) for reader, _ in silent)), 8
             )
             assert all(done)
-        assert _sample(r, "probed_http_connections_timed_out_total") - before >= 30
-        client = ssl.create_default_context()
-        ca.configure_trust(client)
-        url = r.url.replace("http://", "https://") + "/health/live"
-        async with aiohttp.ClientSession() as session, session.get(url, ssl=client) as resp:
-            assert resp.status == 200
         await wait_for(lambda: _sample(r, "probed_http_connections") <= 1, 5, "all closed")
