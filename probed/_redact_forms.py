@@ -2,8 +2,8 @@
 
 Used by :class:`probed.redact.Redactor` only (``probed.redact`` stays the one owner of secrets
 in output). A secret is written in output raw; URL-encoded (``quote``, ``quote_plus``, hex in
-either case); JSON- or Python-escaped, once or twice (a repr'd excerpt inside a JSON log
-line); base64 (standard or URL-safe, with or without padding, and at any byte alignment, so
+either case); JSON- or Python-escaped, up to three times (a repr'd excerpt of a JSON body inside a
+JSON log line); base64 (standard or URL-safe, with or without padding, and at any byte alignment, so
 inside ``Basic base64(user:password)`` too); one line of a multi-line secret at a time; and in
 any letter case. Every form is folded (:func:`fold`) and matched against folded text.
 
@@ -76,9 +76,10 @@ def _base64_forms(secret: bytes) -> set[str]:
 
 
 def _text_forms(secret: str) -> set[str]:
-    """Raw, URL-encoded, and escaped once or twice."""
+    """Raw, URL-encoded, and escaped up to three times (a JSON string inside a JSON body,
+    repr'd in a check's message)."""
     found = {secret, quote(secret, safe=""), quote(secret), quote_plus(secret)}
-    for _ in range(2):
+    for _ in range(3):
         found |= {escape(f) for f in list(found) for escape in _ESCAPES}
     return found
 

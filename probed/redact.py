@@ -36,6 +36,7 @@ import re
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
+from urllib.parse import unquote, unquote_plus
 
 from probed._redact_forms import Matcher, forms
 
@@ -52,6 +53,7 @@ __all__ = [
     "redact_data",
     "redact_text",
     "redact_url",
+    "url_secrets",
 ]
 
 MASK: Final = "***"
@@ -258,6 +260,48 @@ def _fields_that_may_hold_secrets(model: type[Any]) -> tuple[str, ...]:
     return names
 
 
+_TEXT_FIELDS: Final[dict[type[Any], tuple[str, ...]]] = {}  # a memo, per model class
+
+
+def _text_fields(model: type[Any]) -> tuple[str, ...]:
+    """Fields of a pydantic model that may hold a plain string (a URL with a password or a
+    ``?token=``)."""
+    names = _TEXT_FIELDS.get(model)
+    if names is None:
+        fields = getattr(model, "__pydantic_fields__", {})
+        names = tuple(n for n, info in fields.items() if _may_be_text(info.annotation))
+        _TEXT_FIELDS[model] = names
+    return names
+
+
+def _may_be_text(annotation: Any) -> bool:
+    if annotation is str:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated or (origin is not None and origin is not typing.Literal):
+        return any(_may_be_text(arg) for arg in typing.get_args(annotation))
+    return False
+
+
+def url_secrets(text: str) -> set[str]:
+    """Secret values written in a URL: its userinfo password and the values of secret-named
+    query parameters (``?api_key=``, ``&X-Amz-Signature=``), as written and decoded; a target
+    echoing them back (in a body, a redirect) is then masked like any known secret."""
+    found: set[str] = set()
+    if "://" in text and "@" in text:
+        match = _USERINFO.search(text)
+        if match is not None:
+            password = match[0][len(match["pre"]) :]
+            found |= {password, unquote(password)}
+    if "?" in text:
+        query = text.partition("?")[2].partition("#")[0]
+        for part in re.split(r"[&;]", query):
+            name, eq, value = part.partition("=")
+            if eq and value and is_secret_param(unquote_plus(name)):
+                found |= {value, unquote_plus(value)}
+    return {s for s in found if len(s) >= MIN_SECRET_LENGTH}
+
+
 def _may_hold_secret(annotation: Any) -> bool:
     origin = typing.get_origin(annotation)
     if origin is typing.Literal:
@@ -329,6 +373,10 @@ def option_secrets(options: Any) -> set[str]:
         elif hasattr(kind, "__pydantic_fields__"):
             for name in _fields_that_may_hold_secrets(kind):
                 walk(getattr(value, name, None))
+            for name in _text_fields(kind):
+                text = getattr(value, name, None)
+                if isinstance(text, str) and ("?" in text or "@" in text):
+                    found.update(url_secrets(text))
             user = getattr(value, "username", None) or getattr(value, "user", None)
             password = _secret_value(getattr(value, "password", None))
             if isinstance(user, str) and password:
