@@ -84,10 +84,13 @@ class Listener:
                 record = self._queue.get(timeout=0.1)
             except queue.Empty:
                 continue
-            self._handler.handle(record)
-            dropped = drops.take()
-            if dropped:
-                self._handler.handle(self._dropped_record(dropped))
+            try:
+                self._handler.handle(record)
+                dropped = drops.take()
+                if dropped:
+                    self._handler.handle(self._dropped_record(dropped))
+            except Exception:  # the writer thread must outlive any one line
+                continue
         self._handler.flush()
 
     def _dropped_record(self, n: int) -> logging.LogRecord:

@@ -236,10 +236,12 @@ class Daemon:
         if early is not None and early.take_hup():
             self.request_reload()
 
-    def _remove_signals(self) -> None:
+    def _remove_signals(self, early: EarlySignals | None) -> None:
         loop = asyncio.get_running_loop()
         for sig in (*STOP_SIGNALS, signal.SIGHUP):
             loop.remove_signal_handler(sig)
+        if early is not None:  # until the process exits, a HUP is still not fatal
+            early.install()
 
     def _on_stop_signal(self, signum: int) -> None:
         if self._stop.is_set():
@@ -301,10 +303,14 @@ class Daemon:
         finally:
             self._serving = False
             try:
+                for task in self._reloads:  # a reload half-way is abandoned before it applies
+                    task.cancel()
+                if self._reloads:
+                    await asyncio.wait(list(self._reloads))
                 await runner.cleanup()
             finally:
                 if install_signals:
-                    self._remove_signals()
+                    self._remove_signals(early)
         log.info("stopped", extra={"event": "stopped"})
 
     async def _start_up(self, runner: web.AppRunner) -> bool:

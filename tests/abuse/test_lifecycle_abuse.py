@@ -23,6 +23,7 @@ from tests.harness import running_daemon, wait_for, write
 from tests.servers._util import wait_until
 
 RELOADS_OK = 'probed_config_reloads_total{result="success"}'
+RELOADS_FAILED = 'probed_config_reloads_total{result="failure"}'
 
 
 @pytest.mark.parametrize("step", ["import", "startup"])
@@ -35,16 +36,32 @@ def test_sighup_during_start_up_is_queued_and_reloads_once_started(
     try:
         daemon.wait_began(step)
         daemon.proc.send_signal(signal.SIGHUP)
+        daemon.proc.send_signal(signal.SIGHUP)  # several during start-up make one reload
         daemon.go()
         daemon.wait_live()
         wait_until(lambda: metric(daemon.get("/metrics")[1], RELOADS_OK) == 1.0, 20, "one reload")
         assert daemon.proc.poll() is None
+        assert not metric(daemon.get("/metrics")[1], RELOADS_FAILED)  # absent or 0
         daemon.proc.send_signal(signal.SIGTERM)
         assert daemon.wait_exit() == 0, daemon.text()
     finally:
         daemon.kill()
     assert len(daemon.events("reload_queued")) == 1, daemon.text()
     assert len(daemon.events("config_unchanged")) == 1, daemon.text()
+    assert "Traceback" not in daemon.text()
+
+
+def test_sigterm_before_the_event_loop_runs_exits_at_once_without_a_traceback(
+    tmp_path: Path,
+) -> None:
+    daemon = Probed(tmp_path, slow="import")  # a plugin that takes its time to import
+    try:
+        daemon.wait_began("import")
+        daemon.proc.send_signal(signal.SIGTERM)
+        code = daemon.wait_exit(10)
+    finally:
+        daemon.kill()
+    assert code == 128 + signal.SIGTERM, daemon.text()
     assert "Traceback" not in daemon.text()
 
 
