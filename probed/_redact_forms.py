@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import json
 import re
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 from urllib.parse import quote, quote_plus
 
-__all__ = ["PREFIX", "Matcher", "fold", "forms"]
+__all__ = ["PREFIX", "Matcher", "all_forms", "fold", "forms"]
 
 PREFIX: Final = 4
 """How many first characters of a form the prefix scan looks up (fewer if a form is shorter)."""
@@ -38,6 +39,8 @@ _REGEX_MAX_CHARS: Final = 100_000  # a long ${file:} secret (a PEM) is found by 
 _MIN_CUT: Final = 6
 _MAX_CUT_LOOKBACK: Final = 512
 
+# Text that no JSON/repr escape or URL encoding changes.
+_PLAIN: Final = re.compile(r"[A-Za-z0-9_.~-]*")
 _ESCAPES: Final[tuple[Callable[[str], str], ...]] = (
     lambda s: json.dumps(s)[1:-1],
     lambda s: json.dumps(s, ensure_ascii=False)[1:-1],
@@ -78,9 +81,25 @@ def _base64_forms(secret: bytes) -> set[str]:
 def _text_forms(secret: str) -> set[str]:
     """Raw, URL-encoded, and escaped up to three times (a JSON string inside a JSON body,
     repr'd in a check's message)."""
+    if _PLAIN.fullmatch(secret):  # most tokens: every encoding leaves them as they are
+        return {secret}
     found = {secret, quote(secret, safe=""), quote(secret), quote_plus(secret)}
     for _ in range(3):
         found |= {escape(f) for f in list(found) for escape in _ESCAPES}
+    return found
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _cached_forms(secret: str, min_length: int) -> frozenset[str]:
+    return frozenset(forms(secret, min_length))
+
+
+def all_forms(secrets: Iterable[str], min_length: int) -> set[str]:
+    """The folded forms of every secret (worked out once per secret: a reload that keeps its
+    secrets rebuilds only the matcher)."""
+    found: set[str] = set()
+    for secret in secrets:
+        found |= _cached_forms(secret, min_length)
     return found
 
 
@@ -133,16 +152,16 @@ class Matcher:
     __slots__ = ("_index", "_prefix", "_regex")
 
     def __init__(self, folded: Iterable[str]) -> None:
-        ordered = sorted(set(folded), key=lambda s: (-len(s), s))
+        ordered = sorted(set(folded), key=len, reverse=True)
         self._regex: re.Pattern[str] | None = None
-        self._index: dict[str, tuple[str, ...]] | None = None
+        self._index: dict[str, list[str]] | None = None
         self._prefix = min(PREFIX, len(ordered[-1])) if ordered else PREFIX
         if not ordered:
             return
         index: dict[str, list[str]] = {}
         for form in ordered:  # longest first within each bucket too
             index.setdefault(form[: self._prefix], []).append(form)
-        self._index = {k: tuple(v) for k, v in index.items()}  # also finds cut forms
+        self._index = index  # also finds cut forms
         if len(ordered) <= _REGEX_MAX_FORMS and sum(map(len, ordered)) <= _REGEX_MAX_CHARS:
             # A pathological set of forms fails to compile: the prefix scan takes any.
             with contextlib.suppress(RecursionError, OverflowError, re.error):

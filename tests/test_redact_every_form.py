@@ -229,3 +229,20 @@ def test_a_form_cut_short_by_an_ellipsis_is_masked(
     assert redact(f"{secret} and {secret[:8].upper()}{marker}") == f"{MASK} and {MASK}{marker}"
     text = f"a few letters of it stay: {secret[:5]}{marker} (not a secret of its own)"
     assert redact(text) == text
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["DB_PW", "PG_PWD", "SESSION_COOKIE", "GPG_PRIVATE", "X_BEARER", "URL_SIG", "AWS_SIGNATURE"],
+)
+def test_more_secret_environment_names_are_recognised(name: str) -> None:
+    from probed.redact import is_secret_env
+
+    assert is_secret_env(name)
+
+
+@pytest.mark.parametrize("name", ["POWER", "SIGMA", "PWN_HOST", "SIGNAL", "HOSTNAME"])
+def test_words_merely_containing_pw_or_sig_are_not_secret_environment_names(name: str) -> None:
+    from probed.redact import is_secret_env
+
+    assert not is_secret_env(name)
