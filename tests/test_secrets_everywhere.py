@@ -91,9 +91,10 @@ def _echo_app() -> web.Application:
 
 
 @asynccontextmanager
-async def echo_server() -> AsyncIterator[int]:
+async def echo_server(app: web.Application | None = None) -> AsyncIterator[int]:
+    """Serve ``app`` (this module's echo target by default) on a free loopback port."""
     port = free_port()
-    runner = web.AppRunner(_echo_app())
+    runner = web.AppRunner(app or _echo_app())
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:

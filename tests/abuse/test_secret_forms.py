@@ -24,8 +24,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
@@ -35,7 +34,7 @@ from aiohttp import web
 from probed.logs import configure_logging, set_redactor
 from probed.redact import MASK, Redactor
 from tests.harness import running_daemon, wait_for, write
-from tests.servers._util import free_port
+from tests.test_secrets_everywhere import echo_server
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -124,18 +123,6 @@ def _echo_app() -> web.Application:
     app = web.Application()
     app.router.add_route("*", "/e/{source}/{form}", echo)
     return app
-
-
-@asynccontextmanager
-async def echo_server() -> AsyncIterator[int]:
-    port = free_port()
-    runner = web.AppRunner(_echo_app())
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield port
-    finally:
-        await runner.cleanup()
 
 
 SOURCES = {  # source -> options of the check sending it
@@ -259,7 +246,7 @@ async def _daemon_outputs(checks: Path, log_format: str) -> dict[str, str]:
 
 
 async def _collect(root: Path) -> dict[str, str]:
-    async with echo_server() as port:
+    async with echo_server(_echo_app()) as port:
         checks = checks_dir(root, port)
         outputs: dict[str, str] = {}
         saved = {k: os.environ.get(k) for k in ENV}
