@@ -26,7 +26,7 @@ from probed._document import (
     read_document,
 )
 from probed._interpolate import Interpolator
-from probed._plugin_hint import plugin_hint
+from probed._plugin_hint import explain_unknown_options, plugin_hint
 from probed._yaml import DocPath, YList, did_you_mean, format_path, line_at
 from probed.common import (
     COMMON_KEYS,
@@ -173,7 +173,10 @@ def validate_check(
                 {k: v for k, v in raw.items() if k not in COMMON_KEYS and isinstance(k, str)}
             )
         except ValidationError as exc:
-            problems += pydantic_problems(exc, model, COMMON_KEYS)
+            found = pydantic_problems(exc, model, COMMON_KEYS)
+            problems += explain_unknown_options(
+                found, model, info.cls.type_name, info.plugin, COMMON_KEYS
+            )
 
     values, timing = resolve(given, defaults)
     problems += timing
