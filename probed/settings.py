@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -115,6 +116,16 @@ def _str_list(value: Any) -> Any:
 
 
 NonNegativeDuration = Annotated[float, BeforeValidator(non_negative_duration)]
+
+
+def _watch_interval(value: float) -> float:
+    if value < MIN_WATCH_INTERVAL:
+        raise ValueError("watch_interval must be at least 10ms (it is how often files are read)")
+    return value
+
+
+MIN_WATCH_INTERVAL: Final = 0.01
+WatchInterval = Annotated[Duration, AfterValidator(_watch_interval)]
 StrList = Annotated[list[str], BeforeValidator(_str_list)]
 NonNegativeInt = Annotated[StrictInt, Field(ge=0, le=1_000_000)]
 
@@ -135,7 +146,7 @@ class SettingsFile(BaseModel):
     history: PositiveInt | None = None
     hook_timeout: Duration | None = None
     watch: bool | None = None
-    watch_interval: Duration | None = None
+    watch_interval: WatchInterval | None = None
     web_config: str | None = None
     health_listen: str | None = None
     reload_endpoint: Literal["protected", "open", "off"] | None = None

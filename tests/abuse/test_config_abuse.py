@@ -28,6 +28,7 @@ from tests.harness import running_daemon, write
 ROOT = Path(__file__).resolve().parents[2]
 PLUGINS = ROOT / "tests" / "data" / "plugins"
 TYPES = check_types(get_plugin_manager(builtins=(), plugins_dirs=(PLUGINS,), entry_points=False))
+VALIDATE = [sys.executable, "-m", "probed", "validate"]
 GOOD = "  - {name: good, type: outcome, interval: 1s, timeout: 500ms}\n"
 
 
@@ -101,8 +102,7 @@ def test_validate_reports_every_hostile_file_at_its_line_without_a_traceback(
     write(checks / "valid.yaml", "checks:\n" + GOOD)
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "probed", "validate", "--checks-dir", str(checks)]
-        + ["--plugins-dir", str(PLUGINS)],
+        [*VALIDATE, "--checks-dir", str(checks), "--plugins-dir", str(PLUGINS)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -179,6 +179,41 @@ async def test_a_reload_with_a_bomb_and_a_nan_keeps_the_last_good_checks_running
         assert victim_state.spec.interval == 0.05
         status, _, _ = await r.get("/health/live")
         assert status == 200
+
+
+async def test_a_daemon_started_with_hostile_files_runs_every_valid_check(tmp_path: Path) -> None:
+    checks = tmp_path / "checks.d"
+    for name, text, _ in HOSTILE:
+        (checks / name).parent.mkdir(parents=True, exist_ok=True)
+        (checks / name).write_text(text)
+    write(checks / "steady.yaml", "checks:\n  - {name: steady, type: outcome, interval: 50ms}\n")
+    async with running_daemon(checks, builtins=(), plugins_dirs=[PLUGINS]) as r:
+        await r.runs("steady", 3)
+        assert [state.spec.name for state in r.daemon.store] == ["steady"]
+        status, _, _ = await r.get("/health/live")
+        assert status == 200
+
+
+def test_a_probed_yaml_alias_bomb_or_nan_default_is_a_located_error(tmp_path: Path) -> None:
+    bomb = write(tmp_path / "bomb" / "probed.yaml", billion_laughs())
+    with pytest.raises(ConfigErrors) as caught:
+        load_settings(bomb, {})
+    assert [str(e) for e in caught.value.errors] == [
+        f"{bomb}:7: invalid YAML at column 20: more than 3,000,000 values once aliases are "
+        "expanded (an alias bomb?)"
+    ]
+    nan = write(
+        tmp_path / "nan" / "probed.yaml",
+        "watch_interval: 1ms\ndefaults:\n  interval: .nan\n  timeout: .inf\n",
+    )
+    with pytest.raises(ConfigErrors) as caught:
+        load_settings(nan, {})
+    assert [str(e) for e in caught.value.errors] == [
+        f"{nan}:1: watch_interval: watch_interval must be at least 10ms (it is how often files "
+        "are read)",
+        f"{nan}:3: defaults.interval: duration must be finite, got nan",
+        f"{nan}:4: defaults.timeout: duration must be finite, got inf",
+    ]
 
 
 # -- how many checks ----------------------------------------------------------------------------
