@@ -26,6 +26,14 @@ RELOADS_OK = 'probed_config_reloads_total{result="success"}'
 RELOADS_FAILED = 'probed_config_reloads_total{result="failure"}'
 
 
+def _closed_port_check(checks: Path, name: str) -> None:
+    """A checks file of its own with one tcp check (to a closed port) named ``name``."""
+    write(
+        checks / f"{name}.yaml",
+        f"checks:\n  - {{name: {name}, type: tcp, address: '127.0.0.1:1', interval: 1s}}\n",
+    )
+
+
 @pytest.mark.parametrize("step", ["import", "startup"])
 def test_sighup_during_start_up_is_queued_and_reloads_once_started(
     tmp_path: Path, step: str
@@ -120,10 +128,7 @@ async def test_the_file_watcher_is_restarted_after_it_fails_and_picks_up_changes
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     checks = tmp_path / "checks"
-    write(
-        checks / "a.yaml",
-        "checks:\n  - {name: a, type: tcp, address: '127.0.0.1:1', interval: 1s}\n",
-    )
+    _closed_port_check(checks, "a")
     failures: list[int] = []
 
     def fail_once(settings: object) -> object:
@@ -137,10 +142,7 @@ async def test_the_file_watcher_is_restarted_after_it_fails_and_picks_up_changes
         # it raise for root: an unreadable checks directory is now an entry of the fingerprint).
         monkeypatch.setattr(watch_module, "fingerprint", fail_once)
         await wait_for(lambda: bool(failures), 10, "the watcher to fail")
-        write(
-            checks / "b.yaml",
-            "checks:\n  - {name: b, type: tcp, address: '127.0.0.1:1', interval: 1s}\n",
-        )
+        _closed_port_check(checks, "b")
         await wait_for(lambda: "b" in r.daemon.store, 10, "the restarted watcher to load b")
     failed = [rec for rec in caplog.records if getattr(rec, "event", "") == "watcher_failed"]
     assert [rec.levelname for rec in failed] == ["ERROR"], failed
@@ -161,16 +163,10 @@ async def test_a_reload_that_raises_answers_400_with_one_line_and_keeps_what_run
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     checks = tmp_path / "checks"
-    write(
-        checks / "a.yaml",
-        "checks:\n  - {name: a, type: tcp, address: '127.0.0.1:1', interval: 1s}\n",
-    )
+    _closed_port_check(checks, "a")
     async with running_daemon(checks) as r:
         await r.runs("a", 1)
-        write(
-            checks / "b.yaml",
-            "checks:\n  - {name: b, type: tcp, address: '127.0.0.1:1', interval: 1s}\n",
-        )
+        _closed_port_check(checks, "b")
 
         def broken(*_args: object, **_kwargs: object) -> object:
             raise RecursionError("maximum recursion depth exceeded")
