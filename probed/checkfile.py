@@ -173,9 +173,9 @@ def validate_check(
                 {k: v for k, v in raw.items() if k not in COMMON_KEYS and isinstance(k, str)}
             )
         except ValidationError as exc:
-            found = pydantic_problems(exc, model, COMMON_KEYS)
+            raw_problems = pydantic_problems(exc, model, COMMON_KEYS)
             problems += explain_unknown_options(
-                found, model, info.cls.type_name, info.plugin, COMMON_KEYS
+                raw_problems, model, info.cls.type_name, info.plugin, COMMON_KEYS
             )
 
     values, timing = resolve(given, defaults)
