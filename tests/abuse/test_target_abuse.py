@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import re
@@ -21,7 +20,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -36,7 +35,9 @@ from probed.phase import format_elapsed, phase, set_phase
 from probed.runner import execute
 from probed.testing import make_spec, run_check
 from probed.threads import POOL_SIZE, blocking_cancelled, pool_stats, run_blocking
+from tests.abuse._once import once_measured
 from tests.harness import running_daemon, wait_for
+from tests.servers._stub import silent, stub_server
 from tests.servers._util import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,31 +46,15 @@ MiB = 1024 * 1024
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
-@contextlib.asynccontextmanager
-async def serving(handler: Handler) -> AsyncIterator[int]:
-    """A raw TCP server on 127.0.0.1 running ``handler`` per connection; yields its port."""
-    tasks: set[asyncio.Task[Any]] = set()
+def serving(handler: Handler) -> contextlib.AbstractAsyncContextManager[int]:
+    """A loopback server running ``handler`` per connection (a probe hanging up mid-message,
+    as a bounded client does, ends the handler quietly); yields its port."""
 
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        tasks.add(task)
-        try:
+    async def quiet(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError):
             await handler(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass  # the probe hung up, as a bounded client should
-        finally:
-            writer.transport.abort()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await server.wait_closed()
+    return stub_server(quiet)
 
 
 async def read_command(reader: asyncio.StreamReader) -> list[bytes]:
@@ -95,10 +80,6 @@ def resp_then(head: bytes, chunk: bytes | None = None) -> Handler:
         await reader.read()
 
     return handler
-
-
-async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await reader.read()
 
 
 HUGE_BULK = resp_then(b"$999999999999\r\n", b"x" * 65536)
@@ -648,7 +629,7 @@ async def test_a_healthy_check_keeps_its_schedule_beside_hostile_redis_tcp_and_p
                   - {{name: stream, type: tcp, address: "127.0.0.1:{stream}", expect: "^x",
                       max_read_size: 1MiB, interval: 200ms, timeout: 150ms}}
                   - {{name: pg, type: postgres, dsn: "postgresql://u@127.0.0.1:{pg}/db",
-                      interval: 200ms, timeout: 150ms}}
+                      max_response_size: 1MiB, interval: 200ms, timeout: 150ms}}
                   - {{name: steady, type: tcp, address: "127.0.0.1:{good}", expect: "^220",
                       interval: 100ms, timeout: 90ms}}
                 """
@@ -664,7 +645,8 @@ async def test_a_healthy_check_keeps_its_schedule_beside_hostile_redis_tcp_and_p
             last = {name: r.state(name).last for name in ("redis", "stream", "pg", "steady")}
             status, _, _ = await r.get("/health/live")
     assert last["redis"].reason == Reason.PROTOCOL, last["redis"].message
-    assert last["pg"].reason == Reason.PROTOCOL, last["pg"].message
+    # Bounded either way: the budget, or (on a loaded machine) the timeout comes first.
+    assert last["pg"].reason in (Reason.PROTOCOL, Reason.TIMEOUT), last["pg"].message
     assert last["stream"].reason in (Reason.ASSERTION, Reason.TIMEOUT), last["stream"].message
     assert last["steady"].status is Status.OK, last["steady"].message
     assert elapsed < 2.0, f"10 runs of a 100 ms check took {elapsed:.2f}s"
@@ -673,23 +655,8 @@ async def test_a_healthy_check_keeps_its_schedule_beside_hostile_redis_tcp_and_p
 
 # -- bounded memory in a real `probed once` ------------------------------------------------------
 
-_DRIVER = """\
-import resource, sys
-import probed.checks.redis, probed.checks.tcp, redis.asyncio
-from probed.cli import main
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-try:
-    sys.argv = ["probed", *sys.argv[1:]]
-    main()
-except SystemExit:
-    pass
-finally:
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    sys.stderr.write(f"RSS_DELTA_KIB {after - before}\\n")
-"""
 
-
-async def test_probed_once_against_hostile_redis_and_tcp_stays_within_50_mb(
+async def test_probed_once_against_hostile_redis_tcp_and_postgres_stays_within_50_mb(
     tmp_path: Path,
 ) -> None:
     async with (
@@ -697,6 +664,7 @@ async def test_probed_once_against_hostile_redis_and_tcp_stays_within_50_mb(
         serving(HUGE_ARRAY) as array,
         serving(ENDLESS_LINE) as line,
         serving(endless_stream) as stream,
+        serving(pg_flood("query")) as pg,
     ):
         checks = tmp_path / "checks"
         checks.mkdir()
@@ -709,30 +677,14 @@ async def test_probed_once_against_hostile_redis_and_tcp_stays_within_50_mb(
                   - {{name: line, type: redis, url: "redis://127.0.0.1:{line}/0", timeout: 5s}}
                   - {{name: stream, type: tcp, address: "127.0.0.1:{stream}", expect: "^x",
                       max_read_size: 1MiB, timeout: 5s}}
+                  - {{name: pg, type: postgres, dsn: "postgresql://u@127.0.0.1:{pg}/db",
+                      timeout: 5s}}
                 """
             )
         )
-        start = time.perf_counter()
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            _DRIVER,
-            "once",
-            "--checks-dir",
-            str(checks),
-            "--format",
-            "json",
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=REPO,
-        )
-        out, err = await asyncio.wait_for(proc.communicate(), 60)
-        elapsed = time.perf_counter() - start
-    assert "Traceback" not in err.decode()
-    report = {c["name"]: c for c in json.loads(out)}
-    for name in ("bulk", "array", "line"):
-        assert report[name]["reason"] == Reason.PROTOCOL, report[name]
-    assert report["stream"]["reason"] == Reason.ASSERTION, report["stream"]
-    assert elapsed < 15, f"took {elapsed:.1f}s"
-    delta = int(err.decode().rsplit("RSS_DELTA_KIB ", 1)[1].split()[0])
-    assert delta < 50 * 1024, f"RSS grew by {delta} KiB"
+        run = await once_measured(checks)
+    for name in ("bulk", "array", "line", "pg"):
+        assert run.results[name]["reason"] == Reason.PROTOCOL, run.results[name]
+    assert run.results["stream"]["reason"] == Reason.ASSERTION, run.results["stream"]
+    assert run.elapsed < 15, f"took {run.elapsed:.1f}s"
+    assert run.rss_delta_kib < 50 * 1024, f"RSS grew by {run.rss_delta_kib} KiB"
