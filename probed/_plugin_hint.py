@@ -122,7 +122,7 @@ def hook_problems(pm: pluggy.PluginManager, plugin: object, where: str) -> list[
                 "to one of the hooks in docs/plugins.md (or probed/hookspecs.py)"
             )
             continue
-        args = pluggy.HookImpl(plugin, "", function, dict(opts)).argnames
+        args = pluggy.HookImpl(plugin, "", function, opts).argnames
         wrong = [a for a in args if a not in specs[hook]]
         if wrong:
             expected = ", ".join(specs[hook]) or "(none)"

@@ -22,7 +22,6 @@ import inspect
 import json
 import logging
 import re
-import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Final
 import pluggy
 
 from probed import hookspecs
+from probed._plugin_load import load_entry_points, module_from_file, register
 from probed.check import Check, CheckOptions
 from probed.errors import PluginError
 
@@ -67,7 +67,6 @@ DEFAULT_PLUGINS: Final[tuple[str, ...]] = (
 )
 """Built-in plugins, registered in this order before entry points and drop-ins."""
 
-ENTRY_POINT_GROUP: Final = "probed"
 _TYPE_NAME_RE: Final = re.compile(r"[a-z][a-z0-9_]*")
 _METRIC_NAME_RE: Final = re.compile(r"probed_[a-zA-Z0-9_]+")
 
@@ -154,10 +153,28 @@ class ProbedPluginManager(pluggy.PluginManager):
         self.origins: dict[str, tuple[str, str]] = {}
         """Plugin name -> (origin, location): ``builtin``, ``entrypoint``, ``directory`` or
         ``embedded``, and the module, file or object it came from."""
+        self.packages: dict[str, str] = {}
+        """Entry-point plugin name -> ``distribution version`` that installed it."""
+        self.warnings: list[str] = []
+        """Mistakes that do not stop loading (a ``probed_*`` function without ``@hookimpl``),
+        one line each; the commands print them as ``probed: warning: ...``."""
         # Per hook: the implementations as called (non-wrappers recording) and firstresult;
         # per manager: the check types. Both are dropped whenever the plugins change.
         self._calls: dict[str, tuple[list[pluggy.HookImpl], bool]] = {}
         self._check_types: dict[str, CheckTypeInfo] | None = None
+
+    def where(self, name: str) -> str:
+        """``plugin 'NAME' (ORIGIN)``: how errors name a plugin and where it came from."""
+        origin, location = self.origins.get(name, ("embedded", ""))
+        if name in self.packages:
+            place = f"installed package {self.packages[name]}"
+        elif origin == "directory":
+            place = f"drop-in file {location}"
+        elif origin == "builtin":
+            place = "built in"
+        else:
+            place = origin
+        return f"plugin {name!r} ({place})"
 
     def register(self, plugin: object, name: str | None = None) -> str | None:
         """Register ``plugin`` (see pluggy); forgets what was cached about the hooks."""
@@ -248,21 +265,6 @@ def _attribute(
     return out
 
 
-def _module_from_file(path: Path) -> ModuleType:
-    name = f"probed_plugin_{path.stem}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise PluginError(f"{path}: cannot be imported as a Python module")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        del sys.modules[name]
-        raise PluginError(f"{path}: failed to import: {type(exc).__name__}: {exc}") from exc
-    return module
-
-
 def get_plugin_manager(
     *,
     plugins_dirs: Sequence[Path] = (),
@@ -284,22 +286,13 @@ def get_plugin_manager(
     pm = ProbedPluginManager()
     for name in disabled:
         pm.set_blocked(name)
-    origins = pm.origins
     for module_name in builtins:
         if pm.is_blocked(module_name):
             continue
         module = importlib.import_module(module_name)
-        pm.register(module, name=module_name)
-        origins[module_name] = ("builtin", module_name)
+        register(pm, module, module_name, ("builtin", module_name))
     if entry_points:
-        before = set(pm.get_plugins())
-        try:
-            pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
-        except Exception as exc:
-            raise PluginError(f"loading entry-point plugins failed: {exc}") from exc
-        for plugin in set(pm.get_plugins()) - before:
-            name = pm.get_name(plugin) or "?"
-            origins[name] = ("entrypoint", getattr(plugin, "__file__", name))
+        load_entry_points(pm)
     for directory in plugins_dirs:
         if not directory.is_dir():
             raise PluginError(f"--plugins-dir {directory}: not a directory")
@@ -307,40 +300,43 @@ def get_plugin_manager(
             if path.name.startswith("_") or pm.is_blocked(path.stem):
                 continue
             if pm.has_plugin(path.stem):
-                raise PluginError(f"{path}: a plugin named {path.stem!r} is already registered")
-            pm.register(_module_from_file(path), name=path.stem)
-            origins[path.stem] = ("directory", str(path))
+                raise PluginError(
+                    f"{path}: a plugin named {path.stem!r} is already registered: "
+                    f"{pm.where(path.stem)}; rename the file"
+                )
+            register(pm, module_from_file(path), path.stem, ("directory", str(path)))
     for name, plugin in extra:
         if not pm.is_blocked(name):
-            pm.register(plugin, name=name)
-            origins[name] = ("embedded", repr(plugin))
+            register(pm, plugin, name, ("embedded", repr(plugin)))
     try:
         pm.check_pending()
-    except pluggy.PluginValidationError as exc:
+    except pluggy.PluginValidationError as exc:  # hook_problems found the usual cases first
+        name = pm.get_name(exc.plugin) or repr(exc.plugin)
         raise PluginError(
-            f"plugin {exc.plugin!r} implements a hook probed does not define: {exc}"
+            f"{pm.where(name)}: implements a hook probed does not define: "
+            f"{' '.join(str(exc).split())}"
         ) from exc
     check_types(pm)  # fail fast on duplicate or malformed check types
     return pm
 
 
 def _validate_type(cls: object, plugin: str) -> type[Check[Any]]:
+    """``cls`` if it is a well-formed check type; ``plugin`` is ``plugin 'NAME' (ORIGIN)``."""
     if not (inspect.isclass(cls) and issubclass(cls, Check)):
-        raise PluginError(f"plugin {plugin!r} registered {cls!r}, which is not a Check subclass")
+        raise PluginError(
+            f"{plugin}: probed_register_check_types returned {cls!r}, which is not a Check subclass"
+        )
     type_name = getattr(cls, "type_name", None)
     if not isinstance(type_name, str) or not _TYPE_NAME_RE.fullmatch(type_name):
         raise PluginError(
-            f"plugin {plugin!r}: {cls.__name__}.type_name must match [a-z][a-z0-9_]*, "
-            f"got {type_name!r}"
+            f"{plugin}: {cls.__name__}.type_name must match [a-z][a-z0-9_]*, got {type_name!r}"
         )
     if not (inspect.isclass(cls.options_model) and issubclass(cls.options_model, CheckOptions)):
-        raise PluginError(
-            f"plugin {plugin!r}: {cls.__name__}.options_model must subclass CheckOptions"
-        )
+        raise PluginError(f"{plugin}: {cls.__name__}.options_model must subclass CheckOptions")
     for metric in cls.metrics:
         if not _METRIC_NAME_RE.fullmatch(metric.name):
             raise PluginError(
-                f"plugin {plugin!r}: metric {metric.name!r} of type {type_name!r} must start "
+                f"{plugin}: metric {metric.name!r} of type {type_name!r} must start "
                 "with 'probed_' and use only letters, digits and underscores"
             )
     return cls
@@ -361,14 +357,32 @@ def check_types(pm: ProbedPluginManager) -> dict[str, CheckTypeInfo]:
 
 def _collect_check_types(pm: ProbedPluginManager) -> dict[str, CheckTypeInfo]:
     found: dict[str, CheckTypeInfo] = {}
-    for plugin, classes in pm.call_hook("probed_register_check_types"):
-        for raw in classes:
-            cls = _validate_type(raw, plugin)
+    failed: list[str] = []
+
+    def on_error(plugin: str, exc: Exception) -> None:
+        failed.append(
+            f"{pm.where(plugin)}: probed_register_check_types raised {type(exc).__name__}: {exc}"
+        )
+
+    returned = pm.call_hook("probed_register_check_types", on_error=on_error)
+    if failed:
+        raise PluginError(failed[0])
+    for plugin, classes in returned:
+        try:
+            listed = list(classes)
+        except TypeError:
+            raise PluginError(
+                f"{pm.where(plugin)}: probed_register_check_types must return a list of Check "
+                f"subclasses, got {type(classes).__name__}"
+            ) from None
+        for raw in listed:
+            cls = _validate_type(raw, pm.where(plugin))
             if cls.type_name in found:
                 other = found[cls.type_name].plugin
                 raise PluginError(
-                    f"check type {cls.type_name!r} is registered by both plugin {other!r} and "
-                    f"plugin {plugin!r}; disable one with --disable-plugin"
+                    f"check type {cls.type_name!r} is registered twice: by {pm.where(other)} "
+                    f"and by {pm.where(plugin)}; rename one type_name, or disable one "
+                    f"plugin with --disable-plugin {other} (or {plugin})"
                 )
             found[cls.type_name] = CheckTypeInfo(cls, plugin)
     return found

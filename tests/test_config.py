@@ -266,7 +266,9 @@ def test_unknown_common_and_nested_keys_get_did_you_mean(work: Path) -> None:
         "checks.d/api.yaml:5: checks[0].intervall: unknown key 'intervall' "
         "(did you mean 'interval'?)",
         "checks.d/api.yaml:7: checks[0].tls.verfy: unknown key 'verfy' (did you mean 'verify'?)",
-        "checks.d/api.yaml:8: checks[0].zzz: unknown key 'zzz'",
+        "checks.d/api.yaml:8: checks[0].zzz: unknown key 'zzz': type 'web' (plugin 'tests') "
+        "declares the options headers, method, password, port, slow_after, tls, url; remove the "
+        "key, or add it to WebOptions (its options_model)",
     ]
 
 
@@ -755,7 +757,8 @@ def test_inline_extra_and_discovered_checks_load_in_order(work: Path) -> None:
     assert result.specs["inline"].labels == (("site", "lab"),)
     assert result.specs["found"].source == "<plugin:consul>"
     assert errors_of(result) == [
-        "probed.yaml:5: checks[1].colour: unknown key 'colour'",
+        "probed.yaml:5: checks[1].colour: unknown key 'colour': type 'ping' (plugin 'tests') "
+        "declares no options of its own; remove the key, or give the type an options_model",
         "<plugin:consul>: checks[1].url: required key is missing",
         "<plugin:other>: checks[0].name: duplicate check name 'inline': already defined at "
         "probed.yaml:4; names must be unique across all files (this one is ignored)",
