@@ -241,7 +241,7 @@ def load_web_config(path: Path) -> WebConfig:
     content = read_bytes(path)
     if isinstance(content, ConfigError):
         raise ConfigErrors([content])
-    doc = read_document(str(path), content, Interpolator(), shape="a mapping")
+    doc = read_document(str(path), content, Interpolator(base=path.parent), shape="a mapping")
     if doc.errors:
         raise ConfigErrors(doc.errors)
     if doc.tree is None:
