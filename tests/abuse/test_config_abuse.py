@@ -74,6 +74,11 @@ HOSTILE: list[tuple[str, str, str]] = [
         "checks:\n  - name: i5000\n    type: outcome\n    repeat: " + "9" * 5000 + "\n",
         ":4: invalid YAML at column 13: integer with 5000 characters: at most 64 digits",
     ),
+    (
+        "shadow.yaml",
+        'checks:\n  - name: shadow\n    type: outcome\n    message: "${file:/etc/shadow}"\n',
+        ":4: checks[0].message: cannot read file '/etc/shadow' (from ${file:...}): /etc is not",
+    ),
     ("bomb.yaml", billion_laughs(), ":7: invalid YAML at column 20: more than 3,000,000 values"),
     (
         "cycle.yaml",
