@@ -8,8 +8,10 @@ Examples are derandomized and bounded so the file runs in a few seconds in CI.
 
 from __future__ import annotations
 
+import atexit
 import math
 import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from probed.settings import Settings
 PLUGINS = Path(__file__).parent / "data" / "plugins"
 TYPES = check_types(get_plugin_manager(plugins_dirs=(PLUGINS,), entry_points=False))
 WORK = Path(tempfile.mkdtemp(prefix="probed-properties-"))
+atexit.register(shutil.rmtree, WORK, True)
 CHECKS = WORK / "checks.d"
 CHECKS.mkdir()
 CHECKS_FILE = CHECKS / "c.yaml"
