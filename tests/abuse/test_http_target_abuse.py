@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 import textwrap
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,6 +26,7 @@ from probed.checks.json_api import JsonApiCheck
 from probed.testing import run_check
 from tests.abuse._once import once_measured
 from tests.harness import running_daemon
+from tests.servers.tls import TlsFiles
 
 MiB = 1024 * 1024
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -33,8 +35,9 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]
 class Hostile:
     """A raw TCP server running ``handler`` per connection; counts the bytes it got out."""
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, ssl_context: ssl.SSLContext | None = None) -> None:
         self.handler = handler
+        self.ssl_context = ssl_context
         self.sent = 0
         self.connections = 0
         self.port = 0
@@ -60,7 +63,7 @@ class Hostile:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Hostile]:
-        server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.ssl_context)
         self.port = server.sockets[0].getsockname()[1]
         try:
             yield self
@@ -73,7 +76,8 @@ class Hostile:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
+        scheme = "https" if self.ssl_context else "http"
+        return f"{scheme}://127.0.0.1:{self.port}/"
 
 
 def forever(head: bytes, piece: bytes) -> Callable[[Hostile], Handler]:
@@ -91,8 +95,10 @@ def forever(head: bytes, piece: bytes) -> Callable[[Hostile], Handler]:
 
 
 @contextlib.asynccontextmanager
-async def hostile(make: Callable[[Hostile], Handler]) -> AsyncIterator[Hostile]:
-    h = Hostile(lambda r, w: asyncio.sleep(0))
+async def hostile(
+    make: Callable[[Hostile], Handler], ssl_context: ssl.SSLContext | None = None
+) -> AsyncIterator[Hostile]:
+    h = Hostile(lambda r, w: asyncio.sleep(0), ssl_context)
     h.handler = make(h)
     async with h.running():
         yield h
@@ -140,6 +146,15 @@ async def test_hostile_response_head_fails_with_header_size_fast(
     assert result.message.startswith(f"GET {h.url}: ")
     # What the server got out: the cap (1 MiB) plus what loopback socket buffers hold.
     assert h.sent < 24 * MiB, h.sent
+
+
+async def test_endless_header_line_over_tls_is_capped_alike(tls_files: TlsFiles) -> None:
+    async with hostile(ENDLESS_HEADER, tls_files.server_context()) as h:
+        result = await timed(HttpCheck, url=h.url, tls={"ca_file": tls_files.ca_file})
+    assert result.reason == HEADER_SIZE, result.message
+    assert "response header line is longer than 64.0 KiB" in result.message
+    assert "tls" in result.phases
+    assert h.sent < 24 * MiB
 
 
 async def test_max_header_size_is_configurable() -> None:
