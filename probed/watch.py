@@ -13,9 +13,11 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISREG
 from typing import Protocol
 
 from probed.settings import Settings
@@ -72,8 +74,14 @@ def content_digest(files: StatFingerprint) -> str:
         # Each file hashed on its own and streamed: a huge file dropped into checks.d costs
         # time here, never memory (the loader refuses it later with a located error).
         try:
-            with Path(name).open("rb") as handle:
-                part = hashlib.file_digest(handle, "sha256").hexdigest()
+            # O_NONBLOCK: a FIFO named *.yaml must not block the watcher until a writer comes
+            # (the loader reports it as not a regular file).
+            fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            with os.fdopen(fd, "rb") as handle:
+                if S_ISREG(os.fstat(handle.fileno()).st_mode):
+                    part = hashlib.file_digest(handle, "sha256").hexdigest()
+                else:
+                    part = "not-a-file"
         except OSError as exc:
             part = f"unreadable:{exc.errno}"
         digest.update(f"{len(name)}:{name}:{part}\0".encode())

@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from probed.config import LoadResult, load_checks, load_settings
 from probed.errors import ConfigErrors
 from probed.plugins import check_types, get_plugin_manager
 from probed.settings import Settings
+from probed.watch import files_now
 from tests.harness import running_daemon, write
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -273,6 +275,18 @@ def test_yaml_directories_symlink_loops_and_dangling_links_are_reported_by_path(
         f"{tmp_path}/loop.yaml: symbolic link loop: not read",
     ]
     assert list(result.specs) == ["good"]
+
+
+def test_the_file_watcher_does_not_wait_on_a_fifo_named_yaml(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "fifo.yaml")
+    write(tmp_path / "valid.yaml", "checks:\n" + GOOD)
+    seen: list[object] = []
+    worker = threading.Thread(
+        target=lambda: seen.append(files_now(Settings(checks_dirs=(tmp_path,)))), daemon=True
+    )
+    worker.start()
+    worker.join(5)
+    assert seen, "the watcher's digest blocked on the FIFO"
 
 
 # -- ${file:} ----------------------------------------------------------------------------------
