@@ -267,8 +267,8 @@ def _validate_entries(
                     line_at(item, where, spec.line),
                     format_path((*base, *where)),
                     f"{what} must not hold a secret: {what.split()[-1]}s are published in "
-                    "/metrics, the API and the logs; pass the secret in an option of the check "
-                    "instead",
+                    f"{_SHOWN_IN.get(str(where[0]), _SHOWN_IN['name'])}; pass the secret in an "
+                    "option of the check instead",
                 )
                 for where, what in leaked
             ]
@@ -282,6 +282,9 @@ def _validate_entries(
         specs.append(spec)
         paths.append(format_path(base))
     return specs, paths, errors
+
+
+_SHOWN_IN: Final = {"description": "the API", "name": "/metrics, the API and the logs"}
 
 
 def _secret_fields(spec: CheckSpec, secrets: Collection[str]) -> list[tuple[DocPath, str]]:

@@ -398,8 +398,8 @@ def test_a_secret_in_a_description_or_a_name_is_a_located_error(tmp_path: Path) 
     result = load_checks(Settings(checks_dirs=(tmp_path,)), TYPES)
     assert [str(e) for e in result.errors] == [
         f"{tmp_path}/c.yaml:4: checks[0].description: a description must not hold a secret: "
-        "descriptions are published in /metrics, the API and the logs; pass the secret in an "
-        "option of the check instead",
+        "descriptions are published in the API; pass the secret in an option of the check "
+        "instead",
         f"{tmp_path}/c.yaml:5: checks[1].name: a check name must not hold a secret: names are "
         "published in /metrics, the API and the logs; pass the secret in an option of the check "
         "instead",
