@@ -103,8 +103,14 @@ def _fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
-def build(kwargs: dict[str, Any]) -> tuple[Settings, ProbedPluginManager, dict[str, Any]]:
-    """Settings and plugin manager from command-line/environment options, or exit with errors."""
+def build(
+    kwargs: dict[str, Any], error_code: int = 1
+) -> tuple[Settings, ProbedPluginManager, dict[str, Any]]:
+    """Settings and plugin manager from command-line/environment options, or exit with errors.
+
+    :param error_code: the exit code for a configuration or plugin error (``once`` and
+        ``gate`` exit 3, Nagios UNKNOWN).
+    """
     from probed.config import load_settings
 
     overrides = _overrides(kwargs)
@@ -116,14 +122,17 @@ def build(kwargs: dict[str, Any]) -> tuple[Settings, ProbedPluginManager, dict[s
     except ConfigErrors as exc:
         for error in exc.errors:
             click.echo(str(error), err=True)
-        sys.exit(1)
+        sys.exit(error_code)
     for flag, address in (
         ("--listen", settings.listen),
         ("--health-listen", settings.health_listen),
     ):
         _, sep, port = (address or "").rpartition(":")
         if address is not None and not (sep and port.isdigit() and int(port) <= 65535):
-            _fail(f"{flag} {address!r}: expected HOST:PORT such as 127.0.0.1:9333 or [::1]:9333")
+            _fail(
+                f"{flag} {address!r}: expected HOST:PORT such as 127.0.0.1:9333 or [::1]:9333",
+                error_code,
+            )
     if settings.web_config is not None:
         from probed.webconfig import load_web_config
 
@@ -132,7 +141,7 @@ def build(kwargs: dict[str, Any]) -> tuple[Settings, ProbedPluginManager, dict[s
         except ConfigErrors as exc:
             for error in exc.errors:
                 click.echo(str(error), err=True)
-            sys.exit(1)
+            sys.exit(error_code)
     if settings.checks_dirs and settings.use_embedded_checks:
         from dataclasses import replace
 
@@ -142,7 +151,9 @@ def build(kwargs: dict[str, Any]) -> tuple[Settings, ProbedPluginManager, dict[s
             plugins_dirs=settings.plugins_dirs, disabled=settings.disabled_plugins
         )
     except PluginError as exc:
-        _fail(str(exc))
+        _fail(str(exc), error_code)
+    for warning in pm.warnings:
+        click.echo(f"probed: warning: {warning}", err=True)
     return settings, pm, overrides
 
 
@@ -306,7 +317,7 @@ def once(
     """
     from probed.once import report, run_once
 
-    settings, pm, _ = build(kwargs)
+    settings, pm, _ = build(kwargs, error_code=3)
     code, results, errors = asyncio.run(
         run_once(settings, pm, names, _embedded(settings), readiness_only=readiness_only)
     )
@@ -357,7 +368,7 @@ def gate(
         window_s, every_s = parse_duration(window), parse_duration(every)
     except ValueError as exc:
         _fail(str(exc), 3)
-    settings, pm, _ = build(kwargs)
+    settings, pm, _ = build(kwargs, error_code=3)
 
     code, report = asyncio.run(
         run_gate(
@@ -379,27 +390,27 @@ def gate(
 
 
 @cli.command()
+@config_options
 @click.option(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
-@PLUGINS_DIR_OPTION
-@click.option("--disable-plugin", "disabled", envvar="PROBED_DISABLE_PLUGIN", multiple=True)
-def plugins(fmt: str, plugins_dirs: tuple[Path, ...], disabled: tuple[str, ...]) -> None:
-    """List every plugin and check type: where it came from and its version."""
-    try:
-        pm = get_plugin_manager(plugins_dirs=plugins_dirs, disabled=disabled)
-    except PluginError as exc:
-        _fail(str(exc))
+def plugins(fmt: str, **kwargs: Any) -> None:
+    """List every plugin and check type: where it came from and its version.
+
+    Reads plugins as the other commands do (--config's plugins_dirs and disabled_plugins,
+    --plugins-dir, --disable-plugin).
+    """
+    _, pm, _ = build(kwargs)
     click.echo(describe_plugins(pm, fmt), nl=False)
 
 
 @cli.command()
-@PLUGINS_DIR_OPTION
-def schema(plugins_dirs: tuple[Path, ...]) -> None:
+@config_options
+def schema(**kwargs: Any) -> None:
     """Print the JSON Schema of a checks file (for editors and CI linting)."""
     from probed.config import check_file_schema
 
-    pm = get_plugin_manager(plugins_dirs=plugins_dirs)
+    _, pm, _ = build(kwargs)
     click.echo(json.dumps(check_file_schema(check_types(pm)), indent=2))
 
 
