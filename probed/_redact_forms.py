@@ -149,19 +149,24 @@ def _trie_pattern(words: Iterable[str]) -> str:
 class Matcher:
     """Finds folded forms in text, longest first at each position, and masks them."""
 
-    __slots__ = ("_index", "_prefix", "_regex")
+    __slots__ = ("_ends", "_index", "_prefix", "_regex")
 
     def __init__(self, folded: Iterable[str]) -> None:
         ordered = sorted(set(folded), key=len, reverse=True)
         self._regex: re.Pattern[str] | None = None
         self._index: dict[str, list[str]] | None = None
+        self._ends: dict[str, list[str]] | None = None
         self._prefix = min(PREFIX, len(ordered[-1])) if ordered else PREFIX
         if not ordered:
             return
+        # Forms by their first and by their last characters (longest first in each bucket): the
+        # first find forms in the prefix scan, both find forms cut short by an ellipsis.
         index: dict[str, list[str]] = {}
-        for form in ordered:  # longest first within each bucket too
+        ends: dict[str, list[str]] = {}
+        for form in ordered:
             index.setdefault(form[: self._prefix], []).append(form)
-        self._index = index  # also finds cut forms
+            ends.setdefault(form[-self._prefix :], []).append(form)
+        self._index, self._ends = index, ends
         if len(ordered) <= _REGEX_MAX_FORMS and sum(map(len, ordered)) <= _REGEX_MAX_CHARS:
             # A pathological set of forms fails to compile: the prefix scan takes any.
             with contextlib.suppress(RecursionError, OverflowError, re.error):
@@ -211,22 +216,32 @@ class Matcher:
         return spans
 
     def _cut(self, folded: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-        """``spans`` and the start of any form cut short by an ellipsis (``'Zq9-pla…'``: a
-        message or excerpt limited in length), at least :data:`_MIN_CUT` characters of it."""
-        index = self._index
+        """``spans`` and the parts of forms cut short by an ellipsis: a form's start before one
+        (``'Zq9-pla…'``, a length-limited excerpt) or its end after one (``'…ret-77'``), at
+        least :data:`_MIN_CUT` characters of it."""
+        index, ends = self._index, self._ends
         assert index is not None
+        assert ends is not None
         size = self._prefix
         found = list(spans)
         for marker in ("…", "..."):
             at = folded.find(marker)
             while at != -1:
-                # Only text after the last mask before the marker can hold a cut form.
+                after = at + len(marker)
+                # Only text between the masks around the marker can hold a cut form.
                 floor = max((end for _, end in found if end <= at), default=0)
+                ceiling = min((start for start, _ in found if start >= after), default=len(folded))
                 for start in range(max(floor, at - _MAX_CUT_LOOKBACK), at - _MIN_CUT + 1):
                     bucket = index.get(folded[start : start + size])
                     piece = folded[start:at]
                     if bucket and any(f.startswith(piece) for f in bucket):
                         found.append((start, at))
                         break
-                at = folded.find(marker, at + len(marker))
+                for end in range(min(ceiling, after + _MAX_CUT_LOOKBACK), after + _MIN_CUT - 1, -1):
+                    bucket = ends.get(folded[end - size : end])
+                    piece = folded[after:end]
+                    if bucket and any(f.endswith(piece) for f in bucket):
+                        found.append((after, end))
+                        break
+                at = folded.find(marker, after)
         return sorted(found)

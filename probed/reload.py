@@ -89,7 +89,7 @@ class RunningConfig:
     def load(self) -> LoadResult:
         """Load every check (blocking: call in a thread); never raises for check problems."""
         discovered = discover_checks(self._pm, self.settings)
-        return compact(
+        result = compact(
             lambda: load_checks(
                 self.settings,
                 self._types,
@@ -99,6 +99,8 @@ class RunningConfig:
             ),
             lambda loaded: len(loaded.specs) >= COMPACT_FROM,
         )
+        Redactor(result.secrets)  # built here, off the loop: apply() reuses its matcher
+        return result
 
     async def start(self) -> None:
         """Read the files and apply the first configuration (errors are logged by the caller)."""

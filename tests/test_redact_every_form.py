@@ -227,8 +227,21 @@ def test_a_form_cut_short_by_an_ellipsis_is_masked(
     assert redact(f"body: 'seen <{secret[:9]}{marker}'") == f"body: 'seen <{MASK}{marker}'"
     assert redact(f"seen {b64[:14]}{marker}") == f"seen {MASK}{marker}"
     assert redact(f"{secret} and {secret[:8].upper()}{marker}") == f"{MASK} and {MASK}{marker}"
-    text = f"a few letters of it stay: {secret[:5]}{marker} (not a secret of its own)"
+    assert (
+        redact(f"cut at the start: {marker}{secret[-9:]}'") == f"cut at the start: {marker}{MASK}'"
+    )
+    text = f"a few letters of it stay: {secret[:5]}{marker}{secret[-5:]} (not a secret alone)"
     assert redact(text) == text
+
+
+def test_a_configuration_with_the_same_secrets_reuses_the_matcher_built_before() -> None:
+    secrets = _many(50, seed=11)
+    first = Redactor(secrets)
+    again = Redactor(reversed(secrets))
+    assert again._matcher is first._matcher
+    changed = Redactor([*secrets, "one-more-secret"])
+    assert changed._matcher is not first._matcher
+    assert changed("ONE-MORE-SECRET") == MASK
 
 
 @pytest.mark.parametrize(
