@@ -66,13 +66,21 @@ def probed_register_commands(cli: click.Group) -> None:
 
 @hookspec
 def probed_configure(settings: Settings, plugin_config: Mapping[str, Any]) -> None:
-    """Read daemon settings and this plugin's own section of ``probed.yaml``.
+    """Read daemon settings and the ``plugins:`` section of ``probed.yaml``.
 
     Called first by ``probed run``, ``once`` and ``gate``, and by each reload that read the
     settings without error, before checks are discovered, loaded and (re)scheduled.
 
+    Every plugin receives the *whole* ``plugins:`` mapping (the same object for all), not only
+    its own entry: read your section with ``plugin_config.get("myplugin") or {}``, under a key
+    of your choosing (conventionally the plugin's name; the Sentry plugin uses ``sentry``).
+    probed does not validate what is inside; validate it yourself (a pydantic model) and raise
+    to report a problem. The mapping is ``{}`` when ``probed.yaml`` has no ``plugins:`` or
+    there is no ``probed.yaml``.
+
     :param settings: the daemon settings (listen address, directories, limits).
-    :param plugin_config: the ``plugins:`` mapping of ``probed.yaml``, keyed by plugin name.
+    :param plugin_config: the whole ``plugins:`` mapping of ``probed.yaml``, keyed by whatever
+        keys the file uses (read-only; do not modify it).
     """
 
 
