@@ -1,8 +1,13 @@
 """probed: a pluggable health-check and synthetic-monitoring daemon.
 
-Plugin authors import only from here::
+A check type needs nothing but this package::
 
-    from probed import Check, CheckOptions, Result, Status, hookimpl
+    from probed import Check, CheckOptions, Field, Result, Status, hookimpl
+
+``Field`` is pydantic's, re-exported: an option with a default and a description (shown by
+``probed schema``) is ``timeout_ms: int = Field(500, description="...")``. Options models are
+pydantic models, so a plugin may still use anything of pydantic (``field_validator``,
+``model_validator``) by importing it from ``pydantic``.
 
 Option types (``Duration``, ``Size``, ``Percent``, ``Regex``, ``AbsolutePath``) come from
 :mod:`probed.options`, warn/fail pairs (``WarnFail``, ``check_order``, ``Limit``, ``evaluate``)
@@ -10,6 +15,8 @@ from :mod:`probed.thresholds`; both are re-exported here. Blocking calls go thro
 :func:`run_blocking` (probed's bounded, per-type thread pools); a long blocking loop checks
 :func:`blocking_cancelled` and stops once the run has timed out.
 """
+
+from pydantic import Field
 
 from probed.check import (
     Check,
@@ -47,6 +54,7 @@ __all__ = [
     "ConfigError",
     "ConfigErrors",
     "Duration",
+    "Field",
     "Limit",
     "MetricDef",
     "Percent",

@@ -301,3 +301,45 @@ def _absolute_path(value: str) -> str:
 
 AbsolutePath = Annotated[str, AfterValidator(_absolute_path)]
 """An option holding an absolute filesystem path (or glob): relative ones are rejected."""
+
+
+# -- what help(Regex) shows ---------------------------------------------------------------------
+# An Annotated alias has no docstring of its own (help() would print typing.Annotated's), so
+# each gets one here; tests/test_plugin_docs.py checks every public name has one.
+
+_DOCS: Final = (
+    (
+        Duration,
+        "Option type for a duration: YAML takes ``500ms``, ``10s``, ``1m30s``, ``2h``, ``1d`` or "
+        "a number of seconds; the field holds seconds (a float), between 1 microsecond and 10 "
+        "years. ``format_duration(self.options.x)`` prints it back. Example:\n\n"
+        "    class MyOptions(CheckOptions):\n"
+        '        max_age: Duration = Field(3600.0, description="oldest acceptable age")',
+    ),
+    (
+        Size,
+        "Option type for a size: YAML takes bytes (``65536``) or a number with a unit (``64KiB``, "
+        "``10MB``, ``1.5GiB``); the field holds bytes (an int). ``format_size`` prints it back. "
+        "Example: ``min_size: Size = 1``.",
+    ),
+    (
+        Percent,
+        "Option type for a percentage: a number from 0 to 100 (a float); anything outside is a "
+        "validation error. Example: ``warn_used: Percent | None = None``.",
+    ),
+    (
+        Regex,
+        "Option type for a regular expression: a string that must compile with :func:`re.compile` "
+        "(a bad pattern is a validation error naming the option, before any run). The field "
+        "holds the pattern text; compile it once in ``__init__`` or ``setup``. Example: "
+        "``expect: Regex | None = None``.",
+    ),
+    (
+        AbsolutePath,
+        "Option type for a filesystem path or glob that must start with ``/`` (the daemon's "
+        "working directory is not a stable reference). The field holds the string. Example: "
+        "``path: AbsolutePath``.",
+    ),
+)
+for _alias, _text in _DOCS:
+    setattr(_alias, "__doc__", _text)  # noqa: B010 (an Annotated alias, not a class)
