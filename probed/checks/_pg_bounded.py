@@ -81,6 +81,10 @@ class BoundedLoop:
     def __init__(self, loop: asyncio.AbstractEventLoop, budget: Budget) -> None:
         self._loop = loop
         self.budget = budget
+        self.tcp = False
+        """Whether the last connection opened is a TCP one (not a unix socket)."""
+        self.tls = False
+        """Whether TLS was started on the last connection opened."""
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._loop, name)
@@ -120,6 +124,7 @@ class BoundedLoop:
                 **kwargs,
             )
         sock = await self._connect(host, port)
+        self.tcp, self.tls = True, bool(kwargs.get("ssl"))
         if kwargs.get("ssl") and "server_hostname" not in kwargs:
             kwargs["server_hostname"] = host  # implied by host, but not with sock=
         try:
@@ -127,6 +132,12 @@ class BoundedLoop:
         except BaseException:
             sock.close()
             raise
+
+    async def start_tls(self, *args: Any, **kwargs: Any) -> Any:
+        """The real loop's ``start_tls``, noting that the connection is now TLS."""
+        transport = await self._loop.start_tls(*args, **kwargs)
+        self.tls = True
+        return transport
 
     async def create_unix_connection(
         self,
@@ -138,6 +149,7 @@ class BoundedLoop:
         if kwargs.get("sock") is not None or path is None:
             return await self._loop.create_unix_connection(protocol_factory, path, **kwargs)
         sock = _counting(socket.AF_UNIX, socket.SOCK_STREAM, 0, self.budget)
+        self.tcp = self.tls = False
         try:
             await self._loop.sock_connect(sock, path)
             return await self._loop.create_unix_connection(protocol_factory, sock=sock, **kwargs)

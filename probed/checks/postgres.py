@@ -11,8 +11,8 @@ are passed through a :class:`~probed.redact.Redactor` first.
 
 Under the default ``sslmode=prefer`` a server without TLS (or anyone in between who answers the
 TLS request with "no") gets the login in plain text and may ask for the password itself in
-clear text. When a password is configured and the connection came up without TLS over TCP, the
-check logs one warning per check (never the password): set ``sslmode=verify-full`` (with
+clear text. When a password is configured and a TCP connection came up, or was refused at the
+login, without TLS, the check logs one warning per check (never the password): set ``sslmode=verify-full`` (with
 ``sslrootcert``) in the dsn, or ``sslmode=disable`` to say plain text is intended.
 """
 
@@ -247,6 +247,7 @@ class PostgresCheck(Check[PostgresOptions]):
         phase = "connect"
         conn: Any = None
         budget = Budget(opts.max_response_size)
+        bounded = BoundedLoop(loop, budget)
         try:
             set_phase(_DOING["connect"])
             with timed(phases, "connect"):
@@ -256,9 +257,9 @@ class PostgresCheck(Check[PostgresOptions]):
                     timeout=remaining(),
                     server_settings={"application_name": "probed"},
                     # Every byte received counts against the budget (see _pg_bounded).
-                    loop=BoundedLoop(loop, budget),
+                    loop=bounded,
                 )
-            self._warn_plaintext(conn)
+            self._warn_plaintext(bounded)
             phase = "query"
             set_phase(_DOING["query"])
             with timed(phases, "query"):
@@ -274,19 +275,18 @@ class PostgresCheck(Check[PostgresOptions]):
         except Exception as exc:
             if budget.exceeded:
                 return self._too_much(phase, phases)
+            if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError):
+                self._warn_plaintext(bounded)  # the server asked for the password: it was sent
             return self._failure(exc, phase, phases)
         finally:
             if conn is not None:
                 await _close(conn, reserve)
 
-    def _warn_plaintext(self, conn: Any) -> None:
+    def _warn_plaintext(self, connection: BoundedLoop) -> None:
         """Log once per check when the password went to a TCP peer without TLS."""
         if self._plaintext_warned or not self._secrets():
             return
-        if isinstance(getattr(conn, "_addr", None), str):  # a unix socket: no network
-            return
-        protocol = getattr(conn, "_protocol", None)
-        if getattr(protocol, "is_ssl", True):
+        if not connection.tcp or connection.tls:  # a unix socket, or TLS: nothing in the clear
             return
         sslmode = self.options.dsn.query().get("sslmode") or os.environ.get("PGSSLMODE")
         if (sslmode or "prefer") == "disable":  # plain text chosen explicitly

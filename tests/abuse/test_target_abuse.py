@@ -200,7 +200,7 @@ async def test_dns_over_tcp_a_frame_that_never_completes_times_out_naming_the_se
 # -- postgres: a password in clear text under sslmode=prefer -------------------------------------
 
 
-def pg_stub(received: list[bytes]) -> Handler:
+def pg_stub(received: list[bytes], refuse: bool = False) -> Handler:
     """A 'PostgreSQL' refusing TLS, asking for the password in clear text, failing the query."""
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -215,6 +215,11 @@ def pg_stub(received: list[bytes]) -> Handler:
         assert await reader.readexactly(1) == b"p"
         size = struct.unpack("!i", await reader.readexactly(4))[0]
         received.append((await reader.readexactly(size - 4)).rstrip(b"\0"))
+        if refuse:  # what a password harvester does: take it, say no, hang up
+            error = b"SFATAL\0C28P01\0Mpassword authentication failed\0\0"
+            writer.write(b"E" + struct.pack("!i", len(error) + 4) + error)
+            await writer.drain()
+            return
         writer.write(b"R" + struct.pack("!ii", 8, 0))  # AuthenticationOk
         for key, value in ((b"server_version", b"16.0"), (b"client_encoding", b"UTF8")):
             payload = key + b"\0" + value + b"\0"
@@ -255,6 +260,22 @@ async def test_postgres_warns_once_when_the_password_went_out_without_tls(
     assert "sslmode=verify-full" in warnings[0]
     assert password not in caplog.text
     assert password not in first.message
+
+
+async def test_postgres_warns_also_when_the_server_took_the_password_and_refused_the_login(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    received: list[bytes] = []
+    caplog.set_level(logging.WARNING, logger="probed.checks.postgres")
+    async with serving(pg_stub(received, refuse=True)) as port:
+        result = await run_check(
+            PostgresCheck, dsn=f"postgresql://probe:pw-Harvested@127.0.0.1:{port}/db"
+        )
+    assert received == [b"pw-Harvested"]
+    assert result.reason == Reason.AUTH, result.message
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "without TLS" in warnings[0], warnings
+    assert "pw-Harvested" not in caplog.text + result.message
 
 
 async def test_postgres_with_sslmode_disable_chosen_explicitly_does_not_warn(
