@@ -305,7 +305,7 @@ AbsolutePath = Annotated[str, AfterValidator(_absolute_path)]
 
 # -- what help(Regex) shows ---------------------------------------------------------------------
 # An Annotated alias has no docstring of its own (help() would print typing.Annotated's), so
-# each gets one here; tests/test_plugin_docs.py checks every public name has one.
+# each gets one here; tests/test_plugins_docs.py checks every public name has one.
 
 _DOCS: Final = (
     (
