@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -146,3 +149,29 @@ def test_each_plugin_manager_is_independent() -> None:
     b = get_plugin_manager(entry_points=False)
     assert "script" in check_types(a)
     assert "script" not in check_types(b)
+
+
+def test_probed_plugins_reads_plugins_dirs_and_disabled_plugins_from_the_config(
+    tmp_path: Path,
+) -> None:
+    write_plugin(tmp_path / "plugins", "pinger")
+    write_plugin(tmp_path / "plugins", "other", type_name="other")
+    config = tmp_path / "probed.yaml"
+    config.write_text("plugins_dirs: [plugins]\ndisabled_plugins: [other]\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROBED_")}
+    command = [sys.executable, "-m", "probed"]
+    for args in (["plugins", "--config", str(config)], ["schema", "--config", str(config)]):
+        result = subprocess.run(
+            [*command, *args], capture_output=True, text=True, env=env, timeout=60
+        )
+        assert result.returncode == 0, result.stderr
+        assert "ping" in result.stdout and '"other"' not in result.stdout
+    listed = subprocess.run(
+        [*command, "plugins", "--config", str(config), "--format", "json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    names = {p["name"] for p in json.loads(listed.stdout)["plugins"]}
+    assert "pinger" in names and "other" not in names
