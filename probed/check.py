@@ -187,6 +187,12 @@ class Check(ABC, Generic[OptionsT]):
     - ``requires``: importable modules the type needs, and ``extra`` the pip extra providing
       them; a check configured without them is a validation error naming the extra.
     - ``description``: one line shown by ``probed plugins``.
+    - ``blocking``: ``True`` runs :meth:`run` in a worker thread of the type's bounded pool
+      (:func:`probed.run_blocking`), on an event loop of its own, so blocking calls in it
+      (``time.sleep``, a blocking driver) cannot stall the daemon. Same timeout, phases and
+      result rules; a run past its timeout is abandoned (its thread finishes on its own).
+      :meth:`setup` and :meth:`close` still run on the daemon's loop: do not share
+      loop-bound objects (an ``aiohttp`` session) between them and a blocking ``run``.
     """
 
     type_name: ClassVar[str]
@@ -195,6 +201,7 @@ class Check(ABC, Generic[OptionsT]):
     requires: ClassVar[tuple[str, ...]] = ()
     extra: ClassVar[str | None] = None
     description: ClassVar[str] = ""
+    blocking: ClassVar[bool] = False
 
     def __init__(self, spec: CheckSpec) -> None:
         self.spec = spec
@@ -219,7 +226,7 @@ class Check(ABC, Generic[OptionsT]):
 
         Raise or hang as you like: the daemon turns an exception into a ``fail`` with reason
         ``exception`` and cancels the run at the check's ``timeout``. Do not block the event
-        loop; use ``asyncio.to_thread`` for blocking calls.
+        loop: use :func:`probed.run_blocking` for blocking calls, or set ``blocking = True``.
         """
 
     async def close(self) -> None:

@@ -34,6 +34,7 @@ from probed.exposition import TypeMetrics
 from probed.health import StartupLatch
 from probed.lifecycle import STOP_SIGNALS, EarlySignals, exit_now
 from probed.listen import open_listeners, runner_options
+from probed.livez import liveness_listener
 from probed.logs import LogCollector, log_counts, state_changes
 from probed.metrics import DaemonMetrics, Exporter
 from probed.notify import Notifier
@@ -164,6 +165,8 @@ class Daemon:
                 self._sampling,
             )
         )
+        if self.settings.live_listen:  # /health/live served by a thread (probed.livez)
+            app.cleanup_ctx.append(liveness_listener(self.settings.live_listen, self.scheduler))
         if self.settings.watch:
             app.cleanup_ctx.append(self._watching)
 

@@ -20,6 +20,7 @@ from typing import Any, Final
 
 from probed.check import Check, Reason, Result, Status, clean_reason
 from probed.phase import CURRENT_PHASE, RunPhase
+from probed.threads import run_blocking
 
 __all__ = ["execute"]
 
@@ -57,6 +58,11 @@ async def _setup(check: Check[Any], budget: float) -> Result | None:
     return Result.fail(reason, message, duration=time.perf_counter() - start, timestamp=time.time())
 
 
+def _run_in_thread(check: Check[Any]) -> Result:
+    """A ``blocking = True`` check's ``run()``, on a fresh event loop in a worker thread."""
+    return asyncio.run(check.run())
+
+
 async def execute(check: Check[Any], timeout: float) -> Result:
     """Run ``check`` once under ``timeout`` seconds and return its result with timing filled.
 
@@ -76,7 +82,10 @@ async def execute(check: Check[Any], timeout: float) -> Result:
     token = CURRENT_PHASE.set(phase)
     try:
         async with asyncio.timeout(timeout):
-            result = await check.run()
+            if check.blocking:  # run() on its own loop in the type's bounded thread pool
+                result = await run_blocking(_run_in_thread, check)
+            else:
+                result = await check.run()
         if not isinstance(result, Result):
             result = Result.fail(
                 Reason.EXCEPTION,

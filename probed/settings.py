@@ -54,6 +54,8 @@ class Settings:
     :param web_config: exporter-toolkit web configuration (TLS, basic auth, headers); see
         :mod:`probed.webconfig`. The listener settings below are read at start only.
     :param health_listen: ``HOST:PORT`` of a second listener serving only ``/health/*``.
+    :param live_listen: ``HOST:PORT`` of a listener served by a thread, not the event loop,
+        answering ``/health/live`` even while a check blocks the loop (:mod:`probed.livez`).
     :param reload_endpoint: who may ``POST /-/reload`` (see :mod:`probed.listen`).
     :param max_connections: open connections per listener; more are closed at once.
     :param header_timeout: seconds a new connection has to send a whole request.
@@ -84,6 +86,7 @@ class Settings:
     use_embedded_checks: bool = False
     web_config: Path | None = None
     health_listen: str | None = None
+    live_listen: str | None = None
     reload_endpoint: Literal["protected", "open", "off"] = "protected"
     max_connections: int = 1000
     header_timeout: float = 10.0
@@ -149,6 +152,7 @@ class SettingsFile(BaseModel):
     watch_interval: WatchInterval | None = None
     web_config: str | None = None
     health_listen: str | None = None
+    live_listen: str | None = None
     reload_endpoint: Literal["protected", "open", "off"] | None = None
     max_connections: PositiveInt | None = None
     header_timeout: Duration | None = None
@@ -160,7 +164,7 @@ class SettingsFile(BaseModel):
     plugins: dict[str, dict[str, Any] | None] | None = None
     checks: list[Any] | None = None
 
-    @field_validator("listen", "health_listen")
+    @field_validator("listen", "health_listen", "live_listen")
     @classmethod
     def _listen(cls, value: str | None) -> str | None:
         if value is None:  # `listen: null` (or `listen:`) means the default, like no key
