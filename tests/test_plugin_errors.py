@@ -107,42 +107,31 @@ COMMANDS = [
 ]
 
 
+HOOK_MISTAKES = {
+    # a misspelled hook name: did-you-mean
+    "notify": (
+        "@hookimpl\ndef probed_check_state_change(spec, old, new, result):\n    pass\n",
+        (UNKNOWN_HOOK,),
+    ),
+    # a parameter the hook does not pass: the ones it does, instead of pluggy's traceback
+    "audit": (
+        "@hookimpl\ndef probed_check_result(spec, outcome):\n    pass\n",
+        (WRONG_PARAMETER, EXPECTED_PARAMETERS),
+    ),
+}
+
+
+@pytest.mark.parametrize("plugin", sorted(HOOK_MISTAKES))
 @pytest.mark.parametrize(("command", "code"), COMMANDS, ids=[c[0][0] for c in COMMANDS])
-def test_misspelled_hook_is_one_line_with_did_you_mean_from_every_command(
-    tmp_path: Path, command: list[str], code: int
+def test_a_hook_mistake_is_one_line_naming_plugin_file_and_fix_from_every_command(
+    tmp_path: Path, command: list[str], code: int, plugin: str
 ) -> None:
-    plugins = plugin_dir(
-        tmp_path,
-        notify="""
-        from probed import hookimpl
-
-        @hookimpl
-        def probed_check_state_change(spec, old, new, result):
-            pass
-        """,
-    )
+    source, texts = HOOK_MISTAKES[plugin]
+    plugins = plugin_dir(tmp_path, **{plugin: "from probed import hookimpl\n\n" + source})
     result = probed(*command, "--plugins-dir", str(plugins), cwd=tmp_path)
-    line = assert_one_line(result, code, UNKNOWN_HOOK)
-    assert line.startswith(f"probed: plugin 'notify' (drop-in file {plugins / 'notify.py'})")
-
-
-@pytest.mark.parametrize(("command", "code"), COMMANDS, ids=[c[0][0] for c in COMMANDS])
-def test_wrong_hook_parameter_names_the_ones_the_hook_passes_from_every_command(
-    tmp_path: Path, command: list[str], code: int
-) -> None:
-    plugins = plugin_dir(
-        tmp_path,
-        audit="""
-        from probed import hookimpl
-
-        @hookimpl
-        def probed_check_result(spec, outcome):
-            pass
-        """,
-    )
-    result = probed(*command, "--plugins-dir", str(plugins), cwd=tmp_path)
-    line = assert_one_line(result, code, WRONG_PARAMETER, EXPECTED_PARAMETERS)
-    assert "plugin 'audit' (drop-in file" in line and "PluginValidationError" not in line
+    line = assert_one_line(result, code, *texts)
+    assert line.startswith(f"probed: plugin {plugin!r} (drop-in file {plugins / plugin}.py):")
+    assert "PluginValidationError" not in line
 
 
 def test_two_drop_in_files_registering_one_type_name_both(tmp_path: Path) -> None:
