@@ -193,6 +193,17 @@ class Check(ABC, Generic[OptionsT]):
       result rules; a run past its timeout is abandoned (its thread finishes on its own).
       :meth:`setup` and :meth:`close` still run on the daemon's loop: do not share
       loop-bound objects (an ``aiohttp`` session) between them and a blocking ``run``.
+
+    Instance attributes, set by ``__init__`` before :meth:`setup` and :meth:`run`:
+
+    - ``self.options``: the validated instance of ``options_model`` (typed as the class
+      parameter, ``Check[MyOptions]``): the type-specific keys of the check's YAML entry, with
+      option types already converted (a ``Duration`` is seconds, a ``Size`` bytes).
+    - ``self.spec``: the whole :class:`CheckSpec` (``name``, ``interval``, ``timeout`` in
+      seconds, ``labels``, ``source`` file and ``line``...); ``self.spec.options`` is
+      ``self.options``.
+
+    Override ``__init__`` only to add attributes, calling ``super().__init__(spec)`` first.
     """
 
     type_name: ClassVar[str]
