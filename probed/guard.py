@@ -22,7 +22,7 @@ from aiohttp import web
 from probed.errors import ConfigError, ConfigErrors
 from probed.webconfig import WebConfig, load_web_config
 
-__all__ = ["GUARD", "Connection", "Guard", "guard_middleware"]
+__all__ = ["GUARD", "Connection", "Guard", "add_headers", "guard_middleware"]
 
 log = logging.getLogger("probed")
 
@@ -120,7 +120,7 @@ async def guard_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     """Health-only listener: ``/health/*`` only, no auth. Main listener: basic auth when users
-    are configured, the reload policy, and the configured headers on every answer."""
+    are configured, and the reload policy (the headers: :func:`add_headers`)."""
     protocol = request.protocol
     if isinstance(protocol, Connection):
         protocol.served()
@@ -129,14 +129,18 @@ async def guard_middleware(
                 return _text(404, "only /health/* is served on this listener")
             return await handler(request)
     guard = request.app[GUARD]
-    config = guard.web
-    try:
-        response = await _authorized(request, handler, guard, config)
-    except web.HTTPException as exc:
-        exc.headers.update(config.headers)
-        raise
-    response.headers.update(config.headers)
-    return response
+    return await _authorized(request, handler, guard, guard.web)
+
+
+async def add_headers(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: the configured headers on every answer of the main listener,
+    streamed ones (``/metrics``) and errors included."""
+    protocol = request.protocol
+    if isinstance(protocol, Connection) and protocol.health_only:
+        return
+    app = getattr(request, "app", None)
+    if app is not None and GUARD in app:
+        response.headers.update(app[GUARD].web.headers)
 
 
 async def _authorized(

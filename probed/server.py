@@ -17,7 +17,7 @@ from aiohttp import web
 from probed import __version__
 from probed.api import CheckList, check_view
 from probed.errors import ConfigError
-from probed.guard import GUARD, Guard, guard_middleware
+from probed.guard import GUARD, Guard, add_headers, guard_middleware
 from probed.health import (
     HEALTH_JSON,
     Heartbeat,
@@ -211,6 +211,7 @@ def make_app(installer: Installer) -> web.Application:
     routes, lifecycle)."""
     app = web.Application(middlewares=[guard_middleware])
     app[GUARD] = Guard()
+    app.on_response_prepare.append(add_headers)
     app[CHECK_LIST] = CheckList()
     app.add_routes(ROUTES)
     installer.install(app)

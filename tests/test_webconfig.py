@@ -272,6 +272,8 @@ async def test_tls_serves_https_with_the_configured_headers_over_tls12_and_13(
         assert headers["Strict-Transport-Security"] == "max-age=31536000"
         status, headers, _ = await _get(_https(r) + "/api/v1/checks/nope", _client_ctx(ca))
         assert status == 404 and headers["X-Content-Type-Options"] == "nosniff"
+        status, headers, _ = await _get(_https(r) + "/metrics", _client_ctx(ca))  # streamed
+        assert status == 200 and headers["X-Content-Type-Options"] == "nosniff"
         assert (await _get(_https(r) + "/health/live", _tls12(ca)))[0] == 200
         with pytest.raises(aiohttp.ClientError):  # plain HTTP to a TLS port
             await _get(r.url + "/health/live")
