@@ -247,10 +247,16 @@ def run(**kwargs: Any) -> None:
         asyncio.run(main())
     except OSError as exc:
         flush_logs()
-        _fail(f"cannot listen on {settings.listen}: {exc.strerror or exc}", 1)
+        where = " or ".join(a for a in (settings.listen, settings.health_listen) if a)
+        _fail(f"cannot listen on {where}: {exc.strerror or exc}", 1)
     except PluginError as exc:
         flush_logs()
         _fail(str(exc))
+    except ConfigErrors as exc:  # the web config, changed since build() read it
+        flush_logs()
+        for error in exc.errors:
+            click.echo(str(error), err=True)
+        sys.exit(1)
     finally:
         flush_logs()
 
