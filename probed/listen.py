@@ -44,6 +44,8 @@ log = logging.getLogger("probed")
 
 EVICT_AFTER: Final = 0.5
 """At the connection cap, a connection without a request for this long makes room for a new one."""
+SHUTDOWN_GRACE: Final = 5.0
+"""Seconds requests in progress may take to finish when the daemon stops."""
 HEALTH_CONNECTIONS: Final = 64
 """Connection cap of the health-only listener (the kubelet opens a few)."""
 
@@ -369,8 +371,13 @@ def _split(listen: str) -> tuple[str, int]:
 
 
 def runner_options(settings: Settings) -> dict[str, Any]:
-    """The AppRunner's options for ``settings``."""
-    return {"handle_signals": False, **handler_options(_limits(settings))}
+    """The AppRunner's options for ``settings``: on stop, requests still in progress (a client
+    that does not read its answer) get :data:`SHUTDOWN_GRACE` seconds, not aiohttp's 60."""
+    return {
+        "handle_signals": False,
+        "shutdown_timeout": SHUTDOWN_GRACE,
+        **handler_options(_limits(settings)),
+    }
 
 
 def _limits(settings: Settings) -> Limits:
