@@ -1,27 +1,59 @@
-"""Helpers for testing check types, built-in or your own plugin's.
+"""Helpers for testing check types, built-in or your own plugin's; also a pytest plugin.
 
 ::
 
-    from probed.testing import run_check
+    from probed.testing import run_check_sync
 
-    async def test_my_check_passes():
-        result = await run_check(MyCheck, url="http://127.0.0.1:8080/")
+    def test_my_check_passes(probed_http_server):
+        server = probed_http_server({"/": (200, "ok")})
+        result = run_check_sync(MyCheck, url=server.url + "/")
         assert result.status is Status.OK
 
-``run_check`` validates the options with the type's model and runs the check through the same
-wrapper the daemon uses, so timeouts and exceptions behave exactly as in production.
+``run_check`` (async) and ``run_check_sync`` validate the options with the type's model and
+run the check through the same wrapper the daemon uses, so timeouts and exceptions behave
+exactly as in production. Installing probed registers the fixtures of
+:mod:`probed._pytest_plugin` with pytest (``probed_plugins``, ``probed_tcp_server``,
+``probed_http_server``, ``probed_daemon``); none needs an asyncio plugin.
+
+- :func:`load_plugins`: a plugin manager over a plugins directory and/or modules, without the
+  installed entry points unless asked, and :func:`check_type` to get one type from it;
+- :func:`tcp_server`, :func:`http_server`: real servers on 127.0.0.1, served by threads;
+- :func:`start_daemon`: a real ``probed run`` on a free port, with a client;
+- :func:`metric_value`: one sample of a ``/metrics`` text, parsed by prometheus_client.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from probed.check import Check, Result
 from probed.common import COMMON_KEYS, common_values
+from probed.plugins import ProbedPluginManager, check_types, get_plugin_manager
 from probed.runner import execute
 from probed.spec import CheckSpec
+from probed.testing_daemon import Answer, RunningDaemon, free_port, start_daemon, wait_until
+from probed.testing_servers import HTTPRequest, LoopbackServer, http_server, tcp_server
 
-__all__ = ["make_spec", "run_check"]
+__all__ = [
+    "Answer",
+    "HTTPRequest",
+    "LoopbackServer",
+    "RunningDaemon",
+    "check_type",
+    "free_port",
+    "http_server",
+    "load_plugins",
+    "make_spec",
+    "metric_value",
+    "run_check",
+    "run_check_sync",
+    "start_daemon",
+    "tcp_server",
+    "wait_until",
+]
 
 
 def make_spec(
@@ -63,3 +95,71 @@ async def run_check(
         return await execute(check, timeout)
     finally:
         await check.close()
+
+
+def run_check_sync(check_type: type[Check[Any]], *, timeout: float = 5.0, **options: Any) -> Result:
+    """:func:`run_check` for plain (synchronous) tests: runs it on a fresh event loop.
+
+    :raises RuntimeError: called from a running event loop (use ``await run_check`` there).
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(run_check(check_type, timeout=timeout, **options))
+    raise RuntimeError("run_check_sync called from a running event loop: await run_check(...)")
+
+
+def load_plugins(
+    plugins_dir: Path | str | None = None,
+    *,
+    modules: Iterable[object] = (),
+    builtins: bool = False,
+    entry_points: bool = False,
+) -> ProbedPluginManager:
+    """A plugin manager with exactly the plugins asked for, as the daemon would load them.
+
+    :param plugins_dir: a directory of drop-in plugin files (``*.py``).
+    :param modules: plugin modules (or objects with ``@hookimpl`` functions) to register,
+        e.g. your package's ``plugin`` module; named after the module.
+    :param builtins: also load probed's built-in check types (``http``, ``tcp``...).
+    :param entry_points: also load installed packages' ``probed`` entry points (off: the
+        result does not depend on what else is installed, and an installed copy of the plugin
+        under test does not collide with the one loaded here).
+    :raises probed.PluginError: a plugin fails to load (the message names it and the fix).
+    """
+    extra = [(getattr(m, "__name__", type(m).__name__).rpartition(".")[2], m) for m in modules]
+    return get_plugin_manager(
+        plugins_dirs=[Path(plugins_dir)] if plugins_dir is not None else [],
+        entry_points=entry_points,
+        extra=extra,
+        **({} if builtins else {"builtins": ()}),
+    )
+
+
+def check_type(pm: ProbedPluginManager, name: str) -> type[Check[Any]]:
+    """The ``Check`` class registered as ``type: name``.
+
+    :raises KeyError: no plugin registered it (the message lists those that exist).
+    """
+    types = check_types(pm)
+    if name not in types:
+        raise KeyError(f"no check type {name!r}; registered: {', '.join(sorted(types)) or 'none'}")
+    return types[name].cls
+
+
+def metric_value(text: str, name: str, labels: Mapping[str, str] | None = None) -> float | None:
+    """The value of sample ``name`` whose labels include ``labels`` in a ``/metrics`` text.
+
+    Parsed with prometheus_client's parser; ``name`` is a sample name as exposed
+    (``probed_check_up``, ``probed_check_runs_total``, ``..._bucket``).
+
+    :return: the first matching sample's value, or ``None`` when there is none.
+    """
+    from prometheus_client.parser import text_string_to_metric_families
+
+    wanted = dict(labels or {})
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in wanted.items()):
+                return float(sample.value)
+    return None

@@ -158,4 +158,4 @@ def test_the_templates_own_tests_pass(template_install: tuple[Path, Path]) -> No
         timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "6 passed" in done.stdout
+    assert "7 passed" in done.stdout
