@@ -71,6 +71,11 @@ _CONFIG_OPTIONS: list[Callable[[F], F]] = [
         help="HOST:PORT of a second listener serving only /health/* (no TLS, no auth).",
     ),
     click.option(
+        "--live-listen",
+        envvar="PROBED_LIVE_LISTEN",
+        help="HOST:PORT answering /health/live from threads, off the event loop.",
+    ),
+    click.option(
         "--log-format",
         envvar="PROBED_LOG_FORMAT",
         type=click.Choice(["json", "text"]),
@@ -92,7 +97,7 @@ def _overrides(kwargs: dict[str, Any]) -> dict[str, Any]:
     for key in ("checks_dirs", "plugins_dirs", "disabled_plugins"):
         if kwargs.get(key):
             out[key] = tuple(kwargs[key])
-    for key in ("listen", "health_listen", "web_config", "log_format", "log_level"):
+    for key in ("listen", "health_listen", "live_listen", "web_config", "log_format", "log_level"):
         if kwargs.get(key):
             out[key] = kwargs[key]
     return out
@@ -126,6 +131,7 @@ def build(
     for flag, address in (
         ("--listen", settings.listen),
         ("--health-listen", settings.health_listen),
+        ("--live-listen", settings.live_listen),
     ):
         _, sep, port = (address or "").rpartition(":")
         if address is not None and not (sep and port.isdigit() and int(port) <= 65535):
@@ -247,7 +253,8 @@ def run(**kwargs: Any) -> None:
         asyncio.run(main())
     except OSError as exc:
         flush_logs()
-        where = " or ".join(a for a in (settings.listen, settings.health_listen) if a)
+        addresses = (settings.listen, settings.health_listen, settings.live_listen)
+        where = " or ".join(a for a in addresses if a)
         _fail(f"cannot listen on {where}: {exc.strerror or exc}", 1)
     except PluginError as exc:
         flush_logs()

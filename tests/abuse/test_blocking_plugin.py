@@ -160,3 +160,39 @@ async def test_a_blocking_check_past_its_timeout_fails_at_the_timeout_naming_its
     assert result.reason == Reason.TIMEOUT
     assert result.message == "no answer within the timeout of 0.3s while sleeping"
     assert elapsed < 1.2, "the run waited for the thread instead of its timeout"
+
+
+def test_live_listen_from_the_command_line_serves_only_liveness(tmp_path: Path) -> None:
+    (tmp_path / "checks").mkdir()
+    live_port = free_port()
+    with start_daemon(tmp_path / "checks", args=["--live-listen", f"127.0.0.1:{live_port}"]):
+        live = http_get(f"http://127.0.0.1:{live_port}/health/live")
+        assert live.status == 200
+        assert live.headers["Content-Type"] == "application/health+json"
+        assert json.loads(live.body)["status"] == "pass"
+        assert http_get(f"http://127.0.0.1:{live_port}/metrics").status == 404
+
+
+def test_a_bad_live_listen_address_is_one_clear_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "probed",
+            "validate",
+            "--checks-dir",
+            str(tmp_path),
+            "--live-listen",
+            "nonsense",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "probed: --live-listen 'nonsense': expected HOST:PORT such as 127.0.0.1:9333 or [::1]:9333"
+    )
