@@ -25,7 +25,7 @@ exactly as in production. Installing probed registers the fixtures of
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,14 @@ from probed.common import COMMON_KEYS, common_values
 from probed.plugins import ProbedPluginManager, check_types, get_plugin_manager
 from probed.runner import execute
 from probed.spec import CheckSpec
-from probed.testing_daemon import Answer, RunningDaemon, free_port, start_daemon, wait_until
+from probed.testing_daemon import (
+    Answer,
+    RunningDaemon,
+    free_port,
+    metric_value,
+    start_daemon,
+    wait_until,
+)
 from probed.testing_servers import HTTPRequest, LoopbackServer, http_server, tcp_server
 
 __all__ = [
@@ -145,21 +152,3 @@ def check_type(pm: ProbedPluginManager, name: str) -> type[Check[Any]]:
     if name not in types:
         raise KeyError(f"no check type {name!r}; registered: {', '.join(sorted(types)) or 'none'}")
     return types[name].cls
-
-
-def metric_value(text: str, name: str, labels: Mapping[str, str] | None = None) -> float | None:
-    """The value of sample ``name`` whose labels include ``labels`` in a ``/metrics`` text.
-
-    Parsed with prometheus_client's parser; ``name`` is a sample name as exposed
-    (``probed_check_up``, ``probed_check_runs_total``, ``..._bucket``).
-
-    :return: the first matching sample's value, or ``None`` when there is none.
-    """
-    from prometheus_client.parser import text_string_to_metric_families
-
-    wanted = dict(labels or {})
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in wanted.items()):
-                return float(sample.value)
-    return None

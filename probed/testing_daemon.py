@@ -32,7 +32,7 @@ from typing import Any
 
 _PROBED_RUN = (sys.executable, "-m", "probed", "run")
 
-__all__ = ["Answer", "RunningDaemon", "free_port", "start_daemon", "wait_until"]
+__all__ = ["Answer", "RunningDaemon", "free_port", "metric_value", "start_daemon", "wait_until"]
 
 
 def free_port() -> int:
@@ -55,6 +55,24 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = 
         if time.monotonic() > deadline:
             raise TimeoutError(f"not within {timeout:g}s: {what or predicate!r}")
         time.sleep(0.02)
+
+
+def metric_value(text: str, name: str, labels: Mapping[str, str] | None = None) -> float | None:
+    """The value of sample ``name`` whose labels include ``labels`` in a ``/metrics`` text.
+
+    Parsed with prometheus_client's parser; ``name`` is a sample name as exposed
+    (``probed_check_up``, ``probed_check_runs_total``, ``..._bucket``).
+
+    :return: the first matching sample's value, or ``None`` when there is none.
+    """
+    from prometheus_client.parser import text_string_to_metric_families
+
+    wanted = dict(labels or {})
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in wanted.items()):
+                return float(sample.value)
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +122,7 @@ class RunningDaemon:
         return answer.body
 
     def metric(self, name: str, **labels: str) -> float | None:
-        """One sample of ``/metrics`` (see :func:`probed.testing.metric_value`)."""
-        from probed.testing import metric_value
-
+        """One sample of ``/metrics`` (see :func:`metric_value`)."""
         return metric_value(self.metrics(), name, labels)
 
     def checks(self) -> dict[str, Any]:
