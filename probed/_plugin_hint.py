@@ -20,14 +20,14 @@ import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import pluggy
 
 if TYPE_CHECKING:
     from probed._document import Problem
 
-__all__ = ["explain_unknown_options", "hook_problems", "plugin_hint", "unmarked_hooks"]
+__all__ = ["Manager", "explain_unknown_options", "hook_problems", "plugin_hint", "unmarked_hooks"]
 
 SHIPPED_PLUGIN_TYPES: Final = {"file_age": "plugins/file_age.py"}
 """Check types of the drop-in plugins in probed's repository (``plugins/``)."""
@@ -90,13 +90,40 @@ def plugin_hint(type_name: str, source: str) -> str:
     return ""
 
 
+class Manager(Protocol):
+    """What loading needs of :class:`probed.plugins.ProbedPluginManager` (no import cycle)."""
+
+    @property
+    def hook(self) -> Any:
+        """pluggy's hook relay."""
+
+    origins: dict[str, tuple[str, str]]
+    packages: dict[str, str]
+    warnings: list[str]
+
+    def parse_hookimpl_opts(self, plugin: object, name: str) -> pluggy.HookimplOpts | None:
+        """pluggy's: the ``@hookimpl`` options of ``plugin.name``, or ``None``."""
+
+    def where(self, name: str) -> str:
+        """``plugin 'NAME' (ORIGIN)``."""
+
+    def register(self, plugin: object, name: str | None = None) -> str | None:
+        """pluggy's register."""
+
+    def is_blocked(self, name: str) -> bool:
+        """pluggy's: whether ``name`` is blocked."""
+
+    def get_plugin(self, name: str) -> Any:
+        """pluggy's: the plugin registered as ``name``, or ``None``."""
+
+
 def _close(word: str, candidates: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest candidate, or ``""``."""
     close = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.75)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def hook_problems(pm: pluggy.PluginManager, plugin: object, where: str) -> list[str]:
+def hook_problems(pm: Manager, plugin: object, where: str) -> list[str]:
     """What is wrong with ``plugin``'s ``@hookimpl`` functions, one line each (before pluggy's
     own checks, which raise a multi-line ``PluginValidationError``).
 

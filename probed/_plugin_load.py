@@ -11,15 +11,12 @@ import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import pluggy
 
-from probed._plugin_hint import hook_problems, unmarked_hooks
+from probed._plugin_hint import Manager, hook_problems, unmarked_hooks
 from probed.errors import PluginError
-
-if TYPE_CHECKING:
-    from probed.plugins import ProbedPluginManager
 
 __all__ = ["ENTRY_POINT_GROUP", "load_entry_points", "module_from_file", "register"]
 
@@ -59,7 +56,7 @@ def _line_in(exc: BaseException, path: Path) -> str:
     return line
 
 
-def register(pm: ProbedPluginManager, plugin: object, name: str, origin: tuple[str, str]) -> None:
+def register(pm: Manager, plugin: object, name: str, origin: tuple[str, str]) -> None:
     """Register one plugin; a hook mistake is a one-line :class:`PluginError` naming it."""
     pm.origins[name] = origin
     where = pm.where(name)
@@ -73,7 +70,7 @@ def register(pm: ProbedPluginManager, plugin: object, name: str, origin: tuple[s
     pm.warnings += unmarked_hooks(plugin, where)
 
 
-def load_entry_points(pm: ProbedPluginManager) -> None:
+def load_entry_points(pm: Manager) -> None:
     """The ``probed`` entry-point group, as pluggy loads it, remembering each distribution."""
     from importlib.metadata import distributions
 
