@@ -58,6 +58,7 @@ EXPECTED_PARAMETERS = "probed_check_result passes: spec, result"
 COLLISION = "check type 'smtp' is registered twice"
 UNDECLARED_OPTION = "unknown key 'helo_name': type 'smtp' (plugin 'smtp') declares the options"
 UNMARKED = "function probed_startup() is not marked @hookimpl, so probed never calls it"
+REGISTER_RAISES = "probed_register_check_types raised KeyError: 'oops'"
 IMPORT_FAILURE = "failed to import: ModuleNotFoundError: No module named 'no_such_module'"
 
 
@@ -209,6 +210,63 @@ def test_plugin_that_fails_to_import_names_file_line_and_error(tmp_path: Path) -
 
 def test_every_row_text_is_quoted_in_the_docs_table() -> None:
     docs = DOCS.read_text()
-    for text in (UNKNOWN_HOOK, WRONG_PARAMETER, COLLISION, UNMARKED, IMPORT_FAILURE):
+    for text in (
+        UNKNOWN_HOOK,
+        WRONG_PARAMETER,
+        COLLISION,
+        UNMARKED,
+        IMPORT_FAILURE,
+        REGISTER_RAISES,
+        "(installed package probed-broken 0.3.0)",
+        "unknown key 'log_formt' (did you mean 'log_format'?)",
+    ):
         assert text in docs, f"docs/plugins.md does not quote {text!r}"
     assert UNDECLARED_OPTION in docs
+
+
+def test_installed_package_that_fails_to_import_names_distribution_and_fix(
+    tmp_path: Path,
+) -> None:
+    site = tmp_path / "site"
+    (site / "probed_broken").mkdir(parents=True)
+    (site / "probed_broken" / "__init__.py").write_text("raise RuntimeError('boom')\n")
+    dist = site / "probed_broken-0.3.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: probed-broken\nVersion: 0.3.0\n")
+    (dist / "entry_points.txt").write_text("[probed]\nbroken = probed_broken\n")
+    for command, code in (["validate"], 1), (["once"], 3):
+        result = probed(*command, cwd=tmp_path, pythonpath=site)
+        line = assert_one_line(
+            result, code, "plugin 'broken' (installed package probed-broken 0.3.0)"
+        )
+        assert "failed to import: RuntimeError: boom" in line
+        assert "--disable-plugin broken" in line
+    disabled = probed("validate", "--disable-plugin", "broken", cwd=tmp_path, pythonpath=site)
+    assert disabled.returncode == 0, disabled.stderr
+
+
+def test_an_invalid_probed_yaml_makes_once_and_gate_exit_3(tmp_path: Path) -> None:
+    config = tmp_path / "probed.yaml"
+    config.write_text("log_formt: json\n")
+    for command, code in (["validate"], 1), (["once"], 3), (["gate", "--for", "1s"], 3):
+        result = probed(*command, "--config", str(config), cwd=tmp_path)
+        output = result.stdout + result.stderr
+        assert result.returncode == code and "Traceback" not in output, output
+        assert "unknown key 'log_formt' (did you mean 'log_format'?)" in output
+
+
+def test_register_check_types_that_raises_is_one_line_naming_the_plugin(tmp_path: Path) -> None:
+    plugins = plugin_dir(
+        tmp_path,
+        raiser="""
+        from probed import hookimpl
+
+        @hookimpl
+        def probed_register_check_types():
+            raise KeyError("oops")
+        """,
+    )
+    for command, code in (["validate"], 1), (["once"], 3):
+        result = probed(*command, "--plugins-dir", str(plugins), cwd=tmp_path)
+        line = assert_one_line(result, code, REGISTER_RAISES)
+        assert line.startswith(f"probed: plugin 'raiser' (drop-in file {plugins / 'raiser.py'})")
