@@ -145,6 +145,7 @@ def test_150_flapping_checks_for_5_minutes_write_a_bounded_number_of_lines() -> 
     out: list[logging.LogRecord] = []
     logger = logging.getLogger("tests.h8d.flap")
     logger.propagate = False
+    logger.setLevel(logging.DEBUG)  # whatever the root's level is
     handler = _ListHandler(out)
     limiter = StateChangeLimiter(logger, limit=5, window=60.0, clock=lambda: now[0])
     handler.addFilter(limiter)
@@ -175,6 +176,7 @@ def test_150_flapping_checks_for_5_minutes_write_a_bounded_number_of_lines() -> 
 def test_a_limit_of_0_lets_every_state_change_through() -> None:
     logger = logging.getLogger("tests.h8d.unlimited")
     logger.propagate = False
+    logger.setLevel(logging.DEBUG)  # whatever the root's level is
     out: list[logging.LogRecord] = []
     handler = _ListHandler(out)
     handler.addFilter(StateChangeLimiter(logger, limit=0, clock=lambda: 0.0))
