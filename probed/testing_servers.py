@@ -54,13 +54,22 @@ class LoopbackServer:
         return f"http://{self.host}:{self.port}"
 
 
+class _Threads:
+    """Connection threads that never hold up the test: daemon threads, not joined."""
+
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+
+
 @contextmanager
-def _serving(server: socketserver.BaseServer) -> Iterator[None]:
+def _serving(server: socketserver.BaseServer, info: LoopbackServer) -> Iterator[LoopbackServer]:
+    info.port = int(server.server_address[1])  # type: ignore[index]
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.daemon = True
     thread.start()
     try:
-        yield
+        yield info
     finally:
         server.shutdown()
         server.server_close()
@@ -100,15 +109,11 @@ def tcp_server(
             with contextlib.suppress(OSError):  # the client went away: its business
                 serve(self.request)
 
-    class Server(socketserver.ThreadingTCPServer):
-        daemon_threads = True
-        allow_reuse_address = True
-        block_on_close = False
+    class Server(_Threads, socketserver.ThreadingTCPServer):
+        pass
 
-    server = Server(("127.0.0.1", 0), Handler)
-    info.port = int(server.server_address[1])
-    with _serving(server):
-        yield info
+    with _serving(Server(("127.0.0.1", 0), Handler), info) as started:
+        yield started
 
 
 @contextmanager
@@ -152,11 +157,8 @@ def http_server(
         def log_message(self, format: str, *args: Any) -> None:
             """Quiet."""
 
-    class Server(ThreadingHTTPServer):
-        daemon_threads = True
-        block_on_close = False
+    class Server(_Threads, ThreadingHTTPServer):
+        pass
 
-    server = Server(("127.0.0.1", 0), Handler)
-    info.port = int(server.server_address[1])
-    with _serving(server):
-        yield info
+    with _serving(Server(("127.0.0.1", 0), Handler), info) as started:
+        yield started

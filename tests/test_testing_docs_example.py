@@ -39,7 +39,8 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("PROBED_")}
 
 
-def _run(args: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+def run_clean(args: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run ``args`` without this session's PYTHONPATH, venv, pytest and PROBED_* settings."""
     return subprocess.run(
         args, cwd=cwd, env=_clean_env(), capture_output=True, text=True, timeout=timeout
     )
@@ -58,10 +59,10 @@ def test_the_docs_testing_example_passes_in_a_fresh_venv_with_only_probed_and_py
     checkout = tmp_path / "probed-checkout"
     _copy_checkout(checkout)
     venv = tmp_path / "venv"
-    made = _run([sys.executable, "-m", "venv", str(venv)], tmp_path, 300)
+    made = run_clean([sys.executable, "-m", "venv", str(venv)], tmp_path, 300)
     assert made.returncode == 0, made.stderr
     python = str(venv / "bin" / "python")
-    installed = _run(
+    installed = run_clean(
         [
             python,
             "-m",
@@ -80,8 +81,8 @@ def test_the_docs_testing_example_passes_in_a_fresh_venv_with_only_probed_and_py
     for path, code in example_files().items():
         (project / path).parent.mkdir(parents=True, exist_ok=True)
         (project / path).write_text(code)
-    no_asyncio = _run([python, "-c", "import pytest_asyncio"], project, 60)
+    no_asyncio = run_clean([python, "-c", "import pytest_asyncio"], project, 60)
     assert no_asyncio.returncode != 0, "the fresh venv must not have pytest-asyncio"
-    done = _run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider"], project, 300)
+    done = run_clean([python, "-m", "pytest", "-q", "-p", "no:cacheprovider"], project, 300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "3 passed" in done.stdout, done.stdout

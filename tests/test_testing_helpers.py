@@ -4,9 +4,7 @@ loopback servers, metric parsing, a sync run, and the fixtures through the pytes
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +21,7 @@ from probed.testing import (
     tcp_server,
 )
 from tests.harness import write
+from tests.test_testing_docs_example import run_clean
 
 GREETING = """
 import asyncio
@@ -184,7 +183,7 @@ def test_metric_value_picks_the_sample_by_name_and_labels() -> None:
     assert bucket == 4.0
 
 
-PYTEST = (sys.executable, "-m", "pytest", "-q")
+PYTEST = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly"]
 FIXTURE_TEST = """
 from probed import Status
 from probed.testing import check_type, run_check_sync
@@ -204,14 +203,6 @@ def test_installing_probed_makes_the_fixtures_available_to_any_pytest_run(
 ) -> None:
     """No conftest, no import of the plugin, no asyncio plugin: the pytest11 entry point."""
     write(tmp_path / "test_uses_fixtures.py", FIXTURE_TEST)
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTEST_ADDOPTS")}
-    done = subprocess.run(
-        [*PYTEST, "-p", "no:cacheprovider", "-p", "no:asyncio", "-p", "no:randomly"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_clean([*PYTEST, "-p", "no:cacheprovider", "-p", "no:asyncio"], tmp_path, 120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 passed" in done.stdout
