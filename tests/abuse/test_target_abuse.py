@@ -17,7 +17,6 @@ import signal
 import struct
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -36,7 +35,7 @@ from probed.runner import execute
 from probed.testing import make_spec, run_check
 from probed.threads import POOL_SIZE, blocking_cancelled, pool_stats, run_blocking
 from tests.abuse._once import once_measured
-from tests.harness import running_daemon, wait_for
+from tests.harness import running_daemon, wait_for, write
 from tests.servers._stub import silent, stub_server
 from tests.servers._util import free_port
 
@@ -639,23 +638,20 @@ async def test_a_healthy_check_keeps_its_schedule_beside_hostile_redis_tcp_and_p
         serving(pg_flood("query")) as pg,
         serving(good_banner) as good,
     ):
-        checks = tmp_path / "checks"
-        checks.mkdir()
-        (checks / "c.yaml").write_text(
-            textwrap.dedent(
-                f"""\
-                checks:
-                  - {{name: redis, type: redis, url: "redis://127.0.0.1:{bulk}/0",
-                      interval: 200ms, timeout: 150ms}}
-                  - {{name: stream, type: tcp, address: "127.0.0.1:{stream}", expect: "^x",
-                      max_read_size: 1MiB, interval: 200ms, timeout: 150ms}}
-                  - {{name: pg, type: postgres, dsn: "postgresql://u@127.0.0.1:{pg}/db",
-                      max_response_size: 1MiB, interval: 200ms, timeout: 150ms}}
-                  - {{name: steady, type: tcp, address: "127.0.0.1:{good}", expect: "^220",
-                      interval: 100ms, timeout: 90ms}}
-                """
-            )
-        )
+        checks = write(
+            tmp_path / "checks" / "c.yaml",
+            f"""\
+            checks:
+              - {{name: redis, type: redis, url: "redis://127.0.0.1:{bulk}/0",
+                  interval: 200ms, timeout: 150ms}}
+              - {{name: stream, type: tcp, address: "127.0.0.1:{stream}", expect: "^x",
+                  max_read_size: 1MiB, interval: 200ms, timeout: 150ms}}
+              - {{name: pg, type: postgres, dsn: "postgresql://u@127.0.0.1:{pg}/db",
+                  max_response_size: 1MiB, interval: 200ms, timeout: 150ms}}
+              - {{name: steady, type: tcp, address: "127.0.0.1:{good}", expect: "^220",
+                  interval: 100ms, timeout: 90ms}}
+            """,
+        ).parent
         async with running_daemon(checks) as r:
             for name in ("redis", "stream", "pg"):
                 await r.runs(name, 3)
@@ -687,22 +683,19 @@ async def test_probed_once_against_hostile_redis_tcp_and_postgres_stays_within_5
         serving(endless_stream) as stream,
         serving(pg_flood("query")) as pg,
     ):
-        checks = tmp_path / "checks"
-        checks.mkdir()
-        (checks / "hostile.yaml").write_text(
-            textwrap.dedent(
-                f"""\
-                checks:
-                  - {{name: bulk, type: redis, url: "redis://127.0.0.1:{bulk}/0", timeout: 5s}}
-                  - {{name: array, type: redis, url: "redis://127.0.0.1:{array}/0", timeout: 5s}}
-                  - {{name: line, type: redis, url: "redis://127.0.0.1:{line}/0", timeout: 5s}}
-                  - {{name: stream, type: tcp, address: "127.0.0.1:{stream}", expect: "^x",
-                      max_read_size: 1MiB, timeout: 5s}}
-                  - {{name: pg, type: postgres, dsn: "postgresql://u@127.0.0.1:{pg}/db",
-                      timeout: 5s}}
-                """
-            )
-        )
+        checks = write(
+            tmp_path / "checks" / "hostile.yaml",
+            f"""\
+            checks:
+              - {{name: bulk, type: redis, url: "redis://127.0.0.1:{bulk}/0", timeout: 5s}}
+              - {{name: array, type: redis, url: "redis://127.0.0.1:{array}/0", timeout: 5s}}
+              - {{name: line, type: redis, url: "redis://127.0.0.1:{line}/0", timeout: 5s}}
+              - {{name: stream, type: tcp, address: "127.0.0.1:{stream}", expect: "^x",
+                  max_read_size: 1MiB, timeout: 5s}}
+              - {{name: pg, type: postgres, dsn: "postgresql://u@127.0.0.1:{pg}/db",
+                  timeout: 5s}}
+            """,
+        ).parent
         run = await once_measured(checks)
     for name in ("bulk", "array", "line", "pg"):
         assert run.results[name]["reason"] == Reason.PROTOCOL, run.results[name]
