@@ -12,8 +12,9 @@ are passed through a :class:`~probed.redact.Redactor` first.
 Under the default ``sslmode=prefer`` a server without TLS (or anyone in between who answers the
 TLS request with "no") gets the login in plain text and may ask for the password itself in
 clear text. When a password is configured and a TCP connection came up, or was refused at the
-login, without TLS, the check logs one warning per check (never the password): set ``sslmode=verify-full`` (with
-``sslrootcert``) in the dsn, or ``sslmode=disable`` to say plain text is intended.
+login, without TLS, the check logs one warning per check (never the password): set
+``sslmode=verify-full`` (with ``sslrootcert``) in the dsn, or ``sslmode=disable`` to say plain
+text is intended.
 """
 
 from __future__ import annotations
