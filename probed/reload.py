@@ -213,12 +213,12 @@ class RunningConfig:
         :param if_changed: do nothing unless the watched files' content differs from what
             the running configuration was read from (the file watcher's reloads).
         """
-        if not if_changed:  # SIGHUP, POST /-/reload: the web configuration is re-read too
-            for hook in self.on_reload:
-                await asyncio.to_thread(hook)
         async with self._lock:
             settings = self.settings
             try:
+                if not if_changed:  # SIGHUP, POST /-/reload: the web configuration too
+                    for hook in self.on_reload:
+                        await asyncio.to_thread(hook)
                 return await self._reload(if_changed=if_changed)
             except Exception as exc:  # a bug or an unforeseen input: keep what runs
                 self.settings = settings

@@ -192,3 +192,23 @@ async def test_a_reload_that_raises_answers_400_with_one_line_and_keeps_what_run
     failed = [rec for rec in caplog.records if getattr(rec, "event", "") == "reload_failed"]
     assert len(failed) == 1 and failed[0].levelname == "ERROR"
     assert failed[0].exc_info is None  # one line; the traceback only at DEBUG
+
+
+async def test_a_reload_hook_that_raises_answers_400_and_keeps_what_runs(tmp_path: Path) -> None:
+    # The on_reload hooks (the web configuration's re-read) run inside the same guard as the
+    # loader: one that raises is a failed reload, not a 500.
+    checks = tmp_path / "checks"
+    _closed_port_check(checks, "a")
+    async with running_daemon(checks) as r:
+        await r.runs("a", 1)
+
+        def hook() -> tuple[()]:
+            raise OSError("web config vanished mid-read")
+
+        r.daemon.config.on_reload.append(hook)
+        status, body = await r.post("/-/reload")
+        assert status == 400, body
+        assert "reload failed (OSError: web config vanished mid-read)" in body
+        assert "Traceback" not in body
+        runs = sum(r.state("a").runs)
+        await r.runs("a", runs + 1)  # the running configuration keeps its schedule
