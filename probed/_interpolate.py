@@ -27,6 +27,7 @@ from probed._yaml import DocPath, YDict, YList
 from probed.redact import MIN_SECRET_LENGTH, is_secret_env
 
 __all__ = [
+    "DEFAULT_SECRETS_DIRS",
     "MIN_SECRET_LENGTH",  # re-exported from probed.redact, its owner
     "SYSTEM_DIRS",
     "InterpolationError",
@@ -36,11 +37,13 @@ __all__ = [
 ]
 
 _MAX_FILE_BYTES: Final = 1 << 20
-SYSTEM_DIRS: Final = tuple(map(Path, ("/proc", "/sys", "/dev", "/boot", "/root", "/etc")))
-"""Where ``${file:}`` never reads unless ``secrets_dirs`` lists the directory (``/etc/probed``
-excepted): process and kernel pseudo-files (``/proc/self/environ``), devices, the system's
-own credentials (``/etc/shadow``) and root's home."""
-_CONFIG_DIR: Final = Path("/etc/probed")
+SYSTEM_DIRS: Final = tuple(map(Path, ("/proc", "/sys", "/dev")))
+"""Where ``${file:}`` never reads, even when ``secrets_dirs`` lists the directory: process and
+kernel pseudo-files (``/proc/self/environ``) and devices."""
+DEFAULT_SECRETS_DIRS: Final = tuple(map(Path, ("/run/secrets", "/var/run/secrets", "/etc/probed")))
+"""Where ``${file:}`` may read when ``secrets_dirs`` is not set (besides the referring file's
+directory, ``probed.yaml``'s directory and ``$CREDENTIALS_DIRECTORY``): Docker and Kubernetes
+mounted secrets and service-account tokens, and probed's own configuration directory."""
 # A file's own directory is not enough to trust when it is one of these (a checks file
 # dropped in /etc must not read /etc/shadow).
 _NEVER_IMPLIED: Final = frozenset(
@@ -101,32 +104,49 @@ class Interpolator:
         *,
         allowed: Iterable[Path] | None = None,
         base: Path | None = None,
+        config_dir: Path | None = None,
     ) -> None:
         """
         :param env: the environment (default: ``os.environ``).
         :param allowed: directories ``${file:}`` may read regular files under (symbolic links
-            resolved), besides ``base``; ``None`` (the default) allows any regular file
-            outside :data:`SYSTEM_DIRS`.
+            resolved), besides ``base``: ``secrets_dirs``. ``None`` (the default): the
+            :data:`DEFAULT_SECRETS_DIRS`, ``config_dir`` and ``$CREDENTIALS_DIRECTORY`` (from
+            ``env``) when set. Never anything under :data:`SYSTEM_DIRS`.
         :param base: the directory of the file being read: relative ``${file:}`` paths are
             resolved against it, and files under it may be read.
+        :param config_dir: the directory of ``probed.yaml``, allowed when ``allowed`` is None.
         """
         self.env: Mapping[str, str] = os.environ if env is None else env
         self._files: dict[str, str | InterpolationError] = {}
-        self.allowed: tuple[Path, ...] | None = None
+        self.allowed: tuple[Path, ...] = ()
         if allowed is not None:
-            self.allowed = tuple(Path(os.path.realpath(d)) for d in allowed)
+            self.allow(allowed)
+        else:
+            dirs = list(DEFAULT_SECRETS_DIRS)
+            credentials = self.env.get("CREDENTIALS_DIRECTORY")
+            if credentials and os.path.isabs(credentials):
+                dirs.append(Path(credentials))
+            self.allow(dirs)
+            if config_dir is not None:
+                self._implied(config_dir)
         self.base = base
 
     def at(self, base: Path) -> Interpolator:
         """The same interpolator (environment, allowed directories, cache of files read) for
         the file whose directory is ``base``."""
-        other = Interpolator(self.env, base=base)
+        other = Interpolator(self.env, allowed=(), base=base)
         other._files, other.allowed = self._files, self.allowed
         return other
 
     def allow(self, directories: Iterable[Path]) -> None:
-        """Replace the directories ``${file:}`` may read under."""
-        self.allowed = tuple(Path(os.path.realpath(d)) for d in directories)
+        """Replace the directories ``${file:}`` may read under (the referring file's own
+        directory stays allowed)."""
+        self.allowed = tuple(dict.fromkeys(Path(os.path.realpath(d)) for d in directories))
+
+    def _implied(self, directory: Path) -> None:
+        own = Path(os.path.realpath(directory))
+        if own not in _NEVER_IMPLIED and own not in self.allowed:
+            self.allowed += (own,)
 
     def _where(self, name: str) -> tuple[str, str | None]:
         """``(absolute path, reason it may not be read or None)``."""
@@ -134,24 +154,21 @@ class Interpolator:
         if self.base is not None and not path.is_absolute():
             path = self.base / path
         real = Path(os.path.realpath(path))
-        if self.allowed is None:
-            for system in SYSTEM_DIRS:
-                if real.is_relative_to(system) and not real.is_relative_to(_CONFIG_DIR):
-                    return str(path), (
-                        f"{system} is not read by ${{file:}}; list the directory in "
-                        "secrets_dirs of probed.yaml to allow it"
-                    )
-            return str(path), None
+        resolved = f"it resolves to {str(real)!r}, " if real != path else ""
+        for system in SYSTEM_DIRS:
+            if real.is_relative_to(system):
+                never = f"{system} is never read by ${{file:}}, even if listed in secrets_dirs"
+                return str(path), f"{resolved}{never}"
         roots = list(self.allowed)
         if self.base is not None:
             own = Path(os.path.realpath(self.base))
             if own not in _NEVER_IMPLIED:
                 roots.append(own)
-        if any(real == root or real.is_relative_to(root) for root in roots):
+        if any(real.is_relative_to(root) for root in roots):
             return str(path), None
         shown = ", ".join(str(r) for r in roots) or "(none)"
         return str(path), (
-            f"not under a directory ${{file:}} may read ({shown}); add its directory to "
+            f"{resolved}not under a directory ${{file:}} may read ({shown}); add its directory to "
             "secrets_dirs in probed.yaml"
         )
 

@@ -396,7 +396,8 @@ def load_checks(
     :param extra_files: more checks files (such as the embedded default file).
     :return: never raises for configuration problems; see :attr:`LoadResult.errors`.
     """
-    interpolator = Interpolator(allowed=settings.secrets_dirs)
+    config_dir = settings.config_file.parent if settings.config_file is not None else None
+    interpolator = Interpolator(allowed=settings.secrets_dirs, config_dir=config_dir)
     context = _fingerprint(settings, types)
     old_files = previous.files if previous is not None else {}
     reuse = previous is not None and previous.context == context

@@ -62,9 +62,9 @@ class Settings:
     :param idle_timeout: seconds an idle keep-alive connection stays open.
     :param state_change_log_limit: state-change log lines per check per minute (0: no limit).
     :param secrets_dirs: directories ``${file:...}`` may read files under, besides the
-        directory of the file that refers to them; ``None``: any regular file outside the
-        system directories (``/proc``, ``/sys``, ``/dev``, ``/boot``, ``/root``, ``/etc``
-        but ``/etc/probed``).
+        directory of the file that refers to them; ``None``: the default allow-list
+        (``/run/secrets``, ``/var/run/secrets``, ``/etc/probed``, ``$CREDENTIALS_DIRECTORY``
+        and the directory of ``probed.yaml``). ``/proc``, ``/sys`` and ``/dev`` are never read.
     :param max_checks: most checks loaded; checks past it are not run and are reported.
     """
 

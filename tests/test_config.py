@@ -503,7 +503,7 @@ def test_env_and_file_references_are_resolved(work: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("API_TOKEN", "tok-123456")
     monkeypatch.setenv("EMPTY", "")
     monkeypatch.delenv("UNSET_PORT", raising=False)
-    write("secret.txt", "s3cr3t-from-file\n")
+    write("checks.d/secret.txt", "s3cr3t-from-file\n")
     write(
         "checks.d/a.yaml",
         f"""
@@ -511,7 +511,7 @@ def test_env_and_file_references_are_resolved(work: Path, monkeypatch: pytest.Mo
           - name: a
             type: web
             url: http://${{API_HOST}}:${{UNSET_PORT:-8080}}/?t=${{API_TOKEN}}&x=$${{literal}}
-            password: ${{file:{work}/secret.txt}}
+            password: ${{file:{work}/checks.d/secret.txt}}
             headers:
               X-Empty: "[${{EMPTY}}]"
               X-Default-For-Empty: ${{EMPTY:-dflt}}
@@ -562,7 +562,7 @@ def test_missing_variable_and_unreadable_file_are_errors_at_their_line(
           - name: b
             type: web
             url: http://127.0.0.1/
-            password: ${{file:{work}/missing-secret}}
+            password: ${{file:{work}/checks.d/missing-secret}}
           - name: c
             type: web
             url: http://127.0.0.1/${{not valid}}
@@ -577,8 +577,8 @@ def test_missing_variable_and_unreadable_file_are_errors_at_their_line(
     assert errors_of(result) == [
         "checks.d/a.yaml:6: checks[0].headers.Authorization: environment variable 'PG_PASSWORD' "
         "is not set (set it, or read the secret from a file: ${file:/run/secrets/...})",
-        f"checks.d/a.yaml:10: checks[1].password: cannot read file '{work}/missing-secret' "
-        "(from ${file:...}): No such file or directory",
+        "checks.d/a.yaml:10: checks[1].password: cannot read file "
+        f"'{work}/checks.d/missing-secret' (from ${{file:...}}): No such file or directory",
         "checks.d/a.yaml:13: checks[2].url: invalid reference '${not valid}' (use ${VAR}, "
         "${VAR:-default} or ${file:/path}, and $${ for a literal ${)",
         "checks.d/a.yaml:16: checks[3].url: unterminated '${' (use ${VAR}, ${VAR:-default} or "
@@ -594,7 +594,7 @@ def test_interpolated_values_never_appear_in_error_messages(
     monkeypatch.setenv("DB_TOKEN", "hunter2-very-secret")
     monkeypatch.setenv("SHORT", "ab")
     monkeypatch.setenv("PLAIN_URL", "ftp://plain-host-value")
-    write("token.txt", "file-secret-value")
+    write("checks.d/token.txt", "file-secret-value")
     write(
         "checks.d/a.yaml",
         f"""
@@ -602,7 +602,7 @@ def test_interpolated_values_never_appear_in_error_messages(
           - name: a
             type: web
             url: ftp://${{DB_TOKEN}}@h
-            interval: ${{file:{work}/token.txt}}
+            interval: ${{file:{work}/checks.d/token.txt}}
             port: ${{SHORT}}
           - name: b
             type: web
@@ -624,8 +624,8 @@ def test_interpolated_values_never_appear_in_error_messages(
 
 
 def test_secret_file_strips_exactly_one_trailing_newline(work: Path) -> None:
-    write("two-newlines.txt", "value-with-newline\n\n")
-    (work / "crlf.txt").write_bytes(b"crlf-value\r\n")
+    write("checks.d/two-newlines.txt", "value-with-newline\n\n")
+    (work / "checks.d" / "crlf.txt").write_bytes(b"crlf-value\r\n")
     write(
         "checks.d/a.yaml",
         f"""
@@ -634,8 +634,8 @@ def test_secret_file_strips_exactly_one_trailing_newline(work: Path) -> None:
             type: web
             url: http://127.0.0.1/
             headers:
-              A: "${{file:{work}/two-newlines.txt}}"
-              B: "${{file:{work}/crlf.txt}}"
+              A: "${{file:{work}/checks.d/two-newlines.txt}}"
+              B: "${{file:{work}/checks.d/crlf.txt}}"
         """,
     )
     options = load().specs["a"].options
@@ -701,14 +701,14 @@ def test_reload_revalidates_when_a_referenced_variable_changes(
 
 
 def test_reload_sees_a_rotated_secret_file(work: Path) -> None:
-    write("token", "first-token\n")
+    write("checks.d/token", "first-token\n")
     write(
         "checks.d/a.yaml",
         "checks:\n  - {name: a, type: web, url: http://127.0.0.1/,\n"
-        f"     password: '${{file:{work}/token}}'}}\n",
+        f"     password: '${{file:{work}/checks.d/token}}'}}\n",
     )
     first = load()
-    write("token", "second-token\n")
+    write("checks.d/token", "second-token\n")
     second = load(first)
     assert second.specs["a"].options.password.get_secret_value() == "second-token"  # type: ignore[attr-defined]
     assert "second-token" in second.secrets

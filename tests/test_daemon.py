@@ -305,9 +305,10 @@ async def test_changes_under_checks_dir_are_picked_up_without_restart(tmp_path: 
 
 async def test_secret_from_file_never_appears_in_api_logs_or_errors(tmp_path: Path) -> None:
     secret = "s3cr3t-Pa55word-xyz"
-    secret_file = tmp_path / "secret"
-    secret_file.write_text(secret + "\n")
     checks = tmp_path / "checks"
+    checks.mkdir()
+    secret_file = checks / "secret"
+    secret_file.write_text(secret + "\n")
     write(
         checks / "a.yaml",
         f"""

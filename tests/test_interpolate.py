@@ -40,7 +40,7 @@ def test_file_contents_are_secrets_from_four_characters(
 ) -> None:
     path = tmp_path / "s"
     path.write_text(content)
-    result, _pieces, secrets = Interpolator({}).string(f"${{file:{path}}}")
+    result, _pieces, secrets = Interpolator({}, allowed=[tmp_path]).string(f"${{file:{path}}}")
     assert result == content.rstrip("\n")
     assert secrets == ([result] if secret else [])
 
@@ -115,14 +115,14 @@ def test_an_empty_file_reference_asks_for_a_path() -> None:
 def test_a_file_of_exactly_the_size_limit_is_read_whole(tmp_path: Path) -> None:
     path = tmp_path / "big"
     path.write_bytes(b"a" * interpolate_module._MAX_FILE_BYTES)
-    result, _, secrets = Interpolator({}).string(f"${{file:{path}}}")
+    result, _, secrets = Interpolator({}, allowed=[tmp_path]).string(f"${{file:{path}}}")
     assert len(result) == interpolate_module._MAX_FILE_BYTES and secrets == [result]
 
 
 def test_a_file_one_byte_over_the_size_limit_is_refused_by_name(tmp_path: Path) -> None:
     path = tmp_path / "big"
     path.write_bytes(b"a" * (interpolate_module._MAX_FILE_BYTES + 1))
-    message = interpolation_error(Interpolator({}), f"${{file:{path}}}")
+    message = interpolation_error(Interpolator({}, allowed=[tmp_path]), f"${{file:{path}}}")
     assert message == (
         f"cannot read file {str(path)!r} (from ${{file:...}}): larger than 1048576 bytes"
     )
@@ -131,13 +131,13 @@ def test_a_file_one_byte_over_the_size_limit_is_refused_by_name(tmp_path: Path) 
 def test_a_file_that_is_not_utf8_is_refused_without_showing_its_content(tmp_path: Path) -> None:
     path = tmp_path / "latin1"
     path.write_bytes(b"s\xe9cret")
-    message = interpolation_error(Interpolator({}), f"${{file:{path}}}")
+    message = interpolation_error(Interpolator({}, allowed=[tmp_path]), f"${{file:{path}}}")
     assert message == f"cannot read file {str(path)!r} (from ${{file:...}}): not valid UTF-8"
 
 
 def test_a_missing_file_is_reported_with_the_system_reason(tmp_path: Path) -> None:
     path = tmp_path / "absent"
-    message = interpolation_error(Interpolator({}), f"${{file:{path}}}")
+    message = interpolation_error(Interpolator({}, allowed=[tmp_path]), f"${{file:{path}}}")
     assert (
         message == f"cannot read file {str(path)!r} (from ${{file:...}}): No such file or directory"
     )
@@ -146,11 +146,11 @@ def test_a_missing_file_is_reported_with_the_system_reason(tmp_path: Path) -> No
 def test_a_file_is_read_once_per_interpolator_however_often_it_is_used(tmp_path: Path) -> None:
     path = tmp_path / "token"
     path.write_text("first-value\n")
-    interpolator = Interpolator({})
+    interpolator = Interpolator({}, allowed=[tmp_path])
     assert interpolator.string(f"${{file:{path}}}")[0] == "first-value"
     path.write_text("rotated-value\n")
     assert interpolator.string(f"a ${{file:{path}}}")[0] == "a first-value"
-    assert Interpolator({}).string(f"${{file:{path}}}")[0] == "rotated-value"
+    assert Interpolator({}, allowed=[tmp_path]).string(f"${{file:{path}}}")[0] == "rotated-value"
 
 
 @pytest.mark.parametrize(
@@ -270,7 +270,8 @@ def test_digest_accepts_undecodable_content_and_environment_values() -> None:
 
 
 def test_validate_reports_file_and_variable_errors_at_their_lines(tmp_path: Path) -> None:
-    big = tmp_path / "big"
+    big = tmp_path / "checks" / "big"  # next to the checks: ${file:} may read there
+    big.parent.mkdir()
     big.write_bytes(b"a" * (1 << 20) + b"b")
     write(
         tmp_path / "checks" / "c.yaml",

@@ -93,9 +93,10 @@ async def test_reload_restarts_an_edited_check_with_its_new_url_interval_and_sec
     tmp_path: Path, targets: tuple[Target, Target]
 ) -> None:
     old, new = targets
-    secret = tmp_path / "token"
-    secret.write_text("token-one-1234\n")
     checks = tmp_path / "checks"
+    checks.mkdir()
+    secret = checks / "token"
+    secret.write_text("token-one-1234\n")
     http_check(checks / "web.yaml", old.url, secret, "300ms", "200ms")
     async with running_daemon(checks, builtins=("probed.checks.http",)) as r:
         await r.runs("web", 3)
@@ -153,9 +154,10 @@ async def test_a_rotated_secret_file_alone_restarts_the_check_on_reload(
     tmp_path: Path, targets: tuple[Target, Target]
 ) -> None:
     target, _ = targets
-    secret = tmp_path / "token"
-    secret.write_text("first-secret-value")
     checks = tmp_path / "checks"
+    checks.mkdir()
+    secret = checks / "token"
+    secret.write_text("first-secret-value")
     http_check(checks / "web.yaml", target.url, secret, "10s", "1s")
     async with running_daemon(checks, builtins=("probed.checks.http",)) as r:
         await r.runs("web", 1)

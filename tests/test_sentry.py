@@ -147,7 +147,8 @@ def _exploding_checks(tmp_path: Path, secret_file: Path) -> Path:
 
 @pytest.fixture
 def secret_file(tmp_path: Path) -> Path:
-    path = tmp_path / "token"
+    path = tmp_path / "checks" / "token"  # next to the checks: ${file:} may read there
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(SECRET + "\n")
     return path
 

@@ -79,7 +79,7 @@ HOSTILE: list[tuple[str, str, str]] = [
     (
         "shadow.yaml",
         'checks:\n  - name: shadow\n    type: outcome\n    message: "${file:/etc/shadow}"\n',
-        ":4: checks[0].message: cannot read file '/etc/shadow' (from ${file:...}): /etc is not",
+        ":4: checks[0].message: cannot read file '/etc/shadow' (from ${file:...}): not under a",
     ),
     ("bomb.yaml", billion_laughs(), ":7: invalid YAML at column 20: more than 3,000,000 values"),
     (
@@ -296,31 +296,48 @@ def file_ref_check(reference: str) -> str:
     return f'checks:\n  - name: ref\n    type: outcome\n    message: "{reference}"\n'
 
 
+def test_a_file_reference_outside_the_allowed_dirs_names_the_file_line_path_and_fix(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path / "c.yaml", file_ref_check("${file:/etc/shadow}"))
+    result = load_checks(Settings(checks_dirs=(tmp_path,)), TYPES)
+    assert len(result.errors) == 1 and not result.specs
+    message = str(result.errors[0])
+    assert message.startswith(
+        f"{tmp_path}/c.yaml:4: checks[0].message: cannot read file '/etc/shadow' (from "
+        "${file:...}): not under a directory ${file:} may read (/run/secrets, "
+    )
+    assert message.endswith(f", {tmp_path}); add its directory to secrets_dirs in probed.yaml")
+
+
 @pytest.mark.parametrize(
-    ("reference", "reason"),
-    [
-        ("/etc/shadow", "/etc is not read by ${file:}"),
-        ("/proc/self/environ", "/proc is not read by ${file:}"),
-        ("/sys/kernel/hostname", "/sys is not read by ${file:}"),
-    ],
+    ("reference", "system"),
+    [("/proc/self/environ", "/proc"), ("/sys/kernel/hostname", "/sys"), ("/dev/zero", "/dev")],
 )
-def test_file_references_to_system_files_are_refused(
-    tmp_path: Path, reference: str, reason: str
+def test_pseudo_file_systems_are_refused_even_when_listed_in_secrets_dirs(
+    tmp_path: Path, reference: str, system: str
 ) -> None:
     write(tmp_path / "c.yaml", file_ref_check(f"${{file:{reference}}}"))
-    result = load_checks(Settings(checks_dirs=(tmp_path,)), TYPES)
-    assert [str(e) for e in result.errors] == [
-        f"{tmp_path}/c.yaml:4: checks[0].message: cannot read file {reference!r} (from "
-        f"${{file:...}}): {reason}; list the directory in secrets_dirs of probed.yaml to allow it"
-    ]
-    assert not result.specs
+    for listed in (None, (Path(system),)):
+        result = load_checks(Settings(checks_dirs=(tmp_path,), secrets_dirs=listed), TYPES)
+        assert len(result.errors) == 1 and not result.specs
+        message = str(result.errors[0])  # /proc/self resolves to /proc/<pid>: said in between
+        assert message.startswith(
+            f"{tmp_path}/c.yaml:4: checks[0].message: cannot read file {reference!r} (from "
+            "${file:...}): "
+        )
+        assert message.endswith(
+            f"{system} is never read by ${{file:}}, even if listed in secrets_dirs"
+        )
 
 
 def test_a_symlink_to_a_system_file_is_refused_like_the_file(tmp_path: Path) -> None:
     (tmp_path / "innocent").symlink_to("/proc/self/environ")
     write(tmp_path / "c.yaml", file_ref_check("${file:innocent}"))
     result = load_checks(Settings(checks_dirs=(tmp_path,)), TYPES)
-    assert len(result.errors) == 1 and "/proc is not read" in str(result.errors[0])
+    assert len(result.errors) == 1
+    message = str(result.errors[0])
+    assert "it resolves to '/proc/" in message and "/proc is never read" in message
 
 
 def test_a_file_reference_to_a_fifo_is_refused_without_waiting_for_a_writer(
@@ -378,6 +395,84 @@ def test_secrets_dirs_in_probed_yaml_allow_only_those_dirs_and_the_files_own(
         "add its directory to secrets_dirs in probed.yaml"
     ]
     assert "other-token-456" not in str(result.errors)
+
+
+def test_a_file_in_a_sibling_dir_is_refused_by_default_and_read_once_listed_in_secrets_dirs(
+    tmp_path: Path,
+) -> None:
+    """A checks.d author cannot send any file probed can read (an SSH key, /var/lib/...) to a
+    target: by default only the allow-list is read, and ``secrets_dirs`` extends it."""
+    write(tmp_path / "sibling" / "id_ed25519", "private-key-material-42")
+    checks = tmp_path / "checks.d"
+    write(checks / "c.yaml", file_ref_check(f"${{file:{tmp_path}/sibling/id_ed25519}}"))
+    refused = load_checks(Settings(checks_dirs=(checks,)), TYPES)
+    assert not refused.specs and len(refused.errors) == 1
+    message = str(refused.errors[0])
+    assert message.startswith(
+        f"{checks}/c.yaml:4: checks[0].message: cannot read file '{tmp_path}/sibling/id_ed25519' "
+        "(from ${file:...}): not under a directory ${file:} may read ("
+    )
+    assert message.endswith("add its directory to secrets_dirs in probed.yaml")
+    assert "private-key-material-42" not in message
+    config = write(tmp_path / "probed.yaml", "secrets_dirs: [sibling]\nchecks_dirs: [checks.d]\n")
+    allowed = load_checks(load_settings(config, {}), TYPES)
+    assert not allowed.errors
+    assert allowed.specs["ref"].options.message == "private-key-material-42"  # type: ignore[attr-defined]
+
+
+def test_a_symlink_next_to_the_checks_to_a_file_outside_the_allowed_dirs_is_refused(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path / "outside" / "key", "outside-key-value-7")
+    checks = tmp_path / "checks.d"
+    checks.mkdir()
+    (checks / "key").symlink_to(tmp_path / "outside" / "key")
+    write(checks / "c.yaml", file_ref_check("${file:key}"))
+    result = load_checks(Settings(checks_dirs=(checks,)), TYPES)
+    assert len(result.errors) == 1 and not result.specs
+    message = str(result.errors[0])
+    assert f"it resolves to '{tmp_path}/outside/key', not under a directory" in message
+
+
+def test_the_credentials_directory_of_systemd_is_allowed_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    credentials = tmp_path / "credentials"
+    write(credentials / "api-token", "credential-token-99")
+    checks = tmp_path / "checks.d"
+    write(checks / "c.yaml", file_ref_check(f"${{file:{credentials}/api-token}}"))
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    refused = load_checks(Settings(checks_dirs=(checks,)), TYPES)
+    assert len(refused.errors) == 1 and "not under a directory" in str(refused.errors[0])
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    result = load_checks(Settings(checks_dirs=(checks,)), TYPES)
+    assert not result.errors
+    assert result.specs["ref"].options.message == "credential-token-99"  # type: ignore[attr-defined]
+    # listing secrets_dirs replaces the default directories, $CREDENTIALS_DIRECTORY among them
+    listed = load_checks(Settings(checks_dirs=(checks,), secrets_dirs=(tmp_path / "x",)), TYPES)
+    assert len(listed.errors) == 1 and "not under a directory" in str(listed.errors[0])
+
+
+def test_the_checks_files_own_subdirectory_and_probed_yamls_directory_are_allowed_by_default(
+    tmp_path: Path,
+) -> None:
+    checks = tmp_path / "conf" / "checks.d"
+    write(checks / "secrets" / "deep" / "token", "own-subdir-token-1")
+    write(tmp_path / "conf" / "shared-token", "config-dir-token-2")
+    config = write(tmp_path / "conf" / "probed.yaml", "checks_dirs: [checks.d]\n")
+    write(
+        checks / "c.yaml",
+        "checks:\n"
+        '  - {name: own, type: outcome, message: "${file:secrets/deep/token}"}\n'
+        f'  - {{name: conf, type: outcome, message: "${{file:{tmp_path}/conf/shared-token}}"}}\n',
+    )
+    result = load_checks(load_settings(config, {}), TYPES)
+    assert not result.errors
+    assert result.specs["own"].options.message == "own-subdir-token-1"  # type: ignore[attr-defined]
+    assert result.specs["conf"].options.message == "config-dir-token-2"  # type: ignore[attr-defined]
+    # without probed.yaml, its directory is nothing special
+    alone = load_checks(Settings(checks_dirs=(checks,)), TYPES)
+    assert sorted(alone.specs) == ["own"] and len(alone.errors) == 1
 
 
 # -- secrets in free text ----------------------------------------------------------------------

@@ -333,6 +333,8 @@ def prepare(container: Container, image: Image, listen: str) -> tuple[list[str],
     env = {k: v for k, v in os.environ.items() if not k.startswith("PROBED_")}
     env.update(image.env)
     env.update(container.env)
+    # ${file:} reads under /run/secrets by default; here that is the layout's /run/secrets.
+    env.setdefault("CREDENTIALS_DIRECTORY", str(image.host("/run/secrets")))
     for key in PATH_VARIABLES:
         if key in env:
             paths = [p for p in env[key].split(":") if p]

@@ -180,12 +180,12 @@ def test_scrape_configs_keep_the_port_the_pods_expose() -> None:
 
 def test_configmap_checks_pass_probed_validate(tmp_path: Path) -> None:
     """The checks shipped in the ConfigMaps load with probed's own configuration loader."""
-    secrets = tmp_path / "secrets"
+    checks = tmp_path / "checks.d"
+    checks.mkdir()
+    secrets = checks / "secrets"  # under the checks' directory: ${file:} may read there
     secrets.mkdir()
     for key in _one("Secret", "shop-probed-secrets")["stringData"]:
         (secrets / key).write_text("placeholder\n")
-    checks = tmp_path / "checks.d"
-    checks.mkdir()
     for configmap in (_one("ConfigMap", "shop-probed-checks"), _one("ConfigMap", "probed-checks")):
         for key, text in configmap["data"].items():
             text = text.replace("/run/secrets/probed/", f"{secrets}/")
