@@ -106,11 +106,14 @@ def test_sidecar_app_is_ready_only_when_probed_says_so() -> None:
     # probed's own liveness never depends on the checks.
     assert containers["probed"]["livenessProbe"]["httpGet"]["path"] == "/health/live"
     assert containers["probed"]["startupProbe"]["httpGet"]["path"] == "/health/startup"
-    # The kubelet asks the health-only listener; 9333 is for Prometheus (and auth).
-    for key in ("livenessProbe", "readinessProbe", "startupProbe"):
+    # The kubelet asks the health-only listener; 9333 is for Prometheus (and auth). Liveness
+    # asks the live listener, answered off the event loop (a blocking check is no restart).
+    for key in ("readinessProbe", "startupProbe"):
         assert containers["probed"][key]["httpGet"]["port"] == "probed-health"
+    assert containers["probed"]["livenessProbe"]["httpGet"]["port"] == "probed-live"
     env = {e["name"]: e.get("value") for e in containers["probed"]["env"]}
     assert env["PROBED_HEALTH_LISTEN"].endswith(f":{probed_ports['probed-health']}")
+    assert env["PROBED_LIVE_LISTEN"].endswith(f":{probed_ports['probed-live']}")
 
 
 def test_sidecar_gets_checks_from_configmap_and_secrets_from_secret() -> None:

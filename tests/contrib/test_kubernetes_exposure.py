@@ -6,6 +6,13 @@ For every pod that runs probed (a container named ``probed``):
   kubelet probe asking a ``/health/*`` path of probed's ports asks that listener, so the main
   listener can carry TLS and auth without breaking the probes;
 - no probe asks anything but ``/health/*`` of the health listener (it answers 404);
+- probed has a live listener (``--live-listen``/``PROBED_LIVE_LISTEN``, answered off the event
+  loop by a thread) and probed's ``livenessProbe`` asks ``/health/live`` of it, never of the
+  health or main listener: those are served by the loop, so a plugin check that blocks the loop
+  for longer than the probe's timeout would get the container restarted; nothing else asks the
+  live listener (it serves ``/health/live`` only);
+- every probe of probed's container, its port resolved (a name among the container's own
+  ``containerPort``s), asks a port probed listens on;
 - nothing (probe, argument, environment, ConfigMap) opens ``/-/reload`` to the pod network
   (``reload_endpoint: open``) or points a probe at it.
 """
@@ -17,6 +24,8 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
+
+import pytest
 
 from tests.contrib._tools import CONTRIB
 from tests.contrib.test_kubernetes_semantics import (
@@ -77,12 +86,34 @@ def exposure_problems(root: Path) -> list[str]:
                 for probed in (c for c in _containers(pod) if c.get("name") == "probed"):
                     main = _port_of(_option(probed, "--listen", "PROBED_LISTEN")) or DEFAULT_PORT
                     health = _port_of(_option(probed, "--health-listen", "PROBED_HEALTH_LISTEN"))
+                    live = _port_of(_option(probed, "--live-listen", "PROBED_LIVE_LISTEN"))
                     if health is None:
                         problems.append(f"{where}: probed has no --health-listen")
+                    if live is None and probed.get("livenessProbe"):
+                        problems.append(
+                            f"{where}: probed has a livenessProbe but no --live-listen "
+                            "(a check blocking the event loop would get it restarted)"
+                        )
+                    listening = {p for p in (main, health, live) if p is not None}
                     for container, key, http in _probes(pod):
                         port, path = _resolve(container, http.get("port")), http.get("path", "/")
                         what = f"{where}: container {container['name']!r} {key} {path}"
-                        if path.startswith("/-/"):
+                        is_probed = container is probed
+                        if is_probed and port not in listening:
+                            problems.append(
+                                f"{what}: port {http.get('port')!r} is none of probed's "
+                                f"listeners {sorted(listening)}"
+                            )
+                        elif is_probed and key == "livenessProbe" and live is not None:
+                            if port != live or path != "/health/live":
+                                problems.append(
+                                    f"{what} on port {port}: probed's liveness must ask "
+                                    f"/health/live of the live listener ({live}), served off "
+                                    "the event loop"
+                                )
+                        elif live is not None and port == live and path != "/health/live":
+                            problems.append(f"{what}: the live listener serves /health/live only")
+                        elif path.startswith("/-/"):
                             problems.append(f"{what}: a probe must not ask a mutating endpoint")
                         elif path.startswith("/health/") and port == main:
                             problems.append(
@@ -99,7 +130,7 @@ def exposure_problems(root: Path) -> list[str]:
     return problems
 
 
-def test_probes_use_the_health_listener_and_nothing_mutating_is_exposed() -> None:
+def test_probes_use_the_health_and_live_listeners_and_nothing_mutating_is_exposed() -> None:
     assert exposure_problems(K8S) == []
 
 
@@ -133,6 +164,63 @@ def test_a_probed_without_health_listener_is_caught(tmp_path: Path) -> None:
     _edit(root / "standalone" / "deployment.yaml", "- --health-listen ", "- --other ")
     problems = exposure_problems(root)
     assert any("probed has no --health-listen" in p for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    ("folder", "old", "new"),
+    [
+        # The sidecar's liveness by name: the health listener's port name.
+        (
+            "sidecar",
+            "port: probed-live        # answered off the loop",
+            "port: probed-health      # answered off the loop",
+        ),
+        # The standalone's liveness by name, at the health listener.
+        (
+            "standalone",
+            "path: /health/live\n              port: probed-live",
+            "path: /health/live\n              port: probed-health",
+        ),
+        # The right name, but the declared containerPort is the health listener's number.
+        ("standalone", "containerPort: 9335", "containerPort: 9334"),
+    ],
+)
+def test_a_liveness_probe_on_the_health_listener_is_caught(
+    tmp_path: Path, folder: str, old: str, new: str
+) -> None:
+    root = _copy(tmp_path)
+    _edit(root / folder / "deployment.yaml", old, new)
+    problems = exposure_problems(root)
+    assert len(problems) == 1, problems
+    assert "'probed' livenessProbe /health/live on port 9334" in problems[0], problems
+    assert "live listener (9335)" in problems[0], problems
+
+
+def test_a_probed_liveness_probe_without_live_listener_is_caught(tmp_path: Path) -> None:
+    root = _copy(tmp_path)
+    _edit(
+        root / "sidecar" / "deployment.yaml",
+        "            - name: PROBED_LIVE_LISTEN\n              value: 0.0.0.0:9335",
+        "            - name: PROBED_UNUSED\n              value: 0.0.0.0:9335",
+    )
+    problems = exposure_problems(root)
+    # The liveness probe now asks a port nothing listens on, and there is no live listener.
+    assert any("probed has a livenessProbe but no --live-listen" in p for p in problems), problems
+    assert any("is none of probed's listeners [9333, 9334]" in p for p in problems), problems
+
+
+def test_a_readiness_probe_on_the_live_listener_is_caught(tmp_path: Path) -> None:
+    root = _copy(tmp_path)
+    _edit(
+        root / "standalone" / "deployment.yaml",
+        "path: /health/ready\n              port: probed-health",
+        "path: /health/ready\n              port: probed-live",
+    )
+    problems = exposure_problems(root)
+    assert len(problems) == 1, problems
+    assert (
+        "readinessProbe /health/ready: the live listener serves /health/live only" in (problems[0])
+    ), problems
 
 
 def test_an_open_reload_endpoint_in_a_configmap_is_caught(tmp_path: Path) -> None:

@@ -431,6 +431,19 @@ def test_probe_on_a_port_named_only_in_a_sibling_container_is_caught(tmp_path: P
     assert "'shop' readinessProbe.httpGet.port 'probed-metrics'" in problems[0]
 
 
+@pytest.mark.parametrize("folder", ["sidecar", "standalone"])
+def test_liveness_on_a_named_port_the_container_does_not_declare_is_caught(
+    tmp_path: Path, folder: str
+) -> None:
+    """probed's liveness asks `probed-live`: undeclared, the name resolves to nothing."""
+    root = _copy_kubernetes(tmp_path)
+    deployment = root / "kubernetes" / folder / "deployment.yaml"
+    _edit(deployment, "- name: probed-live", "- name: probed-alive")
+    problems = probe_port_problems(root)
+    assert len(problems) == 1, problems
+    assert "'probed' livenessProbe.httpGet.port 'probed-live'" in problems[0], problems
+
+
 @pytest.mark.parametrize("target", ["metrics", "9444"])
 def test_service_target_port_missing_from_the_pods_is_caught(tmp_path: Path, target: str) -> None:
     root = _copy_kubernetes(tmp_path)
