@@ -184,6 +184,7 @@ def test_a_probed_without_health_listener_is_caught(tmp_path: Path) -> None:
         # The right name, but the declared containerPort is the health listener's number.
         ("standalone", "containerPort: 9335", "containerPort: 9334"),
     ],
+    ids=["sidecar-by-name", "standalone-by-name", "standalone-port-number"],
 )
 def test_a_liveness_probe_on_the_health_listener_is_caught(
     tmp_path: Path, folder: str, old: str, new: str
