@@ -442,6 +442,9 @@ def run_soak(args: argparse.Namespace) -> SoakFigures:
             for name in procs.tmp.glob("*.log"):
                 shutil.copy(name, args.keep_logs / name.name)
             shutil.copytree(checks_dir, args.keep_logs / "checks.d", dirs_exist_ok=True)
+            rows = [f"{x.at - first.at:.1f},{x.rss},{x.fds},{x.threads}" for x in samples]
+            csv = "seconds,rss_bytes,fds,threads\n" + "\n".join(rows) + "\n"
+            (args.keep_logs / "samples.csv").write_text(csv)
     missed, due, by_group = missed_runs(plan, first, second)
     lag = sorted((le, second.lag.get(le, 0.0) - first.lag.get(le, 0.0)) for le in second.lag)
     return SoakFigures(
@@ -527,6 +530,18 @@ def _trend_mb_per_hour(samples: list[Sample]) -> float:
     return slope * 3600 / MB
 
 
+def _tenths(samples: list[Sample]) -> str:
+    """Median RSS of the first and the last tenth of the samples: a drift that one sample's
+    noise (a hostile connection in flight) cannot make."""
+    n = max(1, len(samples) // 10)
+    head = statistics.median(x.rss for x in samples[:n])
+    tail = statistics.median(x.rss for x in samples[-n:])
+    return (
+        f"medians of the first and last tenth {head / MB:.1f} -> {tail / MB:.1f} MB "
+        f"({100 * (tail - head) / head:+.1f} %)"
+    )
+
+
 def _pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -547,7 +562,7 @@ def print_soak(fig: SoakFigures) -> None:
         f"RSS: start {s0.rss / MB:.1f} MB, end {s1.rss / MB:.1f} MB, drift {drift:+.1f} % "
         f"(target < 5 %); highest sample {max(s.rss for s in fig.samples) / MB:.1f} MB, "
         f"VmHWM {fig.peak / MB:.1f} MB; trend {_trend_mb_per_hour(fig.samples):+.1f} MB/h "
-        f"over {len(fig.samples)} samples"
+        f"over {len(fig.samples)} samples; {_tenths(fig.samples)}"
     )
     for label, attr in (("fds", "fds"), ("threads", "threads")):
         values = [getattr(s, attr) for s in fig.samples]

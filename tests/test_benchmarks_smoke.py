@@ -137,6 +137,7 @@ def test_soak_benchmark_prints_every_figure_line() -> None:
         args,
         r"^soak: 50 checks \(pass-http \d+, .*redis-bulk \d+, .*reload 1\); window [\d.]+ s",
         r"^RSS: start [\d.]+ MB, end [\d.]+ MB, drift [+-][\d.]+ % \(target < 5 %\); highest",
+        r"^RSS: .*; medians of the first and last tenth [\d.]+ -> [\d.]+ MB \([+-][\d.]+ %\)$",
         r"^fds: start \d+, end \d+, highest \d+",
         r"^threads: start \d+, end \d+, highest \d+",
         r"^missed runs \(checks no reload touches\): \d+ of \d+ due \(target 0\)",
