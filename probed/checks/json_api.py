@@ -17,7 +17,6 @@ is that of the worst part (``unhealthy`` when the service says so itself).
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 from typing import Any, ClassVar, Final
@@ -41,6 +40,7 @@ from probed.checks._json_health import (
 )
 from probed.checks._json_path import JsonPath, PathMissingError, describe_value, type_name
 from probed.checks._reasons import UNHEALTHY
+from probed.threads import run_blocking
 
 __all__ = ["JSON_API_METRICS", "UNHEALTHY", "JsonApiCheck", "JsonApiOptions"]
 
@@ -143,7 +143,7 @@ class JsonApiCheck(HttpProbe):
         """Judge the response as ``http`` does, then judge its JSON body."""
         base = self.judge(response)
         if len(response.body) > _THREAD_DECODE_BYTES:
-            document, error = await asyncio.to_thread(_decode, response.body)
+            document, error = await run_blocking(_decode, response.body)
         else:
             document, error = _decode(response.body)
         return self._judge_json(response, base, document, error)

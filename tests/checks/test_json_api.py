@@ -119,6 +119,19 @@ async def test_passes_when_the_body_is_healthy_and_every_assertion_holds(
     assert "json" in (target.requests[0].headers.get("Accept") or "")
 
 
+async def test_a_large_body_is_decoded_in_the_json_api_worker_pool(target: JsonTarget) -> None:
+    # Above 64 KiB the JSON is parsed in probed's bounded pool for the type (run_blocking), not
+    # on the loop and not in asyncio's shared default executor.
+    from probed.threads import pool_stats
+
+    target.serve({"status": "ok", "items": list(range(40_000))})
+    result = await run_check(
+        JsonApiCheck, url=target.url, assertions=[{"path": "items", "op": "length", "value": 40000}]
+    )
+    assert result.status is Status.OK, result.message
+    assert "json_api" in pool_stats()
+
+
 async def test_connection_refused_fails_with_reason_connection_refused() -> None:
     port = free_port()
     result = await run_check(JsonApiCheck, url=f"http://127.0.0.1:{port}/health")
