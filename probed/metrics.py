@@ -29,6 +29,7 @@ from prometheus_client.registry import Collector
 from probed import __version__
 from probed._gc import trim
 from probed.exposition import Renderer, TypeMetrics, assemble
+from probed.shards import Shard
 from probed.state import StateStore
 
 __all__ = [
@@ -161,6 +162,8 @@ def _daemon_text(daemon: DaemonMetrics, openmetrics: bool) -> bytes:
     return text_exposition.generate_latest(daemon.registry)
 
 
+_Key = tuple[bool, bool, Shard | None]  # OpenMetrics, gzip, shard: one flight each
+
 TRIM_DELAY: Final = 2.0
 """Seconds after a big scrape before the C heap is trimmed (the response is sent by then)."""
 
@@ -220,36 +223,44 @@ class Exporter:
         self.renderer = Renderer(types)
         self.instruments = instruments
         self.last_scrape: float | None = None  # monotonic time of the last render
+        self._last_by_shard: dict[Shard, float] = {}  # the same, per shard
         self._trim_from = trim_from
         self._trim_pending = False
-        self._flights: dict[tuple[bool, bool], asyncio.Future[Scrape]] = {}
+        self._flights: dict[_Key, asyncio.Future[Scrape]] = {}
 
-    async def scrape(self, openmetrics: bool, accepts_gzip: bool = False) -> Scrape:
+    async def scrape(
+        self, openmetrics: bool, accepts_gzip: bool = False, shard: Shard | None = None
+    ) -> Scrape:
         """The body for one scrape; concurrent scrapes share one render (single flight).
 
-        A scrape that asks while a render of the same format (and encoding) is in flight
-        awaits that render and gets the same bytes: 512 scrapers at once cost one render and
-        one body, not 512. A scraper that goes away does not cancel the render for the others.
+        A scrape that asks while a render of the same format (encoding and shard) is in
+        flight awaits that render and gets the same bytes: 512 scrapers at once cost one
+        render and one body, not 512. A scraper that goes away does not cancel the render for
+        the others. ``shard`` (see :mod:`probed.shards`) renders one part of the body; one
+        shard of one is the full scrape.
         """
-        key = (openmetrics, accepts_gzip)
+        if shard is not None and shard.count == 1:
+            shard = None
+        key = (openmetrics, accepts_gzip, shard)
         flight = self._flights.get(key)
         if flight is None:
-            flight = asyncio.ensure_future(self._produce(openmetrics, accepts_gzip))
+            flight = asyncio.ensure_future(self._produce(openmetrics, accepts_gzip, shard))
             self._flights[key] = flight
             flight.add_done_callback(lambda done: self._landed(key, done))
         return await asyncio.shield(flight)
 
-    def _landed(self, key: tuple[bool, bool], flight: asyncio.Future[Scrape]) -> None:
+    def _landed(self, key: _Key, flight: asyncio.Future[Scrape]) -> None:
         if self._flights.get(key) is flight:
             del self._flights[key]
         if not flight.cancelled():
             flight.exception()  # retrieved: every scraper may have gone away meanwhile
 
-    async def _produce(self, openmetrics: bool, accepts_gzip: bool) -> Scrape:
+    async def _produce(self, openmetrics: bool, accepts_gzip: bool, shard: Shard | None) -> Scrape:
         content_type = CONTENT_TYPE_OPENMETRICS if openmetrics else CONTENT_TYPE_TEXT
         if not accepts_gzip:
-            return Scrape(await self.render_async(openmetrics), False, content_type)
-        plain = await self.scrape(openmetrics)  # shared with the plain scrapers in flight
+            body = await self.render_async(openmetrics, shard=shard)
+            return Scrape(body, False, content_type)
+        plain = await self.scrape(openmetrics, shard=shard)  # shared with plain scrapers
         if len(plain.body) < GZIP_FROM:
             return plain
         if len(plain.body) <= GZIP_INLINE:
@@ -262,26 +273,37 @@ class Exporter:
         tail = _daemon_text(self.instruments, openmetrics).decode()
         return self.renderer.render(list(self.store), openmetrics, tail).encode()
 
-    async def render_async(self, openmetrics: bool, batch: int = RENDER_BATCH) -> bytes:
+    async def render_async(
+        self, openmetrics: bool, batch: int = RENDER_BATCH, shard: Shard | None = None
+    ) -> bytes:
         """Like :meth:`render`, but yields to the event loop every ``batch`` re-rendered checks.
 
         A scrape of 10,000 changed checks costs a few hundred milliseconds of CPU; in slices,
         runs that fall due meanwhile start on time instead of waiting for the whole scrape.
+        With ``shard``, only that shard's checks, and the daemon series on shard 0 only.
         """
         now = time.monotonic()
         started = time.perf_counter()
-        gap = None if self.last_scrape is None else now - self.last_scrape
+        last = self.last_scrape if shard is None else self._last_by_shard.get(shard)
+        gap = None if last is None else now - last
         self.last_scrape = now
+        if shard is not None:
+            self._last_by_shard[shard] = now
         renderer = self.renderer
-        states = list(self.store)
+        states = everyone = list(self.store)
+        if shard is not None:
+            states = [s for s in everyone if shard.owns(s.spec.name)]
         caches = []
         for start in range(0, len(states), batch):
             caches.extend(renderer.refresh(states[start : start + batch]))
             if start + batch < len(states):
                 await asyncio.sleep(0)
-        renderer.forget_others(states)
+        renderer.forget_others(everyone)  # with a shard: once every shard was scraped
         # One join and one encode: the body of 10,000 checks is over 20 MB, so copies count.
-        tail = _daemon_text(self.instruments, openmetrics).decode()
+        if shard is None or shard.daemon_series:
+            tail = _daemon_text(self.instruments, openmetrics).decode()
+        else:  # the daemon series are on shard 0; OpenMetrics still ends every body with EOF
+            tail = "# EOF\n" if openmetrics else ""
         body = assemble(caches, renderer.types, openmetrics, tail).encode()
         del caches
         if gap is not None:  # lines that change between every two scrapes are not worth keeping

@@ -30,6 +30,7 @@ from probed.health import (
     startup_verdict,
 )
 from probed.metrics import Exporter, send
+from probed.shards import ShardError, parse_shard
 from probed.state import StateStore
 
 __all__ = [
@@ -127,10 +128,16 @@ def _health(request: web.Request, verdict: Verdict, startup: bool = False) -> we
 
 async def metrics(request: web.Request) -> web.StreamResponse:
     """``GET /metrics``: Prometheus text, or OpenMetrics when the scraper asks for it; gzipped
-    when accepted. Concurrent scrapes share one render (see :meth:`Exporter.scrape`)."""
+    when accepted. Concurrent scrapes share one render (see :meth:`Exporter.scrape`);
+    ``?shard=I&shards=N`` answers one part of it (:mod:`probed.shards`), a bad pair 400."""
+    try:
+        shard = parse_shard(request.query)
+    except ShardError as error:
+        return web.Response(status=400, text=f"{error}\n")
     openmetrics = "application/openmetrics-text" in request.headers.get("Accept", "")
     accepts_gzip = "gzip" in request.headers.get("Accept-Encoding", "")
-    return await send(request, await request.app[EXPORTER].scrape(openmetrics, accepts_gzip))
+    scrape = await request.app[EXPORTER].scrape(openmetrics, accepts_gzip, shard)
+    return await send(request, scrape)
 
 
 async def live(request: web.Request) -> web.Response:

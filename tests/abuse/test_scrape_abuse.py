@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from prometheus_client.openmetrics.parser import (
@@ -88,10 +89,10 @@ async def test_fifty_parallel_scrapers_share_one_render_and_all_parse(tmp_path: 
         renders = 0
         original = exporter.render_async
 
-        async def counted(openmetrics: bool, batch: int = 500) -> bytes:
+        async def counted(openmetrics: bool, batch: int = 500, shard: Any = None) -> bytes:
             nonlocal renders
             renders += 1
-            return await original(openmetrics, batch)
+            return await original(openmetrics, batch, shard)
 
         exporter.render_async = counted  # type: ignore[method-assign]
         formats = [i % 3 == 0 for i in range(50)]

@@ -135,6 +135,29 @@ def test_static_scrape_config_passes_promtool_check_config(promtool: str) -> Non
     assert proc.returncode == 0, output(proc)
 
 
+def test_split_scrape_config_passes_promtool_check_config(promtool: str) -> None:
+    proc = run([promtool, "check", "config", str(PROMETHEUS / "prometheus-shards.yml")])
+    assert proc.returncode == 0, output(proc)
+
+
+def test_split_scrape_config_asks_every_shard_once_as_job_probed() -> None:
+    """docs/endpoints.md "Split scrapes": N jobs, shard 0..N-1 of the same N, each relabelled
+    to job="probed" (what the alert rules expect) with a distinct shard label."""
+    jobs = [
+        s
+        for s in load_yaml(PROMETHEUS / "prometheus-shards.yml")["scrape_configs"]
+        if "shard" in s.get("params", {})
+    ]
+    counts = {int(s["params"]["shards"][0]) for s in jobs}
+    assert counts == {len(jobs)} and len(jobs) > 1
+    assert sorted(int(s["params"]["shard"][0]) for s in jobs) == list(range(len(jobs)))
+    for job in jobs:
+        relabel = job["relabel_configs"]
+        assert {"target_label": "job", "replacement": "probed"} in relabel
+        assert {"source_labels": ["__param_shard"], "target_label": "shard"} in relabel
+        assert job["static_configs"][0]["targets"] == jobs[0]["static_configs"][0]["targets"]
+
+
 def test_kubernetes_scrape_config_passes_promtool(promtool: str, tmp_path: Path) -> None:
     """Debian builds Prometheus without Kubernetes discovery, so promtool there rejects
     ``kubernetes_sd_configs`` as an unknown field. Everything else in the file (relabelling
