@@ -14,8 +14,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,7 @@ from aiohttp import web
 from probed.checks._http import BasicAuth
 from probed.redact import MASK, option_secrets
 from tests.harness import running_daemon, write
-from tests.servers._util import free_port
+from tests.test_secrets_everywhere import echo_server as shared_echo_server
 
 USER = "probe-user"
 PASSWORD = "Pa55-w0rd/echo"
@@ -35,29 +34,24 @@ REPO = Path(__file__).resolve().parents[2]
 LEAKS = (PASSWORD, TOKEN, BASIC, f"{USER}:{PASSWORD}", base64.b64encode(TOKEN.encode()).decode())
 
 
-@asynccontextmanager
-async def echo_server() -> AsyncIterator[int]:
-    async def echo(request: web.Request) -> web.Response:
-        auth = request.headers.get("Authorization", "")
-        decoded = ""
-        if auth.startswith("Basic "):
-            decoded = base64.b64decode(auth[6:]).decode()
-        body = json.dumps({"status": "DOWN", "you_sent": auth, "decoded": decoded})
-        return web.Response(
-            text=f"echo {auth} / {decoded} / {body}",
-            headers={"X-Seen-Authorization": auth},
-            status=503 if request.path == "/down" else 200,
-        )
+async def _echo(request: web.Request) -> web.Response:
+    auth = request.headers.get("Authorization", "")
+    decoded = ""
+    if auth.startswith("Basic "):
+        decoded = base64.b64decode(auth[6:]).decode()
+    body = json.dumps({"status": "DOWN", "you_sent": auth, "decoded": decoded})
+    return web.Response(
+        text=f"echo {auth} / {decoded} / {body}",
+        headers={"X-Seen-Authorization": auth},
+        status=503 if request.path == "/down" else 200,
+    )
 
-    port = free_port()
-    runner = web.AppRunner(web.Application())
-    runner.app.router.add_get("/{tail:.*}", echo)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield port
-    finally:
-        await runner.cleanup()
+
+def echo_server() -> AbstractAsyncContextManager[int]:
+    """The shared loopback echo target (tests/test_secrets_everywhere.py) with this echo."""
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", _echo)
+    return shared_echo_server(app)
 
 
 def checks_dir(root: Path, port: int) -> Path:
