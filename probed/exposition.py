@@ -237,11 +237,11 @@ def _render(state: CheckState, lb: str, static: tuple[str, str, str], types: Typ
         for name, value in last.values.items():
             if name in families:
                 extra[name] = extra.get(name, "") + f"{name}{lb}}} {format_value(value)}\n"
+        redact = current_redactor()  # a check's own label values: never a secret either
         for sample in last.samples:
             label_names = types.labels.get(sample.name)
             if label_names is None or len(label_names) != len(sample.labels):
                 continue
-            redact = current_redactor()  # a check's own label values: never a secret either
             pairs = "".join(
                 f',{k}="{escape_label(redact(v))}"'
                 for k, v in zip(label_names, sample.labels, strict=True)
