@@ -60,7 +60,11 @@ PUBLISH_EVERY: Final = 0.25
 STALE_AFTER: Final = STUCK_MIN
 """Seconds without a published verdict after which the loop counts as hung (liveness fails)."""
 MAX_CONNECTIONS: Final = 16
-"""Connections the liveness listener serves at a time; more are closed at once."""
+"""Connections the liveness listener serves at a time. At the cap, the oldest connection that
+has not sent a whole request yet is closed to make room (idle sockets cannot lock the kubelet
+out); when every connection is mid-answer, the new one is closed at once."""
+HARD_LIMIT: Final = 4 * MAX_CONNECTIONS
+"""Threads alive at most, evicted connections still ending included."""
 REQUEST_TIMEOUT: Final = 2.0
 """Seconds a connection has to send its request."""
 
@@ -107,6 +111,13 @@ class _Handler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self._answer(body=False)
 
+    def parse_request(self) -> bool:
+        """Read the request; once whole, the connection can no longer be evicted."""
+        parsed = super().parse_request()
+        if parsed:
+            self.server.started(self.connection)
+        return parsed
+
     def _answer(self, *, body: bool) -> None:
         path, _, query = self.path.partition("?")
         if path != "/health/live":
@@ -125,6 +136,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(payload)))
         self.send_header("Cache-Control", "no-store")
+        self.send_header("Connection", "close")  # one request per connection: nothing idles
         self.end_headers()
         if body:
             self.wfile.write(payload)
@@ -138,32 +150,65 @@ class LiveServer(ThreadingHTTPServer):
 
     daemon_threads = True
     block_on_close = False
+    request_queue_size = 128  # socketserver's 5 drops SYNs under a burst: a 1 s client retry
 
     def __init__(self, host: str, port: int, beat: LoopBeat) -> None:
         self.beat = beat
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._active = 0  # connections with a thread, evicted ones still ending included
+        self._waiting: dict[
+            socket.socket, None
+        ] = {}  # accepted, no whole request yet; oldest first
+        self._lock = threading.Lock()
         self.refused = 0
+        self.evicted = 0
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         super().__init__((host, port), _Handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        """Serve in a thread, or close at once past :data:`MAX_CONNECTIONS`."""
-        if not self._slots.acquire(blocking=False):
-            self.refused += 1
-            self.shutdown_request(request)
-            return
+        """Serve in a thread; at :data:`MAX_CONNECTIONS`, evict the oldest waiting connection
+        for it (or close this one when none waits or :data:`HARD_LIMIT` threads are alive)."""
+        evict = None
+        with self._lock:
+            if self._active >= MAX_CONNECTIONS:
+                evict = next(iter(self._waiting), None)
+                if evict is None or self._active >= HARD_LIMIT:
+                    self.refused += 1
+                    self.shutdown_request(request)
+                    return
+                del self._waiting[evict]
+                self.evicted += 1
+            self._active += 1
+            self._waiting[request] = None
+        if evict is not None:  # the new connection does not wait for the evicted one to end
+            _close_for_eviction(evict)
         try:
             super().process_request(request, client_address)
         except BaseException:
-            self._slots.release()
+            self._ended(request)
             raise
+
+    def started(self, request: socket.socket) -> None:
+        """``request`` sent a whole request: it is no longer evictable."""
+        with self._lock:
+            self._waiting.pop(request, None)
+
+    def _ended(self, request: socket.socket) -> None:
+        with self._lock:
+            self._waiting.pop(request, None)
+            self._active -= 1
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         """The connection's thread; its slot is freed when it ends."""
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self._slots.release()
+            self._ended(request)
+
+
+def _close_for_eviction(sock: socket.socket) -> None:
+    """Wake the thread reading ``sock`` (it sees end of file and ends, freeing its slot)."""
+    with contextlib.suppress(OSError):  # already closed by its own thread
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 def split_address(listen: str) -> tuple[str, int]:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import ClassVar
 
@@ -13,7 +16,7 @@ import pytest
 
 from probed import Check, Reason, Result, Status
 from probed.health import Verdict
-from probed.livez import LiveServer, LoopBeat
+from probed.livez import MAX_CONNECTIONS, LiveServer, LoopBeat
 from probed.phase import set_phase
 from probed.testing import free_port, run_check, start_daemon, wait_until
 from probed.testing_daemon import http_get
@@ -96,7 +99,6 @@ def test_live_answers_within_1s_on_20_tries_while_a_check_blocks_the_loop_for_5s
 def test_live_fails_when_the_loop_stops_publishing_and_serves_nothing_else() -> None:
     beat = LoopBeat(stale_after=0.3)
     server = LiveServer("127.0.0.1", 0, beat)
-    import threading
 
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
@@ -196,3 +198,33 @@ def test_a_bad_live_listen_address_is_one_clear_line(tmp_path: Path) -> None:
     assert done.stderr.strip() == (
         "probed: --live-listen 'nonsense': expected HOST:PORT such as 127.0.0.1:9333 or [::1]:9333"
     )
+
+
+def test_idle_sockets_past_the_cap_cannot_lock_the_kubelet_out_of_the_live_listener() -> None:
+    # 3 x MAX_CONNECTIONS sockets that connect and never send: each new one evicts the oldest
+    # waiting one, and a real probe arriving after them still gets its answer at once.
+
+    server = LiveServer("127.0.0.1", 0, LoopBeat())
+    port = server.server_address[1]
+    serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    serving.start()
+    idle: list[socket.socket] = []
+    try:
+        for _ in range(3 * MAX_CONNECTIONS):
+            idle.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        started = time.monotonic()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=5) as answer:
+            assert answer.status == 200
+            assert b'"pass"' in answer.read()
+        assert time.monotonic() - started < 1.0
+        # Idle sockets made room instead of the probe being turned away.
+        assert server.evicted > 0 and server.refused == 0, (server.evicted, server.refused)
+        # The evicted sockets were closed by the server (end of file), not left open.
+        idle[0].settimeout(5)
+        assert idle[0].recv(1) == b""
+    finally:
+        for sock in idle:
+            sock.close()
+        server.shutdown()
+        server.server_close()
+        serving.join(timeout=5)
