@@ -91,6 +91,7 @@ class Reason:
     THRESHOLD: Final = "threshold"
     BODY_SIZE: Final = "body_size"
     EXCEPTION: Final = "exception"
+    NOT_SERVING: Final = "not_serving"
     OTHER: Final = "other"
 
 
