@@ -20,6 +20,7 @@ __all__ = [
     "QUERY",
     "RCODE",
     "REDIRECT_REFUSED",
+    "REPLICATION",
     "ROLE",
     "TOO_MANY_CONNECTIONS",
     "TRUNCATED",
@@ -53,7 +54,10 @@ UNAVAILABLE: Final = "unavailable"
 """The server is up but not serving yet (starting, recovering, primary down)."""
 
 QUERY: Final = "query"
-"""PostgreSQL: the check's query failed (SQLSTATE in the message)."""
+"""PostgreSQL, MySQL: the check's query failed (SQLSTATE or error number in the message)."""
+
+REPLICATION: Final = "replication"
+"""MySQL: a replica's replication threads (IO, SQL) are not running."""
 
 LOADING: Final = "loading"
 """Redis: the dataset is still being loaded into memory."""
