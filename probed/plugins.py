@@ -63,6 +63,7 @@ DEFAULT_PLUGINS: Final[tuple[str, ...]] = (
     "probed.checks.disk",
     "probed.checks.cpu",
     "probed.checks.memory",
+    "probed.checks.websocket",
     "probed.integrations.sentry",
 )
 """Built-in plugins, registered in this order before entry points and drop-ins."""
