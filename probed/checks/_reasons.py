@@ -12,7 +12,9 @@ from typing import Final
 __all__ = [
     "CONFIG",
     "DATABASE_MISSING",
+    "EXIT_CODE",
     "HEADER_SIZE",
+    "HOST_KEY",
     "LOADING",
     "NOT_FOUND",
     "PACKET_LOSS",
@@ -81,3 +83,9 @@ HEADER_SIZE: Final = "header_size"
 REDIRECT_REFUSED: Final = "redirect_refused"
 """http, json_api: a redirect led to an address the check may not follow to (link-local or a
 cloud metadata address by default; private ranges when ``follow_redirects_to_private`` is off)."""
+
+HOST_KEY: Final = "host_key"
+"""ssh: the server's host key is not the one pinned in ``host_key_fingerprint``."""
+
+EXIT_CODE: Final = "exit_code"
+"""ssh: the remote command ended with another exit code than expected (or by a signal)."""
