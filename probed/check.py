@@ -92,6 +92,7 @@ class Reason:
     BODY_SIZE: Final = "body_size"
     EXCEPTION: Final = "exception"
     NOT_SERVING: Final = "not_serving"
+    LATE: Final = "late"
     OTHER: Final = "other"
 
 
