@@ -1,0 +1,180 @@
+"""The bounded SSH identification exchange of the ``ssh`` check, and its hand-over to asyncssh.
+
+RFC 4253 section 4.2: after the TCP connection the server sends its identification line,
+``SSH-protoversion-softwareversion [comments]`` ended by CRLF, and may send other lines before
+it. :class:`BannerProtocol` buffers at most :data:`MAX_PRELUDE` bytes looking for that line,
+so a server that sends megabytes of garbage (or an HTTP server that sends nothing) costs a
+bounded amount, and without asyncssh: a banner-only check needs no extra.
+
+When the check goes on to the key exchange, :class:`Handoff` gives the *same* TCP connection to
+asyncssh through its tunnel interface (an object with ``create_connection``): asyncssh's
+connection object becomes the protocol and receives everything buffered so far, identification
+line included, so the banner is read (and timed) once and asyncssh still parses it itself.
+
+Host key fingerprints are handled here too: :func:`parse_fingerprint` reads what people paste
+(``ssh-keygen -lf`` output, with or without the key size and comment).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any, Final
+
+__all__ = [
+    "MAX_PRELUDE",
+    "BannerProtocol",
+    "Handoff",
+    "excerpt",
+    "find_identification",
+    "parse_fingerprint",
+]
+
+MAX_PRELUDE: Final = 8192
+"""Most bytes read looking for the identification line (asyncssh's own line limit)."""
+
+MAX_VERSION_LINE: Final = 255
+"""RFC 4253: the identification line, CRLF included, is at most 255 characters."""
+
+_FINGERPRINT_RE: Final = re.compile(r"SHA256:([A-Za-z0-9+/]{43})=?")
+
+
+def parse_fingerprint(text: str) -> str:
+    """``SHA256:<43 base64 characters>`` from a fingerprint or a whole ``ssh-keygen -lf`` line.
+
+    :raises ValueError: naming the accepted forms (MD5 fingerprints are refused with a hint).
+    """
+    found = _FINGERPRINT_RE.findall(text)
+    if len(found) == 1:
+        return f"SHA256:{found[0]}"
+    if len(found) > 1:
+        raise ValueError(f"{text!r} holds {len(found)} fingerprints: give one per list item")
+    if text.strip().upper().startswith("MD5:") or re.search(r"([0-9a-f]{2}:){15}", text):
+        raise ValueError(
+            f"{text!r} is an MD5 fingerprint: give the SHA256 one, as "
+            "'ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub' prints it (SHA256:...)"
+        )
+    raise ValueError(
+        f"invalid host key fingerprint {text!r}: expected SHA256: followed by 43 base64 "
+        "characters, as 'ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub' prints it"
+    )
+
+
+def excerpt(data: bytes, limit: int = 60) -> str:
+    """A short, printable quote of what a server sent."""
+    text = data[:limit].decode("utf-8", "replace")
+    return repr(text + ("…" if len(data) > limit else ""))
+
+
+def find_identification(data: bytes) -> tuple[str, bytes] | None:
+    """The identification line (``SSH-...`` without CRLF) if a whole one is in ``data``.
+
+    Lines before it that do not start with ``SSH-`` are skipped (the RFC allows them).
+
+    :return: (line, the skipped lines joined), or ``None`` when no whole line starts with
+        ``SSH-`` yet.
+    """
+    start = 0
+    while (end := data.find(b"\n", start)) >= 0:
+        line = data[start:end].rstrip(b"\r")
+        if line.startswith(b"SSH-"):
+            return line.decode("utf-8", "replace"), data[:start]
+        start = end + 1
+    return None
+
+
+class BannerProtocol(asyncio.Protocol):
+    """Buffers what the server sends (at most :data:`MAX_PRELUDE` bytes) until handed over.
+
+    After :meth:`hand_over` every event goes to the new protocol (asyncssh's connection).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.buffer = bytearray()
+        self.closed = False
+        self.error: Exception | None = None
+        self.transport: asyncio.Transport | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._target: Any = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self._target is not None:
+            self._target.data_received(data)
+            return
+        room = MAX_PRELUDE - len(self.buffer)
+        if room > 0:
+            self.buffer += data[:room]
+        if len(self.buffer) >= MAX_PRELUDE and self.transport is not None:
+            self.transport.pause_reading()  # bounded: the rest stays in the kernel, then dropped
+        self._wake()
+
+    def eof_received(self) -> bool | None:
+        if self._target is not None:
+            return bool(self._target.eof_received())
+        self.closed = True
+        self._wake()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._target is not None:
+            self._target.connection_lost(exc)
+            return
+        self.closed = True
+        self.error = exc
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def wait(self) -> None:
+        """Wait for more data or the end of the connection."""
+        self._waiter = self.loop.create_future()
+        await self._waiter
+
+    def hand_over(self, target: Any) -> None:
+        """From now on ``target`` is the connection's protocol; it gets the buffered bytes."""
+        assert self.transport is not None
+        self._target = target
+        target.connection_made(self.transport)
+        data, self.buffer = bytes(self.buffer), bytearray()
+        if data:
+            target.data_received(data)
+        if self.closed:
+            target.connection_lost(self.error)
+
+
+class Handoff:
+    """asyncssh's tunnel interface over a connection whose banner was already read.
+
+    asyncssh calls :meth:`create_connection` with its connection factory instead of opening a
+    socket; the factory's protocol takes over :class:`BannerProtocol`'s transport.
+    """
+
+    def __init__(self, transport: asyncio.Transport, protocol: BannerProtocol) -> None:
+        self.transport = transport
+        self.protocol = protocol
+        self.used = False
+
+    async def create_connection(
+        self, session_factory: Any, remote_host: str, remote_port: int
+    ) -> tuple[Any, Any]:
+        """Hand the connection to the session ``session_factory`` makes (once)."""
+        if self.used:
+            raise OSError("the SSH connection was already handed over")
+        self.used = True
+        session = session_factory()
+        self.protocol.hand_over(session)
+        return self.transport, session
+
+    def close(self) -> None:
+        """Close the connection (asyncssh's tunnel interface)."""
+        self.transport.abort()
+
+    async def wait_closed(self) -> None:
+        """Nothing to wait for: the connection is asyncssh's own."""
