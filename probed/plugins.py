@@ -64,6 +64,7 @@ DEFAULT_PLUGINS: Final[tuple[str, ...]] = (
     "probed.checks.cpu",
     "probed.checks.memory",
     "probed.checks.websocket",
+    "probed.checks.ssh",
     "probed.integrations.sentry",
 )
 """Built-in plugins, registered in this order before entry points and drop-ins."""
