@@ -63,6 +63,8 @@ DEFAULT_PLUGINS: Final[tuple[str, ...]] = (
     "probed.checks.disk",
     "probed.checks.cpu",
     "probed.checks.memory",
+    "probed.checks.exec",
+    "probed.checks.smtp",
     "probed.checks.websocket",
     "probed.checks.ssh",
     "probed.integrations.sentry",

@@ -1,0 +1,348 @@
+"""The ``smtp`` check type against real aiosmtpd servers (STARTTLS with trustme certificates,
+implicit TLS, AUTH) and stubs that refuse at the banner, stall or never end a line."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import logging
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from probed.check import Reason, Result, Status
+from probed.checks._smtp_client import MAX_LINE
+from probed.checks.smtp import SmtpCheck, SmtpOptions
+from probed.logs import configure_logging, set_redactor
+from probed.redact import MASK, Redactor
+from probed.testing import run_check
+from tests.checks._loop_guard import blocking_calls_on_loop_thread
+from tests.harness import running_daemon, wait_for, write
+from tests.servers._stub import silent, stub_server
+from tests.servers.smtp import (
+    REJECTED_RCPT,
+    SMTP_PASSWORD,
+    SMTP_USER,
+    SmtpServers,
+    banner_554,
+    echo_auth,
+    endless_line,
+)
+
+WRONG_PASSWORD = "Wr0ng-pa55/word"
+
+
+def addr(port: int) -> str:
+    return f"127.0.0.1:{port}"
+
+
+def assert_no_secret(result: Result, *secrets: str) -> None:
+    for secret in (SMTP_PASSWORD, WRONG_PASSWORD, *secrets):
+        for form in (secret, base64.b64encode(secret.encode()).decode().rstrip("=")):
+            assert form not in result.message
+            assert form not in repr(result)
+
+
+async def smtp(servers: SmtpServers, port: int, **options: Any) -> Result:
+    options.setdefault("ehlo_name", "probe.probed.test")
+    if options.get("tls") is None and options.get("starttls", "auto") is not False:
+        options.setdefault("tls", {"ca_file": servers.ca_file})
+        options.setdefault("starttls", "auto")
+    return await run_check(SmtpCheck, address=addr(port), timeout=3.0, **options)
+
+
+# -- ok paths ---------------------------------------------------------------------------------
+
+
+async def test_starttls_auth_and_envelope_pass_without_sending_data(
+    smtp_servers: SmtpServers,
+) -> None:
+    before = smtp_servers.handler.data_seen
+    result = await smtp(
+        smtp_servers,
+        smtp_servers.starttls,
+        starttls=True,
+        username=SMTP_USER,
+        password=SMTP_PASSWORD,
+        mail_from="probe@probed.test",
+        rcpt_to=["postmaster@probed.test"],
+    )
+    assert result.status is Status.OK, result.message
+    assert {"connect", "banner", "ehlo", "tls", "auth", "envelope"} <= set(result.phases)
+    assert "STARTTLS (TLSv1." in result.message
+    assert f"AUTH PLAIN as {SMTP_USER} accepted" in result.message
+    assert "RCPT TO postmaster@probed.test accepted" in result.message
+    assert result.values["probed_tls_cert_expiry_timestamp_seconds"] > 0
+    assert smtp_servers.handler.data_seen == before  # never DATA
+    assert_no_secret(result)
+
+
+async def test_auth_login_mechanism(smtp_servers: SmtpServers) -> None:
+    result = await smtp(
+        smtp_servers,
+        smtp_servers.starttls,
+        username=SMTP_USER,
+        password=SMTP_PASSWORD,
+        auth_mechanism="login",
+    )
+    assert result.status is Status.OK, result.message
+    assert "AUTH LOGIN as probe accepted" in result.message
+
+
+async def test_implicit_tls_port_465_style(smtp_servers: SmtpServers) -> None:
+    result = await smtp(
+        smtp_servers,
+        smtp_servers.implicit,
+        tls={"ca_file": smtp_servers.ca_file},
+        starttls=None,
+        username=SMTP_USER,
+        password=SMTP_PASSWORD,
+    )
+    assert result.status is Status.OK, result.message
+    assert "implicit TLS (TLSv1." in result.message
+    assert "tls" in result.phases and "auth" in result.phases
+    assert result.values["probed_tls_cert_expiry_timestamp_seconds"] > 0
+
+
+async def test_implicit_tls_on_a_starttls_port_says_so(smtp_servers: SmtpServers) -> None:
+    result = await smtp(smtp_servers, smtp_servers.starttls, tls={"ca_file": smtp_servers.ca_file})
+    assert (result.status, result.reason) == (Status.FAIL, Reason.TLS)
+    assert "did not answer with TLS" in result.message
+    assert "set starttls: true" in result.message
+
+
+async def test_plain_banner_and_ehlo_only(smtp_servers: SmtpServers) -> None:
+    result = await smtp(smtp_servers, smtp_servers.plain, starttls=False)
+    assert result.status is Status.OK, result.message
+    assert set(result.phases) == {"connect", "banner", "ehlo"}
+    assert "banner and EHLO in" in result.message
+    assert not result.values
+
+
+async def test_cert_expiry_thresholds_apply_after_starttls(smtp_servers: SmtpServers) -> None:
+    result = await smtp(
+        smtp_servers,
+        smtp_servers.starttls,
+        starttls="auto",
+        tls={"ca_file": smtp_servers.ca_file, "expiry_warn_days": 10**7},
+    )
+    assert (result.status, result.reason) == (Status.WARN, Reason.CERT_EXPIRY)
+    assert "TLS certificate expires in" in result.message
+
+
+# -- failures ---------------------------------------------------------------------------------
+
+
+async def test_banner_554_is_status_failure_with_code_and_text() -> None:
+    async with stub_server(banner_554) as port:
+        result = await run_check(SmtpCheck, address=addr(port), starttls=False)
+    assert (result.status, result.reason) == (Status.FAIL, Reason.STATUS)
+    assert "greeted with 554 5.7.1 mx.probed.test: no SMTP service for you" in result.message
+    assert "refuses sessions from this client" in result.message
+    assert result.message.startswith(f"127.0.0.1:{port}: ")
+
+
+async def test_wrong_password_is_auth_failure_and_never_shown(smtp_servers: SmtpServers) -> None:
+    result = await smtp(
+        smtp_servers, smtp_servers.starttls, username=SMTP_USER, password=WRONG_PASSWORD
+    )
+    assert (result.status, result.reason) == (Status.FAIL, Reason.AUTH)
+    assert "AUTH PLAIN as probe was rejected: 535" in result.message
+    assert "wrong user name or password" in result.message
+    assert_no_secret(result)
+
+
+async def test_rcpt_rejected_quotes_the_server(smtp_servers: SmtpServers) -> None:
+    result = await smtp(
+        smtp_servers,
+        smtp_servers.starttls,
+        mail_from="",
+        rcpt_to=["postmaster@probed.test", REJECTED_RCPT],
+    )
+    assert (result.status, result.reason) == (Status.FAIL, Reason.STATUS)
+    assert f"RCPT TO:<{REJECTED_RCPT}> was rejected: 550 5.1.1" in result.message
+    assert "User unknown" in result.message
+    assert "envelope" in result.phases
+
+
+async def test_starttls_with_untrusted_certificate_is_tls_failure(
+    smtp_servers: SmtpServers,
+) -> None:
+    result = await smtp(smtp_servers, smtp_servers.untrusted, starttls=True)
+    assert (result.status, result.reason) == (Status.FAIL, Reason.TLS)
+    assert "certificate verify failed" in result.message
+    assert "untrusted CA" in result.message and "after STARTTLS" in result.message
+
+
+async def test_starttls_required_but_not_offered(smtp_servers: SmtpServers) -> None:
+    result = await smtp(smtp_servers, smtp_servers.plain, starttls=True)
+    assert (result.status, result.reason) == (Status.FAIL, Reason.TLS)
+    assert "does not offer STARTTLS (starttls: true requires it)" in result.message
+    assert "AUTH" in result.message  # what it does offer
+
+
+async def test_cleartext_auth_is_refused_by_default_and_allowed_on_request(
+    smtp_servers: SmtpServers,
+) -> None:
+    refused = await smtp(
+        smtp_servers, smtp_servers.plain, username=SMTP_USER, password=SMTP_PASSWORD
+    )
+    assert (refused.status, refused.reason) == (Status.FAIL, Reason.TLS)
+    assert "did not log in: the password would travel in clear text" in refused.message
+    assert "allow_plaintext_auth" in refused.message
+    assert "auth" not in refused.phases  # nothing was sent
+    allowed = await smtp(
+        smtp_servers,
+        smtp_servers.plain,
+        username=SMTP_USER,
+        password=SMTP_PASSWORD,
+        allow_plaintext_auth=True,
+    )
+    assert allowed.status is Status.OK, allowed.message
+
+
+async def test_stalled_server_times_out_naming_the_banner() -> None:
+    async with stub_server(silent) as port:
+        result = await run_check(SmtpCheck, address=addr(port), timeout=0.5)
+    assert (result.status, result.reason) == (Status.FAIL, Reason.TIMEOUT)
+    assert "no reply to the connection (the 220 banner) within" in result.message
+    assert result.duration < 0.5
+
+
+async def test_endless_line_stops_at_the_line_cap() -> None:
+    async with stub_server(endless_line) as port:
+        result = await run_check(SmtpCheck, address=addr(port), timeout=2.0)
+    assert (result.status, result.reason) == (Status.FAIL, Reason.PROTOCOL)
+    assert f"longer than {MAX_LINE} bytes" in result.message
+    assert "it starts '220-xxxx" in result.message
+    assert result.duration < 1.0
+
+
+async def test_not_smtp_is_protocol_failure() -> None:
+    async def http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        await writer.drain()
+        await reader.read()
+
+    async with stub_server(http) as port:
+        result = await run_check(SmtpCheck, address=addr(port))
+    assert (result.status, result.reason) == (Status.FAIL, Reason.PROTOCOL)
+    assert "does not speak SMTP: it sent 'HTTP/1.1 400 Bad Request'" in result.message
+
+
+async def test_closed_port_is_connection_refused() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        result = await run_check(SmtpCheck, address=addr(port))
+    assert (result.status, result.reason) == (Status.FAIL, Reason.CONNECTION_REFUSED)
+
+
+# -- the event loop and secrets ---------------------------------------------------------------
+
+
+async def test_nothing_blocks_the_event_loop(smtp_servers: SmtpServers) -> None:
+    with blocking_calls_on_loop_thread() as seen:
+        result = await smtp(
+            smtp_servers,
+            smtp_servers.starttls,
+            username=SMTP_USER,
+            password=SMTP_PASSWORD,
+            mail_from="probe@probed.test",
+            rcpt_to=["postmaster@probed.test"],
+        )
+    assert result.status is Status.OK, result.message
+    assert seen == []
+
+
+async def test_password_echoed_by_the_server_is_masked_in_message_api_logs_and_metrics(
+    tmp_path: Path,
+) -> None:
+    stream = io.StringIO()
+    configure_logging("json", "INFO", stream)
+    secret_file = write(tmp_path / "checks.d" / "smtp.secret", SMTP_PASSWORD)
+    try:
+        async with stub_server(echo_auth) as port:
+            checks = tmp_path / "checks.d"
+            write(
+                checks / "mail.yaml",
+                f"""
+                defaults: {{interval: 1s, timeout: 900ms, failure_threshold: 1}}
+                checks:
+                  - name: mail-auth
+                    type: smtp
+                    address: 127.0.0.1:{port}
+                    starttls: false
+                    allow_plaintext_auth: true
+                    username: {SMTP_USER}
+                    password: "${{file:{secret_file}}}"
+                """,
+            )
+            async with running_daemon(checks) as r:
+                await r.runs("mail-auth", 1)
+                await wait_for(lambda: not r.state("mail-auth").up, what="mail-auth down")
+                outputs = {
+                    "/metrics": (await r.get("/metrics"))[1],
+                    "/api/v1/checks": (await r.get("/api/v1/checks"))[1],
+                    "/api/v1/checks/mail-auth": (await r.get("/api/v1/checks/mail-auth"))[1],
+                    "/health/ready?verbose": (await r.get("/health/ready?verbose"))[1],
+                }
+    finally:
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if getattr(h, "_probed", False)]:
+            root.removeHandler(handler)
+        set_redactor(Redactor(()))
+    outputs["logs"] = stream.getvalue()
+    plain = base64.b64encode(f"\0{SMTP_USER}\0{SMTP_PASSWORD}".encode()).decode()
+    for where, text in outputs.items():
+        for form in (SMTP_PASSWORD, json.dumps(SMTP_PASSWORD)[1:-1], plain):
+            assert form not in text, f"{where} shows {form!r}"
+    detail = json.loads(outputs["/api/v1/checks/mail-auth"])
+    message = detail["last_result"]["message"]
+    assert detail["last_result"]["reason"] == Reason.AUTH
+    assert f"bad credentials {SMTP_USER} {MASK} ({MASK})" in message
+    assert detail["options"]["password"] == MASK
+    assert "bad credentials" in outputs["logs"]
+
+
+# -- options ----------------------------------------------------------------------------------
+
+
+def test_password_without_tls_is_a_validation_error() -> None:
+    with pytest.raises(ValidationError, match="password would be sent without TLS"):
+        SmtpOptions.model_validate(
+            {"address": "mx:25", "starttls": False, "username": "u", "password": "pw12"}
+        )
+
+
+def test_validation_errors_name_the_fix() -> None:
+    cases = {
+        "rcpt_to needs mail_from": {"address": "mx:25", "rcpt_to": "a@b.test"},
+        "needs both username and password": {"address": "mx:25", "username": "u"},
+        "not a plain ASCII mail address": {"address": "mx:25", "mail_from": "a b@c"},
+        "not a host name or address literal": {"address": "mx:25", "ehlo_name": "a b"},
+        "use host:port": {"address": "mx"},
+    }
+    for text, options in cases.items():
+        with pytest.raises(ValidationError, match=text):
+            SmtpOptions.model_validate(options)
+
+
+@pytest.mark.parametrize(
+    ("options", "mode"),
+    [
+        ({}, "auto"),
+        ({"tls": True}, "implicit"),
+        ({"tls": {"verify": False}, "starttls": False}, "implicit"),
+        ({"tls": True, "starttls": True}, "starttls"),
+        ({"starttls": "auto"}, "auto"),
+        ({"starttls": False}, "none"),
+    ],
+)
+def test_tls_mode_from_starttls_and_tls(options: dict[str, Any], mode: str) -> None:
+    assert SmtpOptions.model_validate({"address": "mx:25", **options}).tls_mode == mode
