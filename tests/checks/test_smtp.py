@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from pydantic import ValidationError
 
 from probed.check import Reason, Result, Status
 from probed.checks._smtp_client import MAX_LINE
 from probed.checks.smtp import SmtpCheck, SmtpOptions
+from probed.cli import cli
 from probed.logs import configure_logging, set_redactor
 from probed.redact import MASK, Redactor
 from probed.testing import run_check
@@ -346,3 +348,29 @@ def test_validation_errors_name_the_fix() -> None:
 )
 def test_tls_mode_from_starttls_and_tls(options: dict[str, Any], mode: str) -> None:
     assert SmtpOptions.model_validate({"address": "mx:25", **options}).tls_mode == mode
+
+
+def test_validate_reports_file_line_did_you_mean_and_hides_the_password(tmp_path: Path) -> None:
+    checks = write(
+        tmp_path / "checks.d" / "mail.yaml",
+        f"""
+        checks:
+          - name: mail
+            type: smtp
+            address: 127.0.0.1:25
+            rcpt_too: postmaster@probed.test
+          - name: mail-auth
+            type: smtp
+            address: 127.0.0.1:25
+            starttls: false
+            username: probe
+            password: "{SMTP_PASSWORD}"
+        """,
+    ).parent
+    result = CliRunner().invoke(cli, ["validate", "--checks-dir", str(checks)])
+    assert result.exit_code == 1
+    assert f"{checks / 'mail.yaml'}:5: checks[0].rcpt_too: unknown key 'rcpt_too'" in result.output
+    assert "did you mean 'rcpt_to'" in result.output
+    assert "mail.yaml:6: checks[1]: the password would be sent without TLS" in result.output
+    assert "the password would be sent without TLS" in result.output
+    assert SMTP_PASSWORD not in result.output
