@@ -168,7 +168,6 @@ class SmtpSession:
         self.protocol = protocol
         self.deadline = deadline
         self.loop = protocol.loop
-        self.started = self.loop.time()
         self.cert: CertInfo | None = None
         self.tls_version = ""
 
@@ -178,10 +177,11 @@ class SmtpSession:
         :raises SmtpError: timeout, closed connection, malformed or oversized reply.
         """
         set_phase(f"waiting for the reply to {waiting_for}")
+        since = self.loop.time()
         lines: list[str] = []
         code = 0
         while True:
-            raw = await self._line(waiting_for)
+            raw = await self._line(waiting_for, since)
             this, more, text = _parse_line(raw)
             if lines and this != code:
                 raise SmtpError(
@@ -200,7 +200,7 @@ class SmtpSession:
                     "probed stopped reading there",
                 )
 
-    async def _line(self, waiting_for: str) -> bytes:
+    async def _line(self, waiting_for: str, since: float) -> bytes:
         proto = self.protocol
         while True:
             end = proto.buffer.find(b"\n", 0, MAX_LINE)
@@ -229,7 +229,7 @@ class SmtpSession:
                 raise SmtpError(
                     Reason.TIMEOUT,
                     f"no reply to {waiting_for} within "
-                    f"{format_elapsed(self.loop.time() - self.started)}"
+                    f"{format_elapsed(self.loop.time() - since)}"
                     + (f" (got {excerpt(bytes(proto.buffer))} so far)" if proto.buffer else ""),
                 )
             try:
@@ -273,6 +273,7 @@ class SmtpSession:
         :raises SmtpError: reason ``tls`` when the handshake or verification fails.
         """
         set_phase("in the TLS handshake after STARTTLS")
+        began = self.loop.time()
         self.protocol.buffer.clear()
         self.protocol.resume()
         remaining = max(self.deadline - self.loop.time(), 0.001)
@@ -285,7 +286,7 @@ class SmtpSession:
             raise SmtpError(
                 Reason.TIMEOUT,
                 f"the TLS handshake after STARTTLS did not finish within "
-                f"{format_elapsed(self.loop.time() - self.started)}",
+                f"{format_elapsed(self.loop.time() - began)}",
             ) from None
         except (ssl.SSLError, OSError, EOFError) as exc:
             raise SmtpError(Reason.TLS, describe_ssl_error(exc) + " (after STARTTLS)") from None

@@ -34,6 +34,7 @@ from tests.servers.smtp import (
     banner_554,
     echo_auth,
     endless_line,
+    stall_after_banner,
 )
 
 WRONG_PASSWORD = "Wr0ng-pa55/word"
@@ -213,6 +214,15 @@ async def test_stalled_server_times_out_naming_the_banner() -> None:
         result = await run_check(SmtpCheck, address=addr(port), timeout=0.5)
     assert (result.status, result.reason) == (Status.FAIL, Reason.TIMEOUT)
     assert "no reply to the connection (the 220 banner) within" in result.message
+    assert result.duration < 0.5
+
+
+async def test_server_stalling_after_the_banner_times_out_naming_ehlo() -> None:
+    async with stub_server(stall_after_banner) as port:
+        result = await run_check(SmtpCheck, address=addr(port), timeout=0.5)
+    assert (result.status, result.reason) == (Status.FAIL, Reason.TIMEOUT)
+    assert "no reply to EHLO within" in result.message
+    assert "banner" in result.phases and "ehlo" in result.phases
     assert result.duration < 0.5
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "echo_auth",
     "endless_line",
     "smtp_servers",
+    "stall_after_banner",
 ]
 
 SMTP_USER = "probe"
@@ -129,6 +130,13 @@ def smtp_servers(tls_files: TlsFiles) -> Iterator[SmtpServers]:
 async def banner_554(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """Refuse the session at the banner, as a block list does; then wait for QUIT."""
     writer.write(b"554 5.7.1 mx.probed.test: no SMTP service for you\r\n")
+    await writer.drain()
+    await reader.read()
+
+
+async def stall_after_banner(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Greet, then never answer (a server wedged behind its banner)."""
+    writer.write(b"220 stall.probed.test ESMTP\r\n")
     await writer.drain()
     await reader.read()
 
