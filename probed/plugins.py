@@ -63,6 +63,7 @@ DEFAULT_PLUGINS: Final[tuple[str, ...]] = (
     "probed.checks.disk",
     "probed.checks.cpu",
     "probed.checks.memory",
+    "probed.checks.exec",
     "probed.checks.grpc",
     "probed.checks.exec",
     "probed.checks.smtp",
