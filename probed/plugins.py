@@ -63,7 +63,6 @@ DEFAULT_PLUGINS: Final[tuple[str, ...]] = (
     "probed.checks.disk",
     "probed.checks.cpu",
     "probed.checks.memory",
-    "probed.checks.exec",
     "probed.checks.grpc",
     "probed.checks.exec",
     "probed.checks.smtp",
