@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 import json
 import logging
 import socket
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ from pydantic import ValidationError
 
 from probed.check import Reason, Result, Status
 from probed.checks._smtp_client import MAX_LINE
+from probed.checks._tls import TlsOptions, build_context
 from probed.checks.smtp import SmtpCheck, SmtpOptions
 from probed.cli import cli
 from probed.logs import configure_logging, set_redactor
@@ -258,8 +262,35 @@ async def test_closed_port_is_connection_refused() -> None:
 # -- the event loop and secrets ---------------------------------------------------------------
 
 
-async def test_nothing_blocks_the_event_loop(smtp_servers: SmtpServers) -> None:
+# Besides the house guard's calls: what an SMTP check could do on the loop by mistake.
+_BLOCKING_NAMES = frozenset({"load_verify_locations", "load_cert_chain", "getaddrinfo",
+                             "gethostbyname", "getfqdn", "open", "statvfs", "sleep"})  # fmt: skip
+
+
+@contextlib.contextmanager
+def blocking_on_loop_thread() -> Iterator[list[str]]:
+    """The house loop guard, also catching the calls above by name."""
     with blocking_calls_on_loop_thread() as seen:
+        previous = sys.getprofile()
+
+        def profiler(frame: Any, event: str, arg: Any) -> None:
+            if previous is not None:
+                previous(frame, event, arg)
+            if event == "c_call" and getattr(arg, "__name__", "") in _BLOCKING_NAMES:
+                seen.append(arg.__name__)
+
+        sys.setprofile(profiler)
+        try:
+            yield seen
+        finally:
+            sys.setprofile(previous)
+
+
+async def test_nothing_blocks_the_event_loop(smtp_servers: SmtpServers) -> None:
+    with blocking_on_loop_thread() as control:
+        build_context(TlsOptions(ca_file=smtp_servers.ca_file))  # what setup() does, on the loop
+    assert "load_verify_locations" in control  # the guard sees it
+    with blocking_on_loop_thread() as seen:
         result = await smtp(
             smtp_servers,
             smtp_servers.starttls,
