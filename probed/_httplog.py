@@ -5,6 +5,7 @@ line per :data:`LOG_EVERY` seconds with the number of lines suppressed."""
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import Final
@@ -67,13 +68,19 @@ def _bad_request(record: logging.LogRecord) -> bool:
     return isinstance(exc, HttpProcessingError)
 
 
+# aiohttp's "Got more than 8190 bytes when reading: b'...'" echoes the start of the line it
+# refused: a URL with ?token=, an Authorization header. Request bytes are never logged.
+_ECHOED: Final = re.compile(r":\s*(?:bytearray\()?b['\"].*$")
+
+
 def _shorten_bad_request(record: logging.LogRecord) -> None:
     exc = record.exc_info[1] if record.exc_info else None
     remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
     reason = getattr(exc, "message", "") or type(exc).__name__
     record.levelno, record.levelname = logging.WARNING, "WARNING"
     record.msg = "bad request from %s: %s"
-    record.args = (remote, str(reason).splitlines()[0][:200] if reason else "")
+    text = _ECHOED.sub("", str(reason).splitlines()[0]) if reason else ""
+    record.args = (remote, text[:200])
     record.exc_info = None
     record.exc_text = None
 
