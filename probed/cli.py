@@ -310,10 +310,10 @@ def _embedded(settings: Settings) -> list[Path]:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["text", "json", "junit"]),
+    type=click.Choice(["text", "json", "junit", "nagios"]),
     default="text",
     show_default=True,
-    help="Output format.",
+    help="Output format (nagios: one plugin status line with perfdata).",
 )
 @click.option(
     "--output",
@@ -328,7 +328,7 @@ def once(
     Exit codes follow Nagios: 0 ok, 1 warn, 2 fail, 3 unknown (also for configuration errors
     in the selected checks, a --check name that is not configured, and nothing to run).
     """
-    from probed.once import report, run_once
+    from probed.once import nagios_report, report, run_once
 
     settings, pm, _ = build(kwargs, error_code=3)
     code, results, errors = asyncio.run(
@@ -336,7 +336,7 @@ def once(
     )
     for error in errors:
         click.echo(error, err=True)
-    text = report(results, fmt)
+    text = nagios_report(code, results, errors) if fmt == "nagios" else report(results, fmt)
     if output is not None:
         output.write_text(text)
     else:

@@ -1,4 +1,6 @@
-"""``probed once``: run selected checks a single time and report as text, JSON or JUnit XML.
+"""``probed once``: run selected checks a single time and report as text, JSON, JUnit XML or
+one Nagios plugin status line (``--format nagios``, so Nagios, Icinga or Zabbix can run probed
+as a plugin).
 
 ``once`` and ``gate`` go through the same plugin lifecycle as ``probed run`` (see
 :func:`checks_session`): ``probed_configure``, ``probed_discover_checks`` while loading,
@@ -19,6 +21,7 @@ from typing import Final
 
 from probed._yaml import did_you_mean
 from probed.check import Result, Status
+from probed.checks._nagios import format_perfdata
 from probed.config import LoadResult, load_checks
 from probed.notify import Notifier
 from probed.plugins import CheckTypeInfo, ProbedPluginManager, check_types, discover_checks
@@ -28,11 +31,22 @@ from probed.settings import Settings
 from probed.spec import CheckSpec
 from probed.state import CheckState, StateStore
 
-__all__ = ["Selection", "Session", "checks_session", "report", "run_once", "select"]
+__all__ = [
+    "Selection",
+    "Session",
+    "checks_session",
+    "nagios_report",
+    "report",
+    "run_once",
+    "select",
+]
 
 Outcome = tuple[CheckSpec, Result]
 
 _LIST_NAMES: Final = 10
+_NAGIOS_WORDS: Final = ("OK", "WARNING", "CRITICAL", "UNKNOWN")
+_NAGIOS_SHOWN: Final = 5  # problem checks named on the status line; then "and N more"
+_NAGIOS_MESSAGE: Final = 160  # characters of each problem check's message on the line
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,3 +262,54 @@ def _junit(outcomes: Sequence[Outcome]) -> str:
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
     )
+
+
+def _plugin_text(text: str, limit: int) -> str:
+    """``text`` fit for a plugin's status line: one line, no ``|`` (it starts perfdata)."""
+    flat = " ".join(text.replace("|", "/").split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def nagios_report(code: int, outcomes: Sequence[Outcome], errors: Sequence[str] = ()) -> str:
+    """One Nagios plugin status line: ``PROBED <STATE> - <summary> | <perfdata>``.
+
+    ``STATE`` is the word of ``code`` (the exit code: OK, WARNING, CRITICAL, UNKNOWN); the
+    summary counts the checks per status, then names the worst checks with their messages
+    (at most five), then the first of ``errors`` (configuration errors and unknown names,
+    all printed on standard error). Perfdata per check: ``<name>_duration`` in seconds (with the
+    check's timeout as the maximum) and ``<name>_status`` (0 ok, 1 warn, 2 fail, 3 unknown;
+    warning 1, critical 2); labels are quoted when they need it.
+    """
+    state = _NAGIOS_WORDS[min(max(code, 0), 3)]
+    counts = {s: sum(1 for _, r in outcomes if r.status is s) for s in reversed(Status)}
+    words = {Status.OK: "ok", Status.WARN: "warning", Status.FAIL: "critical"}
+    summary = ", ".join(f"{n} {words.get(status, 'unknown')}" for status, n in counts.items() if n)
+    noun = "check" if len(outcomes) == 1 else "checks"
+    text = f"{len(outcomes)} {noun}" + (f": {summary}" if summary else "")
+    problems = sorted(
+        ((spec, r) for spec, r in outcomes if r.status is not Status.OK),
+        key=lambda o: -o[1].status,
+    )
+    shown = [
+        f"{spec.name} {_NAGIOS_WORDS[r.status]}: {_plugin_text(r.message, _NAGIOS_MESSAGE)}"
+        for spec, r in problems[:_NAGIOS_SHOWN]
+    ]
+    if len(problems) > _NAGIOS_SHOWN:
+        shown.append(f"and {len(problems) - _NAGIOS_SHOWN} more")
+    if shown:
+        text += "; " + "; ".join(shown)
+    if errors:
+        more = f" and {len(errors) - 1} more" if len(errors) > 1 else ""
+        text += f"; error: {_plugin_text(errors[0], _NAGIOS_MESSAGE)}{more} (see standard error)"
+    perf = []
+    for spec, r in outcomes:
+        perf.append(
+            format_perfdata(
+                f"{spec.name}_duration", round(r.duration, 6), "s", min=0, max=spec.timeout
+            )
+        )
+        perf.append(
+            format_perfdata(f"{spec.name}_status", int(r.status), warn=1, crit=2, min=0, max=3)
+        )
+    line = f"PROBED {state} - {text}"
+    return (line + (" | " + " ".join(perf) if perf else "")) + "\n"
