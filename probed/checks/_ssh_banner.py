@@ -145,8 +145,6 @@ class BannerProtocol(asyncio.Protocol):
         data, self.buffer = bytes(self.buffer), bytearray()
         if data:
             target.data_received(data)
-        if self.closed:
-            target.connection_lost(self.error)
 
 
 class Handoff:
@@ -167,6 +165,8 @@ class Handoff:
         """Hand the connection to the session ``session_factory`` makes (once)."""
         if self.used:
             raise OSError("the SSH connection was already handed over")
+        if self.protocol.closed:
+            raise ConnectionResetError("the server closed the connection after its banner")
         self.used = True
         session = session_factory()
         self.protocol.hand_over(session)

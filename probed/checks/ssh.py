@@ -29,7 +29,6 @@ import importlib
 import importlib.util
 import logging
 import re
-from pathlib import Path
 from time import perf_counter
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Final
 
@@ -72,6 +71,8 @@ log = logging.getLogger("probed.checks.ssh")
 
 CLIENT_VERSION: Final = f"probed_{__version__}"
 """What probed says it is in its own identification line (``SSH-2.0-probed_0.1.0``)."""
+MAX_KEY_FILE: Final = 1 << 20
+"""Most bytes read from ``key_file`` (a private key is a few KiB)."""
 _MAX_LINE_SHOWN: Final = 200
 _MAX_STDERR: Final = 4096
 _DOING: Final = {
@@ -109,7 +110,10 @@ Fingerprints = Annotated[
 
 def _driver_available() -> bool:
     """Whether asyncssh can be imported (the ``probed[ssh]`` extra)."""
-    return importlib.util.find_spec("asyncssh") is not None
+    try:
+        return importlib.util.find_spec("asyncssh") is not None
+    except (ImportError, ValueError):  # a broken or blocked module (sys.modules entry None)
+        return False
 
 
 class SshOptions(CheckOptions):
@@ -261,12 +265,20 @@ def _first_line(data: bytes) -> str:
     return line if len(line) <= _MAX_LINE_SHOWN else line[:_MAX_LINE_SHOWN] + "…"
 
 
-def _load_key(key_text: str | None, key_file: str | None, passphrase: str | None) -> Any:
-    """The private key (blocking: reads the file, runs the passphrase's KDF)."""
+def _load_key(data: bytes, passphrase: str | None) -> Any:
+    """The private key (blocking: the passphrase's KDF takes a while on purpose)."""
     import asyncssh
 
-    data = key_text.encode() if key_text is not None else Path(str(key_file)).read_bytes()
     return asyncssh.import_private_key(data, passphrase)
+
+
+def _read_key_file(path: str) -> bytes:
+    """The key file's bytes, at most :data:`MAX_KEY_FILE` (blocking)."""
+    with open(path, "rb") as handle:
+        data = handle.read(MAX_KEY_FILE + 1)
+    if len(data) > MAX_KEY_FILE:
+        raise ValueError(f"larger than {format_size(MAX_KEY_FILE)}: not a private key")
+    return data
 
 
 class SshCheck(Check[SshOptions]):
@@ -530,14 +542,14 @@ class SshCheck(Check[SshOptions]):
             if opts.key is not None:
                 if self._key is None:
                     self._key = await run_blocking(
-                        _load_key, opts.key.get_secret_value(), None, passphrase
+                        _load_key, opts.key.get_secret_value().encode(), passphrase
                     )
                 return self._key
             if opts.key_file is None:
                 return None
-            data = await run_blocking(Path(opts.key_file).read_bytes)
+            data = await run_blocking(_read_key_file, opts.key_file)
             if data != self._key_source:
-                self._key = await run_blocking(_load_key, data.decode("latin-1"), None, passphrase)
+                self._key = await run_blocking(_load_key, data, passphrase)
                 self._key_source = data
             return self._key
         except OSError as exc:
@@ -548,7 +560,7 @@ class SshCheck(Check[SshOptions]):
         except (asyncssh.KeyImportError, asyncssh.KeyEncryptionError, ValueError) as exc:
             where = f"key_file {opts.key_file}" if opts.key_file else "the key option"
             hint = (
-                "wrong or missing passphrase"
+                "incorrect or missing passphrase"
                 if "passphrase" in str(exc).lower() or "decrypt" in str(exc).lower()
                 else "not a private key in OpenSSH or PEM format"
             )
@@ -622,16 +634,18 @@ class SshCheck(Check[SshOptions]):
         doing = _DOING.get(phase or "", "talking to the server")
         detail = str(exc).strip() or type(exc).__name__
         if isinstance(exc, asyncssh.PermissionDenied):
-            methods = []
-            if self.options.key is not None or self.options.key_file is not None:
-                methods.append("key")
-            if self.options.password is not None:
-                methods.append("password")
+            opts = self.options
+            tried, hints = [], []
+            if opts.key is not None or opts.key_file is not None:
+                tried.append("the key")
+                hints.append("that its public key is in the user's authorized_keys")
+            if opts.password is not None:
+                tried.append("the password")
+                hints.append("the password (and that the server allows password logins)")
             return _RunError(
                 Reason.AUTH,
-                f"login as {self.options.username} with {' and '.join(methods)} was refused "
-                f"({detail}): check the user, that the key is in its authorized_keys, or "
-                "the password",
+                f"login as {opts.username} with {' and '.join(tried)} was refused "
+                f"({detail}): check the user name, {' and '.join(hints)}",
             )
         if isinstance(exc, asyncssh.KeyExchangeFailed):
             return _RunError(
@@ -655,6 +669,10 @@ class SshCheck(Check[SshOptions]):
                 Reason.CONNECTION_RESET, f"the server disconnected while {doing}: {detail}"
             )
         found = network_failure(exc, self.where)
+        if found is not None and found[0] == Reason.CONNECTION_RESET:
+            return _RunError(
+                found[0], f"the server closed the connection while {doing} (connection reset)"
+            )
         if found is not None:
             return _RunError(found[0], f"{found[1].removeprefix(self.where + ' ')} while {doing}")
         return _RunError(Reason.EXCEPTION, f"{type(exc).__name__} while {doing}: {detail}")

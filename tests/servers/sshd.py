@@ -70,6 +70,8 @@ class SshdServer:
         _keygen(self.client_key)
         _keygen(self.encrypted_key, KEY_PASSPHRASE)
         _keygen(self.wrong_key)
+        self.host_key_fingerprint = fingerprint(self.host_key.with_suffix(".pub"))
+        """The host key's ``SHA256:...`` fingerprint (from ``ssh-keygen -lf``)."""
         authorized = root / "authorized_keys"
         authorized.write_text(
             (root / "client.pub").read_text() + (root / "client_encrypted.pub").read_text()
@@ -84,11 +86,6 @@ class SshdServer:
     def address(self) -> str:
         """``127.0.0.1:PORT``."""
         return f"{self.host}:{self.port}"
-
-    @property
-    def host_key_fingerprint(self) -> str:
-        """The host key's ``SHA256:...`` fingerprint (from ``ssh-keygen -lf``)."""
-        return fingerprint(self.host_key.with_suffix(".pub"))
 
     def start(self) -> None:
         """Start sshd and wait until its port accepts connections."""
