@@ -25,6 +25,7 @@ from probed.checks.websocket import WebSocketCheck, WebSocketOptions, close_name
 from probed.config import LoadResult, load_checks, load_settings
 from probed.plugins import check_types, get_plugin_manager
 from probed.testing import run_check
+from tests._require import ipv6_loopback, requires
 from tests.checks._loop_guard import blocking_calls_on_loop_thread
 from tests.servers.tls import TlsFiles
 
@@ -74,6 +75,21 @@ async def chatter(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
+async def drop(request: web.Request) -> web.WebSocketResponse:
+    ws = web.WebSocketResponse()
+    await ws.prepare(request)
+    assert request.transport is not None
+    request.transport.abort()  # no close frame
+    return ws
+
+
+async def deaf(request: web.Request) -> web.WebSocketResponse:
+    ws = web.WebSocketResponse()
+    await ws.prepare(request)
+    await asyncio.Event().wait()  # never reads, so never answers a close frame
+    return ws
+
+
 @contextlib.asynccontextmanager
 async def ws_server(
     ssl_context: ssl.SSLContext | None = None, host: str = "127.0.0.1"
@@ -85,6 +101,8 @@ async def ws_server(
     app.router.add_get("/close1011", close_1011)
     app.router.add_get("/big", big)
     app.router.add_get("/chatter", chatter)
+    app.router.add_get("/drop", drop)
+    app.router.add_get("/deaf", deaf)
     runner = web.AppRunner(app, shutdown_timeout=0.5)
     await runner.setup()
     site = web.TCPSite(runner, host, 0, ssl_context=ssl_context)
@@ -198,6 +216,20 @@ async def test_server_that_never_answers_times_out_in_the_upgrade_phase() -> Non
     assert "no answer to the upgrade request within" in result.message
     assert result.duration < 0.5
     assert "connect" in result.phases
+    async with silent_server() as port:
+        tls = await run_check(WebSocketCheck, url=f"wss://127.0.0.1:{port}/", timeout=0.5)
+    assert (tls.status, tls.reason) == (Status.FAIL, Reason.TIMEOUT)
+    assert "TLS handshake not finished within" in tls.message
+
+
+@requires(ipv6_loopback, "no IPv6 on loopback (::1)")
+async def test_ipv6_literal_url() -> None:
+    async with ws_server(host="::1") as port:
+        result = await run_check(
+            WebSocketCheck, url=f"ws://[::1]:{port}/echo", ip_version="ip6", send="v6", expect="v6"
+        )
+    assert result.status is Status.OK, result.message
+    assert f"ws://[::1]:{port}/echo" in result.message
 
 
 async def test_close_with_1011_is_protocol_with_the_code(port: int) -> None:
@@ -210,6 +242,20 @@ async def test_close_with_1011_is_protocol_with_the_code(port: int) -> None:
     )
     assert (expecting.status, expecting.reason) == (Status.FAIL, Reason.PROTOCOL)
     assert "code 1011 (internal server error): 'database unavailable'" in expecting.message
+
+
+async def test_connection_dropped_without_close_frame_is_protocol(port: int) -> None:
+    result = await run_check(WebSocketCheck, url=f"ws://127.0.0.1:{port}/drop")
+    assert (result.status, result.reason) == (Status.FAIL, Reason.PROTOCOL)
+    assert "ended the connection without a close frame" in result.message
+    assert result.values["probed_websocket_close_code"] == 1006
+
+
+async def test_server_not_answering_the_close_frame_times_out_in_close(port: int) -> None:
+    result = await run_check(WebSocketCheck, url=f"ws://127.0.0.1:{port}/deaf", timeout=0.5)
+    assert (result.status, result.reason) == (Status.FAIL, Reason.TIMEOUT)
+    assert "no close frame in answer to ours within" in result.message
+    assert {"connect", "upgrade"} <= set(result.phases)
 
 
 async def test_expected_close_code(port: int) -> None:
