@@ -68,6 +68,7 @@ DEFAULT_PLUGINS: Final[tuple[str, ...]] = (
     "probed.checks.smtp",
     "probed.checks.websocket",
     "probed.checks.ssh",
+    "probed.checks.mysql",
     "probed.integrations.sentry",
 )
 """Built-in plugins, registered in this order before entry points and drop-ins."""
