@@ -26,6 +26,7 @@ from typing import Final
 from probed.check import Reason
 from probed.checks._failures import classify
 from probed.checks._tls import CertInfo, cert_info, describe_ssl_error
+from probed.checks.tcp import _TcpProtocol
 from probed.phase import format_elapsed, set_phase
 
 __all__ = [
@@ -84,55 +85,28 @@ class Reply:
         return shown(f"{self.code} " + " / ".join(line for line in self.lines if line))
 
 
-class SmtpProtocol(asyncio.Protocol):
-    """Buffers what the server sends, pausing reading once a line's worth is waiting."""
+class SmtpProtocol(_TcpProtocol):
+    """The ``tcp`` check's buffering protocol, but nothing is dropped: once a line's worth
+    (plus one) is waiting, reading pauses until :meth:`resume` after the reader took lines."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.buffer = bytearray()
+        super().__init__(loop, 2 * MAX_LINE)
         self.received = 0
-        self.closed = False
-        self.error: Exception | None = None
-        self.waiter: asyncio.Future[None] | None = None
-        self.transport: asyncio.Transport | None = None
         self.paused = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if isinstance(transport, asyncio.Transport):
-            self.transport = transport
 
     def data_received(self, data: bytes) -> None:
         self.received += len(data)
         self.buffer += data
-        if len(self.buffer) >= 2 * MAX_LINE and self.transport is not None:
+        if len(self.buffer) >= self.limit and self.transport is not None:
             self.transport.pause_reading()
             self.paused = True
         self._wake()
 
-    def eof_received(self) -> bool | None:
-        self.closed = True
-        self._wake()
-        return None
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self.error = exc
-        self._wake()
-
     def resume(self) -> None:
         """Read again after the buffer was drained below the pause mark."""
-        if self.paused and self.transport is not None and len(self.buffer) < 2 * MAX_LINE:
+        if self.paused and self.transport is not None and len(self.buffer) < self.limit:
             self.paused = False
             self.transport.resume_reading()
-
-    def _wake(self) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
-
-    async def wait(self) -> None:
-        """Wait for more data or the end of the connection."""
-        self.waiter = self.loop.create_future()
-        await self.waiter
 
 
 def _parse_line(raw: bytes) -> tuple[int, bool, str]:

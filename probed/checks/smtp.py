@@ -283,7 +283,7 @@ class SmtpCheck(Check[SmtpOptions]):
             return self._result(
                 Status.FAIL, failure.reason, failure.detail, phases=phases, values=values
             )
-        if session.cert is not None and (implicit or session.tls_version):
+        if session.cert is not None:
             verdict = expiry_verdict(session.cert.not_after, self.tls, time.time())
             if verdict is not None:
                 status, reason, detail = verdict
