@@ -22,6 +22,24 @@ pytest_plugins = sorted(
 )
 
 
+# The real-Prometheus quiet test watches a five-minute window in a background thread: its
+# first test (which starts the window) runs first, its last (which joins it) runs last, and
+# the rest of the session runs in between (tests/contrib/test_alerts_quiet_live.py).
+_QUIET_LIVE = "tests/contrib/test_alerts_quiet_live.py::"
+_RUN_FIRST = (_QUIET_LIVE + "test_simulated_series_match_a_real_scrape",)
+_RUN_LAST = (_QUIET_LIVE + "test_real_prometheus_shows_no_alert_for_a_healthy_daemon",)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Put the quiet window's opening test first and its closing test last (after
+    pytest-randomly's shuffle, which runs in a wrapper before this hook)."""
+    first = [i for i in items if i.nodeid in _RUN_FIRST]
+    last = [i for i in items if i.nodeid in _RUN_LAST]
+    if first or last:
+        rest = [i for i in items if i.nodeid not in _RUN_FIRST and i.nodeid not in _RUN_LAST]
+        items[:] = first + rest + last
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
