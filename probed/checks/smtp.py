@@ -330,6 +330,8 @@ class SmtpCheck(Check[SmtpOptions]):
                     "the server does not offer STARTTLS (starttls: true requires it); "
                     f"its EHLO lists {', '.join(sorted(ext)) or 'no extensions'}",
                 )
+            else:
+                done.append("no STARTTLS offered")
         elif tls:
             done.append(f"implicit TLS ({session.cert.version if session.cert else '?'})")
         if opts.username is not None and opts.password is not None:
@@ -358,8 +360,8 @@ class SmtpCheck(Check[SmtpOptions]):
         reply = await session.command(f"EHLO {self.ehlo_name}", "EHLO")
         if reply.code == 250:
             return _extensions(reply)
-        if reply.code in (500, 502) and self.mode in ("none", "implicit"):
-            # A server from before ESMTP: HELO is enough when no extension is needed.
+        if reply.code in (500, 502) and self.mode != "starttls":
+            # A server from before ESMTP: HELO, and no extensions (so no STARTTLS, no AUTH).
             helo = await session.command(f"HELO {self.ehlo_name}", "HELO")
             if helo.code == 250:
                 return {}

@@ -38,6 +38,7 @@ from tests.servers.smtp import (
     banner_554,
     echo_auth,
     endless_line,
+    helo_only,
     stall_after_banner,
 )
 
@@ -131,6 +132,16 @@ async def test_plain_banner_and_ehlo_only(smtp_servers: SmtpServers) -> None:
     assert not result.values
 
 
+async def test_pre_esmtp_server_is_greeted_with_helo_unless_starttls_is_required() -> None:
+    async with stub_server(helo_only) as port:
+        auto = await run_check(SmtpCheck, address=addr(port))
+        required = await run_check(SmtpCheck, address=addr(port), starttls=True)
+    assert auto.status is Status.OK, auto.message
+    assert "no STARTTLS offered" in auto.message
+    assert (required.status, required.reason) == (Status.FAIL, Reason.STATUS)
+    assert "EHLO" in required.message and "was refused: 502 5.5.1" in required.message
+
+
 async def test_cert_expiry_thresholds_apply_after_starttls(smtp_servers: SmtpServers) -> None:
     result = await smtp(
         smtp_servers,
@@ -211,6 +222,7 @@ async def test_cleartext_auth_is_refused_by_default_and_allowed_on_request(
         allow_plaintext_auth=True,
     )
     assert allowed.status is Status.OK, allowed.message
+    assert "no STARTTLS offered" in allowed.message
 
 
 async def test_stalled_server_times_out_naming_the_banner() -> None:

@@ -31,6 +31,7 @@ __all__ = [
     "banner_554",
     "echo_auth",
     "endless_line",
+    "helo_only",
     "smtp_servers",
     "stall_after_banner",
 ]
@@ -139,6 +140,19 @@ async def stall_after_banner(reader: asyncio.StreamReader, writer: asyncio.Strea
     writer.write(b"220 stall.probed.test ESMTP\r\n")
     await writer.drain()
     await reader.read()
+
+
+async def helo_only(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A server from before ESMTP: EHLO is unknown, HELO works."""
+    writer.write(b"220 old.probed.test SMTP\r\n")
+    while line := await reader.readline():
+        verb = line[:4].upper()
+        writer.write(
+            {b"HELO": b"250 old.probed.test\r\n", b"QUIT": b"221 bye\r\n"}.get(
+                verb, b"502 5.5.1 unrecognized command\r\n"
+            )
+        )
+        await writer.drain()
 
 
 async def endless_line(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
