@@ -112,15 +112,14 @@ async def test_stalled_health_servicer_fails_with_deadline_exceeded_within_the_t
     grpc_servers: GrpcServers,
 ) -> None:
     result = await run_check(
-        GrpcCheck, address=f"127.0.0.1:{grpc_servers.plain}", service=targets.STALL, timeout=0.6
+        GrpcCheck, address=f"127.0.0.1:{grpc_servers.plain}", service=targets.STALL, timeout=1.0
     )
     assert (result.status, result.reason) == (Status.FAIL, Reason.TIMEOUT)
-    assert "no Health/Check answer within the timeout of 600ms (DEADLINE_EXCEEDED)" in (
-        result.message
-    )
-    assert result.values["probed_grpc_status_code"] == 4  # DEADLINE_EXCEEDED
-    assert 0.4 < result.phases["rpc"] < 0.6
-    assert result.duration < 0.6
+    assert "no Health/Check answer within the timeout of 1s (DEADLINE_EXCEEDED)" in result.message
+    # grpcio's deadline ended the call (status 4), not the daemon cancelling the run.
+    assert result.values["probed_grpc_status_code"] == 4
+    assert 0.7 < result.phases["rpc"] < 1.0
+    assert result.duration < 1.0
 
 
 async def test_reply_over_max_receive_message_length_fails_with_body_size(
