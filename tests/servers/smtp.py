@@ -108,14 +108,16 @@ def _start(handler: _Handler, **kwargs: Any) -> Controller:
 def smtp_servers(tls_files: TlsFiles) -> Iterator[SmtpServers]:
     """Four aiosmtpd servers for the module's tests (started once: each takes ~50 ms)."""
     handler = _Handler()
-    other_ca = trustme.CA()
-    controllers = [
-        _start(handler, tls_context=tls_files.server_context(), auth_require_tls=True),
-        _start(handler, tls_context=tls_files.server_context(ca=other_ca)),
-        _start(handler, ssl_context=tls_files.server_context(), auth_require_tls=False),
-        _start(handler, auth_require_tls=False),
+    settings: list[dict[str, Any]] = [
+        {"tls_context": tls_files.server_context(), "auth_require_tls": True},
+        {"tls_context": tls_files.server_context(ca=trustme.CA())},
+        {"ssl_context": tls_files.server_context(), "auth_require_tls": False},
+        {"auth_require_tls": False},
     ]
+    controllers: list[Controller] = []
     try:
+        for kwargs in settings:
+            controllers.append(_start(handler, **kwargs))
         starttls, untrusted, implicit, plain = (int(c.port) for c in controllers)
         yield SmtpServers(
             starttls, untrusted, implicit, plain, ca_file=tls_files.ca_file, handler=handler
