@@ -18,16 +18,25 @@ Host key fingerprints are handled here too: :func:`parse_fingerprint` reads what
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+from time import perf_counter
 from typing import Any, Final
 
+from probed.check import Reason
+from probed.checks._failures import describe
+from probed.options import format_duration, format_size
+
 __all__ = [
+    "MAX_LINE_SHOWN",
     "MAX_PRELUDE",
     "BannerProtocol",
     "Handoff",
+    "RunError",
     "excerpt",
     "find_identification",
     "parse_fingerprint",
+    "read_banner",
 ]
 
 MAX_PRELUDE: Final = 8192
@@ -36,7 +45,19 @@ MAX_PRELUDE: Final = 8192
 MAX_VERSION_LINE: Final = 255
 """RFC 4253: the identification line, CRLF included, is at most 255 characters."""
 
+MAX_LINE_SHOWN: Final = 200
+"""Longest banner or output line quoted in a message."""
+
 _FINGERPRINT_RE: Final = re.compile(r"SHA256:([A-Za-z0-9+/]{43})=?")
+
+
+class RunError(Exception):
+    """An expected failure of an ``ssh`` run: reason and sentence (without the address)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
 
 
 def parse_fingerprint(text: str) -> str:
@@ -178,3 +199,79 @@ class Handoff:
 
     async def wait_closed(self) -> None:
         """Nothing to wait for: the connection is asyncssh's own."""
+
+
+async def read_banner(
+    proto: BannerProtocol, deadline: float, timeout: float, expect: re.Pattern[str] | None
+) -> str:
+    """Wait (until ``deadline``, a :func:`~time.perf_counter` time) for the identification line.
+
+    :param timeout: the span up to ``deadline``, for messages.
+    :param expect: the ``expect_banner`` pattern, if any.
+    :return: the line, cut for a message.
+    :raises RunError: ``protocol`` (not SSH, or not SSH 2), ``assertion`` (``expect``
+        does not match), ``timeout`` (nothing arrived), or the reason of a reset connection.
+    """
+    while True:
+        data = bytes(proto.buffer)
+        found = find_identification(data)
+        if found is not None:
+            return _judge(found[0], expect)
+        if len(data) >= MAX_PRELUDE:
+            raise RunError(
+                Reason.PROTOCOL,
+                f"no SSH identification line in the first {format_size(MAX_PRELUDE)}, got "
+                f"{excerpt(data)}: is it an SSH server on that port?",
+            )
+        if proto.closed:
+            failure = describe(proto.error, "") if proto.error is not None else None
+            if not data and failure is not None and failure[0] != Reason.CONNECTION_RESET:
+                raise RunError(failure[0], failure[1].strip())
+            if not data:
+                raise RunError(
+                    Reason.CONNECTION_RESET if failure else Reason.PROTOCOL,
+                    "the server closed the connection without sending an SSH identification "
+                    "line (MaxStartups reached, TCP wrappers, or not an SSH server)",
+                )
+            raise RunError(
+                Reason.PROTOCOL,
+                f"not an SSH server: it sent {excerpt(data)} and closed the connection",
+            )
+        remaining = deadline - perf_counter()
+        if remaining <= 0:
+            if not data:
+                raise RunError(
+                    Reason.TIMEOUT,
+                    "connected, but no SSH identification line arrived within "
+                    f"{format_duration(timeout)} (server overloaded, or a service that waits "
+                    "for the client to speak first)",
+                )
+            raise RunError(
+                Reason.PROTOCOL,
+                f"not an SSH server: it sent {excerpt(data)} and no SSH identification line "
+                "within the timeout",
+            )
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(remaining):
+                await proto.wait()
+
+
+def _judge(line: str, expect: re.Pattern[str] | None) -> str:
+    shown = line if len(line) <= MAX_LINE_SHOWN else line[:MAX_LINE_SHOWN] + "…"
+    if len(line) + 2 > MAX_VERSION_LINE:
+        raise RunError(
+            Reason.PROTOCOL,
+            f"the identification line is {len(line) + 2} bytes long, more than the "
+            f"{MAX_VERSION_LINE} SSH allows: {shown!r}",
+        )
+    version = line[4:].split("-", 1)[0]
+    if version not in ("2.0", "1.99"):
+        raise RunError(
+            Reason.PROTOCOL,
+            f"the server speaks SSH protocol {version} only ({shown!r}); probed speaks SSH 2",
+        )
+    if expect is not None and not expect.search(line):
+        raise RunError(
+            Reason.ASSERTION, f"banner {shown!r} does not match /{expect.pattern}/ (expect_banner)"
+        )
+    return shown

@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import importlib
 import importlib.util
 import logging
 import re
 from time import perf_counter
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Final
+from typing import Annotated, Any, ClassVar, Final
 
 from pydantic import (
     BeforeValidator,
@@ -44,17 +43,26 @@ from pydantic import (
 
 from probed import __version__, hookimpl
 from probed.check import Check, CheckOptions, MetricDef, Reason, Result
-from probed.checks._failures import describe, network_failure
 from probed.checks._net import IpVersion, ProbeError, family_for, format_addr, open_connection
 from probed.checks._reasons import EXIT_CODE, HOST_KEY
 from probed.checks._ssh_banner import (
-    MAX_PRELUDE,
-    MAX_VERSION_LINE,
     BannerProtocol,
     Handoff,
-    excerpt,
-    find_identification,
+    RunError,
     parse_fingerprint,
+    read_banner,
+)
+from probed.checks._ssh_session import (
+    DOING,
+    Timer,
+    client_class,
+    describe_key,
+    first_line,
+    load_key,
+    login_failure,
+    quote,
+    read_key_file,
+    run_command,
 )
 from probed.checks.tcp import parse_address
 from probed.options import AbsolutePath, Regex, Size, format_duration, format_size
@@ -62,25 +70,12 @@ from probed.phase import format_elapsed, set_phase
 from probed.redact import Redactor
 from probed.threads import run_blocking
 
-if TYPE_CHECKING:
-    import asyncssh
-
 __all__ = ["SshCheck", "SshOptions"]
 
 log = logging.getLogger("probed.checks.ssh")
 
 CLIENT_VERSION: Final = f"probed_{__version__}"
 """What probed says it is in its own identification line (``SSH-2.0-probed_0.1.0``)."""
-MAX_KEY_FILE: Final = 1 << 20
-"""Most bytes read from ``key_file`` (a private key is a few KiB)."""
-_MAX_LINE_SHOWN: Final = 200
-_MAX_STDERR: Final = 4096
-_DOING: Final = {
-    "banner": "waiting for the SSH identification line",
-    "kex": "in the SSH key exchange",
-    "auth": "logging in",
-    "command": "running the command",
-}
 
 
 def _fingerprints(value: Any) -> Any:
@@ -204,83 +199,6 @@ class SshOptions(CheckOptions):
         return self.logs_in or self.host_key_fingerprint is not None
 
 
-class _RunError(Exception):
-    """A run's expected failure: reason and sentence (without the address prefix)."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
-
-
-class _Output:
-    """An asyncssh client session keeping at most ``limit`` bytes of stdout (and some stderr)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.stdout = bytearray()
-        self.stderr = bytearray()
-        self.received = 0
-
-    # asyncssh.SSHClientSession's interface (duck-typed: asyncssh is imported lazily).
-    def connection_made(self, chan: Any) -> None:
-        pass
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        pass
-
-    def session_started(self) -> None:
-        pass
-
-    def data_received(self, data: bytes, datatype: int | None) -> None:
-        self.received += len(data)
-        if datatype is None:
-            room = self.limit - len(self.stdout)
-            if room > 0:
-                self.stdout += data[:room]
-        else:
-            room = min(self.limit, _MAX_STDERR) - len(self.stderr)
-            if room > 0:
-                self.stderr += data[:room]
-
-    def eof_received(self) -> bool:
-        return False
-
-    def pause_writing(self) -> None:
-        pass
-
-    def resume_writing(self) -> None:
-        pass
-
-    def exit_status_received(self, status: int) -> None:
-        pass
-
-    def exit_signal_received(self, signal: str, core_dumped: bool, msg: str, lang: str) -> None:
-        pass
-
-
-def _first_line(data: bytes) -> str:
-    text = data.decode("utf-8", "replace").strip()
-    line = text.splitlines()[0].strip() if text else ""
-    return line if len(line) <= _MAX_LINE_SHOWN else line[:_MAX_LINE_SHOWN] + "…"
-
-
-def _load_key(data: bytes, passphrase: str | None) -> Any:
-    """The private key (blocking: the passphrase's KDF takes a while on purpose)."""
-    import asyncssh
-
-    return asyncssh.import_private_key(data, passphrase)
-
-
-def _read_key_file(path: str) -> bytes:
-    """The key file's bytes, at most :data:`MAX_KEY_FILE` (blocking)."""
-    with open(path, "rb") as handle:
-        data = handle.read(MAX_KEY_FILE + 1)
-    if len(data) > MAX_KEY_FILE:
-        raise ValueError(f"larger than {format_size(MAX_KEY_FILE)}: not a private key")
-    return data
-
-
 class SshCheck(Check[SshOptions]):
     """Read an SSH server's banner, pin its host key, log in and run a command."""
 
@@ -339,7 +257,12 @@ class SshCheck(Check[SshOptions]):
             return exc.result(self.where)
         handed_over = False
         try:
-            banner = await self._read_banner(proto, phases, deadline)
+            set_phase(DOING["banner"])
+            t0 = perf_counter()
+            try:
+                banner = await read_banner(proto, deadline, self.spec.timeout * 0.9, self._expect)
+            finally:
+                phases["banner"] = perf_counter() - t0
             if not opts.needs_driver:
                 # Say who we are before leaving, so the server logs a closed connection rather
                 # than a client that never identified itself (which fail2ban may count).
@@ -354,86 +277,13 @@ class SshCheck(Check[SshOptions]):
             return await self._session(
                 Handoff(transport, proto), banner, client_key, phases, deadline
             )
-        except _RunError as exc:
+        except RunError as exc:
             return Result.fail(
                 exc.reason, self._redact(f"{self.where}: {exc.detail}"), phases=phases
             )
         finally:
             if not handed_over:
                 transport.abort()
-
-    async def _read_banner(
-        self, proto: BannerProtocol, phases: dict[str, float], deadline: float
-    ) -> str:
-        set_phase(_DOING["banner"])
-        t0 = perf_counter()
-        try:
-            while True:
-                data = bytes(proto.buffer)
-                found = find_identification(data)
-                if found is not None:
-                    return self._judge_banner(*found)
-                if len(data) >= MAX_PRELUDE:
-                    raise _RunError(
-                        Reason.PROTOCOL,
-                        f"no SSH identification line in the first {format_size(MAX_PRELUDE)}"
-                        f", got {excerpt(data)}: is it an SSH server on that port?",
-                    )
-                if proto.closed:
-                    found_error = describe(proto.error, self.where) if proto.error else None
-                    if found_error is not None and not data:
-                        raise _RunError(found_error[0], found_error[1].removeprefix(self.where))
-                    if not data:
-                        raise _RunError(
-                            Reason.PROTOCOL,
-                            "the server closed the connection without sending an SSH "
-                            "identification line (MaxStartups reached, TCP wrappers, or not "
-                            "an SSH server)",
-                        )
-                    raise _RunError(
-                        Reason.PROTOCOL,
-                        f"not an SSH server: it sent {excerpt(data)} and closed the connection",
-                    )
-                remaining = deadline - perf_counter()
-                if remaining <= 0:
-                    if not data:
-                        raise _RunError(
-                            Reason.TIMEOUT,
-                            "connected, but no SSH identification line arrived within "
-                            f"{format_duration(self.spec.timeout * 0.9)} (server overloaded, "
-                            "or a service that waits for the client to speak first)",
-                        )
-                    raise _RunError(
-                        Reason.PROTOCOL,
-                        f"not an SSH server: it sent {excerpt(data)} and no SSH identification "
-                        "line within the timeout",
-                    )
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(remaining):
-                        await proto.wait()
-        finally:
-            phases["banner"] = perf_counter() - t0
-
-    def _judge_banner(self, line: str, skipped: bytes) -> str:
-        shown = line if len(line) <= _MAX_LINE_SHOWN else line[:_MAX_LINE_SHOWN] + "…"
-        if len(line) + 2 > MAX_VERSION_LINE:
-            raise _RunError(
-                Reason.PROTOCOL,
-                f"the identification line is {len(line) + 2} bytes long, more than the "
-                f"{MAX_VERSION_LINE} SSH allows: {shown!r}",
-            )
-        version = line[4:].split("-", 1)[0]
-        if version not in ("2.0", "1.99"):
-            raise _RunError(
-                Reason.PROTOCOL,
-                f"the server speaks SSH protocol {version} only ({shown!r}); probed speaks SSH 2",
-            )
-        if self._expect is not None and not self._expect.search(line):
-            raise _RunError(
-                Reason.ASSERTION,
-                f"banner {shown!r} does not match /{self._expect.pattern}/ (expect_banner)",
-            )
-        return shown
 
     async def _session(
         self,
@@ -448,8 +298,7 @@ class SshCheck(Check[SshOptions]):
         opts = self.options
         pins = opts.host_key_fingerprint
         seen: list[Any] = []
-        timer = _Timer(phases)
-        set_phase(_DOING["kex"])
+        timer = Timer(phases)
         timer.start("kex")
         conn: Any = None
         try:
@@ -467,7 +316,7 @@ class SshCheck(Check[SshOptions]):
                         seen.append(key)
                     self._judge_host_key(seen[0] if seen else None)
                     return Result.ok(
-                        f"{self.where}: {banner}, host key {_describe_key(seen)} matches",
+                        f"{self.where}: {banner}, host key {describe_key(seen)} matches",
                         phases=phases,
                     )
                 self._warn_unpinned()
@@ -477,7 +326,7 @@ class SshCheck(Check[SshOptions]):
                     tunnel=handoff,
                     config=[],
                     client_version=CLIENT_VERSION,
-                    client_factory=lambda: _client_class()(pins, seen, timer),
+                    client_factory=lambda: client_class()(pins, seen, timer),
                     known_hosts=None if pins is None else ([], [], []),
                     username=opts.username,
                     password=opts.password.get_secret_value() if opts.password else None,
@@ -502,28 +351,29 @@ class SshCheck(Check[SshOptions]):
                     seen.append(conn.get_server_host_key())
                 summary = f"{self.where}: {banner}"
                 if pins is not None:
-                    summary += f", host key {_describe_key(seen)} matches"
+                    summary += f", host key {describe_key(seen)} matches"
                 summary += f", logged in as {opts.username}"
                 if opts.command is None:
                     return Result.ok(self._redact(summary), phases=phases)
-                set_phase(_DOING["command"])
                 timer.start("command")
                 return await self._command(conn, summary, phases, timer)
         except TimeoutError:
-            doing = _DOING.get(timer.current or "", "running")
+            doing = DOING.get(timer.current or "", "running")
             timer.stop()
-            raise _RunError(
+            raise RunError(
                 Reason.TIMEOUT,
                 f"no answer while {doing} within {format_duration(self.spec.timeout * 0.9)}",
             ) from None
         except asyncssh.HostKeyNotVerifiable:
             timer.stop()
             self._judge_host_key(seen[0] if seen else None)
-            raise _RunError(HOST_KEY, "the host key was not accepted") from None
+            raise RunError(HOST_KEY, "the host key was not accepted") from None
         except (asyncssh.Error, OSError, EOFError) as exc:
             phase = timer.current
             timer.stop()
-            raise self._failure(exc, phase) from None
+            tried = ["the key"] if client_key is not None else []
+            tried += ["the password"] if opts.password is not None else []
+            raise login_failure(exc, phase, self.where, opts.username, tried) from None
         finally:
             if conn is not None:
                 conn.close()
@@ -542,18 +392,18 @@ class SshCheck(Check[SshOptions]):
             if opts.key is not None:
                 if self._key is None:
                     self._key = await run_blocking(
-                        _load_key, opts.key.get_secret_value().encode(), passphrase
+                        load_key, opts.key.get_secret_value().encode(), passphrase
                     )
                 return self._key
             if opts.key_file is None:
                 return None
-            data = await run_blocking(_read_key_file, opts.key_file)
+            data = await run_blocking(read_key_file, opts.key_file)
             if data != self._key_source:
-                self._key = await run_blocking(_load_key, data, passphrase)
+                self._key = await run_blocking(load_key, data, passphrase)
                 self._key_source = data
             return self._key
         except OSError as exc:
-            raise _RunError(
+            raise RunError(
                 Reason.AUTH,
                 f"cannot read key_file {opts.key_file}: {exc.strerror or exc} (no login was tried)",
             ) from None
@@ -564,7 +414,7 @@ class SshCheck(Check[SshOptions]):
                 if "passphrase" in str(exc).lower() or "decrypt" in str(exc).lower()
                 else "not a private key in OpenSSH or PEM format"
             )
-            raise _RunError(
+            raise RunError(
                 Reason.AUTH,
                 f"cannot use the private key in {where}: {hint} ({exc}; no login was tried)",
             ) from None
@@ -574,12 +424,12 @@ class SshCheck(Check[SshOptions]):
         if pins is None:
             return
         if key is None:
-            raise _RunError(HOST_KEY, "the server presented no host key to compare with the pin")
+            raise RunError(HOST_KEY, "the server presented no host key to compare with the pin")
         got = key.get_fingerprint("sha256")
         if got in pins:
             return
         wanted = pins[0] if len(pins) == 1 else "one of " + ", ".join(pins)
-        raise _RunError(
+        raise RunError(
             HOST_KEY,
             f"host key mismatch: the server presented {key.get_algorithm()} {got}, "
             f"host_key_fingerprint expects {wanted}; nothing was sent to it. If the key was "
@@ -588,19 +438,14 @@ class SshCheck(Check[SshOptions]):
         )
 
     async def _command(
-        self, conn: Any, summary: str, phases: dict[str, float], timer: _Timer
+        self, conn: Any, summary: str, phases: dict[str, float], timer: Timer
     ) -> Result:
         opts = self.options
-        output = _Output(opts.max_output_size)
         assert opts.command is not None
-        chan, _ = await conn.create_session(lambda: output, opts.command, encoding=None)
-        chan.write_eof()
-        await chan.wait_closed()
+        status, signal, output = await run_command(conn, opts.command, opts.max_output_size)
         timer.stop()
-        status = chan.get_exit_status()
-        signal = chan.get_exit_signal()
         values: dict[str, float] = {}
-        line = _first_line(bytes(output.stdout))
+        line = first_line(bytes(output.stdout))
         shown = f": {line}" if line else ""
         truncated = (
             f" (output truncated to {format_size(opts.max_output_size)})"
@@ -609,15 +454,15 @@ class SshCheck(Check[SshOptions]):
         )
         if status is None or status < 0:
             what = f"was killed by signal {signal[0]}" if signal else "ended without an exit code"
-            err = _first_line(bytes(output.stderr))
-            detail = f"{summary}, command {_quote(opts.command)} {what}{shown}"
+            err = first_line(bytes(output.stderr))
+            detail = f"{summary}, command {quote(opts.command)} {what}{shown}"
             if err:
                 detail += f" (stderr: {err})"
             return Result.fail(EXIT_CODE, self._redact(detail), phases=phases)
         values["probed_ssh_command_exit_code"] = float(status)
-        text = f"{summary}, command {_quote(opts.command)} exited {status}{shown}{truncated}"
+        text = f"{summary}, command {quote(opts.command)} exited {status}{shown}{truncated}"
         if status != opts.expect_exit_code:
-            err = _first_line(bytes(output.stderr))
+            err = first_line(bytes(output.stderr))
             if err and not line:
                 text += f" (stderr: {err})"
             return Result.fail(
@@ -627,55 +472,6 @@ class SshCheck(Check[SshOptions]):
                 values=values,
             )
         return Result.ok(self._redact(text), phases=phases, values=values)
-
-    def _failure(self, exc: BaseException, phase: str | None) -> _RunError:
-        import asyncssh
-
-        doing = _DOING.get(phase or "", "talking to the server")
-        detail = str(exc).strip() or type(exc).__name__
-        if isinstance(exc, asyncssh.PermissionDenied):
-            opts = self.options
-            tried, hints = [], []
-            if opts.key is not None or opts.key_file is not None:
-                tried.append("the key")
-                hints.append("that its public key is in the user's authorized_keys")
-            if opts.password is not None:
-                tried.append("the password")
-                hints.append("the password (and that the server allows password logins)")
-            return _RunError(
-                Reason.AUTH,
-                f"login as {opts.username} with {' and '.join(tried)} was refused "
-                f"({detail}): check the user name, {' and '.join(hints)}",
-            )
-        if isinstance(exc, asyncssh.KeyExchangeFailed):
-            return _RunError(
-                Reason.PROTOCOL,
-                f"key exchange failed: {detail} (no algorithm in common with the server?)",
-            )
-        if isinstance(exc, asyncssh.ProtocolNotSupported | asyncssh.ProtocolError):
-            return _RunError(Reason.PROTOCOL, f"SSH protocol error while {doing}: {detail}")
-        if isinstance(exc, asyncssh.ChannelOpenError):
-            return _RunError(
-                EXIT_CODE,
-                f"logged in as {self.options.username}, but the server refused to run the "
-                f"command ({detail})",
-            )
-        if isinstance(exc, asyncssh.ConnectionLost | EOFError):
-            return _RunError(
-                Reason.CONNECTION_RESET, f"the server closed the connection while {doing}"
-            )
-        if isinstance(exc, asyncssh.DisconnectError):
-            return _RunError(
-                Reason.CONNECTION_RESET, f"the server disconnected while {doing}: {detail}"
-            )
-        found = network_failure(exc, self.where)
-        if found is not None and found[0] == Reason.CONNECTION_RESET:
-            return _RunError(
-                found[0], f"the server closed the connection while {doing} (connection reset)"
-            )
-        if found is not None:
-            return _RunError(found[0], f"{found[1].removeprefix(self.where + ' ')} while {doing}")
-        return _RunError(Reason.EXCEPTION, f"{type(exc).__name__} while {doing}: {detail}")
 
     def _warn_unpinned(self) -> None:
         """Log once per check when a password goes to a server whose host key is not pinned."""
@@ -691,63 +487,6 @@ class SshCheck(Check[SshOptions]):
             self.spec.name,
             self.where,
         )
-
-
-class _Timer:
-    """Times the kex/auth/command phases as asyncssh's callbacks report progress."""
-
-    def __init__(self, phases: dict[str, float]) -> None:
-        self.phases = phases
-        self.current: str | None = None
-        self._t0 = 0.0
-
-    def start(self, name: str) -> None:
-        self.stop()
-        self.current = name
-        self._t0 = perf_counter()
-
-    def stop(self) -> None:
-        if self.current is not None:
-            self.phases[self.current] = perf_counter() - self._t0
-            self.current = None
-
-
-@functools.cache
-def _client_class() -> type[Any]:
-    """asyncssh's client callbacks (built on first use: asyncssh is an optional import)."""
-    import asyncssh
-
-    class Client(asyncssh.SSHClient):
-        """Pins the host key during the key exchange; marks where the login starts."""
-
-        def __init__(self, pins: tuple[str, ...] | None, seen: list[Any], timer: _Timer):
-            self.pins = pins
-            self.seen = seen
-            self.timer = timer
-
-        def validate_host_public_key(
-            self, host: str, addr: str, port: int, key: asyncssh.SSHKey
-        ) -> bool:
-            """Called in the key exchange when a pin is set: nothing is sent before it."""
-            self.seen.append(key)
-            return self.pins is not None and key.get_fingerprint("sha256") in self.pins
-
-        def begin_auth(self, username: str) -> None:
-            self.timer.start("auth")
-            set_phase(_DOING["auth"])
-
-    return Client
-
-
-def _describe_key(seen: list[Any]) -> str:
-    if not seen:
-        return "(none)"
-    key = seen[0]
-    return f"{key.get_algorithm()} {key.get_fingerprint('sha256')}"
-
-
-def _quote(command: str) -> str:
-    return repr(command if len(command) <= 80 else command[:80] + "…")
 
 
 @hookimpl
