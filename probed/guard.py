@@ -111,6 +111,17 @@ def _reloads(request: web.Request) -> bool:
     )
 
 
+_PING_ROUTES: Final = frozenset(("/ping/{check}", "/ping/{check}/{action}"))
+
+
+def _pings(request: web.Request) -> bool:
+    """Whether ``request`` matched a ``/ping/`` route (a heartbeat's job reporting in): those
+    carry their check's own token instead of the listener's basic auth."""
+    route = request.match_info.route if request.match_info else None
+    resource = route.resource if route is not None else None
+    return resource is not None and resource.canonical in _PING_ROUTES
+
+
 def _text(status: int, text: str, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(status=status, text=text + "\n", headers=headers)
 
@@ -120,7 +131,8 @@ async def guard_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     """Health-only listener: ``/health/*`` only, no auth. Main listener: basic auth when users
-    are configured, and the reload policy (the headers: :func:`add_headers`)."""
+    are configured (not on ``/ping/``: a heartbeat's ping carries its check's token), and the
+    reload policy (the headers: :func:`add_headers`)."""
     protocol = request.protocol
     if isinstance(protocol, Connection):
         protocol.served()
@@ -150,7 +162,7 @@ async def _authorized(
     config: WebConfig,
 ) -> web.StreamResponse:
     authenticated = False
-    if config.auth is not None:
+    if config.auth is not None and not _pings(request):
         user = await config.auth.check(request.headers.get("Authorization"))
         if user is None:
             return _text(

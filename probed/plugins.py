@@ -69,6 +69,7 @@ DEFAULT_PLUGINS: Final[tuple[str, ...]] = (
     "probed.checks.websocket",
     "probed.checks.ssh",
     "probed.checks.mysql",
+    "probed.checks.heartbeat",
     "probed.integrations.sentry",
 )
 """Built-in plugins, registered in this order before entry points and drop-ins."""

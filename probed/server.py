@@ -1,4 +1,5 @@
-"""The aiohttp application: ``/metrics``, ``/health/*``, ``/api/v1/checks``, ``/-/reload``.
+"""The aiohttp application: ``/metrics``, ``/health/*``, ``/api/v1/checks``, ``/-/reload``,
+``/ping/<check>`` (heartbeat checks' jobs report in; :mod:`probed.heartbeats`).
 
 Handlers only read; none runs a check or reaches into the daemon. Each finds the narrow view it
 needs under a typed :class:`aiohttp.web.AppKey`, put there by whoever runs the process (the
@@ -29,6 +30,7 @@ from probed.health import (
     render_text,
     startup_verdict,
 )
+from probed.heartbeats import handle_ping
 from probed.metrics import Exporter, send
 from probed.shards import ShardError, parse_shard
 from probed.state import StateStore
@@ -191,11 +193,17 @@ async def reload(request: web.Request) -> web.Response:
     return _json(body, status=200 if ok else 400)
 
 
+async def ping(request: web.Request) -> web.Response:
+    """``GET|POST /ping/<check>[/start|/fail|/<exit-code>]``: a ``heartbeat`` check's job
+    reports in (see :mod:`probed.heartbeats`)."""
+    return await handle_ping(request, request.app[STATES])
+
+
 async def index(request: web.Request) -> web.Response:
     """``GET /``: a short pointer to the endpoints."""
     text = (
         f"probed {__version__}\n\n/metrics\n/health/live\n/health/ready\n/health/startup\n"
-        "/api/v1/checks\nPOST /-/reload\n"
+        "/api/v1/checks\nPOST /-/reload\n/ping/<check>\n"
     )
     return web.Response(text=text)
 
@@ -209,6 +217,10 @@ ROUTES: Final = (
     web.get("/api/v1/checks", list_checks),
     web.get("/api/v1/checks/{name}", get_check),
     web.post("/-/reload", reload),
+    web.get("/ping/{check}", ping),
+    web.post("/ping/{check}", ping),
+    web.get("/ping/{check}/{action}", ping),
+    web.post("/ping/{check}/{action}", ping),
 )
 """probed's own routes; plugins' routes come after them."""
 
