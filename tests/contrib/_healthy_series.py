@@ -163,6 +163,47 @@ def healthy_checks(now: float = 0.0) -> tuple[SimCheck, ...]:
             values={"probed_cpu_utilization_ratio": 0.23},
             labeled={"probed_cpu_load_per_core": {(("window", "1m"),): 0.4}},
         ),
+        # The issue 9 types. An intermediate that expires before the leaf, but 40 days away.
+        SimCheck(
+            "edge-chain", "tls", interval=60, timeout=10, durations=(0.021, 0.019),
+            phases={"resolve": 0.001, "connect": 0.002, "tls": 0.015},
+            values={"probed_tls_cert_expiry_timestamp_seconds": now + 40 * DAY,
+                    "probed_tls_leaf_cert_expiry_timestamp_seconds": now + 75 * DAY,
+                    "probed_tls_last_chain_expiry_timestamp_seconds": now + 40 * DAY},
+            labeled={"probed_tls_version_info": {(("version", "TLS 1.3"),): 1},
+                     "probed_tls_cipher_info": {(("cipher", "TLS_AES_256_GCM_SHA384"),): 1}},
+            labels={"team": "web"},
+        ),
+        SimCheck(
+            "ledger-grpc", "grpc", interval=30, timeout=5, durations=(0.006, 0.005),
+            phases={"connect": 0.001, "rpc": 0.003},
+            values={"probed_grpc_status_code": 0},
+            labeled={"probed_grpc_healthcheck_response": {
+                (("serving_status", status),): 1 if status == "SERVING" else 0
+                for status in ("UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN")}},
+            labels={"team": "payments"},
+        ),
+        # A daily job: pinged two hours before the simulated window, due again in 22 h (+1 h
+        # grace). The check runs every minute and only reads the pings.
+        SimCheck(
+            "nightly-backup", "heartbeat", interval=60, timeout=5, durations=(0.0002,),
+            values={"probed_heartbeat_last_ping_timestamp_seconds": now - 2 * 3600,
+                    "probed_heartbeat_last_start_timestamp_seconds": now - 2 * 3600 - 600,
+                    "probed_heartbeat_last_run_duration_seconds": 600,
+                    "probed_heartbeat_deadline_timestamp_seconds": now + 23 * 3600},
+            labels={"team": "dba"},
+        ),
+        SimCheck(
+            "raid-plugin", "exec", interval=60, timeout=10, durations=(0.035, 0.041),
+            values={"probed_exec_exit_code": 0},
+            labeled={"probed_exec_perfdata": {(("label", "degraded_disks"),): 0},
+                     "probed_exec_perfdata_crit": {(("label", "degraded_disks"),): 1}},
+        ),
+        SimCheck(
+            "chat-ws", "websocket", interval=30, timeout=5, durations=(0.004, 0.005),
+            phases={"connect": 0.0005, "upgrade": 0.002, "exchange": 0.001, "close": 0.0005},
+            values={"probed_websocket_status_code": 101, "probed_websocket_close_code": 1000},
+        ),
     )  # fmt: skip
 
 

@@ -205,3 +205,35 @@ def test_check_alerts_are_inhibited_while_probed_is_down(alertmanager: Alertmana
         what="ProbedAbsent to inhibit check alerts",
     )
     assert alertmanager.states()[("ProbedTargetDown", "", "c:9333")] == "active"
+
+
+def test_type_specific_alerts_inhibit_the_generic_one_for_the_same_check(
+    alertmanager: Alertmanager,
+) -> None:
+    alertmanager.post(
+        _alert("ProbedHeartbeatLate", "warning", "a:9333", check="backup", team="dba"),
+        _alert("ProbedCheckDown", "warning", "a:9333", check="backup", team="dba"),
+        _alert("ProbedExecUnknown", "warning", "a:9333", check="raid", team="infra"),
+        _alert("ProbedCheckDown", "warning", "a:9333", check="raid", team="infra"),
+        _alert("ProbedGRPCNotServing", "warning", "a:9333", check="ledger", team="payments"),
+        _alert("ProbedCheckDown", "warning", "a:9333", check="ledger", team="payments"),
+        _alert("ProbedCheckDown", "warning", "b:9333", check="ledger", team="payments"),
+        _alert("ProbedCheckDown", "warning", "a:9333", check="web", team="payments"),
+        _alert("ProbedTLSChainCertificateExpiring", "warning", "a:9333", check="edge"),
+        _alert("ProbedTLSCertificateExpiring", "warning", "a:9333", check="edge"),
+        _alert("ProbedTLSCertificateExpiring", "warning", "a:9333", check="mail"),
+    )
+    expected = {
+        ("ProbedHeartbeatLate", "backup", "a:9333"): "active",
+        ("ProbedCheckDown", "backup", "a:9333"): "suppressed",
+        ("ProbedExecUnknown", "raid", "a:9333"): "active",
+        ("ProbedCheckDown", "raid", "a:9333"): "suppressed",
+        ("ProbedGRPCNotServing", "ledger", "a:9333"): "active",
+        ("ProbedCheckDown", "ledger", "a:9333"): "suppressed",
+        ("ProbedCheckDown", "ledger", "b:9333"): "active",  # another probed
+        ("ProbedCheckDown", "web", "a:9333"): "active",  # no type-specific alert for it
+        ("ProbedTLSChainCertificateExpiring", "edge", "a:9333"): "active",
+        ("ProbedTLSCertificateExpiring", "edge", "a:9333"): "suppressed",
+        ("ProbedTLSCertificateExpiring", "mail", "a:9333"): "active",  # its leaf expires first
+    }
+    wait_until(lambda: alertmanager.states() == expected, what=f"states {expected}")
