@@ -9,6 +9,7 @@ import logging
 import secrets
 import shutil
 import socket
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +24,7 @@ from probed.check import Result, Status
 from probed.config import load_checks, load_settings
 from probed.heartbeats import HEARTBEATS
 from probed.plugins import DEFAULT_PLUGINS, check_types, get_plugin_manager
+from probed.testing_daemon import start_daemon
 from tests._require import requires
 from tests.checks._loop_guard import blocking_calls_on_loop_thread
 from tests.harness import Running, running_daemon, wait_for, write
@@ -350,6 +352,35 @@ async def test_curl_pings_as_a_cron_job_would(daemon: Running, token: str, clock
     assert "run took 7s" in result.message and result.message.endswith("body: dumped 3 tables")
     code, _ = await curl(f"{daemon.url}/ping/backup/1?token=wrong-token-0123456789")
     assert code == 22  # curl -f: HTTP error
+
+
+@requires(lambda: shutil.which("curl") is not None, "curl is not installed")
+def test_a_probed_process_takes_curl_pings_and_its_log_never_shows_the_token(
+    tmp_path: Path, token: str
+) -> None:
+    checks = _checks(tmp_path, token, "period: 1h\ngrace: 10m")
+    with start_daemon(checks, args=["--log-level", "debug", "--log-format", "text"]) as probed:
+
+        def curl(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                ["curl", "-sS", "-m", "5", "-o", "/dev/null", "-w", "%{http_code}", *args],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+
+        url = f"{probed.url}/ping/backup"
+        assert curl("-H", f"Authorization: Bearer {token}", f"{url}/start").stdout == "200"
+        assert curl("--data-raw", f"done; token {token}", f"{url}/0?token={token}").stdout == "200"
+        assert curl(f"{url}?token={token}{'a' * 9000}").stdout == "400"  # too long: logged
+        assert curl(f"{url}/oops?token={token}").stdout == "400"
+        probed.wait_for(lambda: "done; token ***" in probed.get("/api/v1/checks/backup").body)
+        assert (
+            probed.metric("probed_heartbeat_last_run_duration_seconds", check="backup") is not None
+        )
+        outputs = [probed.log(), probed.metrics(), probed.get("/api/v1/checks").body]
+    assert "bad request from" in outputs[0]
+    assert not [text for text in outputs if token in text]
 
 
 # -- cron --------------------------------------------------------------------------------------
