@@ -58,11 +58,35 @@ def https_server(context: ssl.SSLContext | None) -> Iterator[int]:
         thread.join(timeout=5)
 
 
+HEARTBEAT_CHECK = "live-heartbeat"
+HEARTBEAT_TOKEN = "live-heartbeat-t0ken-2f8e1c"
+
+
 def every_type_checks(
-    https_port: int, ca_file: str, dns_port: int, pg_dsn: str, pg_password: str, redis_url: str
+    https_port: int,
+    ca_file: str,
+    dns_port: int,
+    pg_dsn: str,
+    pg_password: str,
+    redis_url: str,
+    *,
+    grpc_port: int | None = None,
 ) -> str:
-    """A checks file with one check of every built-in type (one of them failing)."""
-    return f"""
+    """A checks file with one check of every built-in type (two of them failing: a closed TCP
+    port, and a gRPC service that is NOT_SERVING, on ``grpc_port`` when given). The heartbeat
+    check expects a ping with :data:`HEARTBEAT_TOKEN` (see :func:`ping`)."""
+    grpc = (
+        f"""
+  - name: live-grpc
+    type: grpc
+    address: 127.0.0.1:{grpc_port}
+    service: probed.test.NotServing
+"""
+        if grpc_port is not None
+        else ""
+    )
+    return (
+        f"""
 defaults:
   interval: 1s
   timeout: 900ms
@@ -104,7 +128,32 @@ checks:
   - name: live-redis
     type: redis
     url: {redis_url}
+  - name: live-tls
+    type: tls
+    address: 127.0.0.1:{https_port}
+    ca_file: {ca_file}
+  - name: live-exec
+    type: exec
+    command: [/bin/echo, "OK - array clean | degraded_disks=0;;1;0"]
+  - name: {HEARTBEAT_CHECK}
+    type: heartbeat
+    token: {HEARTBEAT_TOKEN}
+    period: 1h
 """
+        + grpc
+    )
+
+
+def ping(daemon: Daemon, check: str = HEARTBEAT_CHECK, token: str = HEARTBEAT_TOKEN) -> None:
+    """A success ping to heartbeat ``check``, as a job would send it."""
+    request = urllib.request.Request(
+        f"{daemon.url}/ping/{check}",
+        data=b"backup done",
+        headers={"Authorization": f"Bearer {token}"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=5) as resp:
+        assert resp.status == 200
 
 
 def scrape(daemon: Daemon) -> str:

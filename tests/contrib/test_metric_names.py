@@ -15,6 +15,7 @@ import pytest
 from tests.contrib._live import (
     every_type_checks,
     https_server,
+    ping,
     probed_running_every_type,
     scrape,
     series_labels,
@@ -28,7 +29,9 @@ from tests.contrib._tools import (
     metric_names,
     recording_rules,
 )
+from tests.servers._util import wait_until
 from tests.servers.dns import FakeDnsServer
+from tests.servers.grpc import GrpcServers
 from tests.servers.postgres import PostgresServer
 from tests.servers.redis import RedisServer
 from tests.servers.tls import TlsFiles
@@ -54,13 +57,21 @@ def exported(
     fake_dns: FakeDnsServer,
     postgres_server: PostgresServer,
     redis_server: RedisServer,
+    grpc_servers: GrpcServers,
 ) -> dict[str, set[str]]:
     with https_server(tls_files.server_context()) as port:
         checks = every_type_checks(
             port, tls_files.ca_file, fake_dns.port, postgres_server.dsn_without_password(),
-            postgres_server.password, redis_server.url(),
+            postgres_server.password, redis_server.url(), grpc_port=grpc_servers.plain,
         )  # fmt: skip
         with probed_running_every_type(tmp_path, checks) as daemon:
+            # A heartbeat's last-ping series appears with its first ping.
+            ping(daemon)
+            wait_until(
+                lambda: "probed_heartbeat_last_ping_timestamp_seconds{" in scrape(daemon),
+                timeout=10,
+                what="the heartbeat ping in /metrics",
+            )
             return series_labels(scrape(daemon))
 
 
@@ -96,6 +107,11 @@ def test_reference_daemon_exported_type_specific_series(exported: dict[str, set[
         "probed_cpu_utilization_ratio",
         "probed_check_failures_total",
         "probed_check_phase_duration_seconds",
+        "probed_tls_leaf_cert_expiry_timestamp_seconds",
+        "probed_grpc_healthcheck_response",
+        "probed_heartbeat_deadline_timestamp_seconds",
+        "probed_heartbeat_last_ping_timestamp_seconds",
+        "probed_exec_perfdata",
     ):
         assert name in exported, name
     assert {"check", "type", "team", "tier"} <= exported["probed_check_up"]
