@@ -374,6 +374,40 @@ async def test_replica_with_stopped_replication_fails_with_replication(
     assert (primary.status, primary.reason) == (Status.FAIL, "role")
 
 
+async def test_running_replica_passes_with_its_lag(
+    mariadb_factory: Callable[..., MariadbServer],
+) -> None:
+    primary = mariadb_factory(server_id="1", log_bin="primary-bin")
+    replica = mariadb_factory(server_id="2", read_only="1")
+    await asyncio.to_thread(
+        primary.execute,
+        "CREATE USER 'repl'@'%' IDENTIFIED BY 'repl-pw'",
+        "GRANT REPLICATION SLAVE ON *.* TO 'repl'@'%'",
+    )
+    (log_file, position, *_), *_ = await asyncio.to_thread(primary.execute, "SHOW MASTER STATUS")
+    await asyncio.to_thread(
+        replica.execute,
+        f"CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={primary.port}, "
+        f"MASTER_USER='repl', MASTER_PASSWORD='repl-pw', MASTER_LOG_FILE='{log_file}', "
+        f"MASTER_LOG_POS={position}, MASTER_USE_GTID=no",
+        "START SLAVE",
+    )
+    deadline = time.monotonic() + 15
+    while True:  # poll until both replication threads run
+        result = await run_check(
+            MysqlCheck, dsn=replica.dsn(), expect_role="replica", fail_replication_lag="1h"
+        )
+        if result.status is Status.OK or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    assert result.status is Status.OK, result.message
+    assert "read-only replica, replication running, replication lag" in result.message
+    assert result.values["probed_mysql_replication_running"] == 1.0
+    assert 0.0 <= result.values["probed_mysql_replication_lag_seconds"] < 3600
+    on_primary = await run_check(MysqlCheck, dsn=primary.dsn(), expect_role="replica")
+    assert (on_primary.status, on_primary.reason) == (Status.FAIL, "role")
+
+
 async def test_role_without_the_monitor_privilege_fails_with_permission(
     mariadb_server: MariadbServer,
 ) -> None:

@@ -39,6 +39,12 @@ if TYPE_CHECKING:  # imported at run time, this module would load before the tls
 MYSQL_USER: Final = "probe"
 MYSQL_PASSWORD: Final = "My-s3cret_Pw!"  # distinctive, so "not in the output" tests mean something
 _START_TIMEOUT: Final = 30.0
+# Throwaway data: no durability, a small redo log (a 26 MB data directory instead of 114 MB).
+_FAST: Final = (
+    "--innodb-flush-log-at-trx-commit=0",
+    "--innodb-doublewrite=0",
+    "--innodb-log-file-size=8M",
+)
 
 
 def _binaries() -> tuple[str, str]:
@@ -78,7 +84,7 @@ class MariadbServer:
         if template is None:
             subprocess.run(
                 [install_db, *self._as_user(), f"--datadir={self.data}", "--skip-test-db",
-                 "--auth-root-authentication-method=normal"],
+                 "--auth-root-authentication-method=normal", *_FAST],
                 check=True, capture_output=True, timeout=_START_TIMEOUT,
             )  # fmt: skip
 
@@ -99,7 +105,7 @@ class MariadbServer:
             self.mariadbd, "--no-defaults", f"--datadir={self.data}", f"--port={self.port}",
             f"--bind-address={self.host}", f"--socket={self.root / 'mysqld.sock'}",
             f"--pid-file={self.root / 'mysqld.pid'}", f"--log-error={self.root / 'error.log'}",
-            "--skip-name-resolve", "--innodb-buffer-pool-size=16M", "--skip-log-bin",
+            "--skip-name-resolve", "--innodb-buffer-pool-size=16M", "--skip-log-bin", *_FAST,
             f"--ssl-cert={self.root / 'server.crt'}", f"--ssl-key={self.root / 'server.key'}",
             *(f"--{k.replace('_', '-')}={v}" for k, v in self.settings.items()),
         ]  # fmt: skip
