@@ -2,7 +2,8 @@
 
 - :class:`TlsOptions`: the ``tls:`` option block (verification, CA, client certificate, server
   name, certificate expiry thresholds).
-- :func:`build_context`: one ``ssl.SSLContext`` per check instance (they are expensive to build).
+- :func:`build_context`: one ``ssl.SSLContext`` per check instance (they are expensive to build);
+  :func:`load_context` builds it in a worker thread for a check's ``setup``.
 - :class:`CertInfo` / :func:`cert_info`: what we report about the peer certificate, parsed from
   its DER form so it also works when verification is off.
 - :func:`describe_ssl_error`: an operator-readable sentence for a handshake failure.
@@ -20,6 +21,7 @@ from typing import Final
 from pydantic import Field, model_validator
 
 from probed.check import CheckOptions, MetricDef, Reason, Status
+from probed.threads import run_blocking
 from probed.thresholds import Limit, WarnFail, check_order
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "describe_ssl_error",
     "expiry_verdict",
     "format_time",
+    "load_context",
 ]
 
 
@@ -99,6 +102,20 @@ def build_context(options: TlsOptions) -> ssl.SSLContext:
     if options.cert_file:
         ctx.load_cert_chain(options.cert_file, options.key_file)
     return ctx
+
+
+async def load_context(options: TlsOptions | None) -> tuple[ssl.SSLContext | None, str | None]:
+    """:func:`build_context` in a worker thread (it reads files), for a check's ``setup``.
+
+    :return: ``(context, None)``; ``(None, None)`` without ``options``; ``(None, sentence)``
+        when a CA or client certificate file cannot be loaded (report it as reason ``tls``).
+    """
+    if options is None:
+        return None, None
+    try:
+        return await run_blocking(build_context, options), None
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        return None, f"cannot load the TLS configuration: {exc}"
 
 
 _DEFAULT_CONTEXT: ssl.SSLContext | None = None

@@ -37,16 +37,15 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from probed import hookimpl
 from probed.check import Check, CheckOptions, MetricDef, Reason, Result, Sample, Status
 from probed.checks._grpc_relay import Relay
-from probed.checks._net import IpVersion, ProbeError, family_for, format_addr, open_connection
+from probed.checks._net import ProbeError, family_for, format_addr, open_connection
 from probed.checks._reasons import NOT_FOUND, UNAVAILABLE
 from probed.checks._tls import (
     CERT_EXPIRY_METRIC,
-    TlsOptions,
-    build_context,
     describe_ssl_error,
     expiry_verdict,
+    load_context,
 )
-from probed.checks.tcp import parse_address
+from probed.checks.tcp import EndpointOptions, parse_address
 from probed.options import Size, format_duration, format_size
 from probed.phase import format_elapsed, set_phase
 from probed.redact import Redactor, is_secret_key, option_secrets
@@ -91,20 +90,14 @@ def _check_metadata(value: dict[str, Any], field: str) -> dict[str, Any]:
     return out
 
 
-class GrpcOptions(CheckOptions):
-    """Options of the ``grpc`` check type."""
+class GrpcOptions(EndpointOptions):
+    """Options of the ``grpc`` check type (``address``, ``ip_version`` and ``tls`` as ``tcp``)."""
 
-    address: str = Field(description="host:port, or [IPv6]:port, of the gRPC server.")
     service: str = Field(
         default="",
         max_length=200,
         description="Service name to ask the health service about; empty asks about the "
         "whole server.",
-    )
-    ip_version: IpVersion = Field(default="any", description="any, ip4 or ip6.")
-    tls: TlsOptions | None = Field(
-        default=None,
-        description="Use TLS: true, or a mapping of TLS settings (as for tcp and http).",
     )
     metadata: dict[str, str] = Field(
         default_factory=dict, description="Request metadata (headers) sent with the call."
@@ -120,21 +113,6 @@ class GrpcOptions(CheckOptions):
         description="Largest health response accepted; probed reads at most this plus "
         "64 KiB (HTTP/2 framing and headers) from the server per run.",
     )
-
-    @field_validator("tls", mode="before")
-    @classmethod
-    def _tls(cls, value: Any) -> Any:
-        if value is True:
-            return {}
-        if value is False:
-            return None
-        return value
-
-    @field_validator("address")
-    @classmethod
-    def _address(cls, value: str) -> str:
-        parse_address(value)
-        return value.strip()
 
     @field_validator("metadata")
     @classmethod
@@ -153,15 +131,12 @@ class GrpcOptions(CheckOptions):
         return _check_metadata(value, "secret_metadata")
 
     @model_validator(mode="after")
-    def _consistent(self) -> GrpcOptions:
+    def _metadata_once(self) -> GrpcOptions:
         both = set(self.metadata) & set(self.secret_metadata)
         if both:
             raise ValueError(
                 f"metadata key {sorted(both)[0]!r} is in both metadata and secret_metadata"
             )
-        host, _ = parse_address(self.address)
-        if ":" in host and self.ip_version == "ip4":
-            raise ValueError(f"address {host} is an IPv6 address but ip_version is ip4")
         return self
 
 
@@ -221,14 +196,9 @@ class GrpcCheck(Check[GrpcOptions]):
         """Import grpcio (slow enough to stall the loop) and build the SSL context in a thread."""
         for module in ("grpc", "grpc.aio", "grpc_health.v1.health_pb2_grpc"):
             await run_blocking(importlib.import_module, module)
-        if self.options.tls is not None:
-            try:
-                ctx = await run_blocking(build_context, self.options.tls)
-            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-                self._tls_error = f"cannot load the TLS configuration: {exc}"
-            else:
-                ctx.set_alpn_protocols(["h2"])  # gRPC servers may insist on it
-                self.ssl_context = ctx
+        self.ssl_context, self._tls_error = await load_context(self.options.tls)
+        if self.ssl_context is not None:
+            self.ssl_context.set_alpn_protocols(["h2"])  # gRPC servers may insist on it
         self._ready = True
 
     async def run(self) -> Result:

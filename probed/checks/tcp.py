@@ -31,15 +31,14 @@ from probed.checks._net import (
 from probed.checks._tls import (
     CERT_EXPIRY_METRIC,
     TlsOptions,
-    build_context,
     describe_ssl_error,
     expiry_verdict,
+    load_context,
 )
 from probed.options import Regex, Size
 from probed.phase import set_phase
-from probed.threads import run_blocking
 
-__all__ = ["TcpCheck", "TcpOptions", "parse_address"]
+__all__ = ["EndpointOptions", "TcpCheck", "TcpOptions", "parse_address"]
 
 _ADDRESS_RE: Final = re.compile(r"\[([0-9a-fA-F:.%a-zA-Z]+)\]:(\d+)|([^:\[\]\s]+):(\d+)")
 
@@ -61,23 +60,15 @@ def parse_address(text: str) -> tuple[str, int]:
     return host, port
 
 
-class TcpOptions(CheckOptions):
-    """Options of the ``tcp`` check type."""
+class EndpointOptions(CheckOptions):
+    """``address``, ``ip_version`` and ``tls``: the options of a check that connects to one
+    ``host:port``, optionally over TLS (``tcp``, ``grpc``); subclass it to add your own."""
 
     address: str = Field(description="host:port, or [IPv6]:port.")
     ip_version: IpVersion = Field(default="any", description="any, ip4 or ip6.")
     tls: TlsOptions | None = Field(
         default=None,
         description="Wrap the connection in TLS: true, or a mapping of TLS settings.",
-    )
-    send: str | None = Field(default=None, description="Text to send after connecting.")
-    expect: Regex | None = Field(
-        default=None, description="Regex the reply must match (read until it does)."
-    )
-    max_read_size: Size = Field(
-        default=65536,
-        gt=0,
-        description="Read (and buffer) at most this many bytes looking for expect.",
     )
 
     @field_validator("tls", mode="before")
@@ -96,11 +87,25 @@ class TcpOptions(CheckOptions):
         return value.strip()
 
     @model_validator(mode="after")
-    def _consistent(self) -> TcpOptions:
+    def _consistent(self) -> EndpointOptions:
         host, _ = parse_address(self.address)
         if ":" in host and self.ip_version == "ip4":
             raise ValueError(f"address {host} is an IPv6 address but ip_version is ip4")
         return self
+
+
+class TcpOptions(EndpointOptions):
+    """Options of the ``tcp`` check type."""
+
+    send: str | None = Field(default=None, description="Text to send after connecting.")
+    expect: Regex | None = Field(
+        default=None, description="Regex the reply must match (read until it does)."
+    )
+    max_read_size: Size = Field(
+        default=65536,
+        gt=0,
+        description="Read (and buffer) at most this many bytes looking for expect.",
+    )
 
 
 class _TcpProtocol(asyncio.Protocol):
@@ -179,11 +184,7 @@ class TcpCheck(Check[TcpOptions]):
 
     async def setup(self) -> None:
         """Build the SSL context once (reading CA/cert files in a thread)."""
-        if self.options.tls is not None:
-            try:
-                self.ssl_context = await run_blocking(build_context, self.options.tls)
-            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-                self._tls_error = f"cannot load the TLS configuration: {exc}"
+        self.ssl_context, self._tls_error = await load_context(self.options.tls)
         self._ready = True
 
     async def run(self) -> Result:
