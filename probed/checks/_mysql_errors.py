@@ -68,7 +68,8 @@ def classify(exc: Exception, where: str, doing: str) -> tuple[str, str]:
         return network
     detail = short(str(exc)) or type(exc).__name__
     if isinstance(exc, pymysql.err.MySQLError):
-        return Reason.PROTOCOL, f"{where}: error while {doing}: {detail}"
+        hint = " (is it MySQL on that port?)" if doing in ("connecting", "logging in") else ""
+        return Reason.PROTOCOL, f"{where}: protocol error while {doing}: {detail}{hint}"
     if isinstance(exc, OSError):
         return Reason.CONNECTION_RESET, f"{where}: network error while {doing}: {detail}"
     return Reason.EXCEPTION, f"{where}: unexpected {type(exc).__name__} while {doing}: {detail}"

@@ -497,8 +497,9 @@ async def test_http_server_on_the_port_fails_with_protocol() -> None:
 
     async with stub_server(http) as port:
         result = await run_check(MysqlCheck, timeout=2, dsn=f"mysql://probe@127.0.0.1:{port}/")
-    assert result.status is Status.FAIL
-    assert result.reason in ("protocol", "connection_reset")
+    assert (result.status, result.reason) == (Status.FAIL, "protocol")
+    assert "protocol error while connecting" in result.message
+    assert "(is it MySQL on that port?)" in result.message
 
 
 # --- the event loop --------------------------------------------------------------------------
