@@ -344,10 +344,16 @@ class GrpcCheck(Check[GrpcOptions]):
                 "the server reset the connection during the call (connection reset)"
             )
         if relay.target_gone and relay.received == 0:
-            plain = self.options.tls is None
-            return Reason.PROTOCOL, (
-                "the server closed the connection without an HTTP/2 answer: is a gRPC server "
-                "listening on that port" + ("; does it expect TLS (set tls)?" if plain else "?")
+            tls = self.options.tls
+            if tls is None:
+                hint = "is a gRPC server listening on that port; does it expect TLS (set tls)?"
+            elif tls.cert_file is None:
+                hint = "does it require a client certificate (tls.cert_file), or is it not gRPC?"
+            else:
+                hint = "does it accept this client certificate, and is it a gRPC server?"
+            return (
+                Reason.PROTOCOL,
+                f"the server closed the connection without an HTTP/2 answer: {hint}",
             )
         said = f": {details}" if details else ""
         return UNAVAILABLE, (

@@ -207,6 +207,19 @@ async def test_tls_untrusted_ca_fails_unless_verification_is_off(grpc_servers: G
     assert unverified.status is Status.OK, unverified.message
 
 
+async def test_client_certificate_required_fails_without_one_and_passes_with_it(
+    grpc_servers: GrpcServers,
+) -> None:
+    address = f"127.0.0.1:{grpc_servers.mtls}"
+    without = await run_check(GrpcCheck, address=address, tls={"ca_file": grpc_servers.ca_file})
+    assert without.status is Status.FAIL
+    assert "does it require a client certificate (tls.cert_file)" in without.message
+    cert_file, key_file = grpc_servers.client_cert
+    tls = {"ca_file": grpc_servers.ca_file, "cert_file": cert_file, "key_file": key_file}
+    with_cert = await run_check(GrpcCheck, address=address, tls=tls)
+    assert with_cert.status is Status.OK, with_cert.message
+
+
 async def test_plaintext_to_a_tls_server_fails_and_suggests_tls(grpc_servers: GrpcServers) -> None:
     result = await run_check(GrpcCheck, address=f"127.0.0.1:{grpc_servers.tls}")
     assert (result.status, result.reason) == (Status.FAIL, Reason.PROTOCOL)

@@ -2,10 +2,11 @@
 
 Fixture:
 
-- ``grpc_servers``: session-wide :class:`GrpcServers`: one plaintext server and three TLS
+- ``grpc_servers``: session-wide :class:`GrpcServers`: one plaintext server and four TLS
   servers (certificates from the ``tls_files`` trustme CA: valid for 127.0.0.1/localhost,
-  expired, issued for another host), all on random loopback ports, all serving
-  :func:`health_servicer`. Also ``down``: a port where nothing listens.
+  expired, issued for another host, and one requiring a client certificate of that CA), all
+  on random loopback ports, all serving :func:`health_servicer`. Also ``down``: a port where
+  nothing listens.
 
 Services of the health servicer (``grpc_health.v1.health.HealthServicer``, subclassed only to
 make faults on demand):
@@ -110,14 +111,25 @@ class GrpcServers:
     tls: int
     expired: int
     wrong_host: int
+    mtls: int
     down: int
     ca_file: str
+    client_cert: tuple[str, str]
+    """(cert_file, key_file) of a client certificate the ``mtls`` server accepts."""
 
 
-def _credentials(tls_files: TlsFiles, *hosts: str, **validity: dt.datetime) -> Any:
+def _credentials(
+    tls_files: TlsFiles, *hosts: str, client_auth: bool = False, **validity: dt.datetime
+) -> Any:
     leaf = tls_files.ca.issue_cert(*hosts, **validity)
     chain = b"".join(pem.bytes() for pem in leaf.cert_chain_pems)
-    return grpc.ssl_server_credentials([(leaf.private_key_pem.bytes(), chain)])
+    if not client_auth:
+        return grpc.ssl_server_credentials([(leaf.private_key_pem.bytes(), chain)])
+    return grpc.ssl_server_credentials(
+        [(leaf.private_key_pem.bytes(), chain)],
+        root_certificates=tls_files.ca.cert_pem.bytes(),
+        require_client_auth=True,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -137,9 +149,13 @@ def grpc_servers(tls_files: TlsFiles) -> Iterator[GrpcServers]:
             )
         ),
         start_server(_credentials(tls_files, "other.probed.test")),
+        start_server(_credentials(tls_files, "127.0.0.1", client_auth=True)),
     ]
+    ports = (port for _, port in started)
     try:
-        yield GrpcServers(*(port for _, port in started), free_port(), tls_files.ca_file)
+        yield GrpcServers(
+            *ports, free_port(), tls_files.ca_file, tls_files.client_cert_files("probe.grpc.test")
+        )
     finally:
         for server, _ in started:
             server.stop(None)
