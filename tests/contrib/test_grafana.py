@@ -105,7 +105,7 @@ def test_panel_ids_are_unique_and_panels_fit_the_grid() -> None:
             assert pos["x"] + pos["w"] <= 24, (path.name, panel["title"])
 
 
-def test_overview_shows_status_availability_latency_certificates_and_failures() -> None:
+def test_overview_shows_status_availability_latency_certificates_jobs_and_failures() -> None:
     overview = json.loads((GRAFANA / "dashboards" / "probed-overview.json").read_text())
     exprs = "\n".join(
         expr for _, expr in dashboard_promql(GRAFANA / "dashboards" / "probed-overview.json")
@@ -116,6 +116,12 @@ def test_overview_shows_status_availability_latency_certificates_and_failures() 
         "probed_check_phase_duration_seconds",
         "probed_tls_cert_expiry_timestamp_seconds",
         "probed_check_failures_total",
+        # issue 9: the chain's earliest expiry beside the leaf's, heartbeats, exec, gRPC
+        "probed_tls_leaf_cert_expiry_timestamp_seconds",
+        "probed_heartbeat_deadline_timestamp_seconds",
+        "probed_heartbeat_last_ping_timestamp_seconds",
+        'type="exec", status="unknown"',
+        'serving_status="NOT_SERVING"',
     ):
         assert needle in exprs, needle
     assert overview["uid"] == "probed-overview"
