@@ -155,7 +155,6 @@ class SshOptions(CheckOptions):
     max_output_size: Size = Field(
         default=65536,
         gt=0,
-        le=16 * 1024 * 1024,
         description="Keep at most this much of the command's output (the rest is discarded).",
     )
 

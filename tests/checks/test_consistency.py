@@ -47,6 +47,7 @@ REQUIRED: dict[str, dict[str, Any]] = {
     "icmp": {"host": "127.0.0.1"},
     "postgres": {"dsn": "postgresql://u@127.0.0.1/db"},
     "redis": {"url": "redis://127.0.0.1:6379/0"},
+    "ssh": {"address": "127.0.0.1:22"},
 }
 
 
