@@ -73,6 +73,12 @@ def _excerpt(text: str, limit: int = 80) -> str:
     return repr(text[:limit] + ("…" if len(text) > limit else ""))
 
 
+def _oneline(text: str, limit: int = 200) -> str:
+    """``text`` on one line, cut at ``limit`` characters (aiohttp quotes what it could not read)."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[:limit] + "…"
+
+
 class _WsError(Exception):
     """An expected failure inside a run: reason and sentence (without the URL prefix)."""
 
@@ -292,7 +298,12 @@ class WebSocketCheck(Check[WebSocketOptions]):
             raise _WsError(*(found or (Reason.PROTOCOL, f"upgrade failed: {exc}"))) from None
         except aiohttp.ClientResponseError as exc:
             self._after_upgrade(timing, phases)
-            raise _WsError(Reason.PROTOCOL, f"bad upgrade response: {exc.message or exc}") from None
+            detail = _oneline(str(exc.message or exc))
+            raise _WsError(Reason.PROTOCOL, f"bad upgrade response: {detail}") from None
+        except aiohttp.ClientError as exc:  # anything else aiohttp says went wrong
+            self._after_upgrade(timing, phases)
+            detail = _oneline(str(exc) or type(exc).__name__)
+            raise _WsError(Reason.PROTOCOL, f"upgrade failed: {detail}") from None
         self._after_upgrade(timing, phases)
         values[STATUS_METRIC.name] = 101.0
         cert = cert_info(ws.get_extra_info("ssl_object"))

@@ -116,8 +116,9 @@ async def ws_server(
 
 
 @contextlib.asynccontextmanager
-async def silent_server() -> AsyncIterator[int]:
-    """Accepts connections and never answers (reads until the client hangs up)."""
+async def silent_server(answer: bytes = b"") -> AsyncIterator[int]:
+    """Accepts connections, writes ``answer`` once the request head is in (nothing by
+    default: never answers), reads until the client hangs up."""
 
     tasks: set[asyncio.Task[Any]] = set()
 
@@ -126,6 +127,9 @@ async def silent_server() -> AsyncIterator[int]:
         assert task is not None
         tasks.add(task)
         try:
+            if answer:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(answer)
             await reader.read()
         except ConnectionError:
             pass
@@ -220,6 +224,21 @@ async def test_server_that_never_answers_times_out_in_the_upgrade_phase() -> Non
         tls = await run_check(WebSocketCheck, url=f"wss://127.0.0.1:{port}/", timeout=0.5)
     assert (tls.status, tls.reason) == (Status.FAIL, Reason.TIMEOUT)
     assert "TLS handshake not finished within" in tls.message
+
+
+async def test_answers_that_are_not_a_websocket_upgrade_are_protocol_failures() -> None:
+    fake_101 = (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: bm90IHRoZSByaWdodCBrZXk=\r\n\r\n"
+    )
+    async with silent_server(fake_101) as port:
+        bad_accept = await run_check(WebSocketCheck, url=f"ws://127.0.0.1:{port}/")
+    assert (bad_accept.status, bad_accept.reason) == (Status.FAIL, Reason.PROTOCOL)
+    assert "bad upgrade response: Invalid challenge response" in bad_accept.message
+    async with silent_server(b"SSH-2.0-OpenSSH_9.2\r\n\r\n") as port:
+        not_http = await run_check(WebSocketCheck, url=f"ws://127.0.0.1:{port}/")
+    assert (not_http.status, not_http.reason) == (Status.FAIL, Reason.PROTOCOL)
+    assert "bad upgrade response" in not_http.message
 
 
 @requires(ipv6_loopback, "no IPv6 on loopback (::1)")
