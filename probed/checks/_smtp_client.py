@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from typing import Final
 
 from probed.check import Reason
+from probed.checks._endpoint import BufferProtocol
 from probed.checks._failures import classify
 from probed.checks._tls import CertInfo, cert_info, describe_ssl_error
-from probed.checks.tcp import _TcpProtocol
 from probed.phase import format_elapsed, set_phase
 
 __all__ = [
@@ -85,8 +85,8 @@ class Reply:
         return shown(f"{self.code} " + " / ".join(line for line in self.lines if line))
 
 
-class SmtpProtocol(_TcpProtocol):
-    """The ``tcp`` check's buffering protocol, but nothing is dropped: once a line's worth
+class SmtpProtocol(BufferProtocol):
+    """The shared buffering protocol, but nothing is dropped: once a line's worth
     (plus one) is waiting, reading pauses until :meth:`resume` after the reader took lines."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:

@@ -26,19 +26,13 @@ from pydantic import ConfigDict, Field, SecretStr, field_validator, model_valida
 
 from probed import hookimpl
 from probed.check import Check, CheckOptions, MetricDef, Reason, Result, Status
-from probed.checks._net import IpVersion, ProbeError, family_for, format_addr, open_connection
+from probed.checks._endpoint import EndpointOptions, parse_address
+from probed.checks._net import ProbeError, family_for, format_addr, open_connection
 from probed.checks._smtp_client import Reply, SmtpError, SmtpProtocol, SmtpSession
-from probed.checks._tls import (
-    CERT_EXPIRY_METRIC,
-    TlsOptions,
-    build_context,
-    expiry_verdict,
-)
-from probed.checks.tcp import parse_address
+from probed.checks._tls import CERT_EXPIRY_METRIC, TlsOptions, expiry_verdict, load_context
 from probed.options import Regex
 from probed.phase import format_elapsed, set_phase
 from probed.redact import Redactor
-from probed.threads import run_blocking
 
 __all__ = ["SmtpCheck", "SmtpOptions"]
 
@@ -68,13 +62,11 @@ def _address(value: str, field: str, *, empty_ok: bool = False) -> str:
     return value
 
 
-class SmtpOptions(CheckOptions):
-    """Options of the ``smtp`` check type."""
+class SmtpOptions(EndpointOptions):
+    """Options of the ``smtp`` check type (``address``, ``ip_version``, ``tls`` inherited)."""
 
     model_config = ConfigDict(hide_input_in_errors=True)  # merged with the base's
 
-    address: str = Field(description="host:port of the mail server, or [IPv6]:port.")
-    ip_version: IpVersion = Field(default="any", description="any, ip4 or ip6.")
     ehlo_name: str | None = Field(
         default=None,
         description="Name to greet with in EHLO (default: this machine's host name).",
@@ -118,25 +110,10 @@ class SmtpOptions(CheckOptions):
             return {"true": True, "false": False}.get(value.lower(), "auto")
         return value
 
-    @field_validator("tls", mode="before")
-    @classmethod
-    def _tls(cls, value: Any) -> Any:
-        if value is True:
-            return {}
-        if value is False:
-            return None
-        return value
-
     @field_validator("rcpt_to", mode="before")
     @classmethod
     def _rcpt_list(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
-
-    @field_validator("address")
-    @classmethod
-    def _address(cls, value: str) -> str:
-        parse_address(value)
-        return value.strip()
 
     @field_validator("ehlo_name")
     @classmethod
@@ -161,10 +138,7 @@ class SmtpOptions(CheckOptions):
         return [_address(v, "rcpt_to") for v in value]
 
     @model_validator(mode="after")
-    def _consistent(self) -> SmtpOptions:
-        host, _ = parse_address(self.address)
-        if ":" in host and self.ip_version == "ip4":
-            raise ValueError(f"address {host} is an IPv6 address but ip_version is ip4")
+    def _smtp_consistent(self) -> SmtpOptions:
         if (self.username is None) != (self.password is None):
             raise ValueError("AUTH needs both username and password (one of them is missing)")
         if self.username is not None and self.tls_mode == "none" and not self.allow_plaintext_auth:
@@ -231,11 +205,8 @@ class SmtpCheck(Check[SmtpOptions]):
 
     async def setup(self) -> None:
         """Build the SSL context once (reading CA/cert files in a thread)."""
-        if self.mode != "none":
-            try:
-                self.ssl_context = await run_blocking(build_context, self.tls)
-            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-                self._tls_error = f"cannot load the TLS configuration: {exc}"
+        wanted = self.tls if self.mode != "none" else None
+        self.ssl_context, self._tls_error = await load_context(wanted)
         self._ready = True
 
     def _result(self, status: Status, reason: str, text: str, **kw: Any) -> Result:
