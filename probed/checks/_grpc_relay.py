@@ -167,10 +167,10 @@ class Relay:
                 transport.abort()
         self._pending.clear()
 
-    async def close(self) -> None:
-        """Stop listening and drop both connections."""
+    def close(self) -> None:
+        """Stop listening and drop both connections (not awaitable, so a second cancellation
+        of the run cannot leave the listener open)."""
         self._cut()
         if self._server is not None:
             self._server.close()
-            await self._server.wait_closed()
             self._server = None

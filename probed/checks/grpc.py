@@ -251,9 +251,9 @@ class GrpcCheck(Check[GrpcOptions]):
             phases["rpc"] = perf_counter() - start
             return self._judge(int(response.status), cert, phases, values)
         finally:
+            relay.close()
             if channel is not None:
                 await channel.close()
-            await relay.close()
 
     def _samples(self, serving: int | None) -> tuple[Sample, ...]:
         return tuple(

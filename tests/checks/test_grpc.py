@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -26,10 +27,10 @@ from probed.checks.grpc import SERVING_STATUSES, GrpcCheck, GrpcOptions
 from probed.cli import cli
 from probed.config import load_checks, load_settings
 from probed.plugins import check_types, get_plugin_manager
-from probed.testing import run_check, run_check_sync
+from probed.testing import make_spec, run_check, run_check_sync
 from tests._require import ipv6_loopback, requires
 from tests.checks._loop_guard import blocking_calls_on_loop_thread
-from tests.harness import running_daemon, write
+from tests.harness import running_daemon, wait_for, write
 from tests.servers import grpc as targets
 from tests.servers._stub import stub_server
 from tests.servers.blackbox import BlackboxExporter
@@ -356,6 +357,32 @@ async def test_tls_run_makes_no_blocking_calls_on_the_loop(grpc_servers: GrpcSer
     assert seen == []
 
 
+def relay_sockets() -> int:
+    """Sockets of this process's relays (listeners and accepted connections) in the kernel."""
+    with open("/proc/net/unix") as table:
+        return table.read().count(f"@probed-grpc-{os.getpid()}-")
+
+
+async def test_a_run_cancelled_mid_call_leaves_no_relay_socket_behind(
+    grpc_servers: GrpcServers,
+) -> None:
+    spec = make_spec(
+        GrpcCheck,
+        timeout=5.0,
+        interval=10.0,
+        address=f"127.0.0.1:{grpc_servers.plain}",
+        service=targets.STALL,
+    )
+    check = GrpcCheck(spec)
+    await check.setup()
+    run = asyncio.create_task(check.run())
+    await wait_for(lambda: relay_sockets() >= 2, what="grpcio connected to the relay")
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    await wait_for(lambda: relay_sockets() == 0, what="the relay sockets to close")
+
+
 async def test_relay_refuses_a_connection_from_another_process() -> None:
     relay = Relay(limit=1024)
     await relay.listen()
@@ -372,7 +399,7 @@ async def test_relay_refuses_a_connection_from_another_process() -> None:
         )
         out, _ = await asyncio.wait_for(proc.communicate(), 10)
     finally:
-        await relay.close()
+        relay.close()
     assert out == b"b''"  # closed at once: the stranger gets nothing
     assert relay.strangers == 1
     assert relay.local is None
