@@ -32,7 +32,7 @@ from probed.redact import MASK, Redactor
 from probed.testing import run_check
 from tests.checks._loop_guard import blocking_calls_on_loop_thread
 from tests.harness import running_daemon, wait_for
-from tests.servers._stub import silent, stub_server
+from tests.servers._stub import stub_server
 from tests.servers._util import free_port
 from tests.servers.sshd import KEY_PASSPHRASE, SSH_USER_PASSWORD, SshdServer
 
@@ -318,22 +318,34 @@ async def test_stopped_server_fails_and_the_same_check_recovers(
     assert (await run_check(SshCheck, **spec_options)).status is Status.OK
 
 
+async def against_stub(
+    sends: bytes, *, hang_up: bool = False, timeout: float = 5.0, **options: Any
+) -> Result:
+    """Run a check against a loopback server that sends ``sends``, then waits for the client
+    to leave (or hangs up at once)."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(sends)
+        await writer.drain()
+        if not hang_up:
+            await reader.read()
+
+    async with stub_server(handler) as port:
+        return await run_check(SshCheck, timeout=timeout, address=f"127.0.0.1:{port}", **options)
+
+
 async def test_silent_server_times_out_within_the_timeout() -> None:
-    async with stub_server(silent) as port:
-        started = time.monotonic()
-        result = await run_check(SshCheck, timeout=1, address=f"127.0.0.1:{port}")
+    started = time.monotonic()
+    result = await against_stub(b"", timeout=1)
     assert time.monotonic() - started < 1.5
     assert (result.status, result.reason) == (Status.FAIL, "timeout")
     assert "no SSH identification line" in result.message
 
 
 async def test_http_server_reply_fails_with_protocol_quoting_it() -> None:
-    async def http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
-        await writer.drain()
-
-    async with stub_server(http) as port:
-        result = await run_check(SshCheck, address=f"127.0.0.1:{port}")
+    result = await against_stub(
+        b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", hang_up=True
+    )
     assert (result.status, result.reason) == (Status.FAIL, "protocol")
     assert "not an SSH server" in result.message and "HTTP/1.1 400" in result.message
 
@@ -357,40 +369,24 @@ async def test_endless_garbage_is_read_only_up_to_the_bound() -> None:
 
 
 async def test_ssh1_only_server_fails_with_protocol() -> None:
-    async def ssh1(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"SSH-1.5-OldServer\r\n")
-        await writer.drain()
-        await reader.read()
-
-    async with stub_server(ssh1) as port:
-        result = await run_check(SshCheck, address=f"127.0.0.1:{port}")
+    result = await against_stub(b"SSH-1.5-OldServer\r\n")
     assert (result.status, result.reason) == (Status.FAIL, "protocol")
     assert "SSH protocol 1.5 only" in result.message
 
 
 async def test_lines_before_the_identification_line_are_skipped() -> None:
-    async def chatty(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"Welcome to the bastion\r\nSSH-2.0-Stub_1.0\r\n")
-        await writer.drain()
-        await reader.read()
-
-    async with stub_server(chatty) as port:
-        result = await run_check(SshCheck, address=f"127.0.0.1:{port}", expect_banner="Stub")
+    result = await against_stub(
+        b"Welcome to the bastion\r\nSSH-2.0-Stub_1.0\r\n", expect_banner="Stub"
+    )
     assert result.status is Status.OK, result.message
     assert "SSH-2.0-Stub_1.0" in result.message and "Welcome" not in result.message
 
 
 async def test_server_silent_after_its_banner_times_out_in_the_key_exchange() -> None:
-    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"SSH-2.0-Stub_1.0\r\n")
-        await writer.drain()
-        await reader.read()
-
-    async with stub_server(mute) as port:
-        started = time.monotonic()
-        result = await run_check(
-            SshCheck, timeout=1, address=f"127.0.0.1:{port}", host_key_fingerprint=OTHER_FINGERPRINT
-        )
+    started = time.monotonic()
+    result = await against_stub(
+        b"SSH-2.0-Stub_1.0\r\n", timeout=1, host_key_fingerprint=OTHER_FINGERPRINT
+    )
     assert time.monotonic() - started < 1.5
     assert (result.status, result.reason) == (Status.FAIL, "timeout")
     assert "no answer while in the SSH key exchange" in result.message
@@ -398,34 +394,22 @@ async def test_server_silent_after_its_banner_times_out_in_the_key_exchange() ->
 
 
 async def test_garbage_after_the_banner_fails_with_protocol_in_the_key_exchange() -> None:
-    async def junk(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"SSH-2.0-Stub_1.0\r\n" + b"\xff" * 4096)
-        await writer.drain()
-        await reader.read()
-
-    async with stub_server(junk) as port:
-        result = await run_check(
-            SshCheck, address=f"127.0.0.1:{port}", host_key_fingerprint=OTHER_FINGERPRINT
-        )
+    result = await against_stub(
+        b"SSH-2.0-Stub_1.0\r\n" + b"\xff" * 4096, host_key_fingerprint=OTHER_FINGERPRINT
+    )
     assert (result.status, result.reason) == (Status.FAIL, "protocol"), result.message
     assert "in the SSH key exchange" in result.message
 
 
-async def test_server_closing_right_after_its_banner_fails_with_connection_reset() -> None:
-    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"SSH-2.0-Stub_1.0\r\n")
-        await writer.drain()
-
-    async with stub_server(hang_up) as port:
-        for login in ({}, {"username": "root", "password": WRONG_PASSWORD}):
-            result = await run_check(
-                SshCheck,
-                address=f"127.0.0.1:{port}",
-                host_key_fingerprint=OTHER_FINGERPRINT,
-                **login,
-            )
-            assert (result.status, result.reason) == (Status.FAIL, "connection_reset")
-            assert "closed the connection while in the SSH key exchange" in result.message
+@pytest.mark.parametrize("login", [{}, {"username": "root", "password": WRONG_PASSWORD}])
+async def test_server_closing_right_after_its_banner_fails_with_connection_reset(
+    login: dict[str, str],
+) -> None:
+    result = await against_stub(
+        b"SSH-2.0-Stub_1.0\r\n", hang_up=True, host_key_fingerprint=OTHER_FINGERPRINT, **login
+    )
+    assert (result.status, result.reason) == (Status.FAIL, "connection_reset")
+    assert "closed the connection while in the SSH key exchange" in result.message
 
 
 @pytest.mark.parametrize(

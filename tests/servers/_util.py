@@ -5,12 +5,20 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 
 from tests._require import REQUIRE_SERVICES, unavailable
 
-__all__ = ["REQUIRE_SERVICES", "free_port", "port_open", "require_binary", "wait_until"]
+__all__ = [
+    "REQUIRE_SERVICES",
+    "free_port",
+    "port_open",
+    "require_binary",
+    "stop_process",
+    "wait_until",
+]
 
 
 def require_binary(name: str, hint: str) -> str:
@@ -48,3 +56,15 @@ def port_open(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def stop_process(process: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
+    """SIGTERM ``process`` (if any), SIGKILL it after ``timeout`` seconds, and reap it."""
+    if process is None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

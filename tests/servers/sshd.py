@@ -27,7 +27,7 @@ from typing import Final
 import pytest
 
 from tests._require import is_root, require
-from tests.servers._util import free_port, port_open, require_binary, wait_until
+from tests.servers._util import free_port, port_open, require_binary, stop_process, wait_until
 
 SSHD: Final = "/usr/sbin/sshd"
 KEY_PASSPHRASE: Final = "Pass-phr4se/of the key"
@@ -121,14 +121,7 @@ class SshdServer:
 
     def stop(self) -> None:
         """Stop sshd (SIGTERM, then SIGKILL) and wait for it to exit."""
-        if self.process is None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
         self.process = None
 
     def destroy(self) -> None:
