@@ -27,6 +27,7 @@ from probed.plugins import check_types, get_plugin_manager
 from probed.testing import run_check
 from tests._require import ipv6_loopback, requires
 from tests.checks._loop_guard import blocking_calls_on_loop_thread
+from tests.harness import running_daemon, write
 from tests.servers.tls import TlsFiles
 
 TOKEN = "ws-T0ken-sekr1t-4242"
@@ -319,6 +320,42 @@ async def test_secret_header_is_sent_and_never_shown(port: int) -> None:
     assert (result.status, result.reason) == (Status.FAIL, Reason.ASSERTION)
     assert "you sent Bearer ***" in result.message  # it was sent, and masked in the quote
     assert TOKEN not in result.message
+
+
+async def test_echoed_file_secret_never_reaches_api_metrics_health_or_logs(
+    port: int, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    checks = tmp_path / "checks"
+    write(checks / "token.txt", f"Bearer {TOKEN}\n")
+    write(
+        checks / "ws.yaml",
+        f"""
+        checks:
+          - name: ws-auth
+            type: websocket
+            interval: 1s
+            timeout: 900ms
+            url: ws://127.0.0.1:{port}/echo?auth=1
+            secret_headers:
+              Authorization: ${{file:{checks / "token.txt"}}}
+            expect: ^never$
+            max_messages: 1
+        """,
+    )
+    async with running_daemon(checks) as daemon:
+        await daemon.runs("ws-auth", 1)
+        outputs = {
+            path: (await daemon.get(path))[1]
+            for path in ("/api/v1/checks", "/api/v1/checks/ws-auth", "/metrics", "/health/ready")
+        }
+        state = daemon.state("ws-auth")
+    # The server echoed the header it got: the message quotes it, masked.
+    assert "you sent Bearer ***" in outputs["/api/v1/checks/ws-auth"]
+    assert (
+        'probed_websocket_status_code{check="ws-auth",type="websocket"} 101' in outputs["/metrics"]
+    )
+    for where, text in [*outputs.items(), ("logs", caplog.text), ("state", repr(state))]:
+        assert TOKEN not in text, f"{where} shows the secret"
 
 
 async def test_wss_with_trusted_ca_measures_tls_and_cert_expiry(tls_files: TlsFiles) -> None:
