@@ -24,6 +24,7 @@ from time import perf_counter
 from typing import Any, Final
 
 from probed.check import Reason
+from probed.checks._endpoint import BufferProtocol
 from probed.checks._failures import describe
 from probed.options import format_duration, format_size
 
@@ -104,59 +105,32 @@ def find_identification(data: bytes) -> tuple[str, bytes] | None:
     return None
 
 
-class BannerProtocol(asyncio.Protocol):
+class BannerProtocol(BufferProtocol):
     """Buffers what the server sends (at most :data:`MAX_PRELUDE` bytes) until handed over.
 
     After :meth:`hand_over` every event goes to the new protocol (asyncssh's connection).
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.buffer = bytearray()
-        self.closed = False
-        self.error: Exception | None = None
-        self.transport: asyncio.Transport | None = None
-        self._waiter: asyncio.Future[None] | None = None
+        super().__init__(loop, MAX_PRELUDE)
         self._target: Any = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
 
     def data_received(self, data: bytes) -> None:
         if self._target is not None:
             self._target.data_received(data)
-            return
-        room = MAX_PRELUDE - len(self.buffer)
-        if room > 0:
-            self.buffer += data[:room]
-        if len(self.buffer) >= MAX_PRELUDE and self.transport is not None:
-            self.transport.pause_reading()  # bounded: the rest stays in the kernel, then dropped
-        self._wake()
+        else:
+            super().data_received(data)
 
     def eof_received(self) -> bool | None:
         if self._target is not None:
             return bool(self._target.eof_received())
-        self.closed = True
-        self._wake()
-        return None
+        return super().eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._target is not None:
             self._target.connection_lost(exc)
-            return
-        self.closed = True
-        self.error = exc
-        self._wake()
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    async def wait(self) -> None:
-        """Wait for more data or the end of the connection."""
-        self._waiter = self.loop.create_future()
-        await self._waiter
+        else:
+            super().connection_lost(exc)
 
     def hand_over(self, target: Any) -> None:
         """From now on ``target`` is the connection's protocol; it gets the buffered bytes."""

@@ -43,6 +43,7 @@ from pydantic import (
 
 from probed import __version__, hookimpl
 from probed.check import Check, CheckOptions, MetricDef, Reason, Result
+from probed.checks._endpoint import parse_address
 from probed.checks._net import IpVersion, ProbeError, family_for, format_addr, open_connection
 from probed.checks._reasons import EXIT_CODE, HOST_KEY
 from probed.checks._ssh_banner import (
@@ -64,7 +65,6 @@ from probed.checks._ssh_session import (
     read_key_file,
     run_command,
 )
-from probed.checks.tcp import parse_address
 from probed.options import AbsolutePath, Regex, Size, format_duration, format_size
 from probed.phase import format_elapsed, set_phase
 from probed.redact import Redactor
