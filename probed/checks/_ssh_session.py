@@ -20,6 +20,7 @@ from probed.phase import set_phase
 
 __all__ = [
     "DOING",
+    "HOST_KEY_ALGORITHMS",
     "MAX_KEY_FILE",
     "Output",
     "Timer",
@@ -33,6 +34,17 @@ __all__ = [
     "run_command",
 ]
 
+HOST_KEY_ALGORITHMS: Final = (
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "rsa-sha2-512",
+    "rsa-sha2-256",
+    "ssh-rsa",
+)
+"""Host key types asked for, in OpenSSH's order (asyncssh's own puts RSA first): a server with
+several keys presents the one ``ssh`` records, usually ``ssh_host_ed25519_key``."""
 MAX_KEY_FILE: Final = 1 << 20
 """Most bytes read from ``key_file`` (a private key is a few KiB)."""
 _MAX_STDERR: Final = 4096

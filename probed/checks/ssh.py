@@ -55,6 +55,7 @@ from probed.checks._ssh_banner import (
 )
 from probed.checks._ssh_session import (
     DOING,
+    HOST_KEY_ALGORITHMS,
     Timer,
     client_class,
     describe_key,
@@ -309,6 +310,7 @@ class SshCheck(Check[SshOptions]):
                         tunnel=handoff,
                         config=[],
                         client_version=CLIENT_VERSION,
+                        server_host_key_algs=list(HOST_KEY_ALGORITHMS),
                     )
                     timer.stop()
                     if key is not None:
@@ -325,6 +327,7 @@ class SshCheck(Check[SshOptions]):
                     tunnel=handoff,
                     config=[],
                     client_version=CLIENT_VERSION,
+                    server_host_key_algs=list(HOST_KEY_ALGORITHMS),
                     client_factory=lambda: client_class()(pins, seen, timer),
                     known_hosts=None if pins is None else ([], [], []),
                     username=opts.username,

@@ -122,6 +122,28 @@ async def test_pinned_fingerprint_from_ssh_keygen_passes_and_takes_a_whole_keyge
         assert sshd_server.host_key_fingerprint in result.message
 
 
+async def test_a_server_with_rsa_and_ed25519_keys_presents_the_ed25519_one_as_ssh_does(
+    sshd_server: SshdServer,
+) -> None:
+    """OpenSSH's order, not asyncssh's (which asks for RSA first): the key ``ssh`` records."""
+    for login in ({}, {"username": "root", "key_file": str(sshd_server.client_key)}):
+        ed25519 = await run_check(
+            SshCheck,
+            address=sshd_server.address,
+            host_key_fingerprint=sshd_server.host_key_fingerprint,
+            **login,
+        )
+        assert ed25519.status is Status.OK, ed25519.message
+        rsa_only = await run_check(
+            SshCheck,
+            address=sshd_server.address,
+            host_key_fingerprint=sshd_server.rsa_host_key_fingerprint,
+            **login,
+        )
+        assert rsa_only.reason == "host_key"
+        assert f"ssh-ed25519 {sshd_server.host_key_fingerprint}" in rsa_only.message
+
+
 async def test_wrong_fingerprint_fails_with_host_key_naming_both_fingerprints(
     sshd_server: SshdServer,
 ) -> None:

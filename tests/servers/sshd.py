@@ -1,10 +1,11 @@
 """Throwaway OpenSSH servers for tests: real ``/usr/sbin/sshd`` processes on loopback ports.
 
-No system configuration is read (``-f /dev/null``): each server has its own ed25519 host key
-and an ``authorized_keys`` file (absolute, so it applies to every user) holding the public halves
-of :attr:`SshdServer.client_key` and :attr:`SshdServer.encrypted_key`. sshd must run as root
-(privilege separation) and be started by its absolute path; without root or the binary the
-fixtures skip with the reason (a failure under ``PROBED_REQUIRE_SERVICES=1``).
+No system configuration is read (``-f /dev/null``): each server has its own RSA and ed25519
+host keys (RSA listed first) and an ``authorized_keys`` file (absolute, so it applies to every
+user) holding the public halves of :attr:`SshdServer.client_key` and
+:attr:`SshdServer.encrypted_key`. sshd must run as root (privilege separation) and be started
+by its absolute path; without root or the binary the fixtures skip with the reason (a failure
+under ``PROBED_REQUIRE_SERVICES=1``).
 
 Fixtures:
 
@@ -36,9 +37,9 @@ SSH_USER_PASSWORD: Final = "ssh-Pa55word/for-test"
 _START_TIMEOUT: Final = 15.0
 
 
-def _keygen(path: Path, passphrase: str = "") -> None:
+def _keygen(path: Path, passphrase: str = "", kind: str = "ed25519") -> None:
     subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", passphrase, "-C", path.name, "-f", str(path)],
+        ["ssh-keygen", "-q", "-t", kind, "-N", passphrase, "-C", path.name, "-f", str(path)],
         check=True,
         capture_output=True,
     )
@@ -63,15 +64,18 @@ class SshdServer:
         self.host = "127.0.0.1"
         self.port = free_port()
         self.host_key = root / "host_ed25519"
+        self.rsa_host_key = root / "host_rsa"  # a second host key, as most servers have
         self.client_key = root / "client"  # authorized, no passphrase
         self.encrypted_key = root / "client_encrypted"  # authorized, KEY_PASSPHRASE
         self.wrong_key = root / "wrong"  # not authorized
         _keygen(self.host_key)
+        _keygen(self.rsa_host_key, kind="rsa")
         _keygen(self.client_key)
         _keygen(self.encrypted_key, KEY_PASSPHRASE)
         _keygen(self.wrong_key)
         self.host_key_fingerprint = fingerprint(self.host_key.with_suffix(".pub"))
-        """The host key's ``SHA256:...`` fingerprint (from ``ssh-keygen -lf``)."""
+        """The ed25519 host key's ``SHA256:...`` fingerprint (from ``ssh-keygen -lf``)."""
+        self.rsa_host_key_fingerprint = fingerprint(self.rsa_host_key.with_suffix(".pub"))
         authorized = root / "authorized_keys"
         authorized.write_text(
             (root / "client.pub").read_text() + (root / "client_encrypted.pub").read_text()
@@ -92,7 +96,8 @@ class SshdServer:
         os.makedirs("/run/sshd", exist_ok=True)  # sshd's privilege separation directory
         cmd = [
             SSHD, "-D", "-e", "-f", "/dev/null", "-p", str(self.port),
-            "-o", f"ListenAddress={self.host}", "-o", f"HostKey={self.host_key}",
+            "-o", f"ListenAddress={self.host}", "-o", f"HostKey={self.rsa_host_key}",
+            "-o", f"HostKey={self.host_key}",
             "-o", f"AuthorizedKeysFile={self.root / 'authorized_keys'}",
             "-o", f"PidFile={self.root / 'sshd.pid'}", "-o", "StrictModes=no",
             "-o", "UsePAM=no", "-o", "PasswordAuthentication=yes",
