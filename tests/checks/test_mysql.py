@@ -454,6 +454,30 @@ async def test_clear_text_password_request_is_refused_without_tls() -> None:
     assert MYSQL_PASSWORD.encode() not in received
 
 
+async def test_clear_text_auth_switch_is_refused_without_tls() -> None:
+    received = bytearray()
+
+    async def rogue(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(greeting())
+        await writer.drain()
+        header = await reader.readexactly(4)  # the handshake response (a native scramble)
+        received.extend(header + await reader.readexactly(int.from_bytes(header[:3], "little")))
+        switch = b"\xfemysql_clear_password\x00"
+        writer.write(struct.pack("<I", len(switch))[:3] + b"\x02" + switch)
+        await writer.drain()
+        while chunk := await reader.read(4096):
+            received.extend(chunk)
+
+    async with stub_server(rogue) as port:
+        result = await run_check(
+            MysqlCheck, dsn=f"mysql://probe:{MYSQL_PASSWORD}@127.0.0.1:{port}/"
+        )
+    assert (result.status, result.reason) == (Status.FAIL, "auth")
+    assert "asked for the password in clear text (mysql_clear_password)" in result.message
+    assert received  # the handshake response went out...
+    assert MYSQL_PASSWORD.encode() not in received  # ...but never the password
+
+
 async def test_tls_required_but_not_offered_fails_before_sending_anything() -> None:
     received = bytearray()
 
