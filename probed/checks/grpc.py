@@ -38,7 +38,7 @@ from probed import hookimpl
 from probed.check import Check, CheckOptions, MetricDef, Reason, Result, Sample, Status
 from probed.checks._grpc_relay import Relay
 from probed.checks._net import ProbeError, family_for, format_addr, open_connection
-from probed.checks._reasons import NOT_FOUND, UNAVAILABLE
+from probed.checks._reasons import NOT_FOUND, UNAVAILABLE, UNSUPPORTED
 from probed.checks._tls import (
     CERT_EXPIRY_METRIC,
     describe_ssl_error,
@@ -229,7 +229,15 @@ class GrpcCheck(Check[GrpcOptions]):
             except ProbeError as exc:
                 return exc.result(self.where)
             relay.attach(transport)
-            await relay.listen()
+            try:
+                await relay.listen()
+            except OSError as exc:  # no abstract Unix sockets: not Linux
+                return Result.fail(
+                    UNSUPPORTED,
+                    f"{self.where}: cannot open the private relay socket for grpcio ({exc}); "
+                    "the grpc check type needs Linux (abstract Unix sockets)",
+                    phases=phases,
+                )
             values: dict[str, float] = {}
             if cert is not None:
                 values[CERT_EXPIRY_METRIC.name] = cert.not_after
