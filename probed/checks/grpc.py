@@ -41,6 +41,7 @@ from probed.checks._net import ProbeError, family_for, format_addr, open_connect
 from probed.checks._reasons import NOT_FOUND, UNAVAILABLE, UNSUPPORTED
 from probed.checks._tls import (
     CERT_EXPIRY_METRIC,
+    CertInfo,
     describe_ssl_error,
     expiry_verdict,
     load_context,
@@ -270,7 +271,11 @@ class GrpcCheck(Check[GrpcOptions]):
         )
 
     def _judge(
-        self, serving: int, cert: Any, phases: dict[str, float], values: dict[str, float]
+        self,
+        serving: int,
+        cert: CertInfo | None,
+        phases: dict[str, float],
+        values: dict[str, float],
     ) -> Result:
         values["probed_grpc_status_code"] = 0.0
         kw: dict[str, Any] = {"phases": phases, "values": values, "samples": self._samples(serving)}
