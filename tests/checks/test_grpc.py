@@ -123,6 +123,17 @@ async def test_stalled_health_servicer_fails_with_deadline_exceeded_within_the_t
     assert result.duration < 1.0
 
 
+async def test_unavailable_answer_fails_with_unavailable_and_the_server_s_words(
+    grpc_servers: GrpcServers,
+) -> None:
+    result = await run_check(
+        GrpcCheck, address=f"127.0.0.1:{grpc_servers.plain}", service=targets.UNAVAILABLE
+    )
+    assert (result.status, result.reason) == (Status.FAIL, "unavailable")
+    assert "answered UNAVAILABLE: draining for a restart" in result.message
+    assert result.values["probed_grpc_status_code"] == 14
+
+
 async def test_reply_over_max_receive_message_length_fails_with_body_size(
     grpc_servers: GrpcServers,
 ) -> None:

@@ -14,6 +14,7 @@ make faults on demand):
 - ``""`` (the server) and :data:`SERVING`: ``SERVING``; :data:`NOT_SERVING`: ``NOT_SERVING``;
   any other name: ``NOT_FOUND`` (the standard servicer's answer for an unknown service).
 - :data:`STALL`: never answers; the call ends at the client's deadline (``DEADLINE_EXCEEDED``).
+- :data:`UNAVAILABLE`: the call fails with ``UNAVAILABLE`` (a server draining for a restart).
 - :data:`HUGE`: ``SERVING`` padded with an unknown field of :data:`HUGE_SIZE` bytes.
 - :data:`AUTH`: ``SERVING`` only with metadata ``authorization: Bearer`` :data:`TOKEN`; any
   other value is refused with ``PERMISSION_DENIED`` whose details *echo the value sent* (so a
@@ -43,6 +44,7 @@ NOT_SERVING: Final = "probed.test.NotServing"
 STALL: Final = "probed.test.Stall"
 HUGE: Final = "probed.test.Huge"
 AUTH: Final = "probed.test.Auth"
+UNAVAILABLE: Final = "probed.test.Unavailable"
 TOKEN: Final = "grpc-T0ken-s3cret-value"
 HUGE_SIZE: Final = 256 * 1024
 
@@ -61,6 +63,8 @@ def health_servicer() -> Any:
                 padding = b"\x7a" + _varint(HUGE_SIZE) + b"x" * HUGE_SIZE  # field 15, bytes
                 raw = health_pb2.HealthCheckResponse(status=1).SerializeToString() + padding
                 return health_pb2.HealthCheckResponse.FromString(raw)
+            if request.service == UNAVAILABLE:
+                context.abort(grpc.StatusCode.UNAVAILABLE, "draining for a restart")
             if request.service == AUTH:
                 sent = dict(context.invocation_metadata()).get("authorization")
                 if sent is None:
@@ -73,7 +77,7 @@ def health_servicer() -> Any:
     servicer = FaultyHealth()
     servicer.set(SERVING, health_pb2.HealthCheckResponse.SERVING)
     servicer.set(NOT_SERVING, health_pb2.HealthCheckResponse.NOT_SERVING)
-    for name in (STALL, HUGE, AUTH):
+    for name in (STALL, HUGE, AUTH, UNAVAILABLE):
         servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return servicer
 
