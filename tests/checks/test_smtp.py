@@ -40,7 +40,9 @@ from tests.servers.smtp import (
     endless_line,
     helo_only,
     stall_after_banner,
+    starttls_injector,
 )
+from tests.servers.tls import TlsFiles
 
 WRONG_PASSWORD = "Wr0ng-pa55/word"
 
@@ -197,6 +199,18 @@ async def test_starttls_with_untrusted_certificate_is_tls_failure(
     assert "untrusted CA" in result.message and "after STARTTLS" in result.message
 
 
+async def test_plain_text_pipelined_behind_the_starttls_reply_is_dropped(
+    tls_files: TlsFiles,
+) -> None:
+    async with stub_server(starttls_injector(tls_files.server_context())) as port:
+        result = await run_check(
+            SmtpCheck, address=addr(port), starttls=True, tls={"ca_file": tls_files.ca_file}
+        )
+    assert result.status is Status.OK, result.message
+    assert "STARTTLS (TLSv1." in result.message
+    assert "injected" not in result.message
+
+
 async def test_starttls_required_but_not_offered(smtp_servers: SmtpServers) -> None:
     result = await smtp(smtp_servers, smtp_servers.plain, starttls=True)
     assert (result.status, result.reason) == (Status.FAIL, Reason.TLS)
@@ -285,7 +299,7 @@ def blocking_on_loop_thread() -> Iterator[list[str]]:
     with blocking_calls_on_loop_thread() as seen:
         previous = sys.getprofile()
 
-        def profiler(frame: Any, event: str, arg: Any) -> None:
+        def profiler(frame: Any, event: Any, arg: Any) -> None:
             if previous is not None:
                 previous(frame, event, arg)
             if event == "c_call" and getattr(arg, "__name__", "") in _BLOCKING_NAMES:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from tests.servers._stub import Handler
 from tests.servers._util import free_port
 
 if TYPE_CHECKING:  # imported at run time, it would be loaded before its own plugin registration
@@ -34,6 +36,7 @@ __all__ = [
     "helo_only",
     "smtp_servers",
     "stall_after_banner",
+    "starttls_injector",
 ]
 
 SMTP_USER = "probe"
@@ -155,6 +158,30 @@ async def helo_only(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) 
             )
         )
         await writer.drain()
+
+
+def starttls_injector(context: ssl.SSLContext) -> Handler:
+    """A STARTTLS server that pipelines a forged reply behind its 220 (the STARTTLS command
+    injection of CVE-2011-0411, server side): a client that keeps those plain-text bytes reads
+    them as the reply to its first command over TLS."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 inject.probed.test ESMTP\r\n")
+        while line := await reader.readline():
+            verb = line[:8].upper().strip()
+            if verb.startswith(b"EHLO"):
+                writer.write(b"250-inject.probed.test\r\n250 STARTTLS\r\n")
+            elif verb == b"STARTTLS":
+                writer.write(b"220 2.0.0 go ahead\r\n554 5.7.0 injected before TLS\r\n")
+                await writer.drain()
+                await writer.start_tls(context)
+            elif verb == b"QUIT":
+                writer.write(b"221 bye\r\n")
+            else:
+                writer.write(b"502 5.5.1 unrecognized command\r\n")
+            await writer.drain()
+
+    return handler
 
 
 async def endless_line(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
