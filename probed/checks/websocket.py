@@ -32,16 +32,15 @@ from probed.checks._failures import describe
 from probed.checks._net import family_for
 from probed.checks._tls import (
     CERT_EXPIRY_METRIC,
-    build_context,
     cert_info,
     describe_ssl_error,
     expiry_verdict,
+    load_context,
 )
 from probed.checks._websocket_options import WebSocketOptions, close_name
 from probed.options import format_size
 from probed.phase import format_elapsed, set_phase
 from probed.redact import Redactor, option_secrets, redact_url
-from probed.threads import run_blocking
 
 __all__ = ["WebSocketCheck", "WebSocketOptions", "close_name"]
 
@@ -164,14 +163,10 @@ class WebSocketCheck(Check[WebSocketOptions]):
 
     async def setup(self) -> None:
         """Build the SSL context once (reading CA/cert files in a thread)."""
-        if self.secure:
-            try:
-                context = await run_blocking(build_context, self.options.tls)
-            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-                self._tls_error = f"cannot load the TLS configuration: {exc}"
-            else:
-                context.sslobject_class = _TimedSSLObject
-                self.ssl_context = context
+        context, self._tls_error = await load_context(self.options.tls if self.secure else None)
+        if context is not None:
+            context.sslobject_class = _TimedSSLObject
+            self.ssl_context = context
         self._ready = True
 
     async def run(self) -> Result:

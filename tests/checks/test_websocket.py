@@ -28,6 +28,7 @@ from probed.testing import run_check
 from tests._require import ipv6_loopback, requires
 from tests.checks._loop_guard import blocking_calls_on_loop_thread
 from tests.harness import running_daemon, write
+from tests.servers._stub import Handler, silent, stub_server
 from tests.servers.tls import TlsFiles
 
 TOKEN = "ws-T0ken-sekr1t-4242"
@@ -116,36 +117,15 @@ async def ws_server(
         await runner.cleanup()
 
 
-@contextlib.asynccontextmanager
-async def silent_server(answer: bytes = b"") -> AsyncIterator[int]:
-    """Accepts connections, writes ``answer`` once the request head is in (nothing by
-    default: never answers), reads until the client hangs up."""
-
-    tasks: set[asyncio.Task[Any]] = set()
+def answering(answer: bytes) -> Handler:
+    """A stub server handler: ``answer`` once the request head is in, then wait."""
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        tasks.add(task)
-        try:
-            if answer:
-                await reader.readuntil(b"\r\n\r\n")
-                writer.write(answer)
-            await reader.read()
-        except ConnectionError:
-            pass
-        finally:
-            writer.close()
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        await reader.read()
 
-    server = await asyncio.start_server(handler, "127.0.0.1", 0)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await server.wait_closed()
+    return handler
 
 
 @pytest.fixture
@@ -215,13 +195,13 @@ async def test_refused_upgrade_is_status_with_the_http_status(port: int) -> None
 
 
 async def test_server_that_never_answers_times_out_in_the_upgrade_phase() -> None:
-    async with silent_server() as port:
+    async with stub_server(silent) as port:
         result = await run_check(WebSocketCheck, url=f"ws://127.0.0.1:{port}/", timeout=0.5)
     assert (result.status, result.reason) == (Status.FAIL, Reason.TIMEOUT)
     assert "no answer to the upgrade request within" in result.message
     assert result.duration < 0.5
     assert "connect" in result.phases
-    async with silent_server() as port:
+    async with stub_server(silent) as port:
         tls = await run_check(WebSocketCheck, url=f"wss://127.0.0.1:{port}/", timeout=0.5)
     assert (tls.status, tls.reason) == (Status.FAIL, Reason.TIMEOUT)
     assert "TLS handshake not finished within" in tls.message
@@ -232,11 +212,11 @@ async def test_answers_that_are_not_a_websocket_upgrade_are_protocol_failures() 
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         b"Sec-WebSocket-Accept: bm90IHRoZSByaWdodCBrZXk=\r\n\r\n"
     )
-    async with silent_server(fake_101) as port:
+    async with stub_server(answering(fake_101)) as port:
         bad_accept = await run_check(WebSocketCheck, url=f"ws://127.0.0.1:{port}/")
     assert (bad_accept.status, bad_accept.reason) == (Status.FAIL, Reason.PROTOCOL)
     assert "bad upgrade response: Invalid challenge response" in bad_accept.message
-    async with silent_server(b"SSH-2.0-OpenSSH_9.2\r\n\r\n") as port:
+    async with stub_server(answering(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")) as port:
         not_http = await run_check(WebSocketCheck, url=f"ws://127.0.0.1:{port}/")
     assert (not_http.status, not_http.reason) == (Status.FAIL, Reason.PROTOCOL)
     assert "bad upgrade response" in not_http.message
