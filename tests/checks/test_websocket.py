@@ -109,10 +109,8 @@ async def ws_server(
     await runner.setup()
     site = web.TCPSite(runner, host, 0, ssl_context=ssl_context)
     await site.start()
-    server = site._server
-    assert isinstance(server, asyncio.base_events.Server)
     try:
-        yield server.sockets[0].getsockname()[1]
+        yield int(runner.addresses[0][1])
     finally:
         await runner.cleanup()
 
