@@ -63,6 +63,8 @@ def classify(exc: Exception, where: str, doing: str) -> tuple[str, str]:
         found = _classify_code(code, detail, where, doing)
         if found is not None:
             return found
+    if any(isinstance(e, TimeoutError) for e in _chain(exc)):
+        return Reason.TIMEOUT, f"no answer from {where} while {doing} (the driver gave up)"
     network = network_failure(exc, where)
     if network is not None:
         return network

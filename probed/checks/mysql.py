@@ -158,7 +158,8 @@ class MysqlCheck(Check[MysqlOptions]):
         try:
             async with asyncio.timeout(self.spec.timeout - reserve) as deadline:
                 set_phase(_DOING["connect"])
-                conn = self._new_connection(budget, self.spec.timeout - reserve)
+                # The driver's own connect timeout is longer: the run's deadline speaks first.
+                conn = self._new_connection(budget, self.spec.timeout)
                 try:
                     await conn._connect()
                 finally:
@@ -176,9 +177,9 @@ class MysqlCheck(Check[MysqlOptions]):
                     finally:
                         phases["role"] = time.perf_counter() - role_start
             return self._evaluate(rows, first, role, phases, self._cert_values(conn))
-        except TimeoutError:
-            if not deadline.expired():
-                raise
+        except TimeoutError as exc:
+            if not deadline.expired():  # not ours: the driver's (classified as a timeout)
+                return self._failure(exc, phase, phases)
             return await self._timed_out(conn, phase, phases, reserve)
         except asyncio.CancelledError:
             if phase in ("query", "role") and conn is not None:

@@ -103,6 +103,28 @@ async def test_host_user_password_options_and_tls_with_a_trusted_ca(
     assert result.values["probed_tls_cert_expiry_timestamp_seconds"] > time.time()
 
 
+async def test_tls_server_name_is_verified_and_expiry_thresholds_apply(
+    mariadb_server: MariadbServer,
+) -> None:
+    def tls(**extra: Any) -> dict[str, Any]:
+        return {"ca_file": mariadb_server.ca_file, **extra}
+
+    named = await run_check(MysqlCheck, dsn=mariadb_server.dsn(), tls=tls(server_name="localhost"))
+    assert named.status is Status.OK, named.message
+    wrong = await run_check(
+        MysqlCheck, dsn=mariadb_server.dsn(), tls=tls(server_name="db.elsewhere.test")
+    )
+    assert (wrong.status, wrong.reason) == (Status.FAIL, "tls")
+    assert "db.elsewhere.test" in wrong.message
+    expiring = await run_check(
+        MysqlCheck,
+        dsn=mariadb_server.dsn(),
+        tls=tls(expiry_warn_days=10_000_000),  # trustme: valid for centuries
+    )
+    assert (expiring.status, expiring.reason) == (Status.WARN, "cert_expiry"), expiring
+    assert "TLS certificate expires in" in expiring.message
+
+
 async def test_tls_with_an_untrusted_certificate_fails_with_tls(
     mariadb_server: MariadbServer,
 ) -> None:
