@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
+import logging
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,9 @@ from aiohttp import web
 
 from probed.config import load_settings
 from probed.daemon import Daemon
+from probed.logs import configure_logging, set_redactor
 from probed.plugins import DEFAULT_PLUGINS, get_plugin_manager
+from probed.redact import Redactor
 from probed.server import make_app
 from tests.fakes import GATES, ScriptPlugin
 from tests.servers._util import free_port
@@ -142,3 +146,18 @@ async def scripted_daemon(checks: Path, **overrides: Any) -> AsyncIterator[Runni
                     event.set()
     finally:
         GATES.clear()
+
+
+@contextlib.contextmanager
+def probed_logs(log_format: str = "json") -> Iterator[io.StringIO]:
+    """Configure probed's own logging (its formatter and redactor) into a string buffer, as a
+    daemon does; undo it on exit. Read the buffer's ``getvalue()`` for what an operator sees."""
+    stream = io.StringIO()
+    configure_logging(log_format, "INFO", stream)
+    try:
+        yield stream
+    finally:
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if getattr(h, "_probed", False)]:
+            root.removeHandler(handler)
+        set_redactor(Redactor(()))

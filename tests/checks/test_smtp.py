@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import io
 import json
-import logging
 import socket
 import sys
 from collections.abc import Iterator
@@ -24,11 +22,10 @@ from probed.checks._smtp_client import MAX_LINE
 from probed.checks._tls import TlsOptions, build_context
 from probed.checks.smtp import SmtpCheck, SmtpOptions
 from probed.cli import cli
-from probed.logs import configure_logging, set_redactor
-from probed.redact import MASK, Redactor
+from probed.redact import MASK
 from probed.testing import run_check
 from tests.checks._loop_guard import blocking_calls_on_loop_thread
-from tests.harness import running_daemon, wait_for, write
+from tests.harness import probed_logs, running_daemon, wait_for, write
 from tests.servers._stub import silent, stub_server
 from tests.servers.smtp import (
     REJECTED_RCPT,
@@ -332,10 +329,8 @@ async def test_nothing_blocks_the_event_loop(smtp_servers: SmtpServers) -> None:
 async def test_password_echoed_by_the_server_is_masked_in_message_api_logs_and_metrics(
     tmp_path: Path,
 ) -> None:
-    stream = io.StringIO()
-    configure_logging("json", "INFO", stream)
     secret_file = write(tmp_path / "checks.d" / "smtp.secret", SMTP_PASSWORD)
-    try:
+    with probed_logs() as stream:
         async with stub_server(echo_auth) as port:
             checks = tmp_path / "checks.d"
             write(
@@ -361,11 +356,6 @@ async def test_password_echoed_by_the_server_is_masked_in_message_api_logs_and_m
                     "/api/v1/checks/mail-auth": (await r.get("/api/v1/checks/mail-auth"))[1],
                     "/health/ready?verbose": (await r.get("/health/ready?verbose"))[1],
                 }
-    finally:
-        root = logging.getLogger()
-        for handler in [h for h in root.handlers if getattr(h, "_probed", False)]:
-            root.removeHandler(handler)
-        set_redactor(Redactor(()))
     outputs["logs"] = stream.getvalue()
     plain = base64.b64encode(f"\0{SMTP_USER}\0{SMTP_PASSWORD}".encode()).decode()
     for where, text in outputs.items():
