@@ -281,7 +281,7 @@ class SmtpCheck(Check[SmtpOptions]):
             )
         with _Timer(session, phases, "ehlo"):
             ext = await self._ehlo(session)
-        done = [f"banner and EHLO in {format_elapsed(sum(phases.values()))}"]
+        done = [f"connected, banner and EHLO in {format_elapsed(sum(phases.values()))}"]
         tls = self.mode == "implicit"
         if self.mode in ("auto", "starttls"):
             if "STARTTLS" in ext:
