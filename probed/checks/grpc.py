@@ -36,6 +36,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from probed import hookimpl
 from probed.check import Check, CheckOptions, MetricDef, Reason, Result, Sample, Status
+from probed.checks._endpoint import EndpointOptions, parse_address
 from probed.checks._grpc_relay import Relay
 from probed.checks._net import ProbeError, family_for, format_addr, open_connection
 from probed.checks._reasons import NOT_FOUND, UNAVAILABLE, UNSUPPORTED
@@ -46,7 +47,6 @@ from probed.checks._tls import (
     expiry_verdict,
     load_context,
 )
-from probed.checks.tcp import EndpointOptions, parse_address
 from probed.options import Size, format_duration, format_size
 from probed.phase import format_elapsed, set_phase
 from probed.redact import Redactor, is_secret_key, option_secrets
