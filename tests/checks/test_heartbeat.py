@@ -128,7 +128,7 @@ async def test_the_daemon_reports_the_ping_in_metrics_and_the_api(
     status, _ = await _ping(daemon, "/ping/backup", token, method="POST")
     assert status == 200
     runs = sum(daemon.state("backup").runs)
-    await daemon.runs("backup", runs + 1)
+    await daemon.runs("backup", runs + 2)  # one that surely started after the ping
     _, metrics, _ = await daemon.get("/metrics")
     assert 'probed_heartbeat_last_ping_timestamp_seconds{check="backup"' in metrics
     _, body, _ = await daemon.get("/api/v1/checks/backup")
@@ -185,7 +185,7 @@ async def test_run_time_is_measured_from_start_to_the_success_ping(
     assert result.values["probed_heartbeat_last_run_duration_seconds"] == 42.5
     assert "run took 42.5s" in result.message
     runs = sum(daemon.state("backup").runs)
-    await daemon.runs("backup", runs + 1)
+    await daemon.runs("backup", runs + 2)  # one that surely started after the ping
     _, metrics, _ = await daemon.get("/metrics")
     assert 'probed_heartbeat_last_run_duration_seconds{check="backup",type="heartbeat"} 42.5' in (
         metrics
@@ -294,7 +294,7 @@ async def test_the_token_never_shows_in_logs_metrics_or_the_api(
     for raw in raws:
         await asyncio.to_thread(_raw_request, host, int(port), raw.encode())
     runs = sum(daemon.state("backup").runs)
-    await daemon.runs("backup", runs + 1)
+    await daemon.runs("backup", runs + 2)  # one that surely started after the ping
     outputs = [caplog.text]
     for path in ("/metrics", "/api/v1/checks", "/api/v1/checks/backup", "/"):
         outputs.append((await daemon.get(path))[1])
