@@ -19,6 +19,8 @@ __all__ = [
     "NOT_FOUND",
     "PACKET_LOSS",
     "PERMISSION",
+    "PROXY",
+    "PROXY_AUTH",
     "QUERY",
     "RCODE",
     "REDIRECT_REFUSED",
@@ -89,3 +91,10 @@ HOST_KEY: Final = "host_key"
 
 EXIT_CODE: Final = "exit_code"
 """ssh: the remote command ended with another exit code than expected (or by a signal)."""
+
+PROXY: Final = "proxy"
+"""http, json_api: the proxy failed or refused, not the target: it could not be reached, refused
+or failed the ``CONNECT`` (its status in the message), or sent a reply that is not HTTP."""
+
+PROXY_AUTH: Final = "proxy_auth"
+"""http, json_api: the proxy asked for credentials or refused the ones sent (407)."""
