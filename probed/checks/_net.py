@@ -32,6 +32,7 @@ __all__ = [
     "family_for",
     "is_ip_literal",
     "open_connection",
+    "start_tls",
 ]
 
 IpVersion = Literal["any", "ip4", "ip6"]
@@ -309,9 +310,34 @@ async def open_connection(
     transport, protocol = result
     if ssl_context is None:
         return transport, protocol, None
+    tls_transport, cert = await start_tls(
+        transport, protocol, ssl_context, server_hostname or host, addr, fam, phases
+    )
+    return tls_transport, protocol, cert
 
-    name = server_hostname or host
-    set_phase(f"in the TLS handshake with {format_addr(addr[0], addr[1])}")
+
+async def start_tls(
+    transport: asyncio.Transport,
+    protocol: asyncio.Protocol,
+    ssl_context: ssl.SSLContext,
+    name: str,
+    addr: tuple[Any, ...],
+    family: int,
+    phases: dict[str, float],
+    *,
+    proxy: str = "",
+) -> tuple[asyncio.Transport, CertInfo | None]:
+    """The TLS handshake on a connected ``transport`` (to ``addr``), timed as phase ``tls``.
+
+    :param name: SNI and verification name.
+    :param proxy: the proxy the transport tunnels through (``addr`` is then the target's host
+        and port); an expired certificate is then not fetched again to say when it expired.
+    :return: the TLS transport and the peer certificate info.
+    :raises ProbeError: reason ``tls`` (the transport is aborted), with ``phases`` attached.
+    """
+    loop = asyncio.get_running_loop()
+    through = f" through proxy {proxy}" if proxy else ""
+    set_phase(f"in the TLS handshake with {format_addr(addr[0], addr[1])}{through}")
     t0 = perf_counter()
     try:
         tls_transport = await loop.start_tls(transport, protocol, ssl_context, server_hostname=name)
@@ -319,8 +345,9 @@ async def open_connection(
         phases["tls"] = perf_counter() - t0
         transport.abort()
         cert = None
-        if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_code in (9, 10):
-            cert = await _fetch_unverified_cert(loop, addr, fam, name)
+        expired = isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_code in (9, 10)
+        if expired and not proxy:
+            cert = await _fetch_unverified_cert(loop, addr, family, name)
         raise ProbeError(Reason.TLS, describe_ssl_error(exc, cert), phases, cert) from None
     except BaseException:
         transport.abort()
@@ -329,8 +356,4 @@ async def open_connection(
     if tls_transport is None:  # start_tls returns None only if the transport was closed
         transport.abort()
         raise ProbeError(Reason.TLS, "TLS handshake failed: connection closed", phases)
-    return (
-        tls_transport,
-        protocol,
-        cert_info(tls_transport.get_extra_info("ssl_object")),
-    )
+    return tls_transport, cert_info(tls_transport.get_extra_info("ssl_object"))
