@@ -105,9 +105,15 @@ class HeartbeatOptions(CheckOptions):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            hint = did_you_mean(value, available_timezones())
+            known = available_timezones()
+            if not known:
+                raise ValueError(
+                    f"cannot read time zone {value!r}: this system has no time zone database; "
+                    "install it (apt-get install tzdata, or pip install tzdata)"
+                ) from None
             raise ValueError(
-                f"unknown time zone {value!r}{hint}; use an IANA name such as Europe/Berlin"
+                f"unknown time zone {value!r}{did_you_mean(value, known)}; use an IANA name "
+                "such as Europe/Berlin"
             ) from None
         return value
 

@@ -14,11 +14,12 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import bcrypt
 import pytest
 
+import probed.checks.heartbeat as heartbeat_module
 from probed._httplog import BAD_REQUESTS
 from probed.check import Result, Status
 from probed.config import load_checks, load_settings
@@ -499,3 +500,20 @@ def test_a_short_token_is_refused_without_echoing_it(tmp_path: Path) -> None:
     )
     assert len(errors) == 1 and "token must be at least 16 characters" in errors[0]
     assert "hb.yaml:4" in errors[0] and "tiny-secret" not in errors[0]
+
+
+def test_a_missing_time_zone_database_says_to_install_tzdata(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_database(key: str) -> ZoneInfo:
+        raise ZoneInfoNotFoundError(key)
+
+    monkeypatch.setattr(heartbeat_module, "ZoneInfo", no_database)
+    monkeypatch.setattr(heartbeat_module, "available_timezones", set)
+    errors = _errors(
+        tmp_path,
+        "checks:\n  - name: hb\n    type: heartbeat\n    token: abcdefghijklmnop-0123\n"
+        "    cron: '@daily'\n    timezone: Europe/Berlin\n",
+    )
+    assert len(errors) == 1 and "hb.yaml:6" in errors[0]
+    assert "no time zone database; install it (apt-get install tzdata" in errors[0]
