@@ -19,7 +19,7 @@ from pydantic import Field, field_validator, model_validator
 
 from probed.check import CheckOptions
 from probed.checks._net import IpVersion
-from probed.checks._tls import TlsOptions
+from probed.checks._tls import TlsOptions, tls_shorthand
 
 __all__ = ["BufferProtocol", "EndpointOptions", "parse_address"]
 
@@ -57,11 +57,7 @@ class EndpointOptions(CheckOptions):
     @field_validator("tls", mode="before")
     @classmethod
     def _tls(cls, value: Any) -> Any:
-        if value is True:
-            return {}
-        if value is False:
-            return None
-        return value
+        return tls_shorthand(value)
 
     @field_validator("address")
     @classmethod

@@ -25,7 +25,7 @@ from pydantic import (
 from probed._yaml import did_you_mean
 from probed.check import CheckOptions
 from probed.checks._db_common import SecretUrl
-from probed.checks._tls import TlsOptions
+from probed.checks._tls import TlsOptions, tls_shorthand
 from probed.options import Duration, Size
 from probed.thresholds import check_order
 
@@ -83,7 +83,7 @@ class MysqlOptions(CheckOptions):
     fail_replication_lag: Duration | None = Field(
         None, description="fail when a replica's lag (Seconds_Behind_Master) exceeds this"
     )
-    tls: TlsOptions | None = Field(
+    tls: Annotated[TlsOptions | None, BeforeValidator(tls_shorthand)] = Field(
         None,
         description="Require TLS: true, or a mapping of TLS settings (ca_file, server_name...)",
     )
@@ -94,15 +94,6 @@ class MysqlOptions(CheckOptions):
         "results; rows are counted as they stream, only the first is kept); over it the run "
         "fails with reason protocol",
     )
-
-    @field_validator("tls", mode="before")
-    @classmethod
-    def _tls(cls, value: Any) -> Any:
-        if value is True:
-            return {}
-        if value is False:
-            return None
-        return value
 
     @field_validator("dsn")
     @classmethod

@@ -16,7 +16,7 @@ import datetime as dt
 import os
 import ssl
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from pydantic import Field, model_validator
 
@@ -35,6 +35,7 @@ __all__ = [
     "expiry_verdict",
     "format_time",
     "load_context",
+    "tls_shorthand",
 ]
 
 
@@ -86,6 +87,16 @@ class TlsOptions(CheckOptions):
             self, "expiry_days", above=False, names=("expiry_warn_days", "expiry_fail_days")
         )
         return self
+
+
+def tls_shorthand(value: Any) -> Any:
+    """The ``tls:`` option's short forms, before validation: ``true`` is TLS with the defaults
+    (``{}``), ``false`` is no TLS (``None``); anything else is left to :class:`TlsOptions`."""
+    if value is True:
+        return {}
+    if value is False:
+        return None
+    return value
 
 
 def build_context(options: TlsOptions) -> ssl.SSLContext:
