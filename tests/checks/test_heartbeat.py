@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import bcrypt
@@ -462,11 +463,15 @@ async def test_a_run_does_not_block_the_event_loop(tmp_path: Path, token: str) -
         assert result.status is Status.OK and seen == []
 
 
-def _errors(tmp_path: Path, text: str) -> list[str]:
+def _load(tmp_path: Path, text: str) -> Any:
     write(tmp_path / "checks.d" / "hb.yaml", text)
     settings = load_settings(None, {"checks_dirs": (tmp_path / "checks.d",)})
     types = check_types(get_plugin_manager(builtins=BUILTINS, entry_points=False))
-    return [str(e) for e in load_checks(settings, types).errors]
+    return load_checks(settings, types)
+
+
+def _errors(tmp_path: Path, text: str) -> list[str]:
+    return [str(e) for e in _load(tmp_path, text).errors]
 
 
 @pytest.mark.parametrize(
@@ -517,3 +522,13 @@ def test_a_missing_time_zone_database_says_to_install_tzdata(
     )
     assert len(errors) == 1 and "hb.yaml:6" in errors[0]
     assert "no time zone database; install it (apt-get install tzdata" in errors[0]
+
+
+def test_the_documented_example_validates(tmp_path: Path) -> None:
+    page = (Path(__file__).parents[2] / "docs" / "check-types.md").read_text()
+    section = page.split("<!-- section:checks-heartbeat -->")[1].split("<!-- /section")[0]
+    block = section.split("```yaml")[1].split("```")[0]
+    assert "${file:/run/secrets/backup_ping_token}" in block
+    block = block.replace("${file:/run/secrets/backup_ping_token}", "0123456789abcdef-token")
+    loaded = _load(tmp_path, block)
+    assert not loaded.errors and list(loaded.specs) == ["nightly-backup-job"]
