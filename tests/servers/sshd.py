@@ -32,7 +32,8 @@ from tests.servers._util import free_port, port_open, require_binary, stop_proce
 
 SSHD: Final = "/usr/sbin/sshd"
 KEY_PASSPHRASE: Final = "Pass-phr4se/of the key"
-SSH_USER: Final = "probed-sshtest"
+SSH_USER: Final = f"probed-ssh{os.getpid()}"
+"""One account per test process: two suites running at once must not delete each other's."""
 SSH_USER_PASSWORD: Final = "ssh-Pa55word/for-test"
 _START_TIMEOUT: Final = 15.0
 
@@ -153,7 +154,7 @@ def sshd_password_user(sshd_server: SshdServer) -> Iterator[str]:
     """A throwaway account :data:`SSH_USER` whose password is :data:`SSH_USER_PASSWORD`.
 
     sshd without PAM checks passwords against ``/etc/shadow``, so the account is real; it is
-    removed after the session (and replaced if a killed run left it behind).
+    removed after the session (a killed run leaves it: ``userdel probed-sshPID``).
     """
     require_binary("useradd", "apt-get install -y passwd")
     subprocess.run(["userdel", SSH_USER], capture_output=True, check=False)
