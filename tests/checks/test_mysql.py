@@ -16,7 +16,7 @@ import struct
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import aiomysql
 import pytest
@@ -32,7 +32,7 @@ from probed.testing import make_spec, run_check
 from tests.checks import _loop_guard
 from tests.checks._loop_guard import blocking_calls_on_loop_thread
 from tests.harness import write
-from tests.servers._stub import silent, stub_server
+from tests.servers._stub import Handler, silent, stub_server
 from tests.servers._util import free_port
 from tests.servers.mariadb import MYSQL_PASSWORD, MariadbServer
 
@@ -458,16 +458,43 @@ def greeting(plugin: bytes = b"mysql_native_password", *, ssl_cap: bool = False)
     return struct.pack("<I", len(body))[:3] + b"\x00" + body
 
 
-async def test_clear_text_password_request_is_refused_without_tls() -> None:
-    received = bytearray()
+def recording(received: bytearray, first: bytes, *then: bytes) -> Handler:
+    """A stub server that sends ``first`` (a greeting), answers each whole packet the client
+    sends with the next of ``then``, and records every byte it receives."""
 
-    async def rogue(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(greeting(b"mysql_clear_password"))
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(first)
         await writer.drain()
+        for reply in then:
+            header = await reader.readexactly(4)
+            size = int.from_bytes(header[:3], "little")
+            received.extend(header + await reader.readexactly(size))
+            writer.write(reply)
+            await writer.drain()
         while chunk := await reader.read(4096):
             received.extend(chunk)
 
-    async with stub_server(rogue) as port:
+    return handler
+
+
+_SWITCH: Final = b"\xfemysql_clear_password\x00"
+
+
+@pytest.mark.parametrize(
+    "packets",
+    [
+        pytest.param((greeting(b"mysql_clear_password"),), id="in-the-greeting"),
+        pytest.param(  # after the handshake response (a native scramble)
+            (greeting(), struct.pack("<I", len(_SWITCH))[:3] + b"\x02" + _SWITCH),
+            id="in-an-auth-switch",
+        ),
+    ],
+)
+async def test_clear_text_password_request_is_refused_without_tls(
+    packets: tuple[bytes, ...],
+) -> None:
+    received = bytearray()
+    async with stub_server(recording(received, *packets)) as port:
         result = await run_check(
             MysqlCheck, dsn=f"mysql://probe:{MYSQL_PASSWORD}@127.0.0.1:{port}/"
         )
@@ -476,39 +503,9 @@ async def test_clear_text_password_request_is_refused_without_tls() -> None:
     assert MYSQL_PASSWORD.encode() not in received
 
 
-async def test_clear_text_auth_switch_is_refused_without_tls() -> None:
-    received = bytearray()
-
-    async def rogue(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(greeting())
-        await writer.drain()
-        header = await reader.readexactly(4)  # the handshake response (a native scramble)
-        received.extend(header + await reader.readexactly(int.from_bytes(header[:3], "little")))
-        switch = b"\xfemysql_clear_password\x00"
-        writer.write(struct.pack("<I", len(switch))[:3] + b"\x02" + switch)
-        await writer.drain()
-        while chunk := await reader.read(4096):
-            received.extend(chunk)
-
-    async with stub_server(rogue) as port:
-        result = await run_check(
-            MysqlCheck, dsn=f"mysql://probe:{MYSQL_PASSWORD}@127.0.0.1:{port}/"
-        )
-    assert (result.status, result.reason) == (Status.FAIL, "auth")
-    assert "asked for the password in clear text (mysql_clear_password)" in result.message
-    assert received  # the handshake response went out...
-    assert MYSQL_PASSWORD.encode() not in received  # ...but never the password
-
-
 async def test_tls_required_but_not_offered_fails_before_sending_anything() -> None:
     received = bytearray()
-
-    async def plain(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(greeting())
-        await writer.drain()
-        while chunk := await reader.read(4096):
-            received.extend(chunk)
-
+    plain = recording(received, greeting())
     async with stub_server(plain) as port:
         result = await run_check(
             MysqlCheck, dsn=f"mysql://probe:{MYSQL_PASSWORD}@127.0.0.1:{port}/", tls=True
