@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
+import json
+import logging
 import os
 import socket
 import stat
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from time import perf_counter
@@ -20,9 +24,14 @@ from pydantic import ValidationError
 from probed.check import Reason, Result, Sample, Status
 from probed.checks.exec import DEFAULT_ENV, ExecCheck, ExecOptions
 from probed.config import LoadResult, load_checks, load_settings
+from probed.logs import configure_logging, set_redactor
 from probed.plugins import check_types, get_plugin_manager
+from probed.redact import MASK, Redactor
 from probed.testing import make_spec, run_check
 from tests._require import requires
+from tests.checks import _loop_guard
+from tests.harness import running_daemon
+from tests.test_secrets_everywhere import forms
 
 PLUGINS = Path("/usr/lib/nagios/plugins")
 SECRET = "exec-S3cret-t0ken-9981"
@@ -77,11 +86,27 @@ async def wait_gone(pid: int, within: float = 3.0) -> bool:
     return gone(pid)
 
 
+# The house guard's list, without io.open (asyncio's subprocess_exec wraps the pipe fds in file
+# objects on the loop thread: no I/O) and with the calls that wait for a process.
+WAITING_CALLS = (os.statvfs, os.getloadavg, time.sleep, os.wait, os.waitpid, os.wait3, os.wait4)
+
+
 @contextlib.asynccontextmanager
 async def loop_gaps() -> AsyncIterator[list[float]]:
-    """The loop guard: gaps between ticks of a 10 ms ticker while the body runs."""
+    """The loop guard: gaps between ticks of a 10 ms ticker while the body runs, and no call
+    that waits for a process (or sleeps) on the loop's thread."""
     gaps: list[float] = []
     stop = asyncio.Event()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_loop_guard, "BLOCKING_CALLS", WAITING_CALLS)
+        with _loop_guard.blocking_calls_on_loop_thread() as blocking:
+            async with _ticker(gaps, stop):
+                yield gaps
+    assert blocking == []
+
+
+@contextlib.asynccontextmanager
+async def _ticker(gaps: list[float], stop: asyncio.Event) -> AsyncIterator[None]:
 
     async def tick() -> None:
         last = perf_counter()
@@ -93,7 +118,7 @@ async def loop_gaps() -> AsyncIterator[list[float]]:
 
     task = asyncio.create_task(tick())
     try:
-        yield gaps
+        yield
     finally:
         stop.set()
         await task
@@ -346,6 +371,52 @@ async def test_env_secrets_never_reach_the_message_or_the_labels(tmp_path: Path)
         env={"API_TOKEN": SECRET},
     )
     assert silent.message == "no output; standard error: ***"
+
+
+async def test_env_secrets_never_reach_logs_metrics_or_the_api_of_a_daemon(
+    tmp_path: Path,
+) -> None:
+    checks = tmp_path / "checks.d"
+    checks.mkdir()
+    command = script(
+        tmp_path,
+        "echo \"CRITICAL - sent $API_TOKEN | '$API_TOKEN'=1 ok=2s\"\n"
+        'echo "stderr $API_TOKEN" >&2\nexit 2\n',
+    )
+    (checks / "leaky.yaml").write_text(
+        "defaults: {interval: 1s, timeout: 900ms, failure_threshold: 1}\n"
+        "checks:\n"
+        "  - name: leaky\n"
+        "    type: exec\n"
+        f"    command: [{command}]\n"
+        f"    env: {{API_TOKEN: {SECRET}}}\n"
+    )
+    stream = io.StringIO()
+    configure_logging("json", "INFO", stream)
+    try:
+        async with running_daemon(checks) as daemon:
+            await daemon.runs("leaky", 1)
+            outputs = {
+                "/metrics": (await daemon.get("/metrics"))[1],
+                "/api/v1/checks/leaky": (await daemon.get("/api/v1/checks/leaky"))[1],
+                "/health/ready?verbose": (await daemon.get("/health/ready?verbose"))[1],
+            }
+    finally:
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if getattr(h, "_probed", False)]:
+            root.removeHandler(handler)
+        set_redactor(Redactor(()))
+    outputs["logs"] = stream.getvalue()
+    for where, text in outputs.items():
+        for form in forms(SECRET):
+            assert form not in text, f"{where} shows {form!r}:\n{text}"
+    detail = json.loads(outputs["/api/v1/checks/leaky"])
+    assert detail["last_result"]["message"] == f"CRITICAL - sent {MASK}"
+    assert detail["options"]["env"] == {"API_TOKEN": MASK}
+    metrics = outputs["/metrics"]
+    assert f'probed_exec_perfdata{{check="leaky",type="exec",label="{MASK}"}} 1' in metrics
+    assert 'probed_exec_perfdata{check="leaky",type="exec",label="ok"} 2' in metrics
+    assert 'probed_exec_exit_code{check="leaky",type="exec"} 2' in metrics
 
 
 async def test_perfdata_count_is_capped_per_run(tmp_path: Path) -> None:
