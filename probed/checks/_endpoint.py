@@ -1,7 +1,8 @@
 """What the check types that connect to one ``host:port`` share (``tcp``, ``grpc``, ``smtp``...).
 
 - :func:`parse_address`: ``host:port`` / ``[v6addr]:port`` with a sentence on error.
-- :class:`EndpointOptions`: the ``address``, ``ip_version`` and ``tls`` options; subclass it.
+- :class:`EndpointOptions`: the ``address``, ``ip_version`` and ``tls`` options; subclass it
+  (:class:`AddressOptions` without ``tls``).
 - :class:`BufferProtocol`: an ``asyncio.Protocol`` that buffers what the server sends, at most
   ``limit`` bytes, and wakes a reader.
 
@@ -21,7 +22,7 @@ from probed.check import CheckOptions
 from probed.checks._net import IpVersion
 from probed.checks._tls import TlsOptions, tls_shorthand
 
-__all__ = ["BufferProtocol", "EndpointOptions", "parse_address"]
+__all__ = ["AddressOptions", "BufferProtocol", "EndpointOptions", "parse_address"]
 
 _ADDRESS_RE: Final = re.compile(r"\[([0-9a-fA-F:.%a-zA-Z]+)\]:(\d+)|([^:\[\]\s]+):(\d+)")
 
@@ -43,12 +44,32 @@ def parse_address(text: str) -> tuple[str, int]:
     return host, port
 
 
-class EndpointOptions(CheckOptions):
-    """``address``, ``ip_version`` and ``tls``: the options of a check that connects to one
-    ``host:port``, optionally over TLS (``tcp``, ``grpc``); subclass it to add your own."""
+class AddressOptions(CheckOptions):
+    """``address`` and ``ip_version``: the options of a check that connects to one
+    ``host:port`` (``ssh``); :class:`EndpointOptions` adds ``tls``. Subclass it to add your own
+    (name your validators differently: a method of the same name replaces these)."""
 
     address: str = Field(description="host:port, or [IPv6]:port.")
     ip_version: IpVersion = Field(default="any", description="any, ip4 or ip6.")
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        parse_address(value)
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AddressOptions:
+        host, _ = parse_address(self.address)
+        if ":" in host and self.ip_version == "ip4":
+            raise ValueError(f"address {host} is an IPv6 address but ip_version is ip4")
+        return self
+
+
+class EndpointOptions(AddressOptions):
+    """``address``, ``ip_version`` and ``tls``: the options of a check that connects to one
+    ``host:port``, optionally over TLS (``tcp``, ``grpc``); subclass it to add your own."""
+
     tls: TlsOptions | None = Field(
         default=None,
         description="Wrap the connection in TLS: true, or a mapping of TLS settings.",
@@ -58,19 +79,6 @@ class EndpointOptions(CheckOptions):
     @classmethod
     def _tls(cls, value: Any) -> Any:
         return tls_shorthand(value)
-
-    @field_validator("address")
-    @classmethod
-    def _address(cls, value: str) -> str:
-        parse_address(value)
-        return value.strip()
-
-    @model_validator(mode="after")
-    def _consistent(self) -> EndpointOptions:
-        host, _ = parse_address(self.address)
-        if ":" in host and self.ip_version == "ip4":
-            raise ValueError(f"address {host} is an IPv6 address but ip_version is ip4")
-        return self
 
 
 class BufferProtocol(asyncio.Protocol):

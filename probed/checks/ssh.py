@@ -37,14 +37,13 @@ from pydantic import (
     Field,
     SecretStr,
     WithJsonSchema,
-    field_validator,
     model_validator,
 )
 
 from probed import __version__, hookimpl
 from probed.check import Check, CheckOptions, MetricDef, Reason, Result
-from probed.checks._endpoint import parse_address
-from probed.checks._net import IpVersion, ProbeError, family_for, format_addr, open_connection
+from probed.checks._endpoint import AddressOptions, parse_address
+from probed.checks._net import ProbeError, family_for, format_addr, open_connection
 from probed.checks._reasons import EXIT_CODE, HOST_KEY
 from probed.checks._ssh_banner import (
     BannerProtocol,
@@ -112,13 +111,11 @@ def _driver_available() -> bool:
         return False
 
 
-class SshOptions(CheckOptions):
+class SshOptions(AddressOptions):
     """Options of the ``ssh`` check type."""
 
     model_config = ConfigDict(hide_input_in_errors=True)  # a key or password may be the input
 
-    address: str = Field(description="host:port, or [IPv6]:port (the SSH port, usually 22).")
-    ip_version: IpVersion = Field(default="any", description="any, ip4 or ip6.")
     expect_banner: Regex | None = Field(
         default=None,
         description="Regex the server's identification line (SSH-2.0-...) must match.",
@@ -159,17 +156,8 @@ class SshOptions(CheckOptions):
         description="Keep at most this much of the command's output (the rest is discarded).",
     )
 
-    @field_validator("address")
-    @classmethod
-    def _address(cls, value: str) -> str:
-        parse_address(value)
-        return value.strip()
-
     @model_validator(mode="after")
-    def _consistent(self) -> SshOptions:
-        host, _ = parse_address(self.address)
-        if ":" in host and self.ip_version == "ip4":
-            raise ValueError(f"address {host} is an IPv6 address but ip_version is ip4")
+    def _login(self) -> SshOptions:
         if self.key is not None and self.key_file is not None:
             raise ValueError("give the private key once: key or key_file, not both")
         if self.passphrase is not None and self.key is None and self.key_file is None:
