@@ -26,6 +26,7 @@ from probed.checks._httpclient import (
     fetch,
 )
 from probed.checks._httpparse import DEFAULT_MAX_HEAD
+from probed.checks._httpproxy import ProxyOptions, proxy_config
 from probed.checks._net import IpVersion, address_policy, family_for
 from probed.checks._tls import (
     CERT_EXPIRY_METRIC,
@@ -95,8 +96,9 @@ class BasicAuth(CheckOptions):
         return {password, f"{self.username}:{password}"} if password else set()
 
 
-class HttpOptions(CheckOptions):
-    """Options of the ``http`` check type (``json_api`` extends this model)."""
+class HttpOptions(ProxyOptions):
+    """Options of the ``http`` check type (``json_api`` extends this model); the proxy options
+    come from :class:`~probed.checks._httpproxy.ProxyOptions`."""
 
     url: str = Field(description="http:// or https:// URL; IPv6 literals in brackets.")
     method: str = Field(default="GET", description="Request method.")
@@ -297,6 +299,7 @@ class HttpProbe(Check[HttpOptions]):
             redirect_check=address_policy(
                 options.follow_redirects_to_link_local, options.follow_redirects_to_private
             ),
+            proxy=proxy_config(options),
         )
 
     async def run(self) -> Result:

@@ -38,6 +38,7 @@ from probed.checks._httpparse import (
     ResponseProtocol,
     parser_version,
 )
+from probed.checks._httpproxy import Proxy, ProxyConfig
 from probed.checks._net import AddressCheck, ProbeError, open_connection
 from probed.checks._tls import CertInfo, default_context
 from probed.phase import set_phase
@@ -142,9 +143,14 @@ class HttpRequest:
     auth_headers: tuple[tuple[str, str], ...] = ()
     body: bytes = b""
 
-    def encode(self, url: Url, method: str, body: bytes, with_auth: bool) -> bytes:
-        """The request head and body as bytes for one hop."""
+    def encode(
+        self, url: Url, method: str, body: bytes, with_auth: bool, via: Proxy | None = None
+    ) -> bytes:
+        """The request head and body as bytes for one hop (absolute form through a proxy)."""
         lines = [f"{method} {url.target} HTTP/1.1", f"Host: {url.authority}"]
+        if via is not None and url.scheme == "http":
+            lines[0] = f"{method} {url} HTTP/1.1"
+            lines.extend(f"{name}: {value}" for name, value in via.request_headers)
         names = set()
         for name, value in self.headers:
             names.add(name.lower())
@@ -176,6 +182,7 @@ class ClientConfig:
         (the status and header lines are capped too: :mod:`probed.checks._httpparse`).
     :param redirect_check: judges the address of a redirect hop to another host before any
         connection to it (:func:`probed.checks._net.address_policy`); ``None`` allows all.
+    :param proxy: the proxies to go through (:mod:`probed.checks._httpproxy`); ``None``: none.
     """
 
     ssl_context: ssl.SSLContext | None = None
@@ -186,6 +193,7 @@ class ClientConfig:
     family: int = socket.AF_UNSPEC
     max_header_size: int = DEFAULT_MAX_HEAD
     redirect_check: AddressCheck | None = None
+    proxy: ProxyConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,18 +272,31 @@ async def _fetch_once(
     def factory() -> ResponseProtocol:
         return ResponseProtocol(loop, max_body, head_only, config.max_header_size)
 
-    transport, proto, cert = await open_connection(
-        factory,
-        url.host,
-        url.port,
-        family=config.family,
-        ssl_context=ssl_context,
-        server_hostname=server_name,
-        phases=phases,
-        address_check=None if url.host == request.url.host else config.redirect_check,
-    )
+    address_check = None if url.host == request.url.host else config.redirect_check
+    via = None if config.proxy is None else config.proxy.route(url.scheme, url.host)
+    if via is None:
+        transport, proto, cert = await open_connection(
+            factory,
+            url.host,
+            url.port,
+            family=config.family,
+            ssl_context=ssl_context,
+            server_hostname=server_name,
+            phases=phases,
+            address_check=address_check,
+        )
+    else:
+        transport, proto, cert = await via.open(
+            factory,
+            url,
+            family=config.family,
+            ssl_context=ssl_context,
+            server_hostname=server_name,
+            phases=phases,
+            address_check=address_check,
+        )
     try:
-        transport.write(request.encode(url, method, body, same_origin))
+        transport.write(request.encode(url, method, body, same_origin, via))
         sent = perf_counter()
         set_phase(READING_HEAD)
         try:
@@ -301,6 +322,9 @@ async def _fetch_once(
             _add_response_phases(phases, proto, sent)
             raise
         _add_response_phases(phases, proto, sent)
+        if via is not None and url.scheme == "http":
+            status = proto.parser.get_status_code()
+            via.judge_reply(status, proto.status_reason, f"{method} {url}", phases)
         return proto, cert
     finally:
         transport.abort()
