@@ -19,6 +19,7 @@ __all__ = [
     "NOT_FOUND",
     "PACKET_LOSS",
     "PERMISSION",
+    "PLUGIN",
     "PROXY",
     "PROXY_AUTH",
     "QUERY",
@@ -26,6 +27,7 @@ __all__ = [
     "REDIRECT_REFUSED",
     "REPLICATION",
     "ROLE",
+    "SIGNAL",
     "TOO_MANY_CONNECTIONS",
     "TRUNCATED",
     "UNAVAILABLE",
@@ -90,7 +92,14 @@ HOST_KEY: Final = "host_key"
 """ssh: the server's host key is not the one pinned in ``host_key_fingerprint``."""
 
 EXIT_CODE: Final = "exit_code"
-"""ssh: the remote command ended with another exit code than expected (or by a signal)."""
+"""ssh: the remote command ended with another exit code than expected (or by a signal); exec:
+the command exited with a code outside the Nagios range 0-3."""
+
+PLUGIN: Final = "plugin"
+"""exec: the command's own verdict, exit 1 (warn), 2 (fail) or 3 (unknown)."""
+
+SIGNAL: Final = "signal"
+"""exec: the command was killed by a signal probed did not send."""
 
 PROXY: Final = "proxy"
 """http, json_api: the proxy failed or refused, not the target: it could not be reached, refused

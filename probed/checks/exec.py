@@ -34,7 +34,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 from probed import hookimpl
 from probed.check import Check, CheckOptions, MetricDef, Reason, Result, Sample, Status
 from probed.checks._nagios import MAX_PERFDATA, PerfData, parse_output, parse_perfdata
-from probed.checks._reasons import NOT_FOUND, PERMISSION
+from probed.checks._reasons import EXIT_CODE, NOT_FOUND, PERMISSION, PLUGIN, SIGNAL
 from probed.options import AbsolutePath, Size, format_size
 from probed.phase import format_elapsed, set_phase
 from probed.redact import MIN_SECRET_LENGTH, Redactor, is_secret_env
@@ -47,13 +47,6 @@ DEFAULT_ENV: Final = {
 }
 """The whole environment of a command unless ``env``/``inherit_env`` add to it: a fixed
 ``PATH``, and ``LC_ALL=C`` so plugins print numbers with a decimal point."""
-
-PLUGIN: Final = "plugin"
-"""The command's own verdict: exit 1 (warn), 2 (fail) or 3 (unknown)."""
-SIGNAL: Final = "signal"
-"""The command was killed by a signal (not by probed's timeout)."""
-EXIT_CODE: Final = "exit_code"
-"""The command exited with a code outside the Nagios range 0-3."""
 
 _ENV_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SHELL: Final = "/bin/sh"
