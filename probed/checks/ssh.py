@@ -290,16 +290,16 @@ class SshCheck(Check[SshOptions]):
         timer.start("kex")
         conn: Any = None
         try:
+            # The same connection (tunnel), nothing from ~/.ssh, OpenSSH's host key order.
+            common: dict[str, Any] = {
+                "tunnel": handoff,
+                "config": [],
+                "client_version": CLIENT_VERSION,
+                "server_host_key_algs": list(HOST_KEY_ALGORITHMS),
+            }
             async with asyncio.timeout(max(deadline - perf_counter(), 0.001)):
                 if not opts.logs_in:
-                    key = await asyncssh.get_server_host_key(
-                        self.host,
-                        self.port,
-                        tunnel=handoff,
-                        config=[],
-                        client_version=CLIENT_VERSION,
-                        server_host_key_algs=list(HOST_KEY_ALGORITHMS),
-                    )
+                    key = await asyncssh.get_server_host_key(self.host, self.port, **common)
                     timer.stop()
                     if key is not None:
                         seen.append(key)
@@ -312,10 +312,7 @@ class SshCheck(Check[SshOptions]):
                 conn = await asyncssh.connect(
                     self.host,
                     self.port,
-                    tunnel=handoff,
-                    config=[],
-                    client_version=CLIENT_VERSION,
-                    server_host_key_algs=list(HOST_KEY_ALGORITHMS),
+                    **common,
                     client_factory=lambda: client_class()(pins, seen, timer),
                     known_hosts=None if pins is None else ([], [], []),
                     username=opts.username,

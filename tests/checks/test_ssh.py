@@ -63,6 +63,16 @@ def check_result(result: Result, server: SshdServer) -> None:
     assert_no_secret(repr(result), server)
 
 
+async def as_root(server: SshdServer, **options: Any) -> Result:
+    """Run a check logging in as root with the fixture's plain key (unless options say else)."""
+    login: dict[str, Any] = {"key_file": str(server.client_key)}
+    if "key" in options or "key_file" in options:
+        login = {}
+    return await run_check(
+        SshCheck, address=server.address, username="root", **{**login, **options}
+    )
+
+
 # --- the banner ----------------------------------------------------------------------------
 
 
@@ -203,11 +213,8 @@ async def test_key_login_with_true_passes_and_false_fails_with_exit_code(
 async def test_expected_exit_code_and_first_line_of_output_in_the_message(
     sshd_server: SshdServer,
 ) -> None:
-    result = await run_check(
-        SshCheck,
-        address=sshd_server.address,
-        username="root",
-        key_file=str(sshd_server.client_key),
+    result = await as_root(
+        sshd_server,
         command="printf 'replica lag 3s\\nsecond line\\n'; exit 3",
         expect_exit_code=3,
     )
@@ -217,12 +224,9 @@ async def test_expected_exit_code_and_first_line_of_output_in_the_message(
 
 
 async def test_command_output_is_bounded_and_the_message_short(sshd_server: SshdServer) -> None:
-    result = await run_check(
-        SshCheck,
+    result = await as_root(
+        sshd_server,
         timeout=10,
-        address=sshd_server.address,
-        username="root",
-        key_file=str(sshd_server.client_key),
         command="head -c 3000000 /dev/zero | tr '\\0' x",
         max_output_size="4KiB",
     )
@@ -235,12 +239,9 @@ async def test_command_slower_than_the_timeout_fails_naming_the_phase(
     sshd_server: SshdServer,
 ) -> None:
     started = time.monotonic()
-    result = await run_check(
-        SshCheck,
+    result = await as_root(
+        sshd_server,
         timeout=2,
-        address=sshd_server.address,
-        username="root",
-        key_file=str(sshd_server.client_key),
         command="sleep 30",
     )
     assert time.monotonic() - started < 2.5
@@ -249,10 +250,8 @@ async def test_command_slower_than_the_timeout_fails_naming_the_phase(
 
 
 async def test_encrypted_key_text_with_its_passphrase_logs_in(sshd_server: SshdServer) -> None:
-    result = await run_check(
-        SshCheck,
-        address=sshd_server.address,
-        username="root",
+    result = await as_root(
+        sshd_server,
         key=sshd_server.encrypted_key.read_text(),
         passphrase=KEY_PASSPHRASE,
         command="id -un",
@@ -265,10 +264,8 @@ async def test_encrypted_key_text_with_its_passphrase_logs_in(sshd_server: SshdS
 async def test_wrong_passphrase_fails_with_auth_before_connecting_further(
     sshd_server: SshdServer,
 ) -> None:
-    result = await run_check(
-        SshCheck,
-        address=sshd_server.address,
-        username="root",
+    result = await as_root(
+        sshd_server,
         key=sshd_server.encrypted_key.read_text(),
         passphrase=WRONG_PASSPHRASE,
     )
@@ -278,10 +275,8 @@ async def test_wrong_passphrase_fails_with_auth_before_connecting_further(
 
 
 async def test_key_not_in_authorized_keys_fails_with_auth(sshd_server: SshdServer) -> None:
-    result = await run_check(
-        SshCheck,
-        address=sshd_server.address,
-        username="root",
+    result = await as_root(
+        sshd_server,
         key_file=str(sshd_server.wrong_key),
         command="true",
     )
@@ -455,10 +450,8 @@ async def test_a_full_run_makes_no_blocking_call_on_the_loop_thread(
     sshd_server: SshdServer,
 ) -> None:
     with blocking_calls_on_loop_thread() as seen:
-        result = await run_check(
-            SshCheck,
-            address=sshd_server.address,
-            username="root",
+        result = await as_root(
+            sshd_server,
             key_file=str(sshd_server.encrypted_key),
             passphrase=KEY_PASSPHRASE,
             host_key_fingerprint=sshd_server.host_key_fingerprint,
@@ -483,10 +476,8 @@ async def test_the_loop_keeps_ticking_while_the_encrypted_key_is_decrypted(
     task = asyncio.create_task(ticker())
     try:
         started = time.monotonic()
-        result = await run_check(
-            SshCheck,
-            address=sshd_server.address,
-            username="root",
+        result = await as_root(
+            sshd_server,
             key_file=str(sshd_server.encrypted_key),
             passphrase=KEY_PASSPHRASE,
         )
