@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import json
-import logging
 import os
 import socket
 import stat
@@ -24,13 +22,12 @@ from pydantic import ValidationError
 from probed.check import Reason, Result, Sample, Status
 from probed.checks.exec import DEFAULT_ENV, ExecCheck, ExecOptions
 from probed.config import LoadResult, load_checks, load_settings
-from probed.logs import configure_logging, set_redactor
 from probed.plugins import check_types, get_plugin_manager
-from probed.redact import MASK, Redactor
+from probed.redact import MASK
 from probed.testing import make_spec, run_check
 from tests._require import requires
 from tests.checks import _loop_guard
-from tests.harness import running_daemon
+from tests.harness import probed_logs, running_daemon
 from tests.test_secrets_everywhere import forms
 
 PLUGINS = Path("/usr/lib/nagios/plugins")
@@ -391,22 +388,14 @@ async def test_env_secrets_never_reach_logs_metrics_or_the_api_of_a_daemon(
         f"    command: [{command}]\n"
         f"    env: {{API_TOKEN: {SECRET}}}\n"
     )
-    stream = io.StringIO()
-    configure_logging("json", "INFO", stream)
-    try:
+    with probed_logs() as logs:
         async with running_daemon(checks) as daemon:
             await daemon.runs("leaky", 1)
             outputs = {
-                "/metrics": (await daemon.get("/metrics"))[1],
-                "/api/v1/checks/leaky": (await daemon.get("/api/v1/checks/leaky"))[1],
-                "/health/ready?verbose": (await daemon.get("/health/ready?verbose"))[1],
+                path: (await daemon.get(path))[1]
+                for path in ("/metrics", "/api/v1/checks/leaky", "/health/ready?verbose")
             }
-    finally:
-        root = logging.getLogger()
-        for handler in [h for h in root.handlers if getattr(h, "_probed", False)]:
-            root.removeHandler(handler)
-        set_redactor(Redactor(()))
-    outputs["logs"] = stream.getvalue()
+    outputs["logs"] = logs.getvalue()
     for where, text in outputs.items():
         for form in forms(SECRET):
             assert form not in text, f"{where} shows {form!r}:\n{text}"
