@@ -324,7 +324,8 @@ async def _fetch_once(
         _add_response_phases(phases, proto, sent)
         if via is not None and url.scheme == "http":
             status = proto.parser.get_status_code()
-            via.judge_reply(status, proto.status_reason, f"{method} {url}", phases)
+            what = f"{method} {url}"
+            via.judge_reply(status, proto.status_reason, what, phases, proto.headers)
         return proto, cert
     finally:
         transport.abort()

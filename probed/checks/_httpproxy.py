@@ -194,9 +194,18 @@ class Proxy:
             return ()
         return (("Proxy-Authorization", self.authorization),)
 
-    def judge_reply(self, status: int, reason: bytes, what: str, phases: dict[str, float]) -> None:
-        """Fail when a status is the proxy's own refusal: 407 always; for ``CONNECT``
-        (``what`` starts with it) anything but 2xx.
+    def judge_reply(
+        self,
+        status: int,
+        reason: bytes,
+        what: str,
+        phases: dict[str, float],
+        headers: list[tuple[str, str]] | None = None,
+    ) -> None:
+        """Fail when a reply is the proxy's own refusal: a 407; for ``CONNECT`` (``what``
+        starts with it) anything but 2xx; for a request in absolute form an error page the
+        proxy marks as its own (``Proxy-Status`` with an ``error``, RFC 9209, or squid's
+        ``X-Squid-Error``). Any other reply is the target's and judged as such.
 
         :raises ProbeError: reason ``proxy_auth`` or ``proxy``, naming the proxy and status.
         """
@@ -210,6 +219,16 @@ class Proxy:
             )
         if what.startswith("CONNECT") and not 200 <= status < 300:
             raise ProbeError(PROXY, f"proxy {self.endpoint} answered {what} with {text}", phases)
+        if status >= 400 and headers:
+            for name, value in headers:
+                lname = name.lower()
+                if lname == "x-squid-error" or (lname == "proxy-status" and "error=" in value):
+                    raise ProbeError(
+                        PROXY,
+                        f"proxy {self.endpoint} answered {what} itself with {text} "
+                        f"({name}: {_printable(value.encode('latin-1'), 60)})",
+                        phases,
+                    )
 
     async def open(
         self,
