@@ -67,8 +67,8 @@ _SIMPLE_LABEL_RE: Final = re.compile(r"[A-Za-z0-9_.:/@+-]+")
 class PluginOutput:
     """A plugin's output split the Nagios way.
 
-    :param message: the first line's text (before ``|``), stripped and cut at
-        :data:`MAX_MESSAGE` characters.
+    :param message: the first line's text (before ``|``), stripped, cut at
+        :data:`MAX_MESSAGE` characters, unprintable characters (NUL, ESC...) as spaces.
     :param long_lines: the long text lines (at most 1000).
     :param perfdata: all perfdata text, one space-joined string.
     """
@@ -129,6 +129,8 @@ def parse_output(text: str) -> PluginOutput:
     message = first.strip()
     if len(message) > MAX_MESSAGE:
         message = message[: MAX_MESSAGE - 1] + "…"
+    if not message.isprintable():  # NULs, escape sequences: not for logs and terminals
+        message = "".join(c if c.isprintable() else " " for c in message).strip()
     return PluginOutput(message, tuple(long_lines), " ".join(p for p in perf_parts if p))
 
 

@@ -53,6 +53,10 @@ def test_single_line_without_perfdata_is_just_the_message() -> None:
     assert parse_output("") == parse_output("\n\n")
 
 
+def test_control_characters_in_the_message_become_spaces() -> None:
+    assert parse_output("\x1b[31mCRIT\x1b[0m\x00 x\n").message == "[31mCRIT [0m  x"
+
+
 def test_message_is_cut_at_its_limit() -> None:
     out = parse_output("x" * 5000 + " | a=1")
     assert len(out.message) == MAX_MESSAGE and out.message.endswith("…")
@@ -150,7 +154,7 @@ def test_what_format_writes_parse_reads_back(
 @given(st.text(max_size=2000))
 def test_any_output_parses_within_bounds(text: str) -> None:
     out = parse_output(text)
-    assert len(out.message) <= MAX_MESSAGE and "\n" not in out.message
+    assert len(out.message) <= MAX_MESSAGE and out.message.isprintable()
     perf = parse_perfdata(out.perfdata, max_items=5, max_label=10)
     assert len(perf.items) <= 5
     for item in perf.items:
