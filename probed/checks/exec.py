@@ -275,7 +275,7 @@ class ExecCheck(Check[ExecOptions]):
             set_phase(f"waiting for {self.program} to exit")
             if not await _wait(proto.exited, deadline - perf_counter()):
                 await self._stop(pgid, proto, grace, stopped)
-                return self._timed_out(proto, perf_counter() - start, stopped)
+                return self._timed_out(proto, deadline - start, stopped)
             # The exit code is known; read what is left in the pipes, unless a child left
             # behind holds them open: then stop the group as at a timeout.
             if not await _wait(proto.eof, min(_DRAIN, deadline + reserve - perf_counter())):
@@ -338,7 +338,8 @@ class ExecCheck(Check[ExecOptions]):
             )
         return self.redact(first)
 
-    def _timed_out(self, proto: _Collector, elapsed: float, stopped: _Stop) -> Result:
+    def _timed_out(self, proto: _Collector, ran: float, stopped: _Stop) -> Result:
+        """``ran``: seconds from the start to the SIGTERM."""
         how = (
             "SIGTERM; it stopped"
             if stopped.how == "SIGTERM"
@@ -346,9 +347,9 @@ class ExecCheck(Check[ExecOptions]):
         )
         return Result.fail(
             Reason.TIMEOUT,
-            f"{self.program} did not exit within {format_elapsed(elapsed)} (timeout "
-            f"{self.spec.timeout:g}s): its process group got {how}; last output: "
-            f"{self._output_line(proto)}",
+            f"{self.program} was still running after {format_elapsed(ran)} (timeout "
+            f"{self.spec.timeout:g}s, the rest kept to stop it): its process group got {how}; "
+            f"last output: {self._output_line(proto)}",
         )
 
     def _verdict(self, code: int, proto: _Collector, elapsed: float) -> Result:

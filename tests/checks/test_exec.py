@@ -235,7 +235,11 @@ async def test_hanging_command_is_stopped_at_the_timeout_with_its_whole_group(
         result = await run_check(ExecCheck, command=[command], timeout=1.0)
     assert (result.status, result.reason) == (Status.FAIL, Reason.TIMEOUT)
     assert result.duration < 1.0
-    assert "SIGTERM, then SIGKILL" in result.message and "still working" in result.message
+    assert result.message.startswith("plugin.sh was still running after 800.0 ms (timeout 1s")
+    assert result.message.endswith(
+        "its process group got SIGTERM, then SIGKILL (it did not stop on SIGTERM); "
+        "last output: still working"
+    )
     assert await wait_gone(read_pid(pids)) and await wait_gone(read_pid(Path(f"{pids}.child")))
     assert max(gaps) < 0.25
 
@@ -247,11 +251,15 @@ async def test_command_that_stops_on_sigterm_is_not_killed(tmp_path: Path) -> No
     assert "SIGTERM; it stopped" in result.message
 
 
-async def test_a_forked_child_holding_the_pipes_does_not_hold_the_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("redirect", ["", ">/dev/null 2>&1"], ids=["holding-pipes", "detached"])
+async def test_a_child_left_behind_is_killed_and_does_not_hold_the_run(
+    tmp_path: Path, redirect: str
+) -> None:
     child = tmp_path / "child"
     command = script(
         tmp_path,
-        f"sh -c 'echo $$ > {child}; exec sleep 60' &\necho 'OK - parent done | n=1'\nexit 0\n",
+        f"sh -c 'echo $$ > {child}; exec sleep 60' {redirect} &\n"
+        "echo 'OK - parent done | n=1'\nexit 0\n",
     )
     async with loop_gaps() as gaps:
         result = await run_check(ExecCheck, command=[command], timeout=5.0)
