@@ -354,7 +354,7 @@ async def test_wss_with_trusted_ca_measures_tls_and_cert_expiry(tls_files: TlsFi
     assert "untrusted CA" in untrusted.message
 
 
-async def test_wss_wrong_host_and_expiry_warning(
+async def test_wss_wrong_host_expired_and_expiry_warning(
     tls_files: TlsFiles, days_from_now: Callable[[float], Any]
 ) -> None:
     async with ws_server(tls_files.server_context("other.example")) as port:
@@ -369,6 +369,14 @@ async def test_wss_wrong_host_and_expiry_warning(
             WebSocketCheck, url=f"wss://127.0.0.1:{port}/echo", tls={"ca_file": tls_files.ca_file}
         )
     assert (warned.status, warned.reason) == (Status.WARN, Reason.CERT_EXPIRY)
+    assert "TLS certificate expires in 5.0 days" in warned.message
+    expired = tls_files.server_context(not_before=days_from_now(-30), not_after=days_from_now(-1))
+    async with ws_server(expired) as port:
+        failed = await run_check(
+            WebSocketCheck, url=f"wss://127.0.0.1:{port}/echo", tls={"ca_file": tls_files.ca_file}
+        )
+    assert (failed.status, failed.reason) == (Status.FAIL, Reason.TLS)
+    assert "certificate has expired" in failed.message
 
 
 def test_close_names() -> None:
