@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -47,6 +48,7 @@ _LIST_NAMES: Final = 10
 _NAGIOS_WORDS: Final = ("OK", "WARNING", "CRITICAL", "UNKNOWN")
 _NAGIOS_SHOWN: Final = 5  # problem checks named on the status line; then "and N more"
 _NAGIOS_MESSAGE: Final = 160  # characters of each problem check's message on the line
+_NAGIOS_VALUES: Final = 8  # a check type's own values per check in the perfdata
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,6 +272,13 @@ def _plugin_text(text: str, limit: int) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+def _unit(metric: str) -> str:
+    """The perfdata unit of a metric's value: ``s`` for durations, ``B`` for sizes."""
+    if metric.endswith("_seconds") and not metric.endswith("_timestamp_seconds"):
+        return "s"
+    return "B" if metric.endswith("_bytes") else ""
+
+
 def nagios_report(code: int, outcomes: Sequence[Outcome], errors: Sequence[str] = ()) -> str:
     """One Nagios plugin status line: ``PROBED <STATE> - <summary> | <perfdata>``.
 
@@ -278,7 +287,9 @@ def nagios_report(code: int, outcomes: Sequence[Outcome], errors: Sequence[str] 
     (at most five), then the first of ``errors`` (configuration errors and unknown names,
     all printed on standard error). Perfdata per check: ``<name>_duration`` in seconds (with the
     check's timeout as the maximum) and ``<name>_status`` (0 ok, 1 warn, 2 fail, 3 unknown;
-    warning 1, critical 2); labels are quoted when they need it.
+    warning 1, critical 2), then up to eight of the check type's own values
+    (``<name>_http_status_code``, ``<name>_tls_cert_expiry_timestamp_seconds``...); labels are
+    quoted when they need it.
     """
     state = _NAGIOS_WORDS[min(max(code, 0), 3)]
     counts = {s: sum(1 for _, r in outcomes if r.status is s) for s in reversed(Status)}
@@ -311,5 +322,10 @@ def nagios_report(code: int, outcomes: Sequence[Outcome], errors: Sequence[str] 
         perf.append(
             format_perfdata(f"{spec.name}_status", int(r.status), warn=1, crit=2, min=0, max=3)
         )
+        perf += [
+            format_perfdata(f"{spec.name}_{name.removeprefix('probed_')}", value, _unit(name))
+            for name, value in sorted(r.values.items())[:_NAGIOS_VALUES]
+            if math.isfinite(value)
+        ]
     line = f"PROBED {state} - {text}"
     return (line + (" | " + " ".join(perf) if perf else "")) + "\n"

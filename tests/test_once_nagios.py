@@ -61,7 +61,11 @@ def test_all_ok_is_one_ok_line_with_duration_and_status_perfdata_exit_0(tmp_path
     assert LINE_RE.fullmatch(done.stdout), done.stdout
     assert done.stdout.startswith("PROBED OK - 2 checks: 2 ok | ")
     values = perf(done.stdout)
-    assert set(values) == {"web_duration", "web_status", "db.main-1_duration", "db.main-1_status"}
+    assert set(values) == {
+        f"{name}_{what}"
+        for name in ("web", "db.main-1")
+        for what in ("duration", "status", "exec_exit_code")  # the type's own values too
+    }
     assert values["web_status"] == 0 and values["db.main-1_status"] == 0
     assert 0 < (values["web_duration"] or 0) < 5
     assert "web_duration=" in done.stdout and ";;;0;5 " in done.stdout
@@ -93,7 +97,7 @@ def test_a_message_with_a_pipe_or_newlines_cannot_break_the_status_line(tmp_path
     done = probed("once", "--checks-dir", str(directory), "--format", "nagios")
     assert done.returncode == 2
     assert done.stdout.count("\n") == 1 and done.stdout.count("|") == 1
-    assert set(perf(done.stdout)) == {"odd_duration", "odd_status"}
+    assert set(perf(done.stdout)) == {"odd_duration", "odd_status", "odd_exec_exit_code"}
 
 
 def test_an_unknown_check_name_is_unknown_and_said_on_the_line(tmp_path: Path) -> None:
