@@ -345,12 +345,16 @@ class SshCheck(Check[SshOptions]):
                 timer.start("command")
                 return await self._command(conn, summary, phases, timer)
         except TimeoutError:
-            doing = DOING.get(timer.current or "", "running")
+            phase, waited = timer.current, format_duration(self.spec.timeout * 0.9)
             timer.stop()
-            raise RunError(
-                Reason.TIMEOUT,
-                f"no answer while {doing} within {format_duration(self.spec.timeout * 0.9)}",
-            ) from None
+            if phase == "command":
+                raise RunError(
+                    Reason.TIMEOUT,
+                    f"logged in as {opts.username}, but command {quote(opts.command or '')} was "
+                    f"still running after {waited}; the connection was closed (sshd hangs it up)",
+                ) from None
+            doing = DOING.get(phase or "", "running")
+            raise RunError(Reason.TIMEOUT, f"no answer while {doing} within {waited}") from None
         except asyncssh.HostKeyNotVerifiable:
             timer.stop()
             self._judge_host_key(seen[0] if seen else None)
@@ -363,9 +367,11 @@ class SshCheck(Check[SshOptions]):
             raise login_failure(exc, phase, self.where, opts.username, tried) from None
         finally:
             if conn is not None:
+                # A polite disconnect, but never past the daemon's timeout (ours is at 90%).
                 conn.close()
+                budget = min(0.5, deadline + self.spec.timeout * 0.08 - perf_counter())
                 with contextlib.suppress(Exception):
-                    async with asyncio.timeout(0.5):
+                    async with asyncio.timeout(max(budget, 0.0)):
                         await conn.wait_closed()
             handoff.transport.abort()
 

@@ -244,9 +244,9 @@ async def test_command_slower_than_the_timeout_fails_naming_the_phase(
         timeout=2,
         command="sleep 30",
     )
-    assert time.monotonic() - started < 2.5
+    assert time.monotonic() - started < 3.0  # the timeout, plus room for a loaded machine
     assert (result.status, result.reason) == (Status.FAIL, "timeout")
-    assert "running the command" in result.message
+    assert "command 'sleep 30' was still running after 1.8s" in result.message
 
 
 async def test_encrypted_key_text_with_its_passphrase_logs_in(sshd_server: SshdServer) -> None:
@@ -354,7 +354,7 @@ async def against_stub(
 async def test_silent_server_times_out_within_the_timeout() -> None:
     started = time.monotonic()
     result = await against_stub(b"", timeout=1)
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 2.0  # the timeout, plus room for a loaded machine
     assert (result.status, result.reason) == (Status.FAIL, "timeout")
     assert "no SSH identification line" in result.message
 
@@ -404,7 +404,7 @@ async def test_server_silent_after_its_banner_times_out_in_the_key_exchange() ->
     result = await against_stub(
         b"SSH-2.0-Stub_1.0\r\n", timeout=1, host_key_fingerprint=OTHER_FINGERPRINT
     )
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 2.0  # the timeout, plus room for a loaded machine
     assert (result.status, result.reason) == (Status.FAIL, "timeout")
     assert "no answer while in the SSH key exchange" in result.message
     assert "kex" in result.phases
