@@ -205,7 +205,7 @@ async def test_check_disk_perfdata_are_bytes_with_thresholds_and_max() -> None:
     total = samples(result, "probed_exec_perfdata_max")["/"]
     st = os.statvfs("/")
     assert 0 < used <= total
-    # check_disk prints MiB labelled MB: the size of / within one MiB of rounding.
+    # check_disk 2.3 prints bytes (older versions MiB labelled MB): the size of /, rounded.
     assert abs(total - st.f_blocks * st.f_frsize) < 2 * 1024**2
 
 
