@@ -207,6 +207,11 @@ async def test_check_disk_perfdata_are_bytes_with_thresholds_and_max() -> None:
     assert 0 < used <= total
     # check_disk 2.3 prints bytes (older versions MiB labelled MB): the size of /, rounded.
     assert abs(total - st.f_blocks * st.f_frsize) < 2 * 1024**2
+    full = await run_check(
+        ExecCheck, command=[plugin("check_disk"), "-w", "100%", "-c", "100%", "-p", "/"]
+    )
+    assert (full.status, full.reason) == (Status.FAIL, "plugin")
+    assert full.message.startswith("DISK CRITICAL")
 
 
 @needs("check_procs")
