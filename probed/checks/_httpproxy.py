@@ -203,21 +203,22 @@ class Proxy:
         headers: list[tuple[str, str]] | None = None,
     ) -> None:
         """Fail when a reply is the proxy's own refusal: a 407; for ``CONNECT`` (``what``
-        starts with it) anything but 2xx; for a request in absolute form an error page the
+        starts with it) anything but 2xx (a 401 counts as a 407); for a request in absolute form an error page the
         proxy marks as its own (``Proxy-Status`` with an ``error``, RFC 9209, or squid's
         ``X-Squid-Error``). Any other reply is the target's and judged as such.
 
         :raises ProbeError: reason ``proxy_auth`` or ``proxy``, naming the proxy and status.
         """
         text = f"{status} {_printable(reason)}".rstrip()
-        if status == 407:
+        connect = what.startswith("CONNECT")
+        if status == 407 or (connect and status == 401):  # tinyproxy answers CONNECT with 401
             sent = "refused the credentials sent" if self.authorization else "asks for credentials"
             raise ProbeError(
                 PROXY_AUTH,
                 f"proxy {self.endpoint} {sent} ({text} to {what}); set them in proxy_url",
                 phases,
             )
-        if what.startswith("CONNECT") and not 200 <= status < 300:
+        if connect and not 200 <= status < 300:
             raise ProbeError(PROXY, f"proxy {self.endpoint} answered {what} with {text}", phases)
         if status >= 400 and headers:
             for name, value in headers:
