@@ -203,9 +203,9 @@ class Proxy:
         headers: list[tuple[str, str]] | None = None,
     ) -> None:
         """Fail when a reply is the proxy's own refusal: a 407; for ``CONNECT`` (``what``
-        starts with it) anything but 2xx (a 401 counts as a 407); for a request in absolute form an error page the
-        proxy marks as its own (``Proxy-Status`` with an ``error``, RFC 9209, or squid's
-        ``X-Squid-Error``). Any other reply is the target's and judged as such.
+        starts with it) anything but 2xx (a 401 counts as a 407); for a request in absolute
+        form an error page the proxy marks as its own (``Proxy-Status`` with an ``error``,
+        RFC 9209, or squid's ``X-Squid-Error``). Any other reply is the target's.
 
         :raises ProbeError: reason ``proxy_auth`` or ``proxy``, naming the proxy and status.
         """

@@ -413,10 +413,12 @@ def test_proxy_options_are_validated_with_a_clear_message(
 
 
 def test_proxy_secrets_are_known_to_the_redactor_and_never_dumped() -> None:
-    options = HttpOptions(
-        url="https://127.0.0.1/",
-        proxy_url=f"http://{USER}:{ENCODED}@proxy.test:3128",
-        proxy_connect_header={"X-Tenant": [CONNECT_SECRET]},
+    options = HttpOptions.model_validate(
+        {
+            "url": "https://127.0.0.1/",
+            "proxy_url": f"http://{USER}:{ENCODED}@proxy.test:3128",
+            "proxy_connect_header": {"X-Tenant": [CONNECT_SECRET]},
+        }
     )
     assert {ODD_PASSWORD, CONNECT_SECRET} <= option_secrets(options)
     shown = options.model_dump_json() + repr(options) + str(options.model_dump())
