@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Final
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from probed.check import Check, CheckOptions, MetricDef, Reason, Result, Status
+from probed.checks._http2 import Http2Options, alpn_context, version_problem
 from probed.checks._httpclient import (
     BodyTooLargeError,
     ClientConfig,
@@ -96,9 +97,10 @@ class BasicAuth(CheckOptions):
         return {password, f"{self.username}:{password}"} if password else set()
 
 
-class HttpOptions(ProxyOptions):
+class HttpOptions(ProxyOptions, Http2Options):
     """Options of the ``http`` check type (``json_api`` extends this model); the proxy options
-    come from :class:`~probed.checks._httpproxy.ProxyOptions`."""
+    come from :class:`~probed.checks._httpproxy.ProxyOptions`, the HTTP/2 ones from
+    :class:`~probed.checks._http2.Http2Options`."""
 
     url: str = Field(description="http:// or https:// URL; IPv6 literals in brackets.")
     method: str = Field(default="GET", description="Request method.")
@@ -273,6 +275,7 @@ class HttpProbe(Check[HttpOptions]):
             (name, _compile(p, name)) for name, p in options.header_must_match.items()
         ]
         self.prefix = f"{options.method} {self.url}"
+        self.http_versions = tuple(options.valid_http_versions)
         self.client: ClientConfig | None = None
         self._tls_error: str | None = None
 
@@ -280,9 +283,10 @@ class HttpProbe(Check[HttpOptions]):
         """Build the SSL context once (reading CA/cert files in a thread)."""
         options = self.options
         ctx = None
-        if self.url.scheme == "https" or options.tls != TlsOptions():
+        if self.url.scheme == "https" or options.tls != TlsOptions() or options.enable_http2:
             try:
                 ctx = await asyncio.to_thread(build_context, options.tls)
+                ctx = alpn_context(ctx) if options.enable_http2 else ctx
             except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
                 self._tls_error = f"cannot load the TLS configuration: {exc}"
         if ctx is None and options.follow_redirects:
@@ -300,6 +304,7 @@ class HttpProbe(Check[HttpOptions]):
                 options.follow_redirects_to_link_local, options.follow_redirects_to_private
             ),
             proxy=proxy_config(options),
+            http2=options.enable_http2,
         )
 
     async def run(self) -> Result:
@@ -339,6 +344,10 @@ class HttpProbe(Check[HttpOptions]):
             values["probed_tls_cert_expiry_timestamp_seconds"] = response.earliest_cert_expiry
         phases = response.phases
         problem = self._check_status(response) or self.check_response(response, values)
+        if problem is None and self.http_versions:
+            problem = version_problem(
+                self.http_versions, response.version, self.options.enable_http2
+            )
         if problem is not None:
             reason, detail = problem
             return Result.fail(reason, f"{self.prefix}: {detail}", phases=phases, values=values)

@@ -24,13 +24,14 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Final
 from urllib.parse import urljoin, urlsplit
 
 from probed.check import Reason
+from probed.checks._http2 import H2Response, Http2Switch, request_headers
 from probed.checks._httpparse import (
     DEFAULT_MAX_HEAD,
     READING_HEAD,
@@ -183,6 +184,8 @@ class ClientConfig:
     :param redirect_check: judges the address of a redirect hop to another host before any
         connection to it (:func:`probed.checks._net.address_policy`); ``None`` allows all.
     :param proxy: the proxies to go through (:mod:`probed.checks._httpproxy`); ``None``: none.
+    :param http2: offer HTTP/2 on https hops (``ssl_context`` must offer ``h2`` by ALPN:
+        :func:`probed.checks._http2.alpn_context`).
     """
 
     ssl_context: ssl.SSLContext | None = None
@@ -194,6 +197,7 @@ class ClientConfig:
     max_header_size: int = DEFAULT_MAX_HEAD
     redirect_check: AddressCheck | None = None
     proxy: ProxyConfig | None = None
+    http2: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,7 +262,7 @@ async def _fetch_once(
     config: ClientConfig,
     phases: dict[str, float],
     max_body: int,
-) -> tuple[ResponseProtocol, CertInfo | None]:
+) -> tuple[ResponseProtocol | H2Response, CertInfo | None]:
     loop = asyncio.get_running_loop()
     ssl_context = None
     server_name = None
@@ -272,11 +276,17 @@ async def _fetch_once(
     def factory() -> ResponseProtocol:
         return ResponseProtocol(loop, max_body, head_only, config.max_header_size)
 
+    make: Callable[[], ResponseProtocol | Http2Switch] = factory
+    http2 = config.http2 and ssl_context is not None
+    if http2:
+        make = lambda: Http2Switch(factory())  # noqa: E731
+
     address_check = None if url.host == request.url.host else config.redirect_check
     via = None if config.proxy is None else config.proxy.route(url.scheme, url.host)
+    proto: ResponseProtocol | H2Response | Http2Switch
     if via is None:
         transport, proto, cert = await open_connection(
-            factory,
+            make,
             url.host,
             url.port,
             family=config.family,
@@ -287,7 +297,7 @@ async def _fetch_once(
         )
     else:
         transport, proto, cert = await via.open(
-            factory,
+            make,
             url,
             family=config.family,
             ssl_context=ssl_context,
@@ -296,7 +306,14 @@ async def _fetch_once(
             address_check=address_check,
         )
     try:
-        transport.write(request.encode(url, method, body, same_origin, via))
+        if isinstance(proto, Http2Switch):
+            fields = request_headers(request, url, method, body, same_origin)
+            proto = proto.choose(
+                transport,
+                lambda: H2Response(loop, max_body, config.max_header_size, fields, body),
+            )
+        if not http2 or isinstance(proto, ResponseProtocol):
+            transport.write(request.encode(url, method, body, same_origin, via))
         sent = perf_counter()
         set_phase(READING_HEAD)
         try:
@@ -331,7 +348,9 @@ async def _fetch_once(
         transport.abort()
 
 
-def _add_response_phases(phases: dict[str, float], proto: ResponseProtocol, sent: float) -> None:
+def _add_response_phases(
+    phases: dict[str, float], proto: ResponseProtocol | H2Response, sent: float
+) -> None:
     end = proto.end or perf_counter()
     first = proto.first_byte or end
     phases["processing"] = max(first - sent, 0.0)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from time import perf_counter
-from typing import Final
+from typing import Final, Protocol
 
 import httptools
 
@@ -60,7 +60,11 @@ class _HeadTooLarge(Exception):  # noqa: N818 - raised in a parser callback to s
     pass
 
 
-def parser_version(parser: httptools.HttpResponseParser) -> str:
+class _Versioned(Protocol):
+    def get_http_version(self) -> str: ...
+
+
+def parser_version(parser: _Versioned) -> str:
     """The HTTP version the parser saw (``"1.1"``), or ``""`` before the status line."""
     try:
         return str(parser.get_http_version())
@@ -69,6 +73,12 @@ def parser_version(parser: httptools.HttpResponseParser) -> str:
 
 
 def _describe_parse_error(exc: Exception, data: bytes) -> str:
+    if len(data) >= 9 and data[0] == 0 and data[3] in (4, 7) and data[5:9] == bytes(4):
+        # A SETTINGS or GOAWAY frame on stream 0: what an HTTP/2-only server sends.
+        return (
+            "the server answered in HTTP/2 (it sent an HTTP/2 frame, not an HTTP/1.1 "
+            "response): it speaks HTTP/2 only; set enable_http2: true (HTTP/2 over https)"
+        )
     sample = data[:40].decode("latin-1").encode("unicode_escape").decode("ascii")
     return f"not an HTTP response ({exc}); it starts with {sample!r}"
 
