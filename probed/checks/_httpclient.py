@@ -298,7 +298,9 @@ async def _fetch_once(
     else:
         transport, proto, cert = await via.open(
             make,
-            url,
+            url.scheme,
+            url.host,
+            url.port,
             family=config.family,
             ssl_context=ssl_context,
             server_hostname=server_name,

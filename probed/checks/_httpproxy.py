@@ -24,7 +24,7 @@ import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from time import perf_counter
-from typing import TYPE_CHECKING, Final, TypeVar
+from typing import Final, TypeVar
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -41,9 +41,6 @@ from probed.checks._net import (
 from probed.checks._reasons import PROXY, PROXY_AUTH, REDIRECT_REFUSED
 from probed.checks._tls import CertInfo
 from probed.phase import set_phase
-
-if TYPE_CHECKING:
-    from probed.checks._httpclient import Url
 
 __all__ = ["MAX_REPLY", "NoProxy", "Proxy", "ProxyConfig", "ProxyOptions", "proxy_config"]
 
@@ -234,7 +231,9 @@ class Proxy:
     async def open(
         self,
         protocol_factory: Callable[[], ProtoT],
-        url: Url,
+        scheme: str,
+        host: str,
+        port: int,
         *,
         family: int,
         ssl_context: ssl.SSLContext | None,
@@ -242,13 +241,13 @@ class Proxy:
         phases: dict[str, float],
         address_check: AddressCheck | None,
     ) -> tuple[asyncio.Transport, ProtoT, CertInfo | None]:
-        """Connect to the proxy for ``url`` (an :class:`~probed.checks._httpclient.Url`): a
-        plain connection for ``http``, a ``CONNECT`` tunnel and TLS inside it for ``https``.
+        """Connect to the proxy for ``scheme://host:port``: a plain connection for ``http``, a
+        ``CONNECT`` tunnel to ``host:port`` and TLS with the target inside it for ``https``.
 
         The proxy resolves the target: ``address_check`` judges IP literal targets only.
         """
-        if address_check is not None and is_ip_literal(url.host):
-            why = address_check(url.host)
+        if address_check is not None and is_ip_literal(host):
+            why = address_check(host)
             if why is not None:
                 raise ProbeError(REDIRECT_REFUSED, f"refused to connect to {why}", phases)
         loop = asyncio.get_running_loop()
@@ -256,14 +255,14 @@ class Proxy:
             sock, _, _ = await connect_socket(self.host, self.port, family=family, phases=phases)
         except ProbeError as exc:
             raise ProbeError(PROXY, f"proxy {self.endpoint}: {exc.detail}", phases) from None
-        if url.scheme == "http":
+        if scheme == "http":
             try:
                 transport, proto = await loop.create_connection(protocol_factory, sock=sock)
             except BaseException:
                 sock.close()
                 raise
             return transport, proto, None
-        target = format_addr(url.host, url.port)
+        target = format_addr(host, port)
         try:
             transport, reply = await loop.create_connection(_ConnectReply, sock=sock)
         except BaseException:
@@ -287,8 +286,8 @@ class Proxy:
                 transport,
                 protocol,
                 ssl_context,
-                server_hostname or url.host,
-                (url.host, url.port),
+                server_hostname or host,
+                (host, port),
                 0,
                 phases,
                 proxy=self.endpoint,
