@@ -17,6 +17,9 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from probed.check import Check, CheckOptions, MetricDef, Reason, Result, Status
 from probed.checks._http2 import Http2Options, alpn_context, version_problem
+from probed.checks._http_assert import AssertionOptions, response_assertions
+from probed.checks._http_decode import CompressionOptions
+from probed.checks._http_oauth2 import OAuth2Options, TokenSource
 from probed.checks._httpclient import (
     BodyTooLargeError,
     ClientConfig,
@@ -97,7 +100,7 @@ class BasicAuth(CheckOptions):
         return {password, f"{self.username}:{password}"} if password else set()
 
 
-class HttpOptions(ProxyOptions, Http2Options):
+class HttpOptions(ProxyOptions, Http2Options, CompressionOptions, OAuth2Options, AssertionOptions):
     """Options of the ``http`` check type (``json_api`` extends this model); the proxy options
     come from :class:`~probed.checks._httpproxy.ProxyOptions`, the HTTP/2 ones from
     :class:`~probed.checks._http2.Http2Options`."""
@@ -201,6 +204,8 @@ class HttpOptions(ProxyOptions, Http2Options):
     def _consistent(self) -> HttpOptions:
         if self.basic_auth is not None and self.bearer_token is not None:
             raise ValueError("set basic_auth or bearer_token, not both")
+        if self.oauth2 is not None and (self.basic_auth or self.bearer_token) is not None:
+            raise ValueError("set oauth2 or basic_auth/bearer_token, not both")
         for name in self.headers:
             if name.lower() in CREDENTIAL_HEADERS:
                 raise ValueError(
@@ -235,10 +240,13 @@ def build_request(options: HttpOptions, url: Url) -> HttpRequest:
     if options.bearer_token is not None:
         auth.append(("Authorization", "Bearer " + options.bearer_token.get_secret_value()))
     auth.extend((name, value.get_secret_value()) for name, value in options.secret_headers.items())
+    headers = tuple(options.headers.items())
+    if options.compression and not any(n.lower() == "accept-encoding" for n, _ in headers):
+        headers += (("Accept-Encoding", options.compression),)
     return HttpRequest(
         url=url,
         method=options.method,
-        headers=tuple(options.headers.items()),
+        headers=headers,
         auth_headers=tuple(auth),
         body=(options.body or "").encode("utf-8"),
     )
@@ -275,6 +283,8 @@ class HttpProbe(Check[HttpOptions]):
             (name, _compile(p, name)) for name, p in options.header_must_match.items()
         ]
         self.prefix = f"{options.method} {self.url}"
+        self.assertions = response_assertions(options, options.compression)
+        self.oauth = TokenSource(options.oauth2) if options.oauth2 is not None else None
         self.http_versions = tuple(options.valid_http_versions)
         self.client: ClientConfig | None = None
         self._tls_error: str | None = None
@@ -304,6 +314,7 @@ class HttpProbe(Check[HttpOptions]):
                 options.follow_redirects_to_link_local, options.follow_redirects_to_private
             ),
             proxy=proxy_config(options),
+            compression=options.compression,
             http2=options.enable_http2,
         )
 
@@ -314,8 +325,14 @@ class HttpProbe(Check[HttpOptions]):
         assert self.client is not None
         if self._tls_error:
             return Result.fail(Reason.TLS, f"{self.prefix}: {self._tls_error}")
+        if self.oauth is not None:
+            return await self.oauth.run(self._fetch, self.request, self.client, self.prefix)
+        return await self._fetch(self.request)
+
+    async def _fetch(self, request: HttpRequest) -> Result:
+        assert self.client is not None
         try:
-            response = await fetch(self.request, self.client)
+            response = await fetch(request, self.client)
         except BodyTooLargeError as exc:
             values = {"probed_http_status_code": float(exc.status)}
             if exc.version:
@@ -391,6 +408,10 @@ class HttpProbe(Check[HttpOptions]):
         :param values: metric values of this run; a subclass may add its own.
         :return: (reason, detail) of the first failure, or None when everything holds.
         """
+        if self.assertions is not None:
+            problem = self.assertions.problem(response, self.options.method)
+            if problem is not None:
+                return problem
         for name, pattern in self.header_res:
             value = response.headers.get(name)
             if value is None:

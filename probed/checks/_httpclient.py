@@ -32,6 +32,7 @@ from urllib.parse import urljoin, urlsplit
 
 from probed.check import Reason
 from probed.checks._http2 import H2Response, Http2Switch, request_headers
+from probed.checks._http_decode import DecodingResponseProtocol
 from probed.checks._httpparse import (
     DEFAULT_MAX_HEAD,
     READING_HEAD,
@@ -125,6 +126,11 @@ class Headers:
                 return value
         return default
 
+    def get_all(self, name: str) -> list[str]:
+        """Every value of header ``name``, in arrival order."""
+        lname = name.lower()
+        return [value for key, value in self._items if key.lower() == lname]
+
     def __repr__(self) -> str:
         return f"Headers({self._items!r})"
 
@@ -184,6 +190,8 @@ class ClientConfig:
     :param redirect_check: judges the address of a redirect hop to another host before any
         connection to it (:func:`probed.checks._net.address_policy`); ``None`` allows all.
     :param proxy: the proxies to go through (:mod:`probed.checks._httpproxy`); ``None``: none.
+    :param compression: decode bodies in this content coding as they arrive, ``max_body_size``
+        applying to the decoded bytes (:mod:`probed.checks._http_decode`); ``None``: as sent.
     :param http2: offer HTTP/2 on https hops (``ssl_context`` must offer ``h2`` by ALPN:
         :func:`probed.checks._http2.alpn_context`).
     """
@@ -197,6 +205,7 @@ class ClientConfig:
     max_header_size: int = DEFAULT_MAX_HEAD
     redirect_check: AddressCheck | None = None
     proxy: ProxyConfig | None = None
+    compression: str | None = None
     http2: bool = False
 
 
@@ -274,6 +283,10 @@ async def _fetch_once(
     head_only = method == "HEAD"
 
     def factory() -> ResponseProtocol:
+        if config.compression is not None:
+            return DecodingResponseProtocol(
+                loop, max_body, head_only, config.max_header_size, config.compression
+            )
         return ResponseProtocol(loop, max_body, head_only, config.max_header_size)
 
     make: Callable[[], ResponseProtocol | Http2Switch] = factory
