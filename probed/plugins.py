@@ -64,6 +64,7 @@ DEFAULT_PLUGINS: Final[tuple[str, ...]] = (
     "probed.checks.cpu",
     "probed.checks.memory",
     "probed.checks.grpc",
+    "probed.checks.tls",
     "probed.checks.exec",
     "probed.checks.smtp",
     "probed.checks.websocket",
