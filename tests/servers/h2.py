@@ -22,13 +22,15 @@ import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
 from tests._require import unavailable
 from tests.servers._util import free_port, port_open, stop_process, wait_until
-from tests.servers.tls import TlsFiles
+
+if TYPE_CHECKING:  # imported at run time only by pytest: it must rewrite tests.servers.tls first
+    from tests.servers.tls import TlsFiles
 
 __all__ = ["MODES", "app"]
 
@@ -43,7 +45,8 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     """An ASGI app: ``/`` (says the HTTP version), ``/status/N``, ``/redirect`` (302 to ``/``),
     ``/to?url=U`` (302 to U), ``/big`` (200 000 bytes), ``/many-headers`` (3000 header fields),
-    ``/huge-header`` (one 100 000-byte header), ``/echo`` (method, body and request headers)."""
+    ``/huge-header`` (one 100 000-byte header), ``/json`` (``{"proto": "2", "ok": true}``),
+    ``/echo`` (method, body and request headers)."""
     if scope["type"] != "http":
         return
     path = scope["path"]
@@ -70,6 +73,9 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         headers += [(f"x-h{i}".encode(), b"v") for i in range(3000)]
     elif path == "/huge-header":
         headers.append((b"x-huge", b"y" * 100_000))
+    elif path == "/json":
+        headers = [(b"content-type", b"application/json")]
+        payload = b'{"proto": "%s", "ok": true}' % scope["http_version"].encode()
     elif path == "/echo":
         seen = b"; ".join(name + b"=" + value for name, value in scope["headers"])
         payload = scope["method"].encode() + b" " + body + b" | " + seen

@@ -1,0 +1,396 @@
+"""HTTP/2 in the ``http`` and ``json_api`` check types: ``enable_http2`` and ``valid_http_versions``
+against real hypercorn servers (ALPN h2 + http/1.1, h2 only, http/1.1 only), hostile raw HTTP/2
+servers, and blackbox_exporter on the same targets."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import hpack
+import pytest
+from pydantic import ValidationError
+
+from probed.check import Reason, Status
+from probed.checks.http import HttpCheck, HttpOptions
+from probed.checks.json_api import JsonApiCheck
+from probed.testing import run_check
+from tests.servers.blackbox import BlackboxExporter
+from tests.servers.tls import TlsFiles
+
+H2Servers = Callable[[str], str]
+SECRET = "h2-s3cret-token-77"
+
+
+def _tls(tls_files: TlsFiles) -> dict[str, Any]:
+    return {"tls": {"ca_file": tls_files.ca_file}}
+
+
+# -- negotiation ------------------------------------------------------------------------------
+
+
+async def test_enable_http2_negotiates_h2_by_alpn_with_every_phase(
+    h2_servers: H2Servers, tls_files: TlsFiles
+) -> None:
+    base = h2_servers("alpn")
+    result = await run_check(
+        HttpCheck,
+        url=f"{base}/",
+        enable_http2=True,
+        body_must_match=["hello over HTTP/2"],
+        header_must_match={"X-Probe": "^h2-yes$"},
+        **_tls(tls_files),
+    )
+    assert result.status is Status.OK, result.message
+    assert result.values["probed_http_version"] == 2.0
+    assert result.values["probed_http_status_code"] == 200
+    assert result.values["probed_http_content_length_bytes"] == len("hello over HTTP/2")
+    assert set(result.phases) == {"connect", "tls", "processing", "transfer"}
+    assert result.values["probed_tls_cert_expiry_timestamp_seconds"] > 0
+
+
+async def test_http2_is_off_by_default_and_the_same_server_answers_http_1_1(
+    h2_servers: H2Servers, tls_files: TlsFiles
+) -> None:
+    result = await run_check(
+        HttpCheck, url=f"{h2_servers('alpn')}/", body_must_match=["HTTP/1.1"], **_tls(tls_files)
+    )
+    assert result.status is Status.OK, result.message
+    assert result.values["probed_http_version"] == 1.1
+
+
+async def test_plain_http_url_stays_http_1_1_with_enable_http2(tls_files: TlsFiles) -> None:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        result = await run_check(HttpCheck, url=f"http://127.0.0.1:{port}/", enable_http2=True)
+    assert result.status is Status.OK, result.message
+    assert result.values["probed_http_version"] == 1.1
+
+
+async def test_valid_http_versions_pass_and_fail_as_configured(
+    h2_servers: H2Servers, tls_files: TlsFiles
+) -> None:
+    url = f"{h2_servers('alpn')}/"
+    only_h2 = await run_check(
+        HttpCheck, url=url, valid_http_versions=["HTTP/2.0"], **_tls(tls_files)
+    )
+    assert only_h2.status is Status.OK, only_h2.message  # HTTP/2.0 listed: h2 offered by default
+    assert only_h2.values["probed_http_version"] == 2.0
+    only_11 = await run_check(
+        HttpCheck, url=url, enable_http2=True, valid_http_versions=["HTTP/1.1"], **_tls(tls_files)
+    )
+    assert only_11.status is Status.FAIL
+    assert only_11.reason == Reason.PROTOCOL
+    assert "response is HTTP/2.0, valid_http_versions is HTTP/1.1" in only_11.message
+    assert only_11.phases.keys() >= {"tls", "processing", "transfer"}
+    both = await run_check(
+        HttpCheck, url=url, valid_http_versions=["HTTP/1.1", "HTTP/2.0"], **_tls(tls_files)
+    )
+    assert both.status is Status.OK, both.message
+
+
+async def test_h2_required_but_server_speaks_only_http_1_1_says_alpn(
+    h2_servers: H2Servers, tls_files: TlsFiles
+) -> None:
+    url = f"{h2_servers('h1-only')}/"
+    result = await run_check(
+        HttpCheck, url=url, valid_http_versions=["HTTP/2.0"], **_tls(tls_files)
+    )
+    assert result.status is Status.FAIL
+    assert result.reason == Reason.PROTOCOL
+    assert "response is HTTP/1.1, valid_http_versions is HTTP/2.0" in result.message
+    assert "did not choose h2" in result.message and "ALPN" in result.message
+    fallback = await run_check(HttpCheck, url=url, enable_http2=True, **_tls(tls_files))
+    assert fallback.status is Status.OK, fallback.message
+    assert fallback.values["probed_http_version"] == 1.1
+
+
+async def test_h2_only_server_works_with_enable_http2_and_fails_clearly_without(
+    h2_servers: H2Servers, tls_files: TlsFiles
+) -> None:
+    url = f"{h2_servers('h2-only')}/"
+    with_h2 = await run_check(HttpCheck, url=url, enable_http2=True, **_tls(tls_files))
+    assert with_h2.status is Status.OK, with_h2.message
+    assert with_h2.values["probed_http_version"] == 2.0
+    without = await run_check(HttpCheck, url=url, **_tls(tls_files))
+    assert without.status is Status.FAIL
+    assert without.reason == Reason.PROTOCOL
+    assert "speaks HTTP/2 only" in without.message
+    assert "enable_http2: true" in without.message
+
+
+# -- requests, redirects, budgets -------------------------------------------------------------
+
+
+async def test_method_body_headers_and_secret_header_are_sent_over_h2(
+    h2_servers: H2Servers, tls_files: TlsFiles
+) -> None:
+    result = await run_check(
+        HttpCheck,
+        url=f"{h2_servers('alpn')}/echo",
+        enable_http2=True,
+        method="POST",
+        body="ping-body",
+        headers={"X-Custom": "custom-1", "Connection": "keep-alive"},
+        bearer_token=SECRET,
+        body_must_match=[
+            r"^POST ping-body \|",
+            "x-custom=custom-1",
+            f"authorization=Bearer {SECRET}",
+            "content-length=9",
+            "user-agent=probed/",
+        ],
+        body_must_not_match=["connection="],  # connection-specific: not allowed in HTTP/2
+        **_tls(tls_files),
+    )
+    assert result.status is Status.OK, result.message
+    assert result.values["probed_http_version"] == 2.0
+    assert SECRET not in result.message
+
+
+async def test_redirects_are_followed_over_h2_and_counted(
+    h2_servers: H2Servers, tls_files: TlsFiles
+) -> None:
+    base = h2_servers("alpn")
+    result = await run_check(
+        HttpCheck, url=f"{base}/redirect", enable_http2=True, **_tls(tls_files)
+    )
+    assert result.status is Status.OK, result.message
+    assert result.values["probed_http_redirects"] == 1
+    assert result.values["probed_http_version"] == 2.0
+    # to another server that speaks HTTP/1.1 only: the final hop's version counts
+    other = h2_servers("h1-only")
+    mixed = await run_check(
+        HttpCheck,
+        url=f"{base}/to?url={other}/",
+        valid_http_versions=["HTTP/2.0"],
+        **_tls(tls_files),
+    )
+    assert mixed.status is Status.FAIL
+    assert mixed.values["probed_http_redirects"] == 1
+    assert "response is HTTP/1.1" in mixed.message
+    kept = await run_check(
+        HttpCheck,
+        url=f"{base}/redirect",
+        enable_http2=True,
+        follow_redirects=False,
+        valid_status_codes=[302],
+        **_tls(tls_files),
+    )
+    assert kept.status is Status.OK, kept.message
+    assert kept.values["probed_http_status_code"] == 302
+
+
+async def test_h2_body_over_max_body_size_fails_with_body_size(
+    h2_servers: H2Servers, tls_files: TlsFiles
+) -> None:
+    result = await run_check(
+        HttpCheck,
+        url=f"{h2_servers('alpn')}/big",
+        enable_http2=True,
+        max_body_size="50KiB",
+        **_tls(tls_files),
+    )
+    assert result.status is Status.FAIL
+    assert result.reason == Reason.BODY_SIZE
+    assert "max_body_size" in result.message
+    assert result.values["probed_http_version"] == 2.0
+    assert result.values["probed_http_status_code"] == 200
+
+
+@pytest.mark.parametrize("path", ["/many-headers", "/huge-header"])
+async def test_h2_header_list_over_max_header_size_fails_with_header_size(
+    h2_servers: H2Servers, tls_files: TlsFiles, path: str
+) -> None:
+    result = await run_check(
+        HttpCheck,
+        url=f"{h2_servers('alpn')}{path}",
+        enable_http2=True,
+        max_header_size="32KiB",
+        **_tls(tls_files),
+    )
+    assert result.status is Status.FAIL
+    assert result.reason == "header_size"
+    assert "max_header_size of 32.0 KiB" in result.message
+
+
+async def test_json_api_inherits_http2(h2_servers: H2Servers, tls_files: TlsFiles) -> None:
+    result = await run_check(
+        JsonApiCheck,
+        url=f"{h2_servers('h2-only')}/json",
+        enable_http2=True,
+        assertions=[{"path": "proto", "op": "eq", "value": "2"}],
+        **_tls(tls_files),
+    )
+    assert result.status is Status.OK, result.message
+    assert result.values["probed_http_version"] == 2.0
+
+
+# -- hostile HTTP/2 servers ---------------------------------------------------------------------
+
+
+def _frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
+    return (
+        len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+    )
+
+
+_SETTINGS = _frame(4, 0, 0, b"")
+_HEADERS_100 = _frame(
+    1, 4, 1, hpack.Encoder().encode([(":status", "200"), ("content-length", "100")])
+)
+
+
+@contextlib.asynccontextmanager
+async def raw_h2_server(
+    tls_files: TlsFiles, reply: Callable[[], list[bytes]]
+) -> AsyncIterator[str]:
+    """A TLS server choosing h2 by ALPN that reads the client's first bytes, writes the frames
+    of ``reply()`` (a generator of chunks), then closes; yields its URL."""
+    ctx = tls_files.server_context()
+    ctx.set_alpn_protocols(["h2"])
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.read(65536)
+            for chunk in reply():
+                writer.write(chunk)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=ctx)
+    async with server:
+        yield f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+
+
+async def _run_raw(tls_files: TlsFiles, reply: Callable[[], list[bytes]], **options: Any) -> Any:
+    async with raw_h2_server(tls_files, reply) as url:
+        return await run_check(HttpCheck, url=url, enable_http2=True, **_tls(tls_files), **options)
+
+
+async def test_stream_reset_by_server_is_a_protocol_failure_naming_the_code(
+    tls_files: TlsFiles,
+) -> None:
+    result = await _run_raw(
+        tls_files, lambda: [_SETTINGS + _frame(3, 0, 1, (7).to_bytes(4, "big"))]
+    )
+    assert result.status is Status.FAIL
+    assert result.reason == Reason.PROTOCOL
+    assert "reset the HTTP/2 stream before responding (REFUSED_STREAM)" in result.message
+
+
+async def test_goaway_with_an_error_is_a_protocol_failure(tls_files: TlsFiles) -> None:
+    goaway = _frame(7, 0, 0, (0).to_bytes(4, "big") + (11).to_bytes(4, "big") + b"calm down")
+    result = await _run_raw(tls_files, lambda: [_SETTINGS + goaway])
+    assert result.status is Status.FAIL
+    assert result.reason == Reason.PROTOCOL
+    assert "GOAWAY ENHANCE_YOUR_CALM: 'calm down'" in result.message
+
+
+async def test_frame_larger_than_16_kib_is_refused(tls_files: TlsFiles) -> None:
+    result = await _run_raw(
+        tls_files, lambda: [_SETTINGS + _HEADERS_100 + _frame(0, 0, 1, b"x" * 20000)]
+    )
+    assert result.status is Status.FAIL
+    assert result.reason == Reason.PROTOCOL
+    assert "HTTP/2 protocol error" in result.message
+    assert "20000" in result.message
+
+
+async def test_connection_closed_mid_body_is_connection_reset(tls_files: TlsFiles) -> None:
+    result = await _run_raw(
+        tls_files, lambda: [_SETTINGS + _HEADERS_100 + _frame(0, 0, 1, b"y" * 10)]
+    )
+    assert result.status is Status.FAIL
+    assert result.reason == Reason.CONNECTION_RESET
+    assert "in the middle of the body (10 bytes)" in result.message
+
+
+async def test_endless_control_frames_are_cut_by_the_total_budget(tls_files: TlsFiles) -> None:
+    ping = _frame(6, 0, 0, b"12345678") * 1000  # 17 000 bytes of PINGs per chunk
+
+    def endless() -> list[bytes]:
+        return [_SETTINGS + _HEADERS_100, *([ping] * 200)]  # 3.4 MB if nobody stops it
+
+    result = await _run_raw(tls_files, endless, max_body_size="1KiB", max_header_size="1KiB")
+    assert result.status is Status.FAIL
+    assert result.reason == Reason.BODY_SIZE
+    assert "in total without ending" in result.message
+
+
+# -- options ----------------------------------------------------------------------------------
+
+
+def test_valid_http_versions_use_blackbox_spelling() -> None:
+    url = "https://example.test/"
+    assert HttpOptions(url=url, valid_http_versions=["HTTP/1.0", "HTTP/1.1"]).enable_http2 is False
+    assert HttpOptions(url=url, valid_http_versions=["HTTP/2.0"]).enable_http2 is True
+    with pytest.raises(ValidationError, match=r"HTTP/2 is spelled HTTP/2\.0"):
+        HttpOptions(url=url, valid_http_versions=["HTTP/2"])
+    with pytest.raises(ValidationError, match=re.escape("use HTTP/1.0, HTTP/1.1, HTTP/2.0")):
+        HttpOptions(url=url, valid_http_versions=["h2"])
+    with pytest.raises(ValidationError, match=r"no response could pass"):
+        HttpOptions(url=url, valid_http_versions=["HTTP/2.0"], enable_http2=False)
+
+
+# -- blackbox_exporter ------------------------------------------------------------------------
+
+
+def test_http2_and_valid_http_versions_agree_with_blackbox_exporter(
+    blackbox_exporter: Callable[[dict[str, Any]], BlackboxExporter],
+    h2_servers: H2Servers,
+    tls_files: TlsFiles,
+) -> None:
+    cases: dict[str, dict[str, Any]] = {
+        "h2_on": {"enable_http2": True},
+        "h2_off": {"enable_http2": False},
+        "want_h2": {"enable_http2": True, "valid_http_versions": ["HTTP/2.0"]},
+        "want_11": {"enable_http2": True, "valid_http_versions": ["HTTP/1.1"]},
+        "want_11_off": {"enable_http2": False, "valid_http_versions": ["HTTP/1.1"]},
+    }
+    tls = {"ca_file": tls_files.ca_file}
+    modules = {
+        name: {"prober": "http", "timeout": "5s", "http": {**opts, "tls_config": tls}}
+        for name, opts in {**cases, "defaults": {}}.items()
+    }
+    bb = blackbox_exporter(modules)
+    outcomes = []
+    for mode in ("alpn", "h2-only", "h1-only"):
+        url = f"{h2_servers(mode)}/"
+        for name, opts in cases.items():
+            theirs = bb.success(name, url)
+            ours = run_check_in_thread(url=url, tls=tls, **opts)
+            outcomes.append((mode, name, theirs, ours.status is Status.OK, ours.message))
+    disagreements = [o for o in outcomes if o[2] != o[3]]
+    assert not disagreements, disagreements
+    # the same version reported
+    h2_url = f"{h2_servers('alpn')}/"
+    ours_h2 = run_check_in_thread(url=h2_url, tls=tls, enable_http2=True)
+    assert bb.probe("h2_on", h2_url)["probe_http_version"] == 2.0
+    assert ours_h2.values["probed_http_version"] == 2.0
+    # the one documented difference: blackbox offers h2 by default, probed when asked to
+    only_h2 = f"{h2_servers('h2-only')}/"
+    assert bb.success("defaults", only_h2) is True
+    assert run_check_in_thread(url=only_h2, tls=tls).status is Status.FAIL
+    # the cases are not all alike: h2 is really negotiated and really required
+    assert {(o[0], o[1]): o[2] for o in outcomes}[("alpn", "want_h2")] is True
+    assert {(o[0], o[1]): o[2] for o in outcomes}[("h1-only", "want_h2")] is False
+    assert {(o[0], o[1]): o[2] for o in outcomes}[("alpn", "want_11")] is False
+
+
+def run_check_in_thread(**options: Any) -> Any:
+    """:func:`run_check` from a synchronous test."""
+    return asyncio.run(run_check(HttpCheck, **options))
