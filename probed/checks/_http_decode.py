@@ -6,7 +6,8 @@ and decode the body as it arrives, the body budget applied to the DECOMPRESSED s
   ``Accept-Encoding: <compression>`` (unless ``headers`` sets one); a final response with a body
   must come with that ``Content-Encoding`` (``identity``: none), checked by
   :mod:`probed.checks._http_assert`.
-- :class:`DecodingResponseProtocol`: the response protocol when ``compression`` is set. Each
+- :class:`DecodingResponseProtocol` (and :class:`DecodingH2Response` for HTTP/2): the response
+  protocol when ``compression`` is set. Each
   received piece of body is decoded at once with its output bounded by what is left of
   ``max_body_size``, so a decompression bomb fails with ``body_size`` after one socket read
   past the budget, never holding more than the budget. A body that does not decode, ends in the
@@ -28,7 +29,8 @@ from typing import Any, Final, Literal, Protocol
 from pydantic import Field, field_validator
 
 from probed.check import CheckOptions, Reason
-from probed.checks._httpparse import DEFAULT_MAX_HEAD, ResponseProtocol
+from probed.checks._http2 import H2Response
+from probed.checks._httpparse import DEFAULT_MAX_HEAD, BodyTooLargeSignal, ResponseProtocol
 from probed.checks._net import ProbeError
 
 __all__ = [
@@ -37,6 +39,7 @@ __all__ = [
     "CompressionOptions",
     "DecodeError",
     "Decoder",
+    "DecodingH2Response",
     "DecodingResponseProtocol",
     "coding_matches",
     "content_coding",
@@ -260,10 +263,68 @@ class DecodingResponseProtocol(ResponseProtocol):
         return True
 
     def _decode_failed(self, exc: DecodeError) -> None:
-        self._fail(
-            ProbeError(
-                Reason.PROTOCOL,
-                f"the {self.coding} body does not decode: {exc} "
-                f"({self.raw_size} bytes received, {self.body_size} decoded)",
-            )
+        self._fail(_decode_error(self.coding, exc, self.raw_size, self.body_size))
+
+
+def _decode_error(coding: str, exc: DecodeError, raw: int, decoded: int) -> ProbeError:
+    return ProbeError(
+        Reason.PROTOCOL,
+        f"the {coding} body does not decode: {exc} ({raw} bytes received, {decoded} decoded)",
+    )
+
+
+class DecodingH2Response(H2Response):
+    """An :class:`~probed.checks._http2.H2Response` decoding its body in ``coding`` as DATA
+    frames arrive (same rules as :class:`DecodingResponseProtocol`)."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        max_body: int,
+        max_head: int,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        coding: str,
+    ) -> None:
+        super().__init__(loop, max_body, max_head, headers, body)
+        self.coding = coding
+        self.decoder: Decoder | None = None
+        self.raw_size = 0
+
+    def _on_headers(self, raw: list[tuple[bytes, bytes]]) -> None:
+        super()._on_headers(raw)
+        value = next((v for n, v in self.headers if n.lower() == "content-encoding"), None)
+        if self.headers_done and coding_matches(self.coding, value):
+            self.decoder = new_decoder(self.coding)
+
+    def _on_data(self, data: bytes, flow_controlled: int) -> None:
+        if self.decoder is None:
+            super()._on_data(data, flow_controlled)
+            return
+        self.raw_size += len(data)
+        try:
+            out = self.decoder.feed(data, self.max_body - self.body_size)
+        except DecodeError as exc:
+            self._fail(_decode_error(self.coding, exc, self.raw_size, self.body_size))
+            return
+        self.body_size += len(out)
+        room = self.max_body - len(self.body)
+        if room > 0:
+            self.body += out[:room]
+        if self.body_size > self.max_body:
+            self._fail(BodyTooLargeSignal(self.parser.status, "2.0"))
+            return
+        assert self._conn is not None
+        self._conn.acknowledge_received_data(flow_controlled, self.STREAM)
+
+    def _event(self, event: Any) -> None:
+        ended = getattr(event, "stream_id", None) == self.STREAM and (
+            type(event).__name__ == "StreamEnded"
         )
+        if ended and self.decoder is not None and self.raw_size:
+            try:
+                self.decoder.finish()
+            except DecodeError as exc:
+                self._fail(_decode_error(self.coding, exc, self.raw_size, self.body_size))
+                return
+        super()._event(event)

@@ -32,7 +32,7 @@ from urllib.parse import urljoin, urlsplit
 
 from probed.check import Reason
 from probed.checks._http2 import H2Response, Http2Switch, request_headers
-from probed.checks._http_decode import DecodingResponseProtocol
+from probed.checks._http_decode import DecodingH2Response, DecodingResponseProtocol
 from probed.checks._httpparse import (
     DEFAULT_MAX_HEAD,
     READING_HEAD,
@@ -323,10 +323,15 @@ async def _fetch_once(
     try:
         if isinstance(proto, Http2Switch):
             fields = request_headers(request, url, method, body, same_origin)
-            proto = proto.choose(
-                transport,
-                lambda: H2Response(loop, max_body, config.max_header_size, fields, body),
-            )
+
+            def h2() -> H2Response:
+                if config.compression is not None:
+                    return DecodingH2Response(
+                        loop, max_body, config.max_header_size, fields, body, config.compression
+                    )
+                return H2Response(loop, max_body, config.max_header_size, fields, body)
+
+            proto = proto.choose(transport, h2)
         if not http2 or isinstance(proto, ResponseProtocol):
             transport.write(request.encode(url, method, body, same_origin, via))
         sent = perf_counter()

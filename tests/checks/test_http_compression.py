@@ -14,7 +14,7 @@ import contextlib
 import gzip
 import json
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import brotli
@@ -27,6 +27,7 @@ from probed.checks._http_decode import DecodeError, new_decoder
 from probed.checks.http import HttpCheck, HttpOptions
 from probed.checks.json_api import JsonApiCheck
 from probed.testing import run_check
+from tests.servers.tls import TlsFiles
 
 TEXT = b"compressed hello: all systems nominal. " * 200
 ZEROS = bytes(16 << 20)
@@ -317,3 +318,35 @@ def test_compression_is_validated_and_case_insensitive() -> None:
 def test_compression_appears_in_the_schema() -> None:
     schema: dict[str, Any] = HttpOptions.model_json_schema()
     assert "compression" in schema["properties"]
+
+
+# -- HTTP/2 -------------------------------------------------------------------------------------
+
+
+async def test_http2_bodies_are_decoded_and_bombs_cut(
+    h2_servers: Callable[[str], str], tls_files: TlsFiles
+) -> None:
+    base = h2_servers("alpn")
+    tls = {"tls": {"ca_file": tls_files.ca_file}}
+    result = await run_check(
+        HttpCheck,
+        url=f"{base}/gzip",
+        enable_http2=True,
+        compression="gzip",
+        valid_http_versions=["HTTP/2.0"],
+        body_must_match=["^h2 gzip hello h2 gzip hello"],
+        **tls,
+    )
+    assert result.status is Status.OK, result.message
+    assert result.values["probed_http_content_length_bytes"] == len(b"h2 gzip hello " * 100)
+    bomb = await run_check(
+        HttpCheck,
+        url=f"{base}/gzip-bomb",
+        enable_http2=True,
+        compression="gzip",
+        max_body_size="1MiB",
+        timeout=20,
+        **tls,
+    )
+    assert bomb.status is Status.FAIL
+    assert bomb.reason == Reason.BODY_SIZE, bomb.message

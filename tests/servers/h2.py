@@ -18,6 +18,7 @@ Run directly: ``python -m tests.servers.h2 PORT CERT KEY MODE``.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Iterator
@@ -46,7 +47,8 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     """An ASGI app: ``/`` (says the HTTP version), ``/status/N``, ``/redirect`` (302 to ``/``),
     ``/to?url=U`` (302 to U), ``/big`` (200 000 bytes), ``/many-headers`` (3000 header fields),
     ``/huge-header`` (one 100 000-byte header), ``/json`` (``{"proto": "2", "ok": true}``),
-    ``/echo`` (method, body and request headers)."""
+    ``/echo`` (method, body and request headers), ``/gzip`` (a gzip body), ``/gzip-bomb`` (gzip
+    members of 128 MiB in all)."""
     if scope["type"] != "http":
         return
     path = scope["path"]
@@ -76,6 +78,10 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     elif path == "/json":
         headers = [(b"content-type", b"application/json")]
         payload = b'{"proto": "%s", "ok": true}' % scope["http_version"].encode()
+    elif path in ("/gzip", "/gzip-bomb"):  # compression (tests/checks/test_http_compression.py)
+        headers.append((b"content-encoding", b"gzip"))
+        one = gzip.compress(bytes(16 << 20) if path == "/gzip-bomb" else b"h2 gzip hello " * 100)
+        payload = one * (8 if path == "/gzip-bomb" else 1)  # the bomb: 128 MiB in 128 KiB
     elif path == "/echo":
         seen = b"; ".join(name + b"=" + value for name, value in scope["headers"])
         payload = scope["method"].encode() + b" " + body + b" | " + seen
