@@ -268,6 +268,7 @@ class H2Response(asyncio.Protocol):
         """Send the connection preface, SETTINGS and the request on ``transport``."""
         from h2.config import H2Configuration  # optional dependency: imported on first use
         from h2.connection import H2Connection
+        from h2.exceptions import H2Error
         from h2.settings import SettingCodes, Settings
 
         self._transport = transport
@@ -286,7 +287,17 @@ class H2Response(asyncio.Protocol):
         self._conn = conn
         conn.initiate_connection()
         conn.increment_flow_control_window(_WINDOW - 65535)
-        conn.send_headers(self.STREAM, self._request, end_stream=not self._body)
+        try:
+            conn.send_headers(self.STREAM, self._request, end_stream=not self._body)
+        except H2Error as exc:  # its text may quote a header value: a secret, perhaps
+            self._fail(
+                ProbeError(
+                    Reason.PROTOCOL,
+                    f"cannot send the request over HTTP/2: h2 refused a request header "
+                    f"({type(exc).__name__})",
+                )
+            )
+            return
         self._send_body()
         transport.write(conn.data_to_send())
 

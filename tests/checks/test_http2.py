@@ -191,6 +191,33 @@ async def test_redirects_are_followed_over_h2_and_counted(
     assert kept.values["probed_http_status_code"] == 302
 
 
+async def test_credentials_follow_h2_redirects_to_the_origin_only(
+    h2_servers: H2Servers, tls_files: TlsFiles
+) -> None:
+    base = h2_servers("alpn")
+    same = await run_check(
+        HttpCheck,
+        url=f"{base}/to?url=/echo",
+        enable_http2=True,
+        bearer_token=SECRET,
+        body_must_match=[f"authorization=Bearer {SECRET}"],
+        **_tls(tls_files),
+    )
+    assert same.status is Status.OK, same.message
+    other = await run_check(
+        HttpCheck,
+        url=f"{base}/to?url={h2_servers('h2-only')}/echo",
+        enable_http2=True,
+        bearer_token=SECRET,
+        body_must_match=["user-agent=probed/"],
+        body_must_not_match=["authorization"],
+        **_tls(tls_files),
+    )
+    assert other.status is Status.OK, other.message
+    assert other.values["probed_http_redirects"] == 1
+    assert SECRET not in same.message + other.message
+
+
 async def test_h2_body_over_max_body_size_fails_with_body_size(
     h2_servers: H2Servers, tls_files: TlsFiles
 ) -> None:
