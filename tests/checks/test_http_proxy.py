@@ -13,9 +13,12 @@ targets through blackbox_exporter's ``proxy_url``.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
 import socket
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,8 +30,10 @@ from probed.checks._httpproxy import MAX_REPLY, NoProxy
 from probed.checks._reasons import PROXY, PROXY_AUTH
 from probed.checks.http import HttpCheck, HttpOptions
 from probed.checks.json_api import JsonApiCheck
-from probed.redact import option_secrets
+from probed.redact import MASK, option_secrets
 from probed.testing import run_check
+from tests.harness import probed_logs, running_daemon, wait_for, write
+from tests.servers._stub import Handler, stub_server
 from tests.servers.blackbox import BlackboxExporter
 from tests.servers.proxy import Squid, Tinyproxy
 from tests.servers.tls import TlsFiles
@@ -257,23 +262,29 @@ async def test_an_unreachable_proxy_fails_with_reason_proxy_naming_it(
 # -- misbehaving proxies: bounded replies -----------------------------------------------------
 
 
-@contextlib.asynccontextmanager
-async def fake_proxy(reply: bytes, seen: list[bytes]) -> AsyncIterator[int]:
-    """A loopback 'proxy' recording the request head and answering ``reply`` (then closing)."""
+def fake_proxy(reply: bytes, seen: list[bytes]) -> Handler:
+    """A 'proxy' for :func:`stub_server`: records the request head, answers ``reply``, closes."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         seen.append(await reader.readuntil(b"\r\n\r\n"))
         writer.write(reply)
-        with contextlib.suppress(ConnectionError):
-            await writer.drain()
-        writer.close()
+        await writer.drain()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
-        await server.wait_closed()
+    return handle
+
+
+def echoing_proxy(reader_status: int) -> Handler:
+    """A hostile 'proxy' answering ``reader_status`` with the credentials it was sent as the
+    reason phrase (``Proxy-Authorization`` and ``X-Tenant`` values)."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+        values = [line.partition(": ")[2] for line in head.split("\r\n")[1:]]
+        reason = " ".join(v for v in values if "Basic" in v or "T0ken" in v)
+        writer.write(f"HTTP/1.1 {reader_status} {reason}\r\nContent-Length: 0\r\n\r\n".encode())
+        await writer.drain()
+
+    return handle
 
 
 @pytest.mark.parametrize(
@@ -290,7 +301,7 @@ async def test_connect_replies_are_bounded_and_blame_the_proxy(
     reply: bytes, expected: str, https_url: str, tls_files: TlsFiles
 ) -> None:
     seen: list[bytes] = []
-    async with fake_proxy(reply, seen) as port:
+    async with stub_server(fake_proxy(reply, seen)) as port:
         result = await probe(
             https_url,
             tls_files,
@@ -312,7 +323,7 @@ async def test_absolute_form_request_carries_proxy_authorization_not_connect_hea
 ) -> None:
     seen: list[bytes] = []
     reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-    async with fake_proxy(reply, seen) as port:
+    async with stub_server(fake_proxy(reply, seen)) as port:
         result = await probe(
             http_url, tls_files, proxy_url=f"http://{USER}:{ENCODED}@127.0.0.1:{port}"
         )
@@ -425,6 +436,54 @@ def test_proxy_secrets_are_known_to_the_redactor_and_never_dumped() -> None:
     for secret in (ODD_PASSWORD, ENCODED, CONNECT_SECRET):
         assert secret not in shown
     assert "proxy.test:3128" in shown
+
+
+async def test_proxy_secrets_echoed_by_a_hostile_proxy_never_reach_any_output(
+    tmp_path: Path,
+) -> None:
+    secret_file = write(tmp_path / "checks.d" / "proxy.secret", ENCODED)
+    with probed_logs() as stream:
+        async with (
+            stub_server(echoing_proxy(407)) as auth_port,
+            stub_server(echoing_proxy(403)) as connect_port,
+        ):
+            checks = tmp_path / "checks.d"
+            write(
+                checks / "proxied.yaml",
+                f"""
+                defaults: {{interval: 1s, timeout: 900ms, failure_threshold: 1}}
+                checks:
+                  - name: via-http
+                    type: http
+                    url: http://127.0.0.1:1/
+                    proxy_url: "http://{USER}:${{file:{secret_file}}}@127.0.0.1:{auth_port}"
+                  - name: via-connect
+                    type: http
+                    url: https://127.0.0.1:1/
+                    proxy_url: "http://{USER}:${{file:{secret_file}}}@127.0.0.1:{connect_port}"
+                    proxy_connect_header: {{X-Tenant: [{CONNECT_SECRET}]}}
+                """,
+            )
+            async with running_daemon(checks) as r:
+                for name in ("via-http", "via-connect"):
+                    await r.runs(name, 1)
+                    await wait_for(lambda n=name: not r.state(n).up, what=f"{name} down")
+                outputs = {
+                    path: (await r.get(path))[1]
+                    for path in ("/metrics", "/api/v1/checks", "/api/v1/checks/via-connect")
+                }
+    outputs["logs"] = stream.getvalue()
+    basic = base64.b64encode(f"{USER}:{ODD_PASSWORD}".encode()).decode()
+    for where, text in outputs.items():
+        for form in (ODD_PASSWORD, ENCODED, CONNECT_SECRET, basic, json.dumps(ODD_PASSWORD)[1:-1]):
+            assert form not in text, f"{where} shows {form!r}"
+    api = {c["name"]: c for c in json.loads(outputs["/api/v1/checks"])["checks"]}
+    assert api["via-http"]["last_result"]["reason"] == PROXY_AUTH
+    assert api["via-connect"]["last_result"]["reason"] == PROXY
+    for name in ("via-http", "via-connect"):
+        assert MASK in api[name]["last_result"]["message"]  # the echo was there, masked
+    detail = json.loads(outputs["/api/v1/checks/via-connect"])
+    assert detail["options"]["proxy_url"] == f"http://{USER}:{MASK}@127.0.0.1:{connect_port}"
 
 
 # -- agreement with blackbox_exporter's http prober -------------------------------------------
