@@ -310,7 +310,9 @@ class TlsCheck(Check[TlsCheckOptions]):
         values, samples = _figures(chain)
         version = tls_version_label(chain.version)
         how = f"STARTTLS ({opts.starttls}), " if opts.starttls else ""
-        verified = "verified" if chain.verified else "not verified (verify: false)"
+        verified = "verified" if opts.verify else "not verified (verify: false)"
+        if not chain.complete:
+            verified += " (leaf only: this Python cannot read the chain)"
         certs = describe_chain(chain, now)
         took = format_elapsed(sum(phases.values()))
         summary = (
@@ -318,6 +320,13 @@ class TlsCheck(Check[TlsCheckOptions]):
         )
         kw: dict[str, Any] = {"phases": phases, "values": values, "samples": samples}
         earliest = chain.earliest
+        if earliest is not None and earliest.not_after <= now:  # only seen with verify: false
+            return Result.fail(
+                Reason.CERT_EXPIRY,
+                f"{self.where}: {chain.role(earliest)} {earliest.describe()} expired "
+                f"{format_time(earliest.not_after)}; {summary}",
+                **kw,
+            )
         if earliest is not None:
             verdict = expiry_verdict(earliest.not_after, opts, now)
             if verdict is not None:

@@ -23,7 +23,7 @@ from probed.checks.tls import TlsCheck, TlsCheckOptions
 from probed.config import load_checks, load_settings
 from probed.plugins import DEFAULT_PLUGINS, check_types, get_plugin_manager
 from probed.testing import run_check
-from tests._require import requires
+from tests._require import ipv6_loopback, requires
 from tests.checks._loop_guard import blocking_calls_on_loop_thread
 from tests.servers._util import free_port
 from tests.servers.tls_targets import (
@@ -154,6 +154,26 @@ async def test_expired_leaf_fails_naming_the_expired_certificate(tls_chains: Tls
     assert result.values["probed_tls_cert_expiry_timestamp_seconds"] == cert.leaf_not_after
     assert "probed_tls_last_chain_expiry_timestamp_seconds" not in result.values
     assert "tls" in result.phases
+
+
+async def test_expired_certificate_fails_even_with_verify_off(tls_chains: TlsChains) -> None:
+    cert = tls_chains.issue(leaf_days=90, intermediate_days=-1)
+    async with tls_server(cert.context()) as port:
+        result = await run_check(TlsCheck, address=f"127.0.0.1:{port}", verify=False)
+    assert (result.status, result.reason) == (Status.FAIL, Reason.CERT_EXPIRY), result.message
+    assert result.message.startswith(f"127.0.0.1:{port}: {INTERMEDIATE} expired ")
+    assert result.values["probed_tls_cert_expiry_timestamp_seconds"] == cert.intermediate_not_after
+
+
+@requires(ipv6_loopback, "no IPv6 on loopback (::1)")
+async def test_ipv6_address(tls_chains: TlsChains) -> None:
+    cert = tls_chains.issue()
+    async with tls_server(cert.context(), host="::1") as port:
+        result = await run_check(
+            TlsCheck, address=f"[::1]:{port}", ip_version="ip6", ca_file=tls_chains.ca_file
+        )
+    assert result.status is Status.OK, result.message
+    assert result.message.startswith(f"[::1]:{port}: TLS 1.3")
 
 
 async def test_wrong_host_name_fails_with_the_mismatch(tls_chains: TlsChains) -> None:
@@ -448,13 +468,15 @@ async def test_blackbox_tcp_tls_and_smtp_starttls_agree_with_probed(
     tls_smtp_server: SmtpTarget,
 ) -> None:
     tls_config = {"ca_file": tls_chains.ca_file}
+    tcp_tls = {"tls": True, "tls_config": tls_config}
     bb = await asyncio.to_thread(
         blackbox_exporter,
         {
-            "tls": {
+            "tls": {"prober": "tcp", "timeout": "3s", "tcp": tcp_tls},
+            "tls13": {
                 "prober": "tcp",
                 "timeout": "3s",
-                "tcp": {"tls": True, "tls_config": tls_config},
+                "tcp": {"tls": True, "tls_config": {**tls_config, "min_version": "TLS13"}},
             },
             "smtp_starttls": {
                 "prober": "tcp",
@@ -475,31 +497,59 @@ async def test_blackbox_tcp_tls_and_smtp_starttls_agree_with_probed(
             },
         },
     )
-    targets = {
-        "valid": tls_chains.issue(),
-        "expired leaf": tls_chains.issue(leaf_days=-2),
-        "expired intermediate": tls_chains.issue(leaf_days=-1, intermediate_days=-1),
-        "wrong host": tls_chains.issue("other.probed.test"),
-        "self-signed": tls_chains.issue(self_signed=True),
+    capped = ssl.TLSVersion.TLSv1_2
+    # name: (certificate, server's highest version, blackbox module, probed's min_version)
+    targets: dict[str, tuple[Any, ssl.TLSVersion | None, str, str]] = {
+        "valid": (tls_chains.issue(), None, "tls", "1.2"),
+        "intermediate first": (tls_chains.issue(intermediate_days=20), None, "tls", "1.2"),
+        "expired leaf": (tls_chains.issue(leaf_days=-2), None, "tls", "1.2"),
+        "expired intermediate": (
+            tls_chains.issue(leaf_days=-1, intermediate_days=-1),
+            None,
+            "tls",
+            "1.2",
+        ),
+        "wrong host": (tls_chains.issue("other.probed.test"), None, "tls", "1.2"),
+        "self-signed": (tls_chains.issue(self_signed=True), None, "tls", "1.2"),
+        "tls 1.2 server, 1.3 asked": (tls_chains.issue(), capped, "tls13", "1.3"),
+        "tls 1.2 server, 1.2 asked": (tls_chains.issue(), capped, "tls", "1.2"),
     }
     verdicts: dict[str, tuple[bool, bool]] = {}
-    for name, cert in targets.items():
-        async with tls_server(cert.context()) as port:
+    figures: dict[str, tuple[Result, dict[str, float]]] = {}
+    for name, (cert, highest, module, min_version) in targets.items():
+        async with tls_server(cert.context(max_version=highest)) as port:
             target = f"127.0.0.1:{port}"
-            ours = await run_check(TlsCheck, address=target, ca_file=tls_chains.ca_file)
-            theirs = await asyncio.to_thread(bb.success, "tls", target)
-        verdicts[name] = (ours.status.passed, theirs)
+            ours = await run_check(
+                TlsCheck, address=target, ca_file=tls_chains.ca_file, min_version=min_version
+            )
+            theirs = await asyncio.to_thread(bb.probe, module, target)
+        verdicts[name] = (ours.status.passed, theirs["probe_success"] == 1.0)
+        figures[name] = (ours, theirs)
     smtp = f"127.0.0.1:{tls_smtp_server.port}"
     ours = await run_check(TlsCheck, address=smtp, starttls="smtp", ca_file=tls_chains.ca_file)
-    verdicts["smtp starttls"] = (
-        ours.status.passed,
-        await asyncio.to_thread(bb.success, "smtp_starttls", smtp),
-    )
+    theirs = await asyncio.to_thread(bb.probe, "smtp_starttls", smtp)
+    verdicts["smtp starttls"] = (ours.status.passed, theirs["probe_success"] == 1.0)
+    figures["smtp starttls"] = (ours, theirs)
     assert verdicts == {
         "valid": (True, True),
+        "intermediate first": (True, True),
         "expired leaf": (False, False),
         "expired intermediate": (False, False),
         "wrong host": (False, False),
         "self-signed": (False, False),
+        "tls 1.2 server, 1.3 asked": (False, False),
+        "tls 1.2 server, 1.2 asked": (True, True),
         "smtp starttls": (True, True),
     }
+    # Where both verified the chain, the expiry figures and the version are the same numbers.
+    for name in ("valid", "intermediate first", "tls 1.2 server, 1.2 asked", "smtp starttls"):
+        ours, theirs = figures[name]
+        assert (
+            ours.values["probed_tls_cert_expiry_timestamp_seconds"]
+            == (theirs["probe_ssl_earliest_cert_expiry"])
+        ), name
+        assert (
+            ours.values["probed_tls_last_chain_expiry_timestamp_seconds"]
+            == (theirs["probe_ssl_last_chain_expiry_timestamp_seconds"])
+        ), name
+        assert theirs[f'probe_tls_version_info{{version="{_version(ours)}"}}'] == 1.0, name
