@@ -23,11 +23,12 @@ import warnings
 from time import perf_counter
 from typing import Any, ClassVar, Final, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from probed import hookimpl
 from probed.check import Check, CheckOptions, MetricDef, Reason, Result, Sample, Status
-from probed.checks._net import IpVersion, ProbeError, connect_socket, family_for, format_addr
+from probed.checks._endpoint import AddressOptions
+from probed.checks._net import ProbeError, connect_socket, family_for, format_addr
 from probed.checks._starttls import MAX_LINE, StartTls, StartTlsError, negotiate
 from probed.checks._tls import (
     CERT_EXPIRY_METRIC,
@@ -70,11 +71,11 @@ def _version(value: Any) -> Any:
     return value
 
 
-class TlsCheckOptions(TlsOptions):
-    """Options of the ``tls`` check type: the ``tls:`` block's keys plus where and how."""
+class TlsCheckOptions(AddressOptions, TlsOptions):
+    """Options of the ``tls`` check type: ``address``, ``ip_version``, the keys of the ``tls:``
+    block of other types (verification, CA, client certificate, expiry days) at the top level,
+    and STARTTLS, the lowest version and the EHLO name."""
 
-    address: str = Field(description="host:port, or [IPv6]:port.")
-    ip_version: IpVersion = Field(default="any", description="any, ip4 or ip6.")
     starttls: StartTls | None = Field(
         default=None,
         description="Speak this protocol's STARTTLS first: smtp, imap, pop3, postgres, ldap, ftp.",
@@ -96,19 +97,6 @@ class TlsCheckOptions(TlsOptions):
     @classmethod
     def _min_version(cls, value: Any) -> Any:
         return _version(value)
-
-    @field_validator("address")
-    @classmethod
-    def _address(cls, value: str) -> str:
-        parse_address(value)
-        return value.strip()
-
-    @model_validator(mode="after")
-    def _consistent(self) -> TlsCheckOptions:
-        host, _ = parse_address(self.address)
-        if ":" in host and self.ip_version == "ip4":
-            raise ValueError(f"address {host} is an IPv6 address but ip_version is ip4")
-        return self
 
 
 def _context(options: TlsCheckOptions) -> ssl.SSLContext:
