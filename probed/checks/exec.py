@@ -42,11 +42,15 @@ from probed.redact import MIN_SECRET_LENGTH, Redactor, is_secret_env
 __all__ = ["DEFAULT_ENV", "ExecCheck", "ExecOptions"]
 
 DEFAULT_ENV: Final = {
-    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    # System directories first, so a plugin directory cannot shadow a system command.
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    ":/usr/lib/nagios/plugins:/usr/lib64/nagios/plugins",
     "LC_ALL": "C",
 }
 """The whole environment of a command unless ``env``/``inherit_env`` add to it: a fixed
-``PATH``, and ``LC_ALL=C`` so plugins print numbers with a decimal point."""
+``PATH`` (the system directories, then Debian's and Red Hat's Nagios plugin directories, so
+``[check_disk, ...]`` finds the stock plugins), and ``LC_ALL=C`` so plugins print numbers with a
+decimal point."""
 
 _ENV_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SHELL: Final = "/bin/sh"

@@ -216,7 +216,8 @@ async def test_check_disk_perfdata_are_bytes_with_thresholds_and_max() -> None:
 
 @needs("check_procs")
 async def test_check_procs_warns_over_its_threshold() -> None:
-    ok = await run_check(ExecCheck, command=[plugin("check_procs"), "-w", "100000"])
+    # Without a path: the default PATH ends with Debian's plugin directory.
+    ok = await run_check(ExecCheck, command=["check_procs", "-w", "100000"])
     warn = await run_check(ExecCheck, command=[plugin("check_procs"), "-w", "1", "-c", "100000"])
     assert ok.status is Status.OK, ok.message
     assert samples(ok)["procs"] >= 1 and samples(ok, "probed_exec_perfdata_warn")["procs"] == 100000
