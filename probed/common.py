@@ -260,6 +260,9 @@ class CheckDefaults:
         metadata=key(Timeout, "must be less than interval (at least 1ms)", api="timeout_seconds"),
     )
     readiness: bool = field(default=True, metadata=key(bool, "counts toward /health/ready"))
+    public: bool = field(
+        default=True, metadata=key(bool, "shown on the status page at / (false hides it)")
+    )
     failure_threshold: int = field(
         default=3, metadata=key(PositiveInt, "consecutive failures before down")
     )

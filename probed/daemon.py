@@ -45,6 +45,7 @@ from probed.scheduler import Job, Scheduler
 from probed.server import CONFIG, EXPORTER, HEARTBEAT, RELOAD, STARTUP, STATES
 from probed.settings import Settings
 from probed.state import StateTable
+from probed.status_page import STATUS_PAGE
 from probed.watch import supervised, watch
 
 __all__ = ["Daemon", "embedded_checks_file"]
@@ -155,6 +156,7 @@ class Daemon:
         app[CONFIG] = self.config
         app[RELOAD] = self.config
         app[EXPORTER] = self.exporter
+        app[STATUS_PAGE] = self.settings.status_page
         app.cleanup_ctx.extend(
             (
                 self._plugins_configured,

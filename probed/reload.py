@@ -128,9 +128,8 @@ class RunningConfig:
                     self.retire(job)
                 else:
                     added += 1
-                job = Job(
-                    spec, self._types[spec.type].cls(spec), CheckState(spec, self.settings.history)
-                )
+                state = CheckState(spec, self.settings.history, self.settings.status_page.kept)
+                job = Job(spec, self._types[spec.type].cls(spec), state)
                 new_jobs[name] = job
                 self._scheduler.add(job)
             new_states[name] = job.state

@@ -34,6 +34,8 @@ from probed.heartbeats import handle_ping
 from probed.metrics import Exporter, send
 from probed.shards import ShardError, parse_shard
 from probed.state import StateStore
+from probed.status_page import STATUS_PAGE, PageCache, PageViews, status_routes, wants_page
+from probed.status_page import index as status_index
 
 __all__ = [
     "CONFIG",
@@ -93,6 +95,8 @@ EXPORTER: Final = web.AppKey("exporter", Exporter)
 """Renders ``/metrics``."""
 CHECK_LIST: Final = web.AppKey("check_list", CheckList)
 """Builds the ``/api/v1/checks`` body (set by :func:`make_app`)."""
+PAGE_CACHE: Final = web.AppKey("page_cache", PageCache)
+"""The status page's kept rows (set by :func:`make_app`; the page's settings: STATUS_PAGE)."""
 
 
 def _json(data: Any, status: int = 200, content_type: str = "application/json") -> web.Response:
@@ -199,12 +203,25 @@ async def ping(request: web.Request) -> web.Response:
     return await handle_ping(request, request.app[STATES])
 
 
+def _page_views(request: web.Request) -> PageViews | None:
+    settings = request.app.get(STATUS_PAGE)
+    if settings is None or not settings.enabled:
+        return None
+    return PageViews(request.app[STATES], request.app[CONFIG].redact, settings)
+
+
 async def index(request: web.Request) -> web.Response:
-    """``GET /``: a short pointer to the endpoints."""
+    """``GET /``: the status page for browsers (:mod:`probed.status_page`), else a short
+    pointer to the endpoints."""
+    views = _page_views(request)
+    if views is not None and wants_page(request):
+        return status_index(request, views, request.app[PAGE_CACHE])
     text = (
         f"probed {__version__}\n\n/metrics\n/health/live\n/health/ready\n/health/startup\n"
         "/api/v1/checks\nPOST /-/reload\n/ping/<check>\n"
     )
+    if views is not None:
+        text += "\nstatus page: open / in a browser (/checks/<name>, /api/v1/status)\n"
     return web.Response(text=text)
 
 
@@ -221,6 +238,7 @@ ROUTES: Final = (
     web.post("/ping/{check}", ping),
     web.get("/ping/{check}/{action}", ping),
     web.post("/ping/{check}/{action}", ping),
+    *status_routes(_page_views, lambda request: request.app[PAGE_CACHE]),
 )
 """probed's own routes; plugins' routes come after them."""
 
@@ -232,6 +250,7 @@ def make_app(installer: Installer) -> web.Application:
     app[GUARD] = Guard()
     app.on_response_prepare.append(add_headers)
     app[CHECK_LIST] = CheckList()
+    app[PAGE_CACHE] = PageCache()
     app.add_routes(ROUTES)
     installer.install(app)
     return app

@@ -25,6 +25,7 @@ from pydantic import (
 
 from probed._document import Problem, pydantic_problems, read_bytes, read_document
 from probed._interpolate import Interpolator
+from probed._status_settings import StatusPage, StatusPageFile
 from probed._yaml import to_plain
 from probed.common import CheckDefaults, PositiveInt, merge_defaults
 from probed.errors import ConfigError, ConfigErrors
@@ -66,6 +67,7 @@ class Settings:
         (``/run/secrets``, ``/var/run/secrets``, ``/etc/probed``, ``$CREDENTIALS_DIRECTORY``
         and the directory of ``probed.yaml``). ``/proc``, ``/sys`` and ``/dev`` are never read.
     :param max_checks: most checks loaded; checks past it are not run and are reported.
+    :param status_page: the built-in status page at ``/`` (:mod:`probed.status_page`).
     """
 
     config_file: Path | None = None
@@ -94,6 +96,7 @@ class Settings:
     state_change_log_limit: int = 5
     secrets_dirs: tuple[Path, ...] | None = None
     max_checks: int = 50_000
+    status_page: StatusPage = field(default_factory=StatusPage)
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -160,6 +163,7 @@ class SettingsFile(BaseModel):
     state_change_log_limit: NonNegativeInt | None = None
     secrets_dirs: StrList | None = None
     max_checks: PositiveInt | None = None
+    status_page: StatusPageFile | None = None
     defaults: Any = None
     plugins: dict[str, dict[str, Any] | None] | None = None
     checks: list[Any] | None = None
@@ -240,6 +244,8 @@ def _settings_values(path: Path) -> dict[str, Any]:
             value = tuple(value)
         elif name == "defaults":
             value = defaults
+        elif name == "status_page":
+            value = value.settings()
         elif name == "plugins":
             value = {k: to_plain(v) if v is not None else {} for k, v in value.items()}
         values[name] = value

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from probed._status_history import RunLog
 from probed.check import Result, Status
 from probed.spec import CheckSpec
 
@@ -67,6 +68,7 @@ class CheckState:
         "history",
         "last",
         "ok_streak",
+        "runlog",
         "runs",
         "skipped_runs",
         "spec",
@@ -76,8 +78,10 @@ class CheckState:
         "version",
     )
 
-    def __init__(self, spec: CheckSpec, history: int = 10) -> None:
+    def __init__(self, spec: CheckSpec, history: int = 10, runlog: int = 0) -> None:
         self.spec = spec
+        # the status page's compact history (probed._status_history); none while it is off
+        self.runlog = RunLog(runlog) if runlog else None
         self.last: Result | None = None
         self.status = Status.UNKNOWN
         self.up = False
@@ -107,6 +111,8 @@ class CheckState:
         self.history.append(
             (int(result.status), result.reason, message, result.duration, result.timestamp)
         )
+        if self.runlog is not None:
+            self.runlog.add(result.status, result.duration, result.timestamp)
         self.runs[result.status] += 1
         if not result.status.passed:
             self.failures[result.reason] = self.failures.get(result.reason, 0) + 1

@@ -1,0 +1,205 @@
+"""HTML pieces of the status page: what one check shows (:class:`Shown`), a row of the list, the
+page around it and the parts of a check's own page. Pure functions of their arguments; every
+text reaching HTML is escaped here, and every message is cut to its first line first."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from html import escape
+from typing import Final
+from urllib.parse import quote
+
+from probed.check import Status
+from probed.state import CheckState
+
+__all__ = [
+    "STATUSES",
+    "Shown",
+    "ago",
+    "badge",
+    "duration_text",
+    "iso",
+    "page",
+    "row_parts",
+    "shown",
+    "uptime_text",
+]
+
+STATUSES: Final = ("ok", "warn", "fail", "unknown", "pending")
+"""What the page tells, in this order in its filter; ``pending``: no verdict yet."""
+
+_ICONS: Final = {"ok": "✓", "warn": "!", "fail": "✗", "unknown": "?", "pending": "…"}
+MESSAGE_CHARS: Final = 300
+"""A message on the list is cut to this many characters (the check page shows more)."""
+DETAIL_CHARS: Final = 2000
+ASSETS: Final = "/status-assets/"
+_TRACE_MARKS: Final = ("Traceback (most recent call last)", '  File "')
+
+
+def one_line(message: str, limit: int = MESSAGE_CHARS) -> str:
+    """The first line of ``message``, never a traceback, at most ``limit`` characters."""
+    for mark in _TRACE_MARKS:
+        cut = message.find(mark)
+        if cut >= 0:
+            message = message[:cut]
+    line = message.strip().split("\n", 1)[0].strip()
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def label_of(state: CheckState) -> str:
+    """The status shown: ``pending`` until the check's first verdict (thresholds included)."""
+    if state.status is Status.UNKNOWN and state.state_changes == 0:
+        return "pending"
+    return state.status.label
+
+
+def iso(ts: float) -> str:
+    """``ts`` as an ISO 8601 UTC time (seconds)."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def ago(ts: float, now: float) -> str:
+    """How long before ``now`` ``ts`` was, shortly (``42s``, ``5m``, ``3h``, ``2d``)."""
+    if not ts:
+        return "never"
+    s = max(0, int(now - ts))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m"
+    if s < 86400:
+        return f"{s // 3600}h {s % 3600 // 60}m"
+    return f"{s // 86400}d {s % 86400 // 3600}h"
+
+
+def duration_text(seconds: float | None) -> str:
+    """A run's duration for people: ``840 µs``, ``12 ms``, ``1.25 s``."""
+    if seconds is None:
+        return "-"
+    if seconds < 0.001:
+        return f"{seconds * 1e6:.0f} µs"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    return f"{seconds:.2f} s"
+
+
+def uptime_text(uptime: float | None) -> str:
+    """``99.5%`` (never ``100.0%`` unless every run passed), or ``-`` before any run."""
+    if uptime is None:
+        return "-"
+    if uptime < 1 and uptime >= 0.9995:
+        return "99.9%"
+    return f"{uptime * 100:.1f}%" if uptime < 1 else "100%"
+
+
+def badge(label: str) -> str:
+    """A status as an icon and a word (never colour alone)."""
+    return f'<span class="badge s-{label}">{_ICONS[label]} {label}</span>'
+
+
+@dataclass(frozen=True, slots=True)
+class Shown:
+    """What the page shows of one check (already redacted and cut)."""
+
+    name: str
+    status: str
+    message: str
+    duration: float | None
+    since: float
+    uptime: float | None
+    group: str
+
+
+def shown(state: CheckState, redact: Callable[[str], str], group_by: str) -> Shown:
+    """One check as the page shows it."""
+    spec = state.spec
+    last = state.last
+    group = ""
+    for name, value in spec.labels:
+        if name == group_by:
+            group = value
+            break
+    runlog = state.runlog
+    return Shown(
+        name=spec.name,
+        status=label_of(state),
+        message=one_line(redact(last.message)) if last is not None else "",
+        duration=last.duration if last is not None else None,
+        since=state.changed_at,
+        uptime=runlog.uptime() if runlog is not None else None,
+        group=group,
+    )
+
+
+def check_href(name: str) -> str:
+    """The check page's path."""
+    return "/checks/" + quote(name, safe="")
+
+
+def row_parts(s: Shown) -> tuple[str, str]:
+    """A list row split around its "since" cell's text (which changes with the clock)."""
+    name = escape(s.name)
+    text = escape(f"{s.name} {s.group} {s.message}".lower())
+    head = (
+        f'<tr data-check="{name}" data-status="{s.status}" data-text="{text}">'
+        f'<th scope="row"><a href="{check_href(s.name)}">{name}</a></th>'
+        f'<td class="st">{badge(s.status)}</td>'
+        f'<td class="msg">{escape(s.message)}</td>'
+        f'<td class="dur">{duration_text(s.duration)}</td>'
+        f'<td class="since"><time datetime="{iso(s.since) if s.since else ""}">'
+    )
+    tail = f'</time></td><td class="up">{uptime_text(s.uptime)}</td></tr>'
+    return head, tail
+
+
+TABLE_HEAD: Final = (
+    '<table><thead><tr><th scope="col">Check</th><th scope="col">Status</th>'
+    '<th scope="col">Last message</th><th scope="col">Duration</th>'
+    '<th scope="col">Since</th><th scope="col">Uptime</th></tr></thead><tbody>'
+)
+
+
+def page(title: str, body: Iterable[str], *, refresh: float = 0, extra_head: str = "") -> str:
+    """A whole HTML document around ``body``."""
+    live = f' data-refresh="{refresh:g}" data-json="/api/v1/status"' if refresh else ""
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<meta name="color-scheme" content="light dark">'
+        f"<title>{escape(title)}</title>"
+        f'<link rel="stylesheet" href="{ASSETS}status.css">'
+        f'<script src="{ASSETS}status.js" defer></script>{extra_head}'
+        f'</head><body{live}><a class="skip" href="#main">Skip to the checks</a>'
+        + "".join(body)
+        + "</body></html>"
+    )
+
+
+def filter_form(query: str, status: str) -> str:
+    """The filter: a search box and a status menu (a plain GET form: works without JS)."""
+    options = '<option value="">any</option>' + "".join(
+        f'<option value="{s}"{" selected" if s == status else ""}>{s}</option>' for s in STATUSES
+    )
+    return (
+        '<form id="filter" class="filter" method="get" action="/" role="search">'
+        '<label for="q">Filter checks</label>'
+        f'<input id="q" name="q" type="search" value="{escape(query)}" '
+        'placeholder="name, group or message" autocomplete="off">'
+        '<label for="status">Status</label>'
+        f'<select id="status" name="status">{options}</select>'
+        '<button type="submit">Apply</button></form>'
+    )
+
+
+def summary(counts: dict[str, int], total: int, now: float) -> str:
+    """``12 checks: 10 ok, 2 fail`` and the time of the answer (a live region)."""
+    parts = ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts.get(s))
+    return (
+        f'<p id="summary" class="summary" role="status" aria-live="polite">'
+        f'<span id="counts">{total} checks{": " + parts if parts else ""}</span> · '
+        f'updated <time id="updated" datetime="{iso(now)}">'
+        f"{time.strftime('%H:%M:%S', time.gmtime(now))} UTC</time></p>"
+    )
