@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -34,6 +33,7 @@ from probed.redact import MASK, option_secrets
 from probed.testing import run_check
 from tests.harness import probed_logs, running_daemon, wait_for, write
 from tests.servers._stub import Handler, stub_server
+from tests.servers._web import serve_app
 from tests.servers.blackbox import BlackboxExporter
 from tests.servers.proxy import Squid, Tinyproxy
 from tests.servers.tls import TlsFiles
@@ -59,32 +59,23 @@ async def _moved(request: web.Request) -> web.Response:
     raise web.HTTPFound("/")
 
 
-@contextlib.asynccontextmanager
-async def target(ssl_context: Any = None) -> AsyncIterator[str]:
-    """An aiohttp target on a random loopback port (``/`` and ``/moved``); yields its URL."""
+def target_app() -> web.Application:
+    """The target: ``/`` (JSON, echoing the ``Via`` it saw) and ``/moved`` (302 to ``/``)."""
     app = web.Application()
     app.router.add_get("/", _hello)
     app.router.add_get("/moved", _moved)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
-    await site.start()
-    scheme = "https" if ssl_context else "http"
-    try:
-        yield f"{scheme}://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
+    return app
 
 
 @pytest.fixture
 async def http_url() -> AsyncIterator[str]:
-    async with target() as url:
+    async with serve_app(target_app()) as url:
         yield url
 
 
 @pytest.fixture
 async def https_url(tls_files: TlsFiles) -> AsyncIterator[str]:
-    async with target(tls_files.server_context()) as url:
+    async with serve_app(target_app(), ssl_context=tls_files.server_context()) as url:
         yield url
 
 

@@ -25,13 +25,13 @@ import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Final
+from typing import Any, Final, TypeVar
 
 import pytest
 
 from tests.servers._util import free_port, port_open, require_binary, stop_process, wait_until
 
-__all__ = ["Squid", "Tinyproxy"]
+__all__ = ["ProxyProcess", "Squid", "Tinyproxy"]
 
 _BINARY: Final = "/usr/bin/tinyproxy"
 _HINT: Final = "apt-get install -y tinyproxy"
@@ -40,21 +40,62 @@ _SQUID_HINT: Final = "apt-get install -y squid"
 _NCSA: Final = "/usr/lib/squid/basic_ncsa_auth"
 
 
-class Tinyproxy:
-    """One tinyproxy process listening on ``127.0.0.1:port``."""
+class ProxyProcess:
+    """A proxy process listening on ``127.0.0.1:port``, its config and log in ``root``."""
+
+    name: str = "proxy"
+
+    def __init__(self, root: Path, log: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.root = root
+        self.log = root / log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def _start(self, argv: list[str], config: list[str]) -> None:
+        path = self.root / f"{self.name}.conf"
+        path.write_text("\n".join(config) + "\n")
+        self.process = subprocess.Popen(
+            [*argv, str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+        )
+        try:
+            wait_until(self._up, timeout=15, what=f"{self.name} on port {self.port}")
+        except (TimeoutError, RuntimeError):
+            self.stop()
+            raise
+
+    def _up(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(f"{self.name} exited {self.process.returncode}:\n{self.log_text()}")
+        return port_open("127.0.0.1", self.port)
+
+    def log_text(self) -> str:
+        """What the proxy logged so far."""
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def stop(self) -> None:
+        """Stop the proxy (idempotent)."""
+        stop_process(self.process)
+        self.process = None
+
+
+class Tinyproxy(ProxyProcess):
+    """One tinyproxy process."""
+
+    name = "tinyproxy"
 
     def __init__(
         self,
         binary: str,
         root: Path,
-        auth: tuple[str, str] | None,
-        allow: str,
-        connect_ports: tuple[int, ...],
+        *,
+        auth: tuple[str, str] | None = None,
+        allow: str = "127.0.0.1",
+        connect_ports: tuple[int, ...] = (),
     ) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = root / "tinyproxy.log"
-        lines = [
+        super().__init__(root, "tinyproxy.log")
+        config = [
             f"Port {self.port}",
             "Listen 127.0.0.1",
             "Timeout 10",
@@ -64,155 +105,71 @@ class Tinyproxy:
             f"Allow {allow}",
         ]
         if auth is not None:
-            lines.append(f"BasicAuth {auth[0]} {auth[1]}")
-        lines += [f"ConnectPort {port}" for port in connect_ports]
-        config = root / "tinyproxy.conf"
-        config.write_text("\n".join(lines) + "\n")
-        self.process: subprocess.Popen[bytes] | None = subprocess.Popen(
-            [binary, "-d", "-c", str(config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            wait_until(self._up, timeout=10, what=f"tinyproxy on port {self.port}")
-        except (TimeoutError, RuntimeError):
-            self.stop()
-            raise
-
-    def _up(self) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            raise RuntimeError(f"tinyproxy exited {self.process.returncode}:\n{self.log_text()}")
-        return port_open("127.0.0.1", self.port)
-
-    def log_text(self) -> str:
-        """What tinyproxy logged so far."""
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def stop(self) -> None:
-        """Stop the proxy (idempotent)."""
-        stop_process(self.process)
-        self.process = None
+            config.append(f"BasicAuth {auth[0]} {auth[1]}")
+        config += [f"ConnectPort {port}" for port in connect_ports]
+        self._start([binary, "-d", "-c"], config)
 
 
-ProxyFactory = Callable[..., Tinyproxy]
+class Squid(ProxyProcess):
+    """One squid process (no cache, no disk)."""
 
+    name = "squid"
 
-@pytest.fixture
-def tinyproxy() -> Iterator[ProxyFactory]:
-    """Factory: start tinyproxy (``auth``, ``allow``, ``connect_ports`` keywords)."""
-    binary = require_binary(_BINARY, _HINT)
-    started: list[Tinyproxy] = []
-    with tempfile.TemporaryDirectory(prefix="probed-proxy-") as tmp:
-
-        def start(
-            *,
-            auth: tuple[str, str] | None = None,
-            allow: str = "127.0.0.1",
-            connect_ports: tuple[int, ...] = (),
-        ) -> Tinyproxy:
-            root = Path(tmp) / str(len(started))
-            root.mkdir()
-            proxy = Tinyproxy(binary, root, auth, allow, connect_ports)
-            started.append(proxy)
-            return proxy
-
-        try:
-            yield start
-        finally:
-            for proxy in started:
-                proxy.stop()
-
-
-class Squid:
-    """One squid process (no cache, no disk) listening on ``127.0.0.1:port``."""
-
-    def __init__(self, binary: str, root: Path, deny: bool, auth: tuple[str, str] | None) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+    def __init__(
+        self, binary: str, root: Path, *, deny: bool = False, auth: tuple[str, str] | None = None
+    ) -> None:
         root.chmod(0o777)  # squid drops to the proxy user and writes its log here
-        self.log = root / "cache.log"
+        super().__init__(root, "cache.log")
         access = ["http_access deny all" if deny else "http_access allow localhost"]
         if auth is not None:
             access = [
-                f"auth_param basic program {_NCSA} {self._password_file(root, *auth)}",
+                f"auth_param basic program {_NCSA} {self._password_file(*auth)}",
                 "auth_param basic children 1 startup=1",
                 "auth_param basic realm probed",
                 "acl users proxy_auth REQUIRED",
                 "http_access deny !users",  # an auth ACL last on a deny line: 407, not 403
                 *access,
             ]
-        config = root / "squid.conf"
-        config.write_text(
-            "\n".join(
-                [
-                    f"http_port 127.0.0.1:{self.port}",
-                    "pid_filename none",
-                    f"cache_log {self.log}",
-                    "access_log none",
-                    "cache deny all",
-                    "cache_mem 8 MB",
-                    f"coredump_dir {root}",
-                    "shutdown_lifetime 0 seconds",
-                    *access,
-                    "http_access deny all",
-                ]
-            )
-            + "\n"
-        )
-        self.process: subprocess.Popen[bytes] | None = subprocess.Popen(
-            [binary, "-N", "-f", str(config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            wait_until(self._up, timeout=15, what=f"squid on port {self.port}")
-        except (TimeoutError, RuntimeError):
-            self.stop()
-            raise
+        config = [
+            f"http_port 127.0.0.1:{self.port}",
+            "pid_filename none",
+            f"cache_log {self.log}",
+            "access_log none",
+            "cache deny all",
+            "cache_mem 8 MB",
+            f"coredump_dir {root}",
+            "shutdown_lifetime 0 seconds",
+            *access,
+            "http_access deny all",
+        ]
+        self._start([binary, "-N", "-f"], config)
 
-    @staticmethod
-    def _password_file(root: Path, user: str, password: str) -> Path:
-        crypted = (
-            subprocess.run(
-                ["openssl", "passwd", "-1", "-stdin"],
-                input=password.encode(),
-                capture_output=True,
-                check=True,
-            )
-            .stdout.decode()
-            .strip()
+    def _password_file(self, user: str, password: str) -> Path:
+        done = subprocess.run(
+            ["openssl", "passwd", "-1", "-stdin"],
+            input=password.encode(),
+            capture_output=True,
+            check=True,
         )
-        path = root / "passwords"
-        path.write_text(f"{user}:{crypted}\n")
+        path = self.root / "passwords"
+        path.write_text(f"{user}:{done.stdout.decode().strip()}\n")
         path.chmod(0o644)
         return path
 
-    def _up(self) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            log = self.log.read_text(errors="replace") if self.log.exists() else ""
-            raise RuntimeError(f"squid exited {self.process.returncode}:\n{log}")
-        return port_open("127.0.0.1", self.port)
 
-    def stop(self) -> None:
-        """Stop the proxy (idempotent)."""
-        stop_process(self.process)
-        self.process = None
+ProxyT = TypeVar("ProxyT", bound=ProxyProcess)
 
 
-@pytest.fixture
-def squid() -> Iterator[Callable[..., Squid]]:
-    """Factory: start squid (``deny`` and ``auth`` keywords)."""
-    binary = require_binary(_SQUID, _SQUID_HINT)
-    started: list[Squid] = []
-    with tempfile.TemporaryDirectory(prefix="probed-squid-") as tmp:
+def _factory(kind: Callable[..., ProxyT], path: str, hint: str) -> Iterator[Callable[..., ProxyT]]:
+    binary = require_binary(path, hint)
+    started: list[ProxyT] = []
+    with tempfile.TemporaryDirectory(prefix="probed-proxy-") as tmp:
         Path(tmp).chmod(0o755)
 
-        def start(*, deny: bool = False, auth: tuple[str, str] | None = None) -> Squid:
+        def start(**options: Any) -> ProxyT:
             root = Path(tmp) / str(len(started))
             root.mkdir()
-            proxy = Squid(binary, root, deny, auth)
+            proxy = kind(binary, root, **options)
             started.append(proxy)
             return proxy
 
@@ -221,3 +178,15 @@ def squid() -> Iterator[Callable[..., Squid]]:
         finally:
             for proxy in started:
                 proxy.stop()
+
+
+@pytest.fixture
+def tinyproxy() -> Iterator[Callable[..., Tinyproxy]]:
+    """Factory: start tinyproxy (``auth``, ``allow``, ``connect_ports`` keywords)."""
+    yield from _factory(Tinyproxy, _BINARY, _HINT)
+
+
+@pytest.fixture
+def squid() -> Iterator[Callable[..., Squid]]:
+    """Factory: start squid (``deny`` and ``auth`` keywords)."""
+    yield from _factory(Squid, _SQUID, _SQUID_HINT)
