@@ -234,7 +234,7 @@ class TlsCheck(Check[TlsCheckOptions]):
             try:
                 await writer.start_tls(ctx, server_hostname=self.server_name)
             except (ssl.SSLError, OSError, EOFError) as exc:
-                failure = _HandshakeError(Reason.TLS, describe_ssl_error(exc))
+                failure = _HandshakeError(Reason.TLS, _own_option_names(describe_ssl_error(exc)))
                 failure.ssl_error = exc
                 raise failure from None
             finally:
@@ -322,6 +322,11 @@ class TlsCheck(Check[TlsCheckOptions]):
                 who = f"{chain.role(earliest)} {earliest.describe()}"
                 return Result(status, reason, f"{self.where}: {who}: {text}; {summary}", **kw)
         return Result(Status.OK, "", summary, **kw)
+
+
+def _own_option_names(text: str) -> str:
+    """The shared TLS hints name the ``tls:`` block of other types; here its keys are top-level."""
+    return text.replace("tls.ca_file", "ca_file").replace("tls.verify", "verify")
 
 
 def _figures(chain: Chain) -> tuple[dict[str, float], tuple[Sample, ...]]:

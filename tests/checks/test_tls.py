@@ -206,7 +206,9 @@ async def test_self_signed_fails_unless_verify_is_off(tls_chains: TlsChains) -> 
         verified = await run_check(TlsCheck, address=f"127.0.0.1:{port}")
         unverified = await run_check(TlsCheck, address=f"127.0.0.1:{port}", verify=False)
     assert (verified.status, verified.reason) == (Status.FAIL, Reason.TLS)
-    assert "self-signed certificate (set tls.ca_file" in verified.message
+    assert "self-signed certificate (set ca_file to trust it, or verify: false)" in (
+        verified.message
+    )
     assert unverified.status is Status.OK, unverified.message
     assert "chain not verified (verify: false): leaf CN=probed test leaf until" in (
         unverified.message
