@@ -11,7 +11,8 @@
   and dropped when the target answers 401. The token response is bounded
   (:data:`MAX_TOKEN_RESPONSE`).
 - A token that cannot be had fails the run with reason ``auth`` and a message naming the token
-  endpoint, its status and OAuth2 ``error``: the target is not blamed. Neither the secret nor the
+  endpoint, its status and OAuth2 ``error``: the target is not blamed (and the run reports no
+  phases: the token endpoint's timings are not the target's). Neither the secret nor the
   token is ever shown: the secret is an option secret (masked everywhere by
   :mod:`probed.redact`), and the token, which only this check knows, is masked out of the run's
   message here (a target echoing it).
@@ -204,7 +205,6 @@ class TokenSource:
             raise ProbeError(
                 Reason.AUTH,
                 self._redact(f"OAuth2 token endpoint {self.url}: {exc.detail} ({exc.reason})"),
-                exc.phases,
             ) from None
 
     def _accept(self, response: HttpResponse, started: float) -> None:
@@ -221,12 +221,10 @@ class TokenSource:
                 if isinstance(data.get("error_description"), str):
                     detail += f" ({_excerpt(data['error_description'])})"
             hint = " (wrong client_id or client_secret?)" if response.status in (400, 401) else ""
-            raise ProbeError(Reason.AUTH, self._redact(where + detail + hint), response.phases)
+            raise ProbeError(Reason.AUTH, self._redact(where + detail + hint))
         token = data.get("access_token") if isinstance(data, dict) else None
         if not isinstance(token, str) or not token or any(c in token for c in "\r\n"):
-            raise ProbeError(
-                Reason.AUTH, f"{where} without an access_token in a JSON object", response.phases
-            )
+            raise ProbeError(Reason.AUTH, f"{where} without an access_token in a JSON object")
         token_type = data.get("token_type")
         if not isinstance(token_type, str) or not token_type or token_type.lower() == "bearer":
             token_type = "Bearer"
