@@ -19,6 +19,7 @@ from probed.checks.http import HttpCheck, HttpOptions, parse_status_codes
 from probed.options import parse_size
 from probed.testing import make_spec, run_check
 from tests._require import ipv6_loopback, requires
+from tests.servers._web import serve_app
 from tests.servers.tls import TlsFiles
 
 PASSWORD = "s3cr3t-pa55word"
@@ -108,17 +109,8 @@ async def serve(
     host: str = "127.0.0.1", ssl_context: Any = None, app: web.Application | None = None
 ) -> AsyncIterator[str]:
     """Run the test app on a random loopback port; yield its base URL."""
-    runner = web.AppRunner(app or make_app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, 0, ssl_context=ssl_context)
-    await site.start()
-    port = runner.addresses[0][1]
-    scheme = "https" if ssl_context else "http"
-    shown = f"[{host}]" if ":" in host else host
-    try:
-        yield f"{scheme}://{shown}:{port}"
-    finally:
-        await runner.cleanup()
+    async with serve_app(app or make_app(), host=host, ssl_context=ssl_context) as url:
+        yield url
 
 
 @contextlib.asynccontextmanager
