@@ -149,7 +149,7 @@ def check_page(state: CheckState, redact: Callable[[str], str], title: str) -> s
     )
     name = escape(spec.name)
     body = (
-        f'<header><nav><a href="/">← {escape(title)}</a></nav><h1>{name}</h1></header>',
+        f'<header><nav><a href="../">← {escape(title)}</a></nav><h1>{name}</h1></header>',
         f'<main id="main" data-check="{name}" data-status="{label}">',
         f'<section aria-labelledby="h-state"><h2 id="h-state">State</h2>{_dl(facts)}</section>',
         f'<section aria-labelledby="h-last"><h2 id="h-last">Last run</h2>{latest}</section>',
@@ -159,4 +159,4 @@ def check_page(state: CheckState, redact: Callable[[str], str], title: str) -> s
         f'<section aria-labelledby="h-runs"><h2 id="h-runs">Recent runs</h2>{recent}</section>',
         "</main>",
     )
-    return page(f"{spec.name} · {title}", body)
+    return page(f"{spec.name} · {title}", body, root="../")

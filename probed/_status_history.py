@@ -32,8 +32,8 @@ class RunLog:
         if not 1 <= length <= MAX_RUNS:
             raise ValueError(f"a run log keeps 1 to {MAX_RUNS} runs, not {length}")
         self._statuses = bytearray(length)
-        self._durations = array("f", bytes(4 * length))
-        self._times = array("I", bytes(4 * length))
+        self._durations = array("f", (0.0,)) * length  # repetition allocates exactly
+        self._times = array("I", (0,)) * length
         self._next = 0
         self._size = 0
 

@@ -35,7 +35,6 @@ _ICONS: Final = {"ok": "✓", "warn": "!", "fail": "✗", "unknown": "?", "pendi
 MESSAGE_CHARS: Final = 300
 """A message on the list is cut to this many characters (the check page shows more)."""
 DETAIL_CHARS: Final = 2000
-ASSETS: Final = "/status-assets/"
 _TRACE_MARKS: Final = ("Traceback (most recent call last)", '  File "')
 
 
@@ -51,7 +50,11 @@ def one_line(message: str, limit: int = MESSAGE_CHARS) -> str:
 
 def label_of(state: CheckState) -> str:
     """The status shown: ``pending`` until the check's first verdict (thresholds included)."""
-    if state.status is Status.UNKNOWN and state.state_changes == 0:
+    if (
+        state.status is Status.UNKNOWN
+        and state.state_changes == 0
+        and state.fail_streak < state.spec.failure_threshold  # not down with unknown
+    ):
         return "pending"
     return state.status.label
 
@@ -135,8 +138,9 @@ def shown(state: CheckState, redact: Callable[[str], str], group_by: str) -> Sho
 
 
 def check_href(name: str) -> str:
-    """The check page's path."""
-    return "/checks/" + quote(name, safe="")
+    """The check page's path, relative to the list's (links are relative, so the page works
+    behind a reverse proxy that serves probed under a path prefix)."""
+    return "checks/" + quote(name, safe="")
 
 
 def row_parts(s: Shown) -> tuple[str, str]:
@@ -162,16 +166,18 @@ TABLE_HEAD: Final = (
 )
 
 
-def page(title: str, body: Iterable[str], *, refresh: float = 0, extra_head: str = "") -> str:
-    """A whole HTML document around ``body``."""
-    live = f' data-refresh="{refresh:g}" data-json="/api/v1/status"' if refresh else ""
+def page(title: str, body: Iterable[str], *, root: str = "", refresh: float = 0) -> str:
+    """A whole HTML document around ``body``; ``root`` leads from its path to the list's
+    (``../`` on a check page)."""
+    live = f' data-refresh="{refresh:g}" data-json="{root}api/v1/status"' if refresh else ""
+    assets = f"{root}status-assets/"
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         '<meta name="color-scheme" content="light dark">'
         f"<title>{escape(title)}</title>"
-        f'<link rel="stylesheet" href="{ASSETS}status.css">'
-        f'<script src="{ASSETS}status.js" defer></script>{extra_head}'
+        f'<link rel="stylesheet" href="{assets}status.css">'
+        f'<script src="{assets}status.js" defer></script>'
         f'</head><body{live}><a class="skip" href="#main">Skip to the checks</a>'
         + "".join(body)
         + "</body></html>"
@@ -184,7 +190,7 @@ def filter_form(query: str, status: str) -> str:
         f'<option value="{s}"{" selected" if s == status else ""}>{s}</option>' for s in STATUSES
     )
     return (
-        '<form id="filter" class="filter" method="get" action="/" role="search">'
+        '<form id="filter" class="filter" method="get" action="./" role="search">'
         '<label for="q">Filter checks</label>'
         f'<input id="q" name="q" type="search" value="{escape(query)}" '
         'placeholder="name, group or message" autocomplete="off">'

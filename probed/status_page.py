@@ -187,7 +187,7 @@ def render_list(views: PageViews, cache: PageCache, query: str = "", status: str
         '<div id="groups">',
         *sections,
         "</div></main>",
-        '<footer><a href="/api/v1/status">JSON</a> · <a href="/metrics">metrics</a></footer>',
+        '<footer><a href="api/v1/status">JSON</a> · <a href="metrics">metrics</a></footer>',
     )
     return page(title, body, refresh=settings.refresh)
 
@@ -209,8 +209,9 @@ def status_routes(
                 v.settings.title,
                 (
                     '<main id="main"><h1>No such check</h1><p>No public check has this name. '
-                    '<a href="/">Back to the list</a>.</p></main>',
+                    '<a href="../">Back to the list</a>.</p></main>',
                 ),
+                root="../",
             )
             return _html(body, status=404)
         return _html(check_page(state, v.redact, v.settings.title))

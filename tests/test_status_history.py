@@ -1,0 +1,70 @@
+"""The status page's compact run history (:class:`probed._status_history.RunLog`) and how a
+check's state feeds it."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from probed._status_history import MAX_RUNS, RunLog
+from probed.check import Result, Status
+from probed.state import CheckState
+from probed.testing import make_spec
+from tests.fakes import ScriptCheck
+
+
+def test_a_run_log_keeps_the_last_runs_oldest_first_when_it_wraps() -> None:
+    log = RunLog(3)
+    assert list(log) == [] and log.uptime() is None and len(log) == 0
+    for i, status in enumerate((Status.OK, Status.FAIL, Status.WARN, Status.UNKNOWN, Status.OK)):
+        log.add(status, 0.25 * i, 1_700_000_000 + i)
+    assert list(log) == [
+        (Status.WARN, 0.5, 1_700_000_002),
+        (Status.UNKNOWN, 0.75, 1_700_000_003),
+        (Status.OK, 1.0, 1_700_000_004),
+    ]
+    assert len(log) == 3 and log.length == 3
+    assert log.uptime() == pytest.approx(2 / 3)  # warn and ok passed, unknown did not
+    assert log.counts() == (1, 1, 0, 1)
+
+
+def test_a_run_log_clamps_what_does_not_fit_its_arrays() -> None:
+    log = RunLog(2)
+    log.add(Status.OK, -1.0, -5)
+    log.add(Status.FAIL, float("inf"), 2.0**40)
+    (_, d1, t1), (_, d2, t2) = list(log)
+    assert (d1, t1) == (0.0, 0) and d2 == pytest.approx(3.0e38, rel=1e-6) and t2 == 0xFFFFFFFF
+
+
+def test_a_run_log_refuses_a_length_out_of_bounds() -> None:
+    for length in (0, MAX_RUNS + 1):
+        with pytest.raises(ValueError, match="keeps 1 to 10000 runs"):
+            RunLog(length)
+
+
+def test_a_run_log_costs_nine_bytes_a_run_plus_a_fixed_overhead() -> None:
+    log = RunLog(1000)
+    arrays = sum(sys.getsizeof(a) for a in (log._statuses, log._durations, log._times))
+    assert 9000 <= arrays <= 9000 + 300
+    assert not hasattr(log, "__dict__")
+
+
+def test_a_state_feeds_its_run_log_only_when_it_has_one() -> None:
+    spec = make_spec(ScriptCheck, name="c")
+    off = CheckState(spec, history=5)
+    on = CheckState(spec, history=5, runlog=4)
+    for state in (off, on):
+        state.record(Result.ok(duration=0.1, timestamp=1_700_000_000.5))
+        state.record(Result.fail("timeout", "slow", duration=2.0, timestamp=1_700_000_010.0))
+    assert off.runlog is None
+    assert on.runlog is not None
+    assert list(on.runlog) == [(Status.OK, pytest.approx(0.1), 1_700_000_000),
+                               (Status.FAIL, 2.0, 1_700_000_010)]  # fmt: skip
+    assert on.runlog.uptime() == 0.5
+
+
+def test_a_run_log_is_extended_from_saved_runs() -> None:
+    log = RunLog(2)
+    log.extend([(0, 0.1, 10.0), (2, 0.2, 20.0), (1, 0.3, 30.0)])
+    assert [(s, t) for s, _, t in log] == [(2, 20), (1, 30)]
