@@ -41,6 +41,7 @@ from probed.checks._net import (
 from probed.checks._reasons import PROXY, PROXY_AUTH, REDIRECT_REFUSED
 from probed.checks._tls import CertInfo
 from probed.phase import set_phase
+from probed.redact import MASK, MIN_SECRET_LENGTH
 
 __all__ = ["MAX_REPLY", "NoProxy", "Proxy", "ProxyConfig", "ProxyOptions", "proxy_config"]
 
@@ -169,15 +170,22 @@ class Proxy:
     port: int
     authorization: str | None = None
     connect_headers: tuple[tuple[str, str], ...] = ()
+    secrets: tuple[str, ...] = ()
+    """Masked in whatever of the proxy's reply a message quotes (a hostile proxy may echo
+    them, and a proxy from the environment is unknown to the daemon's redactor)."""
 
     @classmethod
     def from_url(cls, url: SecretUrl, connect_headers: tuple[tuple[str, str], ...]) -> Proxy:
         """The proxy of a validated ``proxy_url`` (Basic credentials from its userinfo)."""
         auth = None
+        secrets = [value for _, value in connect_headers]
         if url.username is not None:
-            raw = f"{url.username}:{url.password or ''}".encode()
-            auth = "Basic " + base64.b64encode(raw).decode("ascii")
-        return cls(url.host, url.port or 80, auth, connect_headers)
+            plain = f"{url.username}:{url.password or ''}"
+            token = base64.b64encode(plain.encode()).decode("ascii")
+            auth = "Basic " + token
+            secrets += [token, plain, url.password or ""]
+        found = sorted({s for s in secrets if len(s) >= MIN_SECRET_LENGTH}, key=len, reverse=True)
+        return cls(url.host, url.port or 80, auth, connect_headers, tuple(found))
 
     @property
     def endpoint(self) -> str:
@@ -206,7 +214,7 @@ class Proxy:
 
         :raises ProbeError: reason ``proxy_auth`` or ``proxy``, naming the proxy and status.
         """
-        text = f"{status} {_printable(reason)}".rstrip()
+        text = f"{status} {self._quote(reason)}".rstrip()
         connect = what.startswith("CONNECT")
         if status == 407 or (connect and status == 401):  # tinyproxy answers CONNECT with 401
             sent = "refused the credentials sent" if self.authorization else "asks for credentials"
@@ -224,7 +232,7 @@ class Proxy:
                     raise ProbeError(
                         PROXY,
                         f"proxy {self.endpoint} answered {what} itself with {text} "
-                        f"({name}: {_printable(value.encode('latin-1'), 60)})",
+                        f"({name}: {self._quote(value.encode('latin-1'), 60)})",
                         phases,
                     )
 
@@ -296,6 +304,13 @@ class Proxy:
             transport.abort()
             raise
         return tls_transport, protocol, cert
+
+    def _quote(self, data: bytes, limit: int = 80) -> str:
+        """Part of the proxy's reply for a message: printable, bounded, secrets masked."""
+        text = data.decode("latin-1")
+        for secret in self.secrets:
+            text = text.replace(secret, MASK)
+        return _printable(text.encode("latin-1", "replace"), limit)
 
     def _connect_request(self, target: str) -> bytes:
         lines = [f"CONNECT {target} HTTP/1.1", f"Host: {target}"]

@@ -32,7 +32,7 @@ from probed.checks.json_api import JsonApiCheck
 from probed.redact import MASK, option_secrets
 from probed.testing import run_check
 from tests.harness import probed_logs, running_daemon, wait_for, write
-from tests.servers._stub import Handler, stub_server
+from tests.servers._stub import Handler, silent, stub_server
 from tests.servers._web import serve_app
 from tests.servers.blackbox import BlackboxExporter
 from tests.servers.proxy import Squid, Tinyproxy
@@ -98,7 +98,8 @@ def assert_no_secret(result: Result) -> None:
 async def probe(url: str, tls_files: TlsFiles, **options: Any) -> Result:
     if url.startswith("https"):
         options.setdefault("tls", {"ca_file": tls_files.ca_file})
-    result = await run_check(HttpCheck, url=f"{url}/", **options)
+    timeout = options.pop("timeout", 5.0)
+    result = await run_check(HttpCheck, url=f"{url}/", timeout=timeout, **options)
     assert_no_secret(result)
     return result
 
@@ -388,6 +389,30 @@ async def test_an_unusable_proxy_in_the_environment_fails_each_run_with_reason_p
     assert "http_proxy" in result.message
     assert "socks proxies are not supported" in result.message
     assert_no_secret(result)
+
+
+async def test_credentials_of_an_environment_proxy_echoed_back_are_masked_in_the_message(
+    http_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A proxy from the environment is not in the options: the daemon's redactor does not know
+    # its password, so the proxy masks its own secrets in what it quotes of the reply.
+    async with stub_server(echoing_proxy(407)) as port:
+        monkeypatch.setenv("http_proxy", f"http://{USER}:{ENCODED}@127.0.0.1:{port}")
+        result = await run_check(HttpCheck, url=f"{http_url}/", proxy_from_environment=True)
+    assert (result.status, result.reason) == (Status.FAIL, PROXY_AUTH), result.message
+    assert f"(407 Basic {MASK} to GET" in result.message
+    assert_no_secret(result)
+
+
+async def test_a_silent_proxy_times_out_naming_the_proxy(
+    https_url: str, tls_files: TlsFiles
+) -> None:
+    async with stub_server(silent) as port:
+        result = await probe(
+            https_url, tls_files, proxy_url=f"http://127.0.0.1:{port}", timeout=0.5
+        )
+    assert (result.status, result.reason) == (Status.FAIL, "timeout"), result.message
+    assert f"while waiting for proxy 127.0.0.1:{port} to CONNECT" in result.message
 
 
 # -- options ----------------------------------------------------------------------------------
