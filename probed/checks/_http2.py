@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
@@ -44,7 +44,6 @@ from probed.phase import set_phase
 if TYPE_CHECKING:
     from h2.connection import H2Connection
 
-    from probed.checks._httpclient import HttpRequest, Url
     from probed.checks._httpparse import ResponseProtocol
 
 __all__ = [
@@ -196,14 +195,15 @@ class _Status:
 
 
 def request_headers(
-    request: HttpRequest, url: Url, method: str, body: bytes, with_auth: bool
+    method: str,
+    url: tuple[str, str, str],
+    pairs: Iterable[tuple[str, str]],
+    body: bytes,
+    user_agent: str,
 ) -> list[tuple[str, str]]:
-    """The HTTP/2 header list of one hop: pseudo-headers, then the request's own headers
-    (lower case, connection-specific ones left out), the secret ones only to the origin."""
-    pairs = list(request.headers)
-    if with_auth:
-        pairs.extend(request.auth_headers)
-    authority = url.authority
+    """The HTTP/2 header list of one hop to ``url`` (scheme, authority, target): pseudo-headers,
+    then ``pairs`` (lower case, connection-specific ones left out) and the defaults."""
+    scheme, authority, target = url
     fields: list[tuple[str, str]] = []
     names = set()
     for name, value in pairs:
@@ -214,12 +214,10 @@ def request_headers(
             continue
         names.add(lname)
         fields.append((lname, value))
-    head = [(":method", method), (":scheme", url.scheme), (":authority", authority)]
-    head.append((":path", url.target))
-    from probed.checks._httpclient import USER_AGENT  # a cycle: _httpclient imports this
-
+    head = [(":method", method), (":scheme", scheme), (":authority", authority)]
+    head.append((":path", target))
     if "user-agent" not in names:
-        fields.append(("user-agent", USER_AGENT))
+        fields.append(("user-agent", user_agent))
     if "accept" not in names:
         fields.append(("accept", "*/*"))
     if body or method in ("POST", "PUT", "PATCH"):

@@ -322,7 +322,9 @@ async def _fetch_once(
         )
     try:
         if isinstance(proto, Http2Switch):
-            fields = request_headers(request, url, method, body, same_origin)
+            pairs = request.headers + request.auth_headers if same_origin else request.headers
+            target = (url.scheme, url.authority, url.target)
+            fields = request_headers(method, target, pairs, body, USER_AGENT)
 
             def h2() -> H2Response:
                 if config.compression is not None:
