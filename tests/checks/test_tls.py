@@ -256,7 +256,7 @@ async def test_plain_tcp_server_is_a_tls_failure_not_a_hang(tls_chains: TlsChain
         await writer.drain()
         await reader.read()
 
-    async with serve(banner, None) as port:
+    async with serve(banner) as port:
         result = await run_check(TlsCheck, address=f"127.0.0.1:{port}", timeout=3)
     assert (result.status, result.reason) == (Status.FAIL, Reason.TLS), result.message
     assert "did not answer with TLS" in result.message or "handshake failed" in result.message
@@ -275,7 +275,7 @@ async def test_silent_server_times_out_naming_the_phase() -> None:
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read()
 
-    async with serve(silent, None) as port:
+    async with serve(silent) as port:
         handshake = await run_check(TlsCheck, address=f"127.0.0.1:{port}", timeout=0.4)
         greeting = await run_check(
             TlsCheck, address=f"127.0.0.1:{port}", starttls="smtp", timeout=0.4
@@ -390,7 +390,7 @@ async def test_endless_greeting_line_is_cut_at_the_line_limit() -> None:
         await writer.drain()
         await reader.read()
 
-    async with serve(endless, None) as port:
+    async with serve(endless) as port:
         result = await run_check(TlsCheck, address=f"127.0.0.1:{port}", starttls="ftp")
     assert (result.status, result.reason) == (Status.FAIL, Reason.PROTOCOL), result.message
     assert "a line longer than 4096 bytes in the FTP greeting" in result.message

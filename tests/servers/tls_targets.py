@@ -1,5 +1,5 @@
 """TLS targets for the ``tls`` check's tests: certificate chains with chosen expiry dates, plain
-TLS servers, STARTTLS servers (aiosmtpd for SMTP; small asyncio servers speaking the IMAP, POP3,
+TLS servers, STARTTLS servers (aiosmtpd for SMTP; small threaded servers speaking the IMAP, POP3,
 FTP and LDAP exchanges before a real handshake) and PostgreSQL with ``ssl = on``.
 
 Chains are built with ``cryptography`` (trustme's CAs have no common name and no settable
@@ -13,7 +13,9 @@ Fixtures:
 - ``tls_postgres``: a throwaway PostgreSQL with ``ssl = on`` serving a valid chain, made with
   ``postgres_factory`` (so the shared server keeps ``ssl = off``).
 
-:func:`tls_server` and :func:`starttls_server` are async context managers yielding the port.
+:func:`tls_server` and :func:`starttls_server` (threads with blocking sockets, one connection
+at a time) and :func:`serve` (an asyncio plain-text server for stubs that misbehave) are async
+context managers yielding the port.
 """
 
 from __future__ import annotations
@@ -230,11 +232,10 @@ def tls_chains(tmp_path_factory: pytest.TempPathFactory) -> TlsChains:
 @contextlib.asynccontextmanager
 async def serve(
     handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any],
-    ssl_context: ssl.SSLContext | None,
     host: str = "127.0.0.1",
 ) -> AsyncIterator[int]:
-    """Serve ``handler`` (plain, or TLS with ``ssl_context``) on a random port; yield it. At
-    exit every connection is aborted and its handler awaited."""
+    """Serve plain-text ``handler`` with asyncio on a random port; yield it. At exit every
+    connection is aborted and its handler awaited."""
     tasks: set[asyncio.Task[Any]] = set()
     writers: set[asyncio.StreamWriter] = set()
 
@@ -245,13 +246,12 @@ async def serve(
         writers.add(writer)
         try:
             await handler(reader, writer)
-        except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError):
+        except (ConnectionError, asyncio.IncompleteReadError):
             pass  # the probe hangs up as soon as it has its answer
         finally:
-            # abort, not close: a graceful TLS close outlives the test's event loop.
             writer.transport.abort()
 
-    server = await asyncio.start_server(wrapped, host, 0, ssl=ssl_context)
+    server = await asyncio.start_server(wrapped, host, 0)
     try:
         yield server.sockets[0].getsockname()[1]
     finally:
@@ -261,17 +261,6 @@ async def serve(
             writer.transport.abort()
         await asyncio.gather(*tasks, return_exceptions=True)
         await server.wait_closed()
-
-
-async def _hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await reader.read()  # until the probe hangs up
-
-
-@contextlib.asynccontextmanager
-async def tls_server(ctx: ssl.SSLContext, host: str = "127.0.0.1") -> AsyncIterator[int]:
-    """A plain TLS server (handshake, then hold the connection) on a random port."""
-    async with serve(_hold, ctx, host) as port:
-        yield port
 
 
 _LDAP_OK: Final = bytes.fromhex("300c02010178070a010004000400")
@@ -315,7 +304,9 @@ def _speak(kind: str, refuse: bool, conn: socket.socket) -> bool:
     return not refuse
 
 
-def _serve_starttls(listener: socket.socket, kind: str, ctx: ssl.SSLContext, refuse: bool) -> None:
+def _serve_blocking(
+    listener: socket.socket, kind: str | None, ctx: ssl.SSLContext, refuse: bool
+) -> None:
     while True:
         try:
             conn, _ = listener.accept()
@@ -324,7 +315,7 @@ def _serve_starttls(listener: socket.socket, kind: str, ctx: ssl.SSLContext, ref
         with conn:
             conn.settimeout(10)
             try:
-                if _speak(kind, refuse, conn):
+                if kind is None or _speak(kind, refuse, conn):
                     with ctx.wrap_socket(conn, server_side=True) as tls:
                         while tls.recv(4096):
                             pass
@@ -336,17 +327,17 @@ def _serve_starttls(listener: socket.socket, kind: str, ctx: ssl.SSLContext, ref
 
 
 @contextlib.asynccontextmanager
-async def starttls_server(
-    kind: str, ctx: ssl.SSLContext, *, refuse: bool = False
+async def _threaded(
+    kind: str | None, ctx: ssl.SSLContext, *, refuse: bool = False, host: str = "127.0.0.1"
 ) -> AsyncIterator[int]:
-    """A server speaking ``kind`` (imap, pop3, ftp, ldap) up to STARTTLS, then TLS with ``ctx``;
-    ``refuse`` answers the STARTTLS request with that protocol's refusal. It runs on a thread
-    with blocking sockets (one connection at a time), so the check under test is the only
-    asyncio code on the test's loop (which keeps running while the thread is joined, so the
-    probe's hang-up reaches the server)."""
-    listener = socket.create_server(("127.0.0.1", 0))
+    """Serve on a thread with blocking sockets, one connection at a time, until the probe hangs
+    up: the check under test is the only asyncio code on the test's loop, and no server-side
+    handshake is left in flight when the test's loop closes. The loop keeps running while the
+    thread is joined, so the probe's hang-up reaches the server."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.create_server((host, 0), family=family)
     thread = threading.Thread(
-        target=_serve_starttls, args=(listener, kind, ctx, refuse), daemon=True
+        target=_serve_blocking, args=(listener, kind, ctx, refuse), daemon=True
     )
     thread.start()
     try:
@@ -355,6 +346,24 @@ async def starttls_server(
         listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
         listener.close()
         await asyncio.to_thread(thread.join, 15)
+
+
+@contextlib.asynccontextmanager
+async def tls_server(ctx: ssl.SSLContext, host: str = "127.0.0.1") -> AsyncIterator[int]:
+    """A plain TLS server (handshake, then hold the connection until the probe hangs up) on a
+    random port of ``host``."""
+    async with _threaded(None, ctx, host=host) as port:
+        yield port
+
+
+@contextlib.asynccontextmanager
+async def starttls_server(
+    kind: str, ctx: ssl.SSLContext, *, refuse: bool = False
+) -> AsyncIterator[int]:
+    """A server speaking ``kind`` (imap, pop3, ftp, ldap) up to STARTTLS, then TLS with ``ctx``;
+    ``refuse`` answers the STARTTLS request with that protocol's refusal."""
+    async with _threaded(kind, ctx, refuse=refuse) as port:
+        yield port
 
 
 class _SmtpHandler:
