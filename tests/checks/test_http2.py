@@ -19,6 +19,7 @@ from probed.checks.http import HttpCheck, HttpOptions
 from probed.checks.json_api import JsonApiCheck
 from probed.testing import run_check
 from tests.servers.blackbox import BlackboxExporter
+from tests.servers.proxy import Tinyproxy
 from tests.servers.tls import TlsFiles
 
 H2Servers = Callable[[str], str]
@@ -216,6 +217,46 @@ async def test_credentials_follow_h2_redirects_to_the_origin_only(
     assert other.status is Status.OK, other.message
     assert other.values["probed_http_redirects"] == 1
     assert SECRET not in same.message + other.message
+
+
+async def test_h2_through_a_connect_tunnel_of_a_real_proxy(
+    tinyproxy: Callable[..., Tinyproxy], h2_servers: H2Servers, tls_files: TlsFiles
+) -> None:
+    proxy = tinyproxy()
+    url = f"{h2_servers('h2-only')}/"
+    result = await run_check(
+        HttpCheck, url=url, enable_http2=True, proxy_url=proxy.url, **_tls(tls_files)
+    )
+    assert result.status is Status.OK, result.message
+    assert result.values["probed_http_version"] == 2.0
+    assert set(result.phases) >= {"connect", "proxy_connect", "tls", "processing", "transfer"}
+    assert f"CONNECT {url.removeprefix('https://').rstrip('/')}" in proxy.log_text()
+
+
+async def test_h2_server_that_never_answers_is_cut_at_the_timeout(tls_files: TlsFiles) -> None:
+    release = asyncio.Event()
+    ctx = tls_files.server_context()
+    ctx.set_alpn_protocols(["h2"])
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(65536)
+        writer.write(_SETTINGS)  # the preface, then nothing
+        await release.wait()
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0, ssl=ctx)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        result = await run_check(
+            HttpCheck,
+            url=f"https://127.0.0.1:{port}/",
+            enable_http2=True,
+            timeout=0.5,
+            **_tls(tls_files),
+        )
+        release.set()
+    assert (result.status, result.reason) == (Status.FAIL, Reason.TIMEOUT)
+    assert result.message.endswith("while waiting for the response headers")
 
 
 async def test_h2_body_over_max_body_size_fails_with_body_size(
