@@ -262,7 +262,9 @@ class Proxy:
         try:
             sock, _, _ = await connect_socket(self.host, self.port, family=family, phases=phases)
         except ProbeError as exc:
-            raise ProbeError(PROXY, f"proxy {self.endpoint}: {exc.detail}", phases) from None
+            raise ProbeError(
+                PROXY, f"cannot reach proxy {self.endpoint}: {exc.detail}", phases
+            ) from None
         if scheme == "http":
             try:
                 transport, proto = await loop.create_connection(protocol_factory, sock=sock)
