@@ -384,6 +384,38 @@ async def test_starttls_refusals_are_protocol_failures_quoting_the_server(
     assert f"127.0.0.1:{port}: STARTTLS ({kind}): {words}" in result.message
 
 
+@pytest.mark.parametrize(
+    ("kind", "sends", "words"),
+    [
+        ("smtp", b"554 5.3.2 no service for you\r\n", "the SMTP greeting is '554 5.3.2 no "
+         "service for you', expected 220"),
+        ("smtp", b"220-half a greeting", "the server closed the connection while sending the "
+         "SMTP greeting after '220-half a greeting'"),
+        ("smtp", b"hello there\r\n", "the SMTP greeting is not a numbered reply: 'hello there'"),
+        ("ldap", b"HTTP/1.1 400 Bad Request\r\n\r\n", "not an LDAP message"),
+        ("postgres", b"E", "answer b'E' to the PostgreSQL SSLRequest (is it PostgreSQL"),
+        ("pop3", b"-ERR go away\r\n", "the POP3 greeting is '-ERR go away', expected '+OK'"),
+        ("imap", b"* BYE busy\r\n", "the IMAP greeting is '* BYE busy', expected '* OK'"),
+    ],
+)  # fmt: skip
+async def test_starttls_servers_that_misbehave_are_protocol_failures(
+    kind: str, sends: bytes, words: str
+) -> None:
+    async def stub(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if kind in ("ldap", "postgres"):
+            await reader.read(1)  # the request
+        writer.write(sends)
+        await writer.drain()
+        if sends.endswith(b"\n"):
+            await reader.read()  # until the probe hangs up
+        # else: return, and the server closes the connection mid-line
+
+    async with serve(stub) as port:
+        result = await run_check(TlsCheck, address=f"127.0.0.1:{port}", starttls=kind)
+    assert (result.status, result.reason) == (Status.FAIL, Reason.PROTOCOL), result.message
+    assert f"127.0.0.1:{port}: STARTTLS ({kind}): {words}" in result.message
+
+
 async def test_endless_greeting_line_is_cut_at_the_line_limit() -> None:
     async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"220 " + b"x" * 100_000)
