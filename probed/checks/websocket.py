@@ -32,11 +32,11 @@ from probed.checks._failures import describe
 from probed.checks._net import family_for
 from probed.checks._tls import (
     CERT_EXPIRY_METRIC,
-    cert_info,
     describe_ssl_error,
     expiry_verdict,
     load_context,
 )
+from probed.checks._tlschain import read_chain
 from probed.checks._websocket_options import WebSocketOptions, close_name
 from probed.options import format_size
 from probed.phase import format_elapsed, set_phase
@@ -301,9 +301,10 @@ class WebSocketCheck(Check[WebSocketOptions]):
             raise _WsError(Reason.PROTOCOL, f"upgrade failed: {detail}") from None
         self._after_upgrade(timing, phases)
         values[STATUS_METRIC.name] = 101.0
-        cert = cert_info(ws.get_extra_info("ssl_object"))
-        if cert is not None:
-            values[CERT_EXPIRY_METRIC.name] = cert.not_after
+        chain = read_chain(ws.get_extra_info("ssl_object"), verified=opts.tls.verify)
+        if chain is not None and chain.earliest_not_after is not None:
+            # The earliest of the verified chain, as for every type that speaks TLS.
+            values[CERT_EXPIRY_METRIC.name] = chain.earliest_not_after
         if opts.subprotocol and ws.protocol != opts.subprotocol:
             await ws.close()
             raise _WsError(

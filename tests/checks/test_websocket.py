@@ -30,6 +30,7 @@ from tests.checks._loop_guard import blocking_calls_on_loop_thread
 from tests.harness import running_daemon, write
 from tests.servers._stub import Handler, silent, stub_server
 from tests.servers.tls import TlsFiles
+from tests.servers.tls_targets import TlsChains
 
 TOKEN = "ws-T0ken-sekr1t-4242"
 
@@ -194,13 +195,13 @@ async def test_refused_upgrade_is_status_with_the_http_status(port: int) -> None
 
 async def test_server_that_never_answers_times_out_in_the_upgrade_phase() -> None:
     async with stub_server(silent) as port:
-        result = await run_check(WebSocketCheck, url=f"ws://127.0.0.1:{port}/", timeout=0.5)
+        result = await run_check(WebSocketCheck, url=f"ws://127.0.0.1:{port}/", timeout=1.0)
     assert (result.status, result.reason) == (Status.FAIL, Reason.TIMEOUT)
     assert "no answer to the upgrade request within" in result.message
-    assert result.duration < 0.5
+    assert result.duration < 1.0  # its own verdict, before the daemon's timeout
     assert "connect" in result.phases
     async with stub_server(silent) as port:
-        tls = await run_check(WebSocketCheck, url=f"wss://127.0.0.1:{port}/", timeout=0.5)
+        tls = await run_check(WebSocketCheck, url=f"wss://127.0.0.1:{port}/", timeout=1.0)
     assert (tls.status, tls.reason) == (Status.FAIL, Reason.TIMEOUT)
     assert "TLS handshake not finished within" in tls.message
 
@@ -250,7 +251,7 @@ async def test_connection_dropped_without_close_frame_is_protocol(port: int) -> 
 
 
 async def test_server_not_answering_the_close_frame_times_out_in_close(port: int) -> None:
-    result = await run_check(WebSocketCheck, url=f"ws://127.0.0.1:{port}/deaf", timeout=0.5)
+    result = await run_check(WebSocketCheck, url=f"ws://127.0.0.1:{port}/deaf", timeout=1.0)
     assert (result.status, result.reason) == (Status.FAIL, Reason.TIMEOUT)
     assert "no close frame in answer to ours within" in result.message
     assert {"connect", "upgrade"} <= set(result.phases)
@@ -377,6 +378,19 @@ async def test_wss_wrong_host_expired_and_expiry_warning(
         )
     assert (failed.status, failed.reason) == (Status.FAIL, Reason.TLS)
     assert "certificate has expired" in failed.message
+
+
+async def test_wss_cert_expiry_is_the_earliest_of_the_verified_chain(tls_chains: TlsChains) -> None:
+    cert = tls_chains.issue(leaf_days=90, intermediate_days=10)
+    assert cert.intermediate_not_after is not None
+    async with ws_server(cert.context()) as port:
+        result = await run_check(
+            WebSocketCheck, url=f"wss://127.0.0.1:{port}/echo", tls={"ca_file": tls_chains.ca_file}
+        )
+    assert (result.status, result.reason) == (Status.WARN, Reason.CERT_EXPIRY)
+    expiry = result.values["probed_tls_cert_expiry_timestamp_seconds"]
+    assert expiry == pytest.approx(cert.intermediate_not_after)
+    assert expiry < cert.leaf_not_after
 
 
 def test_close_names() -> None:
