@@ -26,7 +26,8 @@ from typing import Final
 from probed.check import Reason
 from probed.checks._endpoint import BufferProtocol
 from probed.checks._failures import classify
-from probed.checks._tls import CertInfo, cert_info, describe_ssl_error
+from probed.checks._tls import describe_ssl_error
+from probed.checks._tlschain import Chain, read_chain
 from probed.phase import format_elapsed, set_phase
 
 __all__ = [
@@ -142,8 +143,7 @@ class SmtpSession:
         self.protocol = protocol
         self.deadline = deadline
         self.loop = protocol.loop
-        self.cert: CertInfo | None = None
-        self.tls_version = ""
+        self.chain: Chain | None = None
 
     async def reply(self, waiting_for: str) -> Reply:
         """Read one whole reply; ``waiting_for`` completes "no reply to ...": ``EHLO``.
@@ -268,9 +268,12 @@ class SmtpSession:
             raise SmtpError(Reason.TLS, "TLS handshake failed: connection closed")
         self.transport = upgraded
         self.protocol.transport = upgraded
-        sslobj = upgraded.get_extra_info("ssl_object")
-        self.cert = cert_info(sslobj)
-        self.tls_version = (sslobj.version() or "") if sslobj is not None else ""
+        self.read_chain(context)
+
+    def read_chain(self, context: ssl.SSLContext) -> None:
+        """Note the certificate chain of the TLS connection (STARTTLS or implicit TLS)."""
+        sslobj = self.transport.get_extra_info("ssl_object")
+        self.chain = read_chain(sslobj, verified=context.verify_mode != ssl.CERT_NONE)
 
     async def quit(self, budget: float = 0.5) -> None:
         """Say QUIT and wait briefly for 221; the connection is aborted afterwards anyway."""

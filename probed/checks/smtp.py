@@ -223,7 +223,7 @@ class SmtpCheck(Check[SmtpOptions]):
         values: dict[str, float] = {}
         implicit = self.mode == "implicit"
         try:
-            transport, proto, cert = await open_connection(
+            transport, proto, _ = await open_connection(
                 lambda: SmtpProtocol(loop),
                 self.host,
                 self.port,
@@ -238,7 +238,8 @@ class SmtpCheck(Check[SmtpOptions]):
             return exc.result(self.where)
         deadline = loop.time() + max(self.spec.timeout * _BUDGET - sum(phases.values()), 0.0)
         session = SmtpSession(transport, proto, deadline)
-        session.cert = cert
+        if implicit and self.ssl_context is not None:
+            session.read_chain(self.ssl_context)
         failure: SmtpError | None = None
         try:
             try:
@@ -248,17 +249,22 @@ class SmtpCheck(Check[SmtpOptions]):
             await session.quit()  # also after a refusal: servers log a lost connection
         finally:
             session.close()
-        if session.cert is not None:
-            values["probed_tls_cert_expiry_timestamp_seconds"] = session.cert.not_after
+        chain = session.chain
+        earliest = chain.earliest if chain is not None else None
+        if earliest is not None:
+            values[CERT_EXPIRY_METRIC.name] = earliest.not_after
         if failure is not None:
             return self._result(
                 Status.FAIL, failure.reason, failure.detail, phases=phases, values=values
             )
-        if session.cert is not None:
-            verdict = expiry_verdict(session.cert.not_after, self.tls, time.time())
+        if chain is not None and earliest is not None:
+            verdict = expiry_verdict(earliest.not_after, self.tls, time.time())
             if verdict is not None:
                 status, reason, detail = verdict
-                return self._result(status, reason, detail, phases=phases, values=values)
+                who = f"{chain.role(earliest)} {earliest.describe()}"
+                return self._result(
+                    status, reason, f"{who}: {detail}; {done}", phases=phases, values=values
+                )
         return self._result(Status.OK, "", done, phases=phases, values=values)
 
     async def _converse(self, session: SmtpSession, phases: dict[str, float]) -> str:
@@ -294,7 +300,7 @@ class SmtpCheck(Check[SmtpOptions]):
                 with _Timer(session, phases, "ehlo"):
                     ext = await self._ehlo(session)
                 tls = True
-                done.append(f"STARTTLS ({session.tls_version})")
+                done.append(f"STARTTLS ({session.chain.version if session.chain else '?'})")
             elif self.mode == "starttls":
                 raise SmtpError(
                     Reason.TLS,
@@ -304,7 +310,7 @@ class SmtpCheck(Check[SmtpOptions]):
             else:
                 done.append("no STARTTLS offered")
         elif tls:
-            done.append(f"implicit TLS ({session.cert.version if session.cert else '?'})")
+            done.append(f"implicit TLS ({session.chain.version if session.chain else '?'})")
         if opts.username is not None and opts.password is not None:
             if not tls and not opts.allow_plaintext_auth:
                 raise SmtpError(

@@ -31,15 +31,18 @@ from tests.servers.smtp import (
     REJECTED_RCPT,
     SMTP_PASSWORD,
     SMTP_USER,
+    RecordingHandler,
     SmtpServers,
     banner_554,
     echo_auth,
     endless_line,
     helo_only,
     stall_after_banner,
+    start_aiosmtpd,
     starttls_injector,
 )
 from tests.servers.tls import TlsFiles
+from tests.servers.tls_targets import INTERMEDIATE_CN, TlsChains
 
 WRONG_PASSWORD = "Wr0ng-pa55/word"
 
@@ -150,6 +153,31 @@ async def test_cert_expiry_thresholds_apply_after_starttls(smtp_servers: SmtpSer
     )
     assert (result.status, result.reason) == (Status.WARN, Reason.CERT_EXPIRY)
     assert "TLS certificate expires in" in result.message
+
+
+async def test_expiry_is_the_earliest_of_the_verified_chain(tls_chains: TlsChains) -> None:
+    cert = tls_chains.issue("127.0.0.1", leaf_days=90, intermediate_days=20)
+    assert cert.intermediate_not_after is not None
+    controller = await asyncio.to_thread(
+        start_aiosmtpd, RecordingHandler(), tls_context=cert.context()
+    )
+    try:
+        result = await run_check(
+            SmtpCheck,
+            address=addr(controller.port),
+            starttls=True,
+            tls={"ca_file": tls_chains.ca_file, "expiry_warn_days": 30},
+        )
+    finally:
+        await asyncio.to_thread(controller.stop)
+    assert (result.status, result.reason) == (Status.WARN, Reason.CERT_EXPIRY)
+    assert result.message.startswith(
+        f"127.0.0.1:{controller.port}: intermediate CN={INTERMEDIATE_CN}: "
+        "TLS certificate expires in 20.0 days"
+    )
+    expiry = result.values["probed_tls_cert_expiry_timestamp_seconds"]
+    assert expiry == pytest.approx(cert.intermediate_not_after, abs=1)
+    assert expiry < cert.leaf_not_after
 
 
 # -- failures ---------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # imported at run time, it would be loaded before its own plu
 __all__ = [
     "SMTP_PASSWORD",
     "SMTP_USER",
+    "RecordingHandler",
     "SmtpServers",
     "banner_554",
     "echo_auth",
@@ -36,6 +37,7 @@ __all__ = [
     "helo_only",
     "smtp_servers",
     "stall_after_banner",
+    "start_aiosmtpd",
     "starttls_injector",
 ]
 
@@ -44,7 +46,7 @@ SMTP_PASSWORD = "Smtp-s3cret/pw+42"  # '/' and '+' : escaped differently by JSON
 REJECTED_RCPT = "nobody@probed.test"
 
 
-class _Handler:
+class RecordingHandler:
     """Accepts every sender and recipient but :data:`REJECTED_RCPT`; never gets DATA here."""
 
     def __init__(self) -> None:
@@ -91,10 +93,12 @@ class SmtpServers:
     implicit: int
     plain: int
     ca_file: str
-    handler: _Handler
+    handler: RecordingHandler
 
 
-def _start(handler: _Handler, **kwargs: Any) -> Controller:
+def start_aiosmtpd(handler: RecordingHandler, **kwargs: Any) -> Controller:
+    """Start an aiosmtpd server on a free loopback port (blocking: a thread of its own);
+    ``kwargs`` go to aiosmtpd's SMTP (``tls_context``, ``auth_require_tls``...)."""
     controller = Controller(
         handler,
         hostname="127.0.0.1",
@@ -110,7 +114,7 @@ def _start(handler: _Handler, **kwargs: Any) -> Controller:
 @pytest.fixture(scope="module")
 def smtp_servers(tls_files: TlsFiles) -> Iterator[SmtpServers]:
     """Four aiosmtpd servers for the module's tests (started once: each takes ~50 ms)."""
-    handler = _Handler()
+    handler = RecordingHandler()
     settings: list[dict[str, Any]] = [
         {"tls_context": tls_files.server_context(), "auth_require_tls": True},
         {"tls_context": tls_files.server_context(ca=trustme.CA())},
@@ -120,7 +124,7 @@ def smtp_servers(tls_files: TlsFiles) -> Iterator[SmtpServers]:
     controllers: list[Controller] = []
     try:
         for kwargs in settings:
-            controllers.append(_start(handler, **kwargs))
+            controllers.append(start_aiosmtpd(handler, **kwargs))
         starttls, untrusted, implicit, plain = (int(c.port) for c in controllers)
         yield SmtpServers(
             starttls, untrusted, implicit, plain, ca_file=tls_files.ca_file, handler=handler
