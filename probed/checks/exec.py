@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from time import perf_counter
 from typing import Any, ClassVar, Final
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from probed import hookimpl
 from probed.check import Check, CheckOptions, MetricDef, Reason, Result, Sample, Status
@@ -47,10 +47,10 @@ DEFAULT_ENV: Final = {
     ":/usr/lib/nagios/plugins:/usr/lib64/nagios/plugins",
     "LC_ALL": "C",
 }
-"""The whole environment of a command unless ``env``/``inherit_env`` add to it: a fixed
-``PATH`` (the system directories, then Debian's and Red Hat's Nagios plugin directories, so
-``[check_disk, ...]`` finds the stock plugins), and ``LC_ALL=C`` so plugins print numbers with a
-decimal point."""
+"""The whole environment of a command unless ``env``, ``secret_env`` or ``inherit_env`` add to
+it: a fixed ``PATH`` (the system directories, then Debian's and Red Hat's Nagios plugin
+directories, so ``[check_disk, ...]`` finds the stock plugins), and ``LC_ALL=C`` so plugins print
+numbers with a decimal point."""
 
 _ENV_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SHELL: Final = "/bin/sh"
@@ -76,7 +76,12 @@ class ExecOptions(CheckOptions):
     env: dict[str, str] = Field(
         default_factory=dict,
         description="environment variables for the command, on top of PATH and LC_ALL=C; "
-        "every value is treated as a secret (masked in all output)",
+        "values of secret-looking names (*PASS*, *TOKEN*, *KEY*...) are masked in all output",
+    )
+    secret_env: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="environment variables whose values are secrets (PGPASSWORD, API keys): "
+        "masked in all output, whatever their names",
     )
     inherit_env: list[str] = Field(
         default_factory=list,
@@ -104,17 +109,34 @@ class ExecOptions(CheckOptions):
             raise ValueError("command contains a NUL character")
         return value
 
-    @field_validator("env")
+    @field_validator("env", "secret_env", mode="before")
     @classmethod
-    def _env(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, text in value.items():
+    def _env_numbers(cls, value: Any) -> Any:
+        """``PORT: 5432`` means the text ``5432``; ``yes``/``true`` must be quoted (which text?)."""
+        if not isinstance(value, dict):
+            return value
+        out = {}
+        for name, item in value.items():
+            if isinstance(item, bool):
+                raise ValueError(
+                    f"{name} is a YAML boolean; quote the text the command expects "
+                    "('true', 'yes', '1'...)"
+                )
+            out[name] = str(item) if isinstance(item, int | float) else item
+        return out
+
+    @field_validator("env", "secret_env")
+    @classmethod
+    def _env(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name, item in value.items():
             if not _ENV_NAME.fullmatch(name):
                 raise ValueError(
-                    f"env: {name[:40]!r} is not a variable name (letters, digits, _; "
+                    f"{name[:40]!r} is not a variable name (letters, digits, _; "
                     "not starting with a digit)"
                 )
+            text = item.get_secret_value() if isinstance(item, SecretStr) else item
             if "\0" in text:
-                raise ValueError(f"env: the value of {name} contains a NUL character")
+                raise ValueError(f"the value of {name} contains a NUL character")
         return value
 
     @field_validator("inherit_env")
@@ -122,11 +144,17 @@ class ExecOptions(CheckOptions):
     def _inherit(cls, value: list[str]) -> list[str]:
         for name in value:
             if not _ENV_NAME.fullmatch(name):
-                raise ValueError(f"inherit_env: {name[:40]!r} is not a variable name")
+                raise ValueError(f"{name[:40]!r} is not a variable name")
         return value
 
     @model_validator(mode="after")
     def _shell_or_list(self) -> ExecOptions:
+        twice = sorted(set(self.env) & set(self.secret_env))
+        if twice:
+            raise ValueError(
+                f"{', '.join(twice)} set in both env and secret_env: keep one (secret_env for "
+                "a secret)"
+            )
         if isinstance(self.command, str) and not self.shell:
             raise ValueError(
                 "command is one string but shell is off: write it as a list "
@@ -140,8 +168,15 @@ class ExecOptions(CheckOptions):
         return self
 
     def secrets(self) -> set[str]:
-        """Every ``env`` value, and inherited values of secret-looking variables."""
-        found = set(self.env.values())
+        """Every ``secret_env`` value, and the ``env`` and inherited values of secret-looking
+        names (``PGPASSWORD``, ``API_TOKEN``, ``AWS_SECRET_ACCESS_KEY``...).
+
+        Not every ``env`` value: the configuration's redactor masks a known secret in all of
+        probed's output, so ``PGHOST: db.internal`` would hide that host in every check's
+        messages.
+        """
+        found = {v.get_secret_value() for v in self.secret_env.values()}
+        found.update(v for n, v in self.env.items() if is_secret_env(n))
         found.update(
             os.environ[name]
             for name in self.inherit_env
@@ -245,6 +280,7 @@ class ExecCheck(Check[ExecOptions]):
         env = dict(DEFAULT_ENV)
         env.update((n, os.environ[n]) for n in self.options.inherit_env if n in os.environ)
         env.update(self.options.env)
+        env.update((n, v.get_secret_value()) for n, v in self.options.secret_env.items())
         return env
 
     def _reserve(self) -> tuple[float, float]:

@@ -340,6 +340,11 @@ async def test_first_line_of_stdout_is_the_message_else_stderr(tmp_path: Path) -
     assert samples(multi) == {"a": 1.0, "b": 2.0}
 
 
+def test_numbers_in_env_are_their_text() -> None:
+    options = ExecOptions.model_validate({"command": ["x"], "env": {"PORT": 5432, "R": 0.5}})
+    assert options.env == {"PORT": "5432", "R": "0.5"}
+
+
 async def test_environment_is_minimal_unless_asked_and_cwd_is_explicit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -365,23 +370,43 @@ async def test_no_shell_unless_asked(tmp_path: Path) -> None:
     assert (shell.status, shell.message) == (Status.WARN, "b")
 
 
-async def test_env_secrets_never_reach_the_message_or_the_labels(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("option", "name"),
+    [("secret_env", "PLUGIN_ARG"), ("env", "API_TOKEN"), ("env", "PGPASSWORD")],
+    ids=["secret_env", "env-token-name", "env-password-name"],
+)
+async def test_env_secrets_never_reach_the_message_or_the_labels(
+    tmp_path: Path, option: str, name: str
+) -> None:
     command = script(
         tmp_path,
-        "echo \"CRITICAL - token $API_TOKEN | '$API_TOKEN'=1 ok=2\"\n"
-        'echo "stderr $API_TOKEN" >&2\nexit 2\n',
+        f"echo \"CRITICAL - token ${name} | '${name}'=1 ok=2\"\n"
+        f'echo "stderr ${name}" >&2\nexit 2\n',
     )
-    result = await run_check(ExecCheck, command=[command], env={"API_TOKEN": SECRET})
+    result = await run_check(ExecCheck, command=[command], **{option: {name: SECRET}})
     assert result.status is Status.FAIL
     assert SECRET not in repr(result)
     assert result.message == "CRITICAL - token ***"
     assert set(samples(result)) == {"***", "ok"}
     silent = await run_check(
         ExecCheck,
-        command=[script(tmp_path, 'echo "$API_TOKEN" >&2\nexit 3\n', "silent.sh")],
-        env={"API_TOKEN": SECRET},
+        command=[script(tmp_path, f'echo "${name}" >&2\nexit 3\n', "silent.sh")],
+        **{option: {name: SECRET}},
     )
     assert silent.message == "no output; standard error: ***"
+
+
+async def test_plain_env_values_stay_readable(tmp_path: Path) -> None:
+    # Only secret_env and secret-looking names are secrets: a host name is not masked (the
+    # configuration's redactor would hide it in every check's output).
+    options = ExecOptions.model_validate({"command": ["x"], "env": {"PGHOST": "db.internal"}})
+    assert options.secrets() == set()
+    result = await run_check(
+        ExecCheck,
+        command=[script(tmp_path, 'echo "OK - $PGHOST"\n')],
+        env={"PGHOST": "db.internal"},
+    )
+    assert result.message == "OK - db.internal"
 
 
 async def test_env_secrets_never_reach_logs_metrics_or_the_api_of_a_daemon(
@@ -392,7 +417,7 @@ async def test_env_secrets_never_reach_logs_metrics_or_the_api_of_a_daemon(
     command = script(
         tmp_path,
         "echo \"CRITICAL - sent $API_TOKEN | '$API_TOKEN'=1 ok=2s\"\n"
-        'echo "stderr $API_TOKEN" >&2\nexit 2\n',
+        'echo "stderr $API_TOKEN $PLUGIN_ARG" >&2\nexit 2\n',
     )
     (checks / "leaky.yaml").write_text(
         "defaults: {interval: 1s, timeout: 900ms, failure_threshold: 1}\n"
@@ -400,7 +425,8 @@ async def test_env_secrets_never_reach_logs_metrics_or_the_api_of_a_daemon(
         "  - name: leaky\n"
         "    type: exec\n"
         f"    command: [{command}]\n"
-        f"    env: {{API_TOKEN: {SECRET}}}\n"
+        f"    env: {{API_TOKEN: {SECRET}, PGHOST: db.internal}}\n"
+        f"    secret_env: {{PLUGIN_ARG: {SECRET}x}}\n"
     )
     with probed_logs() as logs:
         async with running_daemon(checks) as daemon:
@@ -411,11 +437,12 @@ async def test_env_secrets_never_reach_logs_metrics_or_the_api_of_a_daemon(
             }
     outputs["logs"] = logs.getvalue()
     for where, text in outputs.items():
-        for form in forms(SECRET):
+        for form in forms(SECRET) | forms(SECRET + "x"):
             assert form not in text, f"{where} shows {form!r}:\n{text}"
     detail = json.loads(outputs["/api/v1/checks/leaky"])
     assert detail["last_result"]["message"] == f"CRITICAL - sent {MASK}"
-    assert detail["options"]["env"] == {"API_TOKEN": MASK}
+    assert detail["options"]["env"] == {"API_TOKEN": MASK, "PGHOST": "db.internal"}
+    assert detail["options"]["secret_env"] == {"PLUGIN_ARG": MASK}
     metrics = outputs["/metrics"]
     assert f'probed_exec_perfdata{{check="leaky",type="exec",label="{MASK}"}} 1' in metrics
     assert 'probed_exec_perfdata{check="leaky",type="exec",label="ok"} 2' in metrics
@@ -456,6 +483,9 @@ async def test_a_cancelled_run_kills_the_group(tmp_path: Path) -> None:
         ({"command": ["echo", "x"], "shell": True}, "takes the command as one string"),
         ({"command": []}, "command is empty"),
         ({"command": ["x"], "env": {"1BAD": "v"}}, "is not a variable name"),
+        ({"command": ["x"], "env": {"FLAG": True}}, "FLAG is a YAML boolean; quote the text"),
+        ({"command": ["x"], "env": {"A": "1"}, "secret_env": {"A": "2"}}, "A set in both env"),
+        ({"command": ["x"], "inherit_env": ["A-B"]}, "'A-B' is not a variable name"),
         ({"command": ["x"], "cwd": "relative/dir"}, "path must be absolute"),
     ],
 )
