@@ -27,7 +27,7 @@ from pydantic import Field, field_validator
 
 from probed import hookimpl
 from probed.check import Check, CheckOptions, MetricDef, Reason, Result, Sample, Status
-from probed.checks._endpoint import AddressOptions
+from probed.checks._endpoint import AddressOptions, parse_address
 from probed.checks._net import ProbeError, connect_socket, family_for, format_addr
 from probed.checks._starttls import MAX_LINE, StartTls, StartTlsError, negotiate
 from probed.checks._tls import (
@@ -39,7 +39,6 @@ from probed.checks._tls import (
     format_time,
 )
 from probed.checks._tlschain import Chain, describe_chain, read_chain, tls_version_label
-from probed.checks.tcp import parse_address
 from probed.phase import format_elapsed, set_phase
 from probed.threads import run_blocking
 
