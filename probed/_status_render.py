@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
-from typing import Final
+from typing import Final, NamedTuple
 from urllib.parse import quote
 
 from probed.check import Status
+from probed.common import NAME_RE
 from probed.state import CheckState
 
 __all__ = [
@@ -23,8 +23,7 @@ __all__ = [
     "duration_text",
     "iso",
     "page",
-    "row_parts",
-    "shown",
+    "row",
     "uptime_text",
 ]
 
@@ -103,8 +102,7 @@ def badge(label: str) -> str:
     return f'<span class="badge s-{label}">{_ICONS[label]} {label}</span>'
 
 
-@dataclass(frozen=True, slots=True)
-class Shown:
+class Shown(NamedTuple):
     """What the page shows of one check (already redacted and cut)."""
 
     name: str
@@ -116,47 +114,48 @@ class Shown:
     group: str
 
 
-def shown(state: CheckState, redact: Callable[[str], str], group_by: str) -> Shown:
-    """One check as the page shows it."""
+_BADGES: Final = {label: badge(label) for label in STATUSES}
+
+
+def row(
+    state: CheckState, redact: Callable[[str], str], group_by: str
+) -> tuple[Shown, str, str, str]:
+    """One check as the page shows it: what it shows, the (escaped, lower-case) text the
+    filter searches, and its list row split around the "since" cell's text (which changes
+    with the clock, not with the check). The hot path of a cold page: kept lean."""
     spec = state.spec
     last = state.last
+    name = spec.name
     group = ""
-    for name, value in spec.labels:
-        if name == group_by:
+    for label, value in spec.labels:
+        if label == group_by:
             group = value
             break
+    message = one_line(redact(last.message)) if last is not None and last.message else ""
     runlog = state.runlog
-    return Shown(
-        name=spec.name,
-        status=label_of(state),
-        message=one_line(redact(last.message)) if last is not None else "",
-        duration=last.duration if last is not None else None,
-        since=state.changed_at,
-        uptime=runlog.uptime() if runlog is not None else None,
-        group=group,
+    s = Shown(
+        name,
+        label_of(state),
+        message,
+        last.duration if last is not None else None,
+        state.changed_at,
+        runlog.uptime() if runlog is not None else None,
+        group,
     )
-
-
-def check_href(name: str) -> str:
-    """The check page's path, relative to the list's (links are relative, so the page works
-    behind a reverse proxy that serves probed under a path prefix)."""
-    return "checks/" + quote(name, safe="")
-
-
-def row_parts(s: Shown) -> tuple[str, str]:
-    """A list row split around its "since" cell's text (which changes with the clock)."""
-    name = escape(s.name)
-    text = escape(f"{s.name} {s.group} {s.message}".lower())
+    safe = NAME_RE.fullmatch(name) is not None  # always, for names probed loaded itself
+    shown_name = name if safe else escape(name)
+    html_message = escape(message)
+    text = f"{shown_name} {escape(group)} {html_message}".lower()
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(s.since)) if s.since else ""
     head = (
-        f'<tr data-check="{name}" data-status="{s.status}" data-text="{text}">'
-        f'<th scope="row"><a href="{check_href(s.name)}">{name}</a></th>'
-        f'<td class="st">{badge(s.status)}</td>'
-        f'<td class="msg">{escape(s.message)}</td>'
-        f'<td class="dur">{duration_text(s.duration)}</td>'
-        f'<td class="since"><time datetime="{iso(s.since) if s.since else ""}">'
+        f'<tr data-check="{shown_name}" data-status="{s.status}" data-text="{text}">'
+        f'<th scope="row"><a href="checks/{name if safe else quote(name, safe="")}">'
+        f'{shown_name}</a></th><td class="st">{_BADGES[s.status]}</td>'
+        f'<td class="msg">{html_message}</td><td class="dur">{duration_text(s.duration)}</td>'
+        f'<td class="since"><time datetime="{since}">'
     )
     tail = f'</time></td><td class="up">{uptime_text(s.uptime)}</td></tr>'
-    return head, tail
+    return s, text, head, tail
 
 
 TABLE_HEAD: Final = (

@@ -215,7 +215,7 @@ async def index(request: web.Request) -> web.Response:
     pointer to the endpoints."""
     views = _page_views(request)
     if views is not None and wants_page(request):
-        return status_index(request, views, request.app[PAGE_CACHE])
+        return await status_index(request, views, request.app[PAGE_CACHE])
     text = (
         f"probed {__version__}\n\n/metrics\n/health/live\n/health/ready\n/health/startup\n"
         "/api/v1/checks\nPOST /-/reload\n/ping/<check>\n"

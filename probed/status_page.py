@@ -10,10 +10,11 @@ and polls the JSON endpoint, and without JavaScript the filter is a plain GET fo
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from html import escape
 from importlib import resources
@@ -29,8 +30,7 @@ from probed._status_render import (
     ago,
     filter_form,
     page,
-    row_parts,
-    shown,
+    row,
     summary,
 )
 from probed._status_settings import StatusPage
@@ -59,25 +59,31 @@ class PageViews:
 
 _Entry = tuple[int, object, object, Shown, str, str, str]
 """A check's kept rendering: version, spec and redactor it came from, what it shows, the text
-the filter searches (lower case), and its row split around the "since" text."""
+the filter searches (HTML-escaped, lower case), and its row split around the "since" text."""
 
 
 class PageCache:
-    """Each public check's :class:`Shown` and row, kept until the check changes; and the JSON
-    body of ``/api/v1/status``, kept while no check changed. One per application."""
+    """Each public check's :class:`Shown`, row and JSON, kept until the check changes; and the
+    JSON body of ``/api/v1/status``, kept while no check changed. One per application.
 
-    __slots__ = ("_json", "_kept", "_serial")
+    The request handlers use the ``async`` methods, which yield to the event loop after every
+    :data:`BATCH` checks they render, so a cold page of 10,000 checks never holds up
+    ``/health/live`` or the scheduler for long.
+    """
+
+    __slots__ = ("_json", "_kept", "_pieces", "_serial")
 
     def __init__(self) -> None:
         self._kept: dict[CheckState, _Entry] = {}
+        self._pieces: dict[CheckState, tuple[_Entry, str]] = {}
         self._json: tuple[object, int, object, str, bytes] | None = None
         self._serial = 0
 
-    def entries(self, views: PageViews) -> list[_Entry]:
-        """The kept rendering of every public check, refreshed where a check changed."""
+    def _walk(self, views: PageViews, out: list[_Entry]) -> Iterator[None]:
+        """Fill ``out`` with every public check's entry; pause after each BATCH rendered."""
         kept, redact, group_by = self._kept, views.redact, views.settings.group_by
-        out: list[_Entry] = []
-        for state in views.states:
+        rendered = 0
+        for state in views.states:  # a reload swaps the mapping, never changes it in place
             spec = state.spec
             if not spec.public:
                 continue
@@ -89,18 +95,32 @@ class PageCache:
                 or entry[2] is not redact
             ):
                 version = state.version  # read first: a change meanwhile re-renders next time
-                s = shown(state, redact, group_by)
-                text = f"{s.name} {s.group} {s.message}".lower()
-                entry = (version, spec, redact, s, text, *row_parts(s))
+                entry = (version, spec, redact, *row(state, redact, group_by))
                 kept[state] = entry
+                rendered += 1
+                if rendered % BATCH == 0:
+                    yield
             out.append(entry)
         if len(kept) > len(out) * 2 + 64:  # checks removed by reloads or made private
             live = {id(e) for e in out}
             self._kept = {k: v for k, v in kept.items() if id(v) in live}
+            self._pieces = {k: v for k, v in self._pieces.items() if id(v[0]) in live}
+
+    def entries(self, views: PageViews) -> list[_Entry]:
+        """The kept rendering of every public check, refreshed where a check changed."""
+        out: list[_Entry] = []
+        for _ in self._walk(views, out):
+            pass
         return out
 
-    def status_json(self, views: PageViews) -> tuple[str, bytes]:
-        """``(etag, body)`` of ``/api/v1/status``."""
+    async def fresh(self, views: PageViews) -> list[_Entry]:
+        """:meth:`entries`, yielding to the event loop while it renders."""
+        out: list[_Entry] = []
+        for _ in self._walk(views, out):
+            await asyncio.sleep(0)
+        return out
+
+    def _cached_json(self, views: PageViews) -> tuple[str, bytes] | None:
         mapping, total = views.states.generation()
         cached = self._json
         if (
@@ -110,27 +130,62 @@ class PageCache:
             and cached[2] is views.redact
         ):
             return cached[3], cached[4]
-        checks = [
-            {
-                "name": s.name,
-                "status": s.status,
-                "message": s.message,
-                "duration_seconds": round(s.duration, 6) if s.duration is not None else None,
-                "since": s.since or None,
-                "uptime": round(s.uptime, 4) if s.uptime is not None else None,
-                "group": s.group or OTHER,
-            }
-            for _, _, _, s, _, _, _ in self.entries(views)
-        ]
+        return None
+
+    def status_json(self, views: PageViews) -> tuple[str, bytes]:
+        """``(etag, body)`` of ``/api/v1/status``."""
+        generation = views.states.generation()  # before rendering: a change meanwhile rebuilds
+        return self._cached_json(views) or self._build_json(views, generation, self.entries(views))
+
+    async def status_body(self, views: PageViews) -> tuple[str, bytes]:
+        """:meth:`status_json`, yielding to the event loop while it renders."""
+        cached = self._cached_json(views)
+        if cached is not None:
+            return cached
+        generation = views.states.generation()
+        return self._build_json(views, generation, await self.fresh(views))
+
+    def _build_json(
+        self, views: PageViews, generation: tuple[object, int], entries: list[_Entry]
+    ) -> tuple[str, bytes]:
+        pieces, kept = self._pieces, self._kept
+        parts: list[str] = []
+        for entry in entries:
+            s = entry[3]
+            state = views.states.get(s.name)
+            piece = pieces.get(state) if state is not None else None
+            if piece is None or piece[0] is not entry:
+                text = json.dumps(
+                    {
+                        "name": s.name,
+                        "status": s.status,
+                        "message": s.message,
+                        "duration_seconds": None if s.duration is None else round(s.duration, 6),
+                        "since": s.since or None,
+                        "uptime": None if s.uptime is None else round(s.uptime, 4),
+                        "group": s.group or OTHER,
+                    },
+                    separators=(",", ":"),
+                )
+                if state is not None and kept.get(state) is entry:
+                    pieces[state] = (entry, text)
+            else:
+                text = piece[1]
+            parts.append(text)
         settings = views.settings
-        body = json.dumps(
-            {"title": settings.title, "refresh_seconds": settings.refresh, "checks": checks},
+        head = json.dumps(
+            {"title": settings.title, "refresh_seconds": settings.refresh},
             separators=(",", ":"),
-        ).encode()
+        )
+        body = f'{head[:-1]},"checks":[{",".join(parts)}]}}'.encode()
         self._serial += 1
         etag = f'"{_NONCE}-{self._serial}"'
-        self._json = (mapping, total, views.redact, etag, body)
+        self._json = (*generation, views.redact, etag, body)
         return etag, body
+
+
+BATCH: Final = 500
+"""Checks rendered between two yields to the event loop."""
 
 
 def wants_page(request: web.Request) -> bool:
@@ -147,15 +202,22 @@ def _html(text: str, status: int = 200) -> web.Response:
     )
 
 
-def render_list(views: PageViews, cache: PageCache, query: str = "", status: str = "") -> str:
+def render_list(
+    views: PageViews,
+    cache: PageCache,
+    query: str = "",
+    status: str = "",
+    entries: list[_Entry] | None = None,
+) -> str:
     """The whole page listing every public check (those matching ``query``/``status``),
-    grouped by the ``group_by`` label's value."""
+    grouped by the ``group_by`` label's value; ``entries``: from :meth:`PageCache.fresh`."""
     now = time.time()
-    entries = cache.entries(views)
+    if entries is None:
+        entries = cache.entries(views)
     counts = dict.fromkeys(STATUSES, 0)
     for e in entries:
         counts[e[3].status] += 1
-    needle = query.lower()
+    needle = escape(query.lower())
     groups: dict[str, list[str]] = {}
     for _, _, _, s, text, head, tail in entries:
         if status and s.status != status:
@@ -220,7 +282,7 @@ def status_routes(
         v = views(request)
         if v is None:
             raise web.HTTPNotFound()
-        etag, body = cache(request).status_json(v)
+        etag, body = await cache(request).status_body(v)
         headers = {"ETag": etag, "Cache-Control": "no-cache"}
         if request.headers.get("If-None-Match") == etag:
             return web.Response(status=304, headers=headers)
@@ -245,10 +307,11 @@ def status_routes(
     ]
 
 
-def index(request: web.Request, views: PageViews, cache: PageCache) -> web.Response:
+async def index(request: web.Request, views: PageViews, cache: PageCache) -> web.Response:
     """``GET /`` for a browser: the list, filtered by ``?q=`` and ``?status=``."""
     query = request.query.get("q", "")[:MAX_QUERY]
     status = request.query.get("status", "")
     if status not in STATUSES:
         status = ""
-    return _html(render_list(views, cache, query, status))
+    entries = await cache.fresh(views)
+    return _html(render_list(views, cache, query, status, entries))
