@@ -24,6 +24,7 @@ from probed.checks.smtp import SmtpCheck, SmtpOptions
 from probed.cli import cli
 from probed.redact import MASK
 from probed.testing import run_check
+from tests._require import ipv6_loopback, requires
 from tests.checks._loop_guard import blocking_calls_on_loop_thread
 from tests.harness import probed_logs, running_daemon, wait_for, write
 from tests.servers._stub import silent, stub_server
@@ -142,6 +143,25 @@ async def test_pre_esmtp_server_is_greeted_with_helo_unless_starttls_is_required
     assert "no STARTTLS offered" in auto.message
     assert (required.status, required.reason) == (Status.FAIL, Reason.STATUS)
     assert "EHLO" in required.message and "was refused: 502 5.5.1" in required.message
+
+
+@requires(ipv6_loopback, "no IPv6 on loopback (::1)")
+async def test_ipv6_address_with_starttls(tls_files: TlsFiles) -> None:
+    controller = await asyncio.to_thread(
+        start_aiosmtpd, RecordingHandler(), "::1", tls_context=tls_files.server_context()
+    )
+    try:
+        result = await run_check(
+            SmtpCheck,
+            address=f"[::1]:{controller.port}",
+            ip_version="ip6",
+            starttls=True,
+            tls={"ca_file": tls_files.ca_file},
+        )
+    finally:
+        await asyncio.to_thread(controller.stop)
+    assert result.status is Status.OK, result.message
+    assert result.message.startswith(f"[::1]:{controller.port}: connected")
 
 
 async def test_cert_expiry_thresholds_apply_after_starttls(smtp_servers: SmtpServers) -> None:

@@ -96,13 +96,13 @@ class SmtpServers:
     handler: RecordingHandler
 
 
-def start_aiosmtpd(handler: RecordingHandler, **kwargs: Any) -> Controller:
-    """Start an aiosmtpd server on a free loopback port (blocking: a thread of its own);
+def start_aiosmtpd(handler: RecordingHandler, host: str = "127.0.0.1", **kwargs: Any) -> Controller:
+    """Start an aiosmtpd server on a free port of ``host`` (blocking: a thread of its own);
     ``kwargs`` go to aiosmtpd's SMTP (``tls_context``, ``auth_require_tls``...)."""
     controller = Controller(
         handler,
-        hostname="127.0.0.1",
-        port=free_port(),
+        hostname=host,
+        port=free_port(host),
         authenticator=_authenticator,
         ident="probed-test ESMTP",
         **kwargs,
