@@ -38,6 +38,7 @@ from probed.checks._httpparse import (
 )
 from probed.checks._net import ProbeError
 from probed.checks._reasons import HEADER_SIZE
+from probed.checks._tls import describe_ssl_error
 from probed.options import format_size
 from probed.phase import set_phase
 
@@ -361,7 +362,11 @@ class H2Response(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.done.done():
             return
-        how = "reset" if exc is not None and classify(exc) == Reason.CONNECTION_RESET else "closed"
+        failure = classify(exc) if exc is not None else None
+        if exc is not None and failure == Reason.TLS:
+            self._fail(ProbeError(Reason.TLS, describe_ssl_error(exc)))
+            return
+        how = "reset" if failure == Reason.CONNECTION_RESET else "closed"
         if not self.headers_done:
             detail = f"server {how} the HTTP/2 connection without sending a response"
         else:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import ssl
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -313,11 +314,11 @@ _HEADERS_100 = _frame(
 
 @contextlib.asynccontextmanager
 async def raw_h2_server(
-    tls_files: TlsFiles, reply: Callable[[], list[bytes]]
+    tls_files: TlsFiles, reply: Callable[[], list[bytes]], ctx: ssl.SSLContext | None = None
 ) -> AsyncIterator[str]:
     """A TLS server choosing h2 by ALPN that reads the client's first bytes, writes the frames
     of ``reply()`` (a generator of chunks), then closes; yields its URL."""
-    ctx = tls_files.server_context()
+    ctx = ctx or tls_files.server_context()
     ctx.set_alpn_protocols(["h2"])
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -326,7 +327,7 @@ async def raw_h2_server(
             for chunk in reply():
                 writer.write(chunk)
                 await writer.drain()
-        except (ConnectionError, OSError):
+        except (ConnectionError, OSError):  # ssl.SSLError too
             pass
         finally:
             writer.close()
@@ -386,6 +387,28 @@ async def test_endless_control_frames_are_cut_by_the_total_budget(tls_files: Tls
     assert result.status is Status.FAIL
     assert result.reason == Reason.BODY_SIZE
     assert "in total without ending" in result.message
+
+
+_OK_EMPTY = _frame(1, 5, 1, hpack.Encoder().encode([(":status", "204")]))
+
+
+@pytest.mark.parametrize("max_version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+async def test_client_certificate_required_over_h2(
+    tls_files: TlsFiles, max_version: ssl.TLSVersion
+) -> None:
+    ctx = tls_files.server_context(require_client_cert=True)
+    ctx.maximum_version = max_version
+    cert, key = tls_files.client_cert_files()
+    mtls = {"ca_file": tls_files.ca_file, "cert_file": cert, "key_file": key}
+    async with raw_h2_server(tls_files, lambda: [_SETTINGS + _OK_EMPTY], ctx) as url:
+        without = await run_check(HttpCheck, url=url, enable_http2=True, **_tls(tls_files))
+        with_cert = await run_check(
+            HttpCheck, url=url, enable_http2=True, tls=mtls, valid_status_codes=[204]
+        )
+    assert (without.status, without.reason) == (Status.FAIL, Reason.TLS)
+    assert "certificate" in without.message, without.message
+    assert with_cert.status is Status.OK, with_cert.message
+    assert with_cert.values["probed_http_version"] == 2.0
 
 
 # -- options ----------------------------------------------------------------------------------
