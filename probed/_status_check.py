@@ -75,7 +75,9 @@ def _dl(items: list[tuple[str, str]]) -> str:
     return "<dl>" + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in items) + "</dl>"
 
 
-def check_page(state: CheckState, redact: Callable[[str], str], title: str) -> str:
+def check_page(
+    state: CheckState, redact: Callable[[str], str], title: str, refresh: float = 0
+) -> str:
     """The whole HTML page of one check."""
     spec = state.spec
     now = time.time()
@@ -150,7 +152,8 @@ def check_page(state: CheckState, redact: Callable[[str], str], title: str) -> s
     name = escape(spec.name)
     body = (
         f'<header><nav><a href="../">← {escape(title)}</a></nav><h1>{name}</h1></header>',
-        f'<main id="main" data-check="{name}" data-status="{label}">',
+        f'<main id="main" data-check="{name}" data-status="{label}" '
+        f'data-version="{state.version}">',
         f'<section aria-labelledby="h-state"><h2 id="h-state">State</h2>{_dl(facts)}</section>',
         f'<section aria-labelledby="h-last"><h2 id="h-last">Last run</h2>{latest}</section>',
         '<section aria-labelledby="h-lat"><h2 id="h-lat">Latency</h2>',
@@ -159,4 +162,4 @@ def check_page(state: CheckState, redact: Callable[[str], str], title: str) -> s
         f'<section aria-labelledby="h-runs"><h2 id="h-runs">Recent runs</h2>{recent}</section>',
         "</main>",
     )
-    return page(f"{spec.name} · {title}", body, root="../")
+    return page(f"{spec.name} · {title}", body, root="../", refresh=refresh, poll="page")

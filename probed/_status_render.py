@@ -165,16 +165,25 @@ TABLE_HEAD: Final = (
 )
 
 
-def page(title: str, body: Iterable[str], *, root: str = "", refresh: float = 0) -> str:
+def page(
+    title: str, body: Iterable[str], *, root: str = "", refresh: float = 0, poll: str = "json"
+) -> str:
     """A whole HTML document around ``body``; ``root`` leads from its path to the list's
-    (``../`` on a check page)."""
-    live = f' data-refresh="{refresh:g}" data-json="{root}api/v1/status"' if refresh else ""
+    (``../`` on a check page). With ``refresh``, the script updates it every so many seconds:
+    from ``/api/v1/status`` (``poll="json"``, the list) or by fetching the page again and
+    swapping its ``<main>`` when its ``data-version`` changed (``poll="page"``)."""
+    live = ""
+    if refresh and poll == "json":
+        live = f' data-refresh="{refresh:g}" data-json="{root}api/v1/status"'
+    elif refresh:
+        live = f' data-refresh="{refresh:g}" data-poll="page"'
     assets = f"{root}status-assets/"
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         '<meta name="color-scheme" content="light dark">'
         f"<title>{escape(title)}</title>"
+        f'<link rel="icon" href="{assets}icon.svg" type="image/svg+xml">'
         f'<link rel="stylesheet" href="{assets}status.css">'
         f'<script src="{assets}status.js" defer></script>'
         f'</head><body{live}><a class="skip" href="#main">Skip to the checks</a>'

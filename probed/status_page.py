@@ -44,7 +44,11 @@ STATUS_PAGE: Final = web.AppKey("status_page", StatusPage)
 MAX_QUERY: Final = 200
 """Characters of the filter text read from ``?q=``."""
 OTHER: Final = "other"
-_ASSETS: Final = {"status.css": "text/css", "status.js": "text/javascript"}
+_ASSETS: Final = {
+    "status.css": "text/css",
+    "status.js": "text/javascript",
+    "icon.svg": "image/svg+xml",
+}
 _NONCE: Final = os.urandom(4).hex()
 
 
@@ -276,7 +280,7 @@ def status_routes(
                 root="../",
             )
             return _html(body, status=404)
-        return _html(check_page(state, v.redact, v.settings.title))
+        return _html(check_page(state, v.redact, v.settings.title, v.settings.refresh))
 
     async def status(request: web.Request) -> web.Response:
         v = views(request)

@@ -195,9 +195,33 @@
     q.addEventListener("input", schedule);
     select.addEventListener("change", schedule);
   }
+  function pollPage() {
+    // a check's page: fetch it again; swap <main> in only when the check changed
+    if (busy) return;
+    busy = true;
+    fetch(location.href, { headers: { Accept: "text/html" }, cache: "no-cache" })
+      .then(function (r) {
+        if (!r.ok) throw new Error("HTTP " + r.status);
+        return r.text();
+      })
+      .then(function (html) {
+        var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("main");
+        var mine = document.getElementById("main");
+        if (fresh && mine &&
+            fresh.getAttribute("data-version") !== mine.getAttribute("data-version")) {
+          mine.replaceWith(fresh);
+        }
+        document.documentElement.classList.remove("stale");
+      })
+      .catch(function () { document.documentElement.classList.add("stale"); })
+      .then(function () { busy = false; });
+  }
+
   var refresh = parseFloat(body.getAttribute("data-refresh") || "0");
   if (refresh > 0 && body.getAttribute("data-json")) {
     tick();
     setInterval(poll, refresh * 1000);
+  } else if (refresh > 0 && body.getAttribute("data-poll") === "page") {
+    setInterval(pollPage, refresh * 1000);
   }
 })();
