@@ -139,7 +139,9 @@ async def test_the_check_page_shows_runs_reasons_phases_uptime_and_a_latency_cha
     async with scripted_daemon(checks(tmp_path, MIXED)) as r:
         await r.runs("pay-db", 3)
         body = await page(r, "/checks/pay-db")
-        assert '<main id="main" data-check="pay-db" data-status="fail">' in body
+        assert re.search(
+            r'<main id="main" data-check="pay-db" data-status="fail" data-version="\d+">', body
+        )
         assert "<dt>Reason</dt><dd>timeout</dd>" in body
         assert "no answer from db" in body
         assert re.search(r"0\.0% of the last \d+ runs \(0 ok, 0 warn, \d+ fail", body)
