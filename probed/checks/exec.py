@@ -57,6 +57,13 @@ _SHELL: Final = "/bin/sh"
 # Time to read what an exited command left in its pipes before deciding something else
 # (a child it left behind) holds them open.
 _DRAIN: Final = 0.1
+# Process groups of finished commands whose members may be probed's own children: when probed
+# is PID 1 (a container without an init), whatever a command left behind is re-parented to it
+# once its parent exits, and after the kill nobody else would reap it. Process-wide because
+# PID 1 is; bounded. Only groups whose leader asyncio has reaped are listed, so reaping by
+# group never takes a leader's exit status from asyncio's child watcher.
+_ORPHAN_GROUPS: set[int] = set()
+_MAX_ORPHAN_GROUPS: Final = 1024
 _METRIC_HELP: Final = "Perfdata of the command, in base units (seconds, bytes, 0..1 for %)"
 
 
@@ -236,6 +243,19 @@ def _kill_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
+def _reap_orphans() -> None:
+    """Reap exited members of the groups in :data:`_ORPHAN_GROUPS` (never blocks); forget a
+    group once none of its members is a child of probed any more."""
+    for pgid in list(_ORPHAN_GROUPS):
+        while True:
+            try:
+                if os.waitid(os.P_PGID, pgid, os.WEXITED | os.WNOHANG) is None:
+                    break  # members left, still running: next time
+            except ChildProcessError:
+                _ORPHAN_GROUPS.discard(pgid)
+                break
+
+
 def _signal_name(number: int) -> str:
     try:
         return signal.Signals(number).name
@@ -310,6 +330,7 @@ class ExecCheck(Check[ExecOptions]):
         except OSError as exc:
             return self._spawn_failed(exc)
         pgid = transport.get_pid()
+        _ORPHAN_GROUPS.discard(pgid)  # a group of that number is gone: this one is new
         stopped = _Stop()
         try:
             set_phase(f"waiting for {self.program} to exit")
@@ -326,6 +347,13 @@ class ExecCheck(Check[ExecOptions]):
                 # Leftovers in the group (or everything, when the run was cancelled) go now.
                 _kill_group(pgid, signal.SIGKILL)
             transport.close()
+            if os.getpid() == 1:
+                if (
+                    transport.get_returncode() is not None
+                    and len(_ORPHAN_GROUPS) < _MAX_ORPHAN_GROUPS
+                ):
+                    _ORPHAN_GROUPS.add(pgid)
+                _reap_orphans()
         code = transport.get_returncode()
         return self._verdict(code if code is not None else -signal.SIGKILL, proto, elapsed)
 

@@ -8,8 +8,11 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import socket
 import stat
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,7 +28,7 @@ from probed.config import LoadResult, load_checks, load_settings
 from probed.plugins import check_types, get_plugin_manager
 from probed.redact import MASK
 from probed.testing import make_spec, run_check
-from tests._require import requires
+from tests._require import is_root, requires
 from tests.checks import _loop_guard
 from tests.harness import probed_logs, running_daemon
 from tests.test_secrets_everywhere import forms
@@ -471,6 +474,59 @@ async def test_a_cancelled_run_kills_the_group(tmp_path: Path) -> None:
     with contextlib.suppress(asyncio.CancelledError):
         await task
     assert await wait_gone(read_pid(pid_file))
+
+
+ZOMBIE_SCRIPT = """
+import asyncio, os
+from probed.checks.exec import ExecCheck
+from probed.testing import run_check
+
+def zombies():
+    found = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                state, ppid = f.read().rpartition(")")[2].split()[:2]
+        except FileNotFoundError:
+            continue
+        found += state == "Z" and ppid == "1"
+    return found
+
+async def main():
+    assert os.getpid() == 1
+    for redirect in ("", ">/dev/null 2>&1") * 3:  # holding the pipes, and detached
+        result = await run_check(
+            ExecCheck, command="(sleep 60 %s &); echo OK" % redirect, shell=True
+        )
+        assert result.message == "OK", result
+    await run_check(ExecCheck, command=["true"])  # a later run reaps what was still dying
+    print("zombies", zombies())
+
+asyncio.run(main())
+"""
+
+
+def pid_namespaces() -> bool:
+    """True when this process may run a command as PID 1 of a new PID namespace."""
+    if not is_root() or shutil.which("unshare") is None:
+        return False
+    probe = ["unshare", "--pid", "--fork", "--mount-proc", "true"]
+    return subprocess.run(probe, capture_output=True, timeout=10).returncode == 0
+
+
+@requires(pid_namespaces, "needs root and unshare --pid (util-linux) for a PID namespace")
+def test_as_pid_1_what_commands_leave_behind_is_reaped() -> None:
+    # In a container without an init probed is PID 1: orphans of a command are re-parented to
+    # it and, once killed, would stay zombies. Run the checks as PID 1 of a new PID namespace.
+    done = subprocess.run(
+        ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c", ZOMBIE_SCRIPT],
+        cwd=Path(__file__).parents[2],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "zombies 0"
 
 
 # --- options and validation -----------------------------------------------------------------
