@@ -15,19 +15,26 @@ from __future__ import annotations
 import datetime as dt
 import os
 import ssl
+import warnings
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from probed.check import CheckOptions, MetricDef, Reason, Status
 from probed.threads import run_blocking
 from probed.thresholds import Limit, WarnFail, check_order
 
+if TYPE_CHECKING:
+    from probed.checks._tlschain import Chain
+
 __all__ = [
     "CERT_EXPIRY_METRIC",
+    "TLS_VERSIONS",
     "CertInfo",
     "TlsOptions",
+    "TlsVersion",
+    "allow_versions",
     "build_context",
     "cert_info",
     "default_context",
@@ -35,8 +42,39 @@ __all__ = [
     "expiry_verdict",
     "format_time",
     "load_context",
+    "parse_tls_version",
     "tls_shorthand",
 ]
+
+TlsVersion = Literal["1.0", "1.1", "1.2", "1.3"]
+
+TLS_VERSIONS: Final = {
+    "1.0": ssl.TLSVersion.TLSv1,
+    "1.1": ssl.TLSVersion.TLSv1_1,
+    "1.2": ssl.TLSVersion.TLSv1_2,
+    "1.3": ssl.TLSVersion.TLSv1_3,
+}
+"""``min_version`` values and the versions they stand for."""
+
+
+def parse_tls_version(value: Any) -> Any:
+    """``1.2`` (a YAML float), ``"TLSv1.2"``, ``"TLS 1.2"`` -> ``"1.2"`` (before validation)."""
+    if isinstance(value, float | int) and not isinstance(value, bool):
+        return f"{float(value):.1f}"
+    if isinstance(value, str):
+        text = value.strip().lower().replace("tlsv", "").replace("tls", "").strip()
+        return {"1": "1.0"}.get(text, text)
+    return value
+
+
+def allow_versions(ctx: ssl.SSLContext, lowest: ssl.TLSVersion) -> None:
+    """Set ``ctx``'s lowest protocol version (below 1.2 also OpenSSL's legacy algorithms)."""
+    with warnings.catch_warnings():  # TLSv1/TLSv1_1 are deprecated names: meant here
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ctx.minimum_version = lowest
+        if lowest < ssl.TLSVersion.TLSv1_2:
+            # OpenSSL 3 refuses TLS 1.0/1.1 above security level 0 (SHA-1 signatures).
+            ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
 
 
 CERT_EXPIRY_METRIC: Final = MetricDef(
@@ -74,6 +112,16 @@ class TlsOptions(CheckOptions):
         ge=0,
         description="Fail when the certificate expires in fewer days (null: never).",
     )
+    min_version: TlsVersion | None = Field(
+        default=None,
+        description="Lowest TLS version accepted: 1.0, 1.1, 1.2 or 1.3 (default: OpenSSL's, "
+        "1.2 on Debian; below 1.2 also allows OpenSSL's legacy algorithms).",
+    )
+
+    @field_validator("min_version", mode="before")
+    @classmethod
+    def _min_version(cls, value: Any) -> Any:
+        return parse_tls_version(value)
 
     @model_validator(mode="after")
     def _check(self) -> TlsOptions:
@@ -112,6 +160,8 @@ def build_context(options: TlsOptions) -> ssl.SSLContext:
         ctx.verify_mode = ssl.CERT_NONE
     if options.cert_file:
         ctx.load_cert_chain(options.cert_file, options.key_file)
+    if options.min_version is not None:
+        allow_versions(ctx, TLS_VERSIONS[options.min_version])
     return ctx
 
 
@@ -142,7 +192,8 @@ def default_context() -> ssl.SSLContext:
 
 @dataclass(frozen=True, slots=True)
 class CertInfo:
-    """The peer (leaf) certificate and negotiated TLS parameters of one connection."""
+    """The peer (leaf) certificate and negotiated TLS parameters of one connection, and the
+    chain (:func:`probed.checks._tlschain.read_chain`) when the caller read it."""
 
     not_before: float
     not_after: float
@@ -150,6 +201,14 @@ class CertInfo:
     issuer_cn: str
     version: str
     cipher: str
+    chain: Chain | None = None
+
+    @property
+    def earliest_not_after(self) -> float:
+        """The earliest notAfter of the chain (of the leaf when no chain was read)."""
+        chain = self.chain
+        earliest = chain.earliest_not_after if chain is not None else None
+        return self.not_after if earliest is None else earliest
 
 
 _CN_OID: Final = b"\x06\x03\x55\x04\x03"

@@ -19,9 +19,8 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-import warnings
 from time import perf_counter
-from typing import Any, ClassVar, Final, Literal
+from typing import Any, ClassVar, Final
 
 from pydantic import Field, field_validator
 
@@ -32,11 +31,15 @@ from probed.checks._net import ProbeError, connect_socket, family_for, format_ad
 from probed.checks._starttls import MAX_LINE, StartTls, StartTlsError, negotiate
 from probed.checks._tls import (
     CERT_EXPIRY_METRIC,
+    TLS_VERSIONS,
     TlsOptions,
+    TlsVersion,
+    allow_versions,
     build_context,
     describe_ssl_error,
     expiry_verdict,
     format_time,
+    parse_tls_version,
 )
 from probed.checks._tlschain import Chain, describe_chain, read_chain, tls_version_label
 from probed.phase import format_elapsed, set_phase
@@ -44,30 +47,12 @@ from probed.threads import run_blocking
 
 __all__ = ["TlsCheck", "TlsCheckOptions"]
 
-TlsVersion = Literal["1.0", "1.1", "1.2", "1.3"]
-
-_VERSIONS: Final = {
-    "1.0": ssl.TLSVersion.TLSv1,
-    "1.1": ssl.TLSVersion.TLSv1_1,
-    "1.2": ssl.TLSVersion.TLSv1_2,
-    "1.3": ssl.TLSVersion.TLSv1_3,
-}
 _VERSIONS_BY_NAME: Final = {
     "TLSv1": ssl.TLSVersion.TLSv1,
     "TLSv1.1": ssl.TLSVersion.TLSv1_1,
     "TLSv1.2": ssl.TLSVersion.TLSv1_2,
     "TLSv1.3": ssl.TLSVersion.TLSv1_3,
 }
-
-
-def _version(value: Any) -> Any:
-    """``1.2`` (a YAML float), ``"TLSv1.2"``, ``"TLS 1.2"`` -> ``"1.2"``."""
-    if isinstance(value, float | int) and not isinstance(value, bool):
-        return f"{float(value):.1f}"
-    if isinstance(value, str):
-        text = value.strip().lower().replace("tlsv", "").replace("tls", "").strip()
-        return {"1": "1.0"}.get(text, text)
-    return value
 
 
 class TlsCheckOptions(AddressOptions, TlsOptions):
@@ -95,23 +80,13 @@ class TlsCheckOptions(AddressOptions, TlsOptions):
     @field_validator("min_version", mode="before")
     @classmethod
     def _min_version(cls, value: Any) -> Any:
-        return _version(value)
+        return parse_tls_version(value)
 
 
 def _context(options: TlsCheckOptions) -> ssl.SSLContext:
-    """The check's context (blocking: reads CA and client certificate files)."""
-    ctx = build_context(options)
-    _allow_versions(ctx, _VERSIONS[options.min_version])
-    return ctx
-
-
-def _allow_versions(ctx: ssl.SSLContext, lowest: ssl.TLSVersion) -> None:
-    with warnings.catch_warnings():  # TLSv1/TLSv1_1 are deprecated names: meant here
-        warnings.simplefilter("ignore", DeprecationWarning)
-        ctx.minimum_version = lowest
-        if lowest < ssl.TLSVersion.TLSv1_2:
-            # OpenSSL 3 refuses TLS 1.0/1.1 above security level 0 (SHA-1 signatures).
-            ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    """The check's context (blocking: reads CA and client certificate files; ``build_context``
+    applies ``min_version``)."""
+    return build_context(options)
 
 
 def _diagnostic_context() -> ssl.SSLContext:
@@ -119,7 +94,7 @@ def _diagnostic_context() -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
-    _allow_versions(ctx, ssl.TLSVersion.TLSv1)
+    allow_versions(ctx, ssl.TLSVersion.TLSv1)
     return ctx
 
 
@@ -282,7 +257,7 @@ class TlsCheck(Check[TlsCheckOptions]):
                         f" ({chain.role(first)} {first.describe()} expired "
                         f"{format_time(first.not_after)})"
                     )
-            elif spoken is not None and spoken < _VERSIONS[self.options.min_version]:
+            elif spoken is not None and spoken < TLS_VERSIONS[self.options.min_version]:
                 detail = (
                     f"the server negotiates {tls_version_label(chain.version)}, below "
                     f"min_version {self.options.min_version}"
