@@ -223,8 +223,9 @@ class HttpResponse:
     """The final response of a fetch, with the phases summed over every hop.
 
     ``body`` holds at most ``max_body_size`` bytes; ``body_size`` counts every body byte read.
-    ``cert`` is the final hop's peer certificate; ``earliest_cert_expiry`` the earliest
-    ``notAfter`` of every https hop (like blackbox's ``probe_ssl_earliest_cert_expiry``).
+    ``cert`` is the final hop's peer certificate (with its chain); ``earliest_cert_expiry`` the
+    earliest ``notAfter`` of the chains of every https hop (like blackbox's
+    ``probe_ssl_earliest_cert_expiry``).
     """
 
     url: Url
@@ -424,7 +425,8 @@ async def fetch(request: HttpRequest, config: ClientConfig) -> HttpResponse:
             ) from None
         _merge(phases, hop)
         if cert is not None:
-            earliest = cert.not_after if earliest is None else min(earliest, cert.not_after)
+            first = cert.earliest_not_after  # of the hop's verified chain
+            earliest = first if earliest is None else min(earliest, first)
         status = proto.parser.get_status_code()
         headers = Headers(proto.headers)
         location = headers.get("location")

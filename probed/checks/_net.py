@@ -9,6 +9,7 @@ for the operator.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import ipaddress
 import socket
@@ -20,13 +21,21 @@ from typing import Any, Final, Literal, TypeVar
 from probed.check import Reason, Result
 from probed.checks._failures import describe
 from probed.checks._reasons import REDIRECT_REFUSED
-from probed.checks._tls import CERT_EXPIRY_METRIC, CertInfo, cert_info, describe_ssl_error
+from probed.checks._tls import (
+    CERT_EXPIRY_METRIC,
+    CertInfo,
+    allow_versions,
+    cert_info,
+    describe_ssl_error,
+)
+from probed.checks._tlschain import read_chain, tls_version_label
 from probed.phase import set_phase
 
 __all__ = [
     "METADATA_ADDRESSES",
     "AddressCheck",
     "IpVersion",
+    "PreferredFamily",
     "ProbeError",
     "address_policy",
     "family_for",
@@ -83,9 +92,27 @@ class ProbeError(Exception):
         )
 
 
-def family_for(ip_version: str) -> int:
-    """The ``socket`` address family for an ``ip_version`` option value."""
-    return int(_FAMILIES[ip_version])
+class PreferredFamily(int):
+    """``AF_UNSPEC`` (every family is resolved) with a family whose addresses are tried first:
+    blackbox's ``preferred_ip_protocol`` with ``ip_protocol_fallback``. An ``int`` so it goes
+    through every ``family=`` parameter unchanged; :func:`connect_socket` orders by it."""
+
+    prefer: int
+
+    def __new__(cls, prefer: int) -> PreferredFamily:
+        self = super().__new__(cls, socket.AF_UNSPEC)
+        self.prefer = prefer
+        return self
+
+
+def family_for(ip_version: str, preferred: str | None = None, fallback: bool = True) -> int:
+    """The ``socket`` address family for an ``ip_version`` option value, or for
+    ``preferred_ip_protocol`` (``ip4``/``ip6``) + ``ip_protocol_fallback`` when ``ip_version``
+    is ``any``: the preferred family alone without fallback, else a :class:`PreferredFamily`."""
+    if preferred is None or ip_version != "any":
+        return int(_FAMILIES[ip_version])
+    family = int(_FAMILIES[preferred])
+    return PreferredFamily(family) if fallback else family
 
 
 @functools.lru_cache(maxsize=8192)  # called on every run; hosts repeat
@@ -177,12 +204,19 @@ def format_addr(host: str, port: int) -> str:
 
 
 async def _fetch_unverified_cert(
-    loop: asyncio.AbstractEventLoop, addr: tuple[Any, ...], family: int, server_hostname: str
+    loop: asyncio.AbstractEventLoop,
+    addr: tuple[Any, ...],
+    family: int,
+    server_hostname: str,
+    every_version: bool = False,
 ) -> CertInfo | None:
-    """Handshake once more without verification to say *when* a certificate expired."""
+    """Handshake once more without verification to say *when* a certificate expired (or,
+    ``every_version``, which TLS version the server speaks)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
+    if every_version:
+        allow_versions(ctx, ssl.TLSVersion.TLSv1)
     transport: asyncio.Transport | None = None
     try:
         transport, _ = await loop.create_connection(
@@ -239,6 +273,9 @@ async def connect_socket(
             exc.phases = phases
             raise
         phases["resolve"] = perf_counter() - t0
+    prefer = getattr(family, "prefer", None)
+    if prefer is not None:  # the preferred family first, the other one as the fallback
+        addrs = sorted(addrs, key=lambda item: item[0] != prefer)
     if address_check is not None:
         judged = [(fam, addr, address_check(addr[0])) for fam, addr in addrs]
         addrs = [(fam, addr) for fam, addr, why in judged if why is None]
@@ -345,9 +382,21 @@ async def start_tls(
         phases["tls"] = perf_counter() - t0
         transport.abort()
         cert = None
+        verify_error = isinstance(exc, ssl.SSLCertVerificationError)
         expired = isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_code in (9, 10)
         if expired and not proxy:
             cert = await _fetch_unverified_cert(loop, addr, family, name)
+        lowest = ssl_context.minimum_version
+        if not verify_error and not proxy and lowest > ssl.TLSVersion.TLSv1_2:
+            # min_version 1.3: say which version the server speaks, as the tls type does.
+            spoken = await _fetch_unverified_cert(loop, addr, family, name, every_version=True)
+            if spoken is not None and spoken.version in _BELOW_1_3:
+                raise ProbeError(
+                    Reason.TLS,
+                    f"TLS handshake failed: the server negotiates "
+                    f"{tls_version_label(spoken.version)}, below min_version 1.3",
+                    phases,
+                ) from None
         raise ProbeError(Reason.TLS, describe_ssl_error(exc, cert), phases, cert) from None
     except BaseException:
         transport.abort()
@@ -356,4 +405,12 @@ async def start_tls(
     if tls_transport is None:  # start_tls returns None only if the transport was closed
         transport.abort()
         raise ProbeError(Reason.TLS, "TLS handshake failed: connection closed", phases)
-    return tls_transport, cert_info(tls_transport.get_extra_info("ssl_object"))
+    sslobj = tls_transport.get_extra_info("ssl_object")
+    cert = cert_info(sslobj)
+    if cert is not None:  # the whole chain: its earliest expiry is the one reported
+        chain = read_chain(sslobj, verified=ssl_context.verify_mode != ssl.CERT_NONE)
+        cert = dataclasses.replace(cert, chain=chain)
+    return tls_transport, cert
+
+
+_BELOW_1_3: Final = frozenset({"TLSv1", "TLSv1.1", "TLSv1.2", "SSLv3"})
