@@ -17,6 +17,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from probed.check import Check, CheckOptions, MetricDef, Reason, Result, Status
 from probed.checks._http2 import Http2Options, alpn_context, version_problem
+from probed.checks._http_address import AddressSelection
 from probed.checks._http_assert import AssertionOptions, response_assertions
 from probed.checks._http_decode import CompressionOptions
 from probed.checks._http_oauth2 import OAuth2Options, TokenSource
@@ -31,13 +32,19 @@ from probed.checks._httpclient import (
 )
 from probed.checks._httpparse import DEFAULT_MAX_HEAD
 from probed.checks._httpproxy import ProxyOptions, proxy_config
-from probed.checks._net import IpVersion, address_policy, family_for
+from probed.checks._net import address_policy
 from probed.checks._tls import (
     CERT_EXPIRY_METRIC,
     TlsOptions,
     build_context,
     default_context,
     expiry_verdict,
+)
+from probed.checks._tlschain import (
+    LAST_CHAIN_METRIC,
+    LEAF_EXPIRY_METRIC,
+    chain_values,
+    earliest_name,
 )
 from probed.options import Size
 from probed.redact import CREDENTIAL_HEADERS
@@ -100,7 +107,14 @@ class BasicAuth(CheckOptions):
         return {password, f"{self.username}:{password}"} if password else set()
 
 
-class HttpOptions(ProxyOptions, Http2Options, CompressionOptions, OAuth2Options, AssertionOptions):
+class HttpOptions(
+    ProxyOptions,
+    Http2Options,
+    CompressionOptions,
+    OAuth2Options,
+    AssertionOptions,
+    AddressSelection,
+):
     """Options of the ``http`` check type (``json_api`` extends this model); the proxy options
     come from :class:`~probed.checks._httpproxy.ProxyOptions`, the HTTP/2 ones from
     :class:`~probed.checks._http2.Http2Options`."""
@@ -151,7 +165,6 @@ class HttpOptions(ProxyOptions, Http2Options, CompressionOptions, OAuth2Options,
         description="Bytes of response status line and headers; more fails with reason "
         "header_size (a line over 64 KiB or over 2000 header fields fail too).",
     )
-    ip_version: IpVersion = Field(default="any", description="any, ip4 or ip6.")
     tls: TlsOptions = Field(
         default_factory=lambda: TlsOptions(), description="TLS settings for https."
     )
@@ -212,11 +225,9 @@ class HttpOptions(ProxyOptions, Http2Options, CompressionOptions, OAuth2Options,
                     f"headers.{name}: put credentials in basic_auth, bearer_token or "
                     "secret_headers so they stay secret"
                 )
-        host = Url.parse(self.url).host
-        if ":" in host and self.ip_version == "ip4":
-            raise ValueError(f"url host {host} is an IPv6 address but ip_version is ip4")
-        if re.fullmatch(r"[\d.]+", host) and self.ip_version == "ip6":
-            raise ValueError(f"url host {host} is an IPv4 address but ip_version is ip6")
+        problem = self.host_problem(Url.parse(self.url).host)
+        if problem is not None:
+            raise ValueError(problem)
         return self
 
 
@@ -228,6 +239,8 @@ HTTP_METRICS: Final = (
     MetricDef("probed_http_redirects", "Redirects followed."),
     MetricDef("probed_http_version", "HTTP version of the final response (e.g. 1.1)."),
     CERT_EXPIRY_METRIC,
+    LEAF_EXPIRY_METRIC,
+    LAST_CHAIN_METRIC,
 )
 
 
@@ -308,7 +321,7 @@ class HttpProbe(Check[HttpOptions]):
             follow_redirects=options.follow_redirects,
             max_redirects=options.max_redirects,
             max_body_size=options.max_body_size,
-            family=family_for(options.ip_version),
+            family=options.socket_family(),
             max_header_size=options.max_header_size,
             redirect_check=address_policy(
                 options.follow_redirects_to_link_local, options.follow_redirects_to_private
@@ -359,6 +372,7 @@ class HttpProbe(Check[HttpOptions]):
             values["probed_http_version"] = float(response.version)
         if response.earliest_cert_expiry is not None:
             values["probed_tls_cert_expiry_timestamp_seconds"] = response.earliest_cert_expiry
+            values.update(chain_values(response.cert))
         phases = response.phases
         problem = self._check_status(response) or self.check_response(response, values)
         if problem is None and self.http_versions:
@@ -376,8 +390,9 @@ class HttpProbe(Check[HttpOptions]):
             verdict = expiry_verdict(response.earliest_cert_expiry, self.options.tls, time.time())
             if verdict is not None:
                 status, reason, detail = verdict
+                who = earliest_name(response.cert, response.earliest_cert_expiry)
                 return Result(
-                    status, reason, f"{self.prefix}: {detail}", phases=phases, values=values
+                    status, reason, f"{self.prefix}: {who}{detail}", phases=phases, values=values
                 )
         return Result(Status.OK, "", f"{self.prefix}: {summary}", phases=phases, values=values)
 

@@ -25,17 +25,31 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from probed.checks._tls import format_time, parse_der
+from probed.check import MetricDef
+from probed.checks._tls import CertInfo, format_time, parse_der
 
 __all__ = [
+    "LAST_CHAIN_METRIC",
+    "LEAF_EXPIRY_METRIC",
     "MAX_CHAIN",
     "Chain",
     "ChainCert",
     "chain_certs",
+    "chain_values",
     "describe_chain",
+    "earliest_name",
     "read_chain",
     "tls_version_label",
 ]
+
+LEAF_EXPIRY_METRIC: Final = MetricDef(
+    "probed_tls_leaf_cert_expiry_timestamp_seconds",
+    "notAfter (Unix time) of the server's own (leaf) certificate.",
+)
+LAST_CHAIN_METRIC: Final = MetricDef(
+    "probed_tls_last_chain_expiry_timestamp_seconds",
+    "Earliest notAfter (Unix time) of the verified chain (absent when not verified).",
+)
 
 MAX_CHAIN: Final = 16
 """Certificates kept per chain: a server sending more is odd, and the message stays short."""
@@ -220,3 +234,26 @@ def describe_chain(chain: Chain, now: float) -> str:
         state = "expired" if cert.not_after <= now else "until"
         parts.append(f"{chain.role(cert)} {cert.describe()} {state} {format_time(cert.not_after)}")
     return "; ".join(parts)
+
+
+def chain_values(cert: CertInfo | None) -> dict[str, float]:
+    """The leaf's and the verified chain's expiry of a connection's certificate (metric
+    values: :data:`LEAF_EXPIRY_METRIC`, :data:`LAST_CHAIN_METRIC`)."""
+    if cert is None:
+        return {}
+    values = {LEAF_EXPIRY_METRIC.name: cert.not_after}
+    last = cert.chain.last_chain_not_after if cert.chain is not None else None
+    if last is not None:
+        values[LAST_CHAIN_METRIC.name] = last
+    return values
+
+
+def earliest_name(cert: CertInfo | None, not_after: float) -> str:
+    """``intermediate CN=x: `` when the certificate expiring at ``not_after`` is in ``cert``'s
+    chain and is not the leaf (the prefix of an expiry message), else ``""``."""
+    chain = cert.chain if cert is not None else None
+    first = chain.earliest if chain is not None else None
+    if chain is None or first is None or first.not_after != not_after:
+        return ""
+    role = chain.role(first)
+    return "" if role == "leaf" else f"{role} {first.describe()}: "

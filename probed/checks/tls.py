@@ -41,7 +41,14 @@ from probed.checks._tls import (
     format_time,
     parse_tls_version,
 )
-from probed.checks._tlschain import Chain, describe_chain, read_chain, tls_version_label
+from probed.checks._tlschain import (
+    LAST_CHAIN_METRIC,
+    LEAF_EXPIRY_METRIC,
+    Chain,
+    describe_chain,
+    read_chain,
+    tls_version_label,
+)
 from probed.phase import format_elapsed, set_phase
 from probed.threads import run_blocking
 
@@ -118,14 +125,8 @@ class TlsCheck(Check[TlsCheckOptions]):
     )
     metrics: ClassVar[tuple[MetricDef, ...]] = (
         CERT_EXPIRY_METRIC,
-        MetricDef(
-            "probed_tls_leaf_cert_expiry_timestamp_seconds",
-            "notAfter (Unix time) of the server's own (leaf) certificate.",
-        ),
-        MetricDef(
-            "probed_tls_last_chain_expiry_timestamp_seconds",
-            "Earliest notAfter (Unix time) of the verified chain (absent when not verified).",
-        ),
+        LEAF_EXPIRY_METRIC,
+        LAST_CHAIN_METRIC,
         MetricDef(
             "probed_tls_version_info",
             "1 for the TLS version negotiated in the last run.",
