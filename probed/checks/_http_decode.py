@@ -24,13 +24,13 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import zlib
-from typing import Any, Final, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from pydantic import Field, field_validator
 
 from probed.check import CheckOptions, Reason
 from probed.checks._http2 import H2Response
-from probed.checks._httpparse import DEFAULT_MAX_HEAD, BodyTooLargeSignal, ResponseProtocol
+from probed.checks._httpparse import ResponseProtocol
 from probed.checks._net import ProbeError
 
 __all__ = [
@@ -187,55 +187,83 @@ def coding_matches(wanted: str, value: str | None) -> bool:
     return content_coding(value) == wanted
 
 
-class DecodingResponseProtocol(ResponseProtocol):
+class _Decoding:
+    """What both decoding protocols add: a decoder chosen by the response's Content-Encoding,
+    decoded output handed to the protocol's own body handling (so its budget applies)."""
+
+    coding: str = "identity"
+    decoder: Decoder | None = None
+    raw_size: int = 0
+    max_body: int
+    body_size: int
+    too_large: bool = False
+    done: asyncio.Future[None]
+
+    if TYPE_CHECKING:
+
+        def _fail(self, exc: BaseException) -> None: ...
+
+    def _choose_decoder(self, headers: list[tuple[str, str]]) -> None:
+        value = next((v for n, v in headers if n.lower() == "content-encoding"), None)
+        if coding_matches(self.coding, value):
+            self.decoder = new_decoder(self.coding)
+
+    def _decode(self, decoder: Decoder, data: bytes) -> bytes | None:
+        """``data`` decoded within the room left, or None when the run already failed."""
+        self.raw_size += len(data)
+        if self.too_large or self.done.done():
+            return None
+        try:
+            return decoder.feed(data, self.max_body - self.body_size)
+        except DecodeError as exc:
+            self._decode_failed(exc)
+            return None
+
+    def _finish_decoding(self) -> bool:
+        """Whether the compressed stream ended properly (else the run failed)."""
+        if self.decoder is None or self.too_large or not self.raw_size:
+            return True
+        try:
+            self.decoder.finish()
+        except DecodeError as exc:
+            self._decode_failed(exc)
+            return False
+        return True
+
+    def _decode_failed(self, exc: DecodeError) -> None:
+        self._fail(
+            ProbeError(
+                Reason.PROTOCOL,
+                f"the {self.coding} body does not decode: {exc} "
+                f"({self.raw_size} bytes received, {self.body_size} decoded)",
+            )
+        )
+
+
+class DecodingResponseProtocol(ResponseProtocol, _Decoding):
     """A :class:`ResponseProtocol` decoding a body in ``coding`` as it arrives.
 
     ``body_size`` counts decoded bytes (the budget ``max_body`` applies to them);
     ``raw_size`` the bytes received. A response in another coding is kept as it came (the
-    check fails it: :mod:`probed.checks._http_assert`).
+    check fails it: :mod:`probed.checks._http_assert`). The other arguments are
+    :class:`ResponseProtocol`'s.
     """
 
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        max_body: int,
-        head_only: bool,
-        max_head: int = DEFAULT_MAX_HEAD,
-        coding: str = "identity",
-    ) -> None:
-        super().__init__(loop, max_body, head_only, max_head)
+    def __init__(self, coding: str, *args: Any) -> None:
+        super().__init__(*args)
         self.coding = coding
-        self.decoder: Decoder | None = None
-        self.raw_size = 0
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
-        value = None
-        for name, text in self.headers:
-            if name.lower() == "content-encoding":
-                value = text
-                break
-        if coding_matches(self.coding, value):
-            self.decoder = new_decoder(self.coding)
+        self._choose_decoder(self.headers)
 
     def on_body(self, body: bytes) -> None:
         if self.decoder is None:
             super().on_body(body)
             return
-        self.raw_size += len(body)
-        if self.too_large or self.done.done():
-            return
-        try:
-            out = self.decoder.feed(body, self.max_body - self.body_size)
-        except DecodeError as exc:
-            self._decode_failed(exc)
-            return
-        self.body_size += len(out)
-        room = self.max_body - len(self.body)
-        if room > 0:
-            self.body += out[:room]
-        if self.body_size > self.max_body:
-            self.too_large = True
+        out = self._decode(self.decoder, body)
+        if out is not None:
+            super().on_body(out)
 
     def on_message_complete(self) -> None:
         if self._finish_decoding():
@@ -252,79 +280,33 @@ class DecodingResponseProtocol(ResponseProtocol):
             return
         super().connection_lost(exc)
 
-    def _finish_decoding(self) -> bool:
-        if self.decoder is None or self.too_large or not self.raw_size:
-            return True
-        try:
-            self.decoder.finish()
-        except DecodeError as exc:
-            self._decode_failed(exc)
-            return False
-        return True
 
-    def _decode_failed(self, exc: DecodeError) -> None:
-        self._fail(_decode_error(self.coding, exc, self.raw_size, self.body_size))
-
-
-def _decode_error(coding: str, exc: DecodeError, raw: int, decoded: int) -> ProbeError:
-    return ProbeError(
-        Reason.PROTOCOL,
-        f"the {coding} body does not decode: {exc} ({raw} bytes received, {decoded} decoded)",
-    )
-
-
-class DecodingH2Response(H2Response):
+class DecodingH2Response(H2Response, _Decoding):
     """An :class:`~probed.checks._http2.H2Response` decoding its body in ``coding`` as DATA
-    frames arrive (same rules as :class:`DecodingResponseProtocol`)."""
+    frames arrive (same rules as :class:`DecodingResponseProtocol`; the other arguments are
+    :class:`~probed.checks._http2.H2Response`'s)."""
 
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        max_body: int,
-        max_head: int,
-        headers: list[tuple[str, str]],
-        body: bytes,
-        coding: str,
-    ) -> None:
-        super().__init__(loop, max_body, max_head, headers, body)
+    def __init__(self, coding: str, *args: Any) -> None:
+        super().__init__(*args)
         self.coding = coding
-        self.decoder: Decoder | None = None
-        self.raw_size = 0
 
     def _on_headers(self, raw: list[tuple[bytes, bytes]]) -> None:
         super()._on_headers(raw)
-        value = next((v for n, v in self.headers if n.lower() == "content-encoding"), None)
-        if self.headers_done and coding_matches(self.coding, value):
-            self.decoder = new_decoder(self.coding)
+        if self.headers_done:
+            self._choose_decoder(self.headers)
 
     def _on_data(self, data: bytes, flow_controlled: int) -> None:
         if self.decoder is None:
             super()._on_data(data, flow_controlled)
             return
-        self.raw_size += len(data)
-        try:
-            out = self.decoder.feed(data, self.max_body - self.body_size)
-        except DecodeError as exc:
-            self._fail(_decode_error(self.coding, exc, self.raw_size, self.body_size))
-            return
-        self.body_size += len(out)
-        room = self.max_body - len(self.body)
-        if room > 0:
-            self.body += out[:room]
-        if self.body_size > self.max_body:
-            self._fail(BodyTooLargeSignal(self.parser.status, "2.0"))
-            return
-        assert self._conn is not None
-        self._conn.acknowledge_received_data(flow_controlled, self.STREAM)
+        out = self._decode(self.decoder, data)
+        if out is not None:
+            super()._on_data(out, flow_controlled)  # flow control counts the bytes received
 
     def _event(self, event: Any) -> None:
         ended = getattr(event, "stream_id", None) == self.STREAM and (
             type(event).__name__ == "StreamEnded"
         )
-        if ended and self.decoder is not None and self.raw_size:
-            try:
-                self.decoder.finish()
-            except DecodeError as exc:
-                self._fail(_decode_error(self.coding, exc, self.raw_size, self.body_size))
-                return
+        if ended and not self._finish_decoding():
+            return
         super()._event(event)

@@ -286,7 +286,7 @@ async def _fetch_once(
     def factory() -> ResponseProtocol:
         if config.compression is not None:
             return DecodingResponseProtocol(
-                loop, max_body, head_only, config.max_header_size, config.compression
+                config.compression, loop, max_body, head_only, config.max_header_size
             )
         return ResponseProtocol(loop, max_body, head_only, config.max_header_size)
 
@@ -330,7 +330,7 @@ async def _fetch_once(
             def h2() -> H2Response:
                 if config.compression is not None:
                     return DecodingH2Response(
-                        loop, max_body, config.max_header_size, fields, body, config.compression
+                        config.compression, loop, max_body, config.max_header_size, fields, body
                     )
                 return H2Response(loop, max_body, config.max_header_size, fields, body)
 
