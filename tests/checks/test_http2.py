@@ -193,6 +193,22 @@ async def test_redirects_are_followed_over_h2_and_counted(
     assert kept.values["probed_http_status_code"] == 302
 
 
+async def test_request_body_larger_than_the_servers_window_is_sent_whole(
+    h2_servers: H2Servers, tls_files: TlsFiles
+) -> None:
+    result = await run_check(
+        HttpCheck,
+        url=f"{h2_servers('alpn')}/echo",
+        enable_http2=True,
+        method="PUT",
+        body="a" * 150_000,  # over HTTP/2's initial 65 535-byte flow-control window
+        body_must_match=[r"^PUT a{150000} \|", "content-length=150000"],
+        **_tls(tls_files),
+    )
+    assert result.status is Status.OK, result.message
+    assert result.values["probed_http_version"] == 2.0
+
+
 async def test_credentials_follow_h2_redirects_to_the_origin_only(
     h2_servers: H2Servers, tls_files: TlsFiles
 ) -> None:
