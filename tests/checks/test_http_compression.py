@@ -10,7 +10,6 @@ fail with ``protocol``; a response in another coding fails with ``assertion``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gzip
 import json
 import zlib
@@ -27,6 +26,7 @@ from probed.checks._http_decode import DecodeError, new_decoder
 from probed.checks.http import HttpCheck, HttpOptions
 from probed.checks.json_api import JsonApiCheck
 from probed.testing import run_check
+from tests.checks.test_http import serve
 from tests.servers.tls import TlsFiles
 
 TEXT = b"compressed hello: all systems nominal. " * 200
@@ -126,18 +126,6 @@ def make_app(seen: Served) -> web.Application:
     return app
 
 
-@contextlib.asynccontextmanager
-async def serve(seen: Served) -> AsyncIterator[str]:
-    runner = web.AppRunner(make_app(seen), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
-
-
 @pytest.fixture
 async def seen() -> Served:
     return Served()
@@ -145,7 +133,7 @@ async def seen() -> Served:
 
 @pytest.fixture
 async def base(seen: Served) -> AsyncIterator[str]:
-    async with serve(seen) as url:
+    async with serve(app=make_app(seen)) as url:
         yield url
 
 
@@ -327,7 +315,7 @@ async def test_http2_bodies_are_decoded_and_bombs_cut(
     h2_servers: Callable[[str], str], tls_files: TlsFiles
 ) -> None:
     base = h2_servers("alpn")
-    tls = {"tls": {"ca_file": tls_files.ca_file}}
+    tls: dict[str, Any] = {"tls": {"ca_file": tls_files.ca_file}}
     result = await run_check(
         HttpCheck,
         url=f"{base}/gzip",

@@ -29,6 +29,7 @@ from probed.checks.json_api import JsonApiCheck
 from probed.redact import MASK, option_secrets
 from probed.runner import execute
 from probed.testing import make_spec
+from tests.checks.test_http import serve
 from tests.harness import probed_logs, running_daemon, write
 
 CLIENT_ID = "probe-client"
@@ -97,22 +98,14 @@ class TokenServer:
         return web.json_response({"status": "UP"})
 
 
-@contextlib.asynccontextmanager
-async def serve(server: TokenServer) -> AsyncIterator[str]:
+def make_app(server: TokenServer) -> web.Application:
     app = web.Application()
     app.router.add_post("/token", server.token)
     app.router.add_post("/huge", server.huge)
     app.router.add_post("/html", server.not_json)
     app.router.add_get("/api", server.api)
     app.router.add_get("/echo", server.api)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
+    return app
 
 
 @pytest.fixture
@@ -122,7 +115,7 @@ def server() -> TokenServer:
 
 @pytest.fixture
 async def base(server: TokenServer) -> AsyncIterator[str]:
-    async with serve(server) as url:
+    async with serve(app=make_app(server)) as url:
         yield url
 
 
@@ -143,17 +136,30 @@ class Clock:
         return self.now
 
 
-def make_check(base: str, path: str = "/api", **options: Any) -> tuple[HttpCheck, Clock]:
+@contextlib.asynccontextmanager
+async def checked(
+    base: str, path: str = "/api", **options: Any
+) -> AsyncIterator[tuple[HttpCheck, Clock]]:
+    """An http check of ``base + path`` with ``oauth2`` (default: the right secret) on a clock
+    the test advances; closed on exit."""
     options.setdefault("oauth2", oauth2(base))
     check = HttpCheck(make_spec(HttpCheck, url=f"{base}{path}", timeout=5.0, **options))
     clock = Clock()
     assert check.oauth is not None
     check.oauth.clock = clock
-    return check, clock
+    try:
+        yield check, clock
+    finally:
+        await check.close()
 
 
 async def run(check: HttpCheck) -> Result:
     return await execute(check, 5.0)
+
+
+async def run_once(base: str, path: str = "/api", **options: Any) -> Result:
+    async with checked(base, path, **options) as (check, _):
+        return await run(check)
 
 
 def assert_no_secrets(text: str, server: TokenServer) -> None:
@@ -165,11 +171,8 @@ def assert_no_secrets(text: str, server: TokenServer) -> None:
 
 
 async def test_token_is_fetched_once_and_reused(base: str, server: TokenServer) -> None:
-    check, _ = make_check(base)
-    try:
+    async with checked(base) as (check, _):
         results = [await run(check) for _ in range(3)]
-    finally:
-        await check.close()
     assert [r.status for r in results] == [Status.OK] * 3, results[0].message
     assert len(server.requests) == 1
     assert server.seen == [f"Bearer {server.issued[0]}"] * 3
@@ -181,8 +184,7 @@ async def test_token_is_fetched_once_and_reused(base: str, server: TokenServer) 
 async def test_token_is_fetched_again_shortly_before_it_expires(
     base: str, server: TokenServer
 ) -> None:
-    check, clock = make_check(base)
-    try:
+    async with checked(base) as (check, clock):
         assert (await run(check)).status is Status.OK
         clock.now += 53  # 60 s token, refreshed 6 s (10 %) before expiry: still valid
         assert (await run(check)).status is Status.OK
@@ -193,22 +195,17 @@ async def test_token_is_fetched_again_shortly_before_it_expires(
         server.live.discard(server.issued[0])  # the endpoint expired the first one
         clock.now += 30
         assert (await run(check)).status is Status.OK
-    finally:
-        await check.close()
     assert server.seen[-2:] == [f"Bearer {server.issued[1]}"] * 2
 
 
 async def test_a_refused_token_is_dropped_and_fetched_again(base: str, server: TokenServer) -> None:
-    check, _ = make_check(base)
-    try:
+    async with checked(base) as (check, _):
         assert (await run(check)).status is Status.OK
         server.live.clear()  # revoked at the endpoint
         refused = await run(check)
         assert refused.status is Status.FAIL
         assert refused.reason == Reason.STATUS
         assert (await run(check)).status is Status.OK
-    finally:
-        await check.close()
     assert len(server.issued) == 2
 
 
@@ -216,13 +213,10 @@ async def test_without_expires_in_the_token_is_kept_until_refused(
     base: str, server: TokenServer
 ) -> None:
     server.expires_in = None
-    check, clock = make_check(base)
-    try:
+    async with checked(base) as (check, clock):
         for _ in range(3):
             clock.now += 10_000
             assert (await run(check)).status is Status.OK
-    finally:
-        await check.close()
     assert len(server.issued) == 1
 
 
@@ -230,11 +224,8 @@ async def test_scopes_and_endpoint_params_reach_the_token_endpoint(
     base: str, server: TokenServer
 ) -> None:
     options = oauth2(base, scopes=["read:health", "metrics"], endpoint_params={"audience": "api"})
-    check, _ = make_check(base, oauth2=options)
-    try:
+    async with checked(base, oauth2=options) as (check, _):
         assert (await run(check)).status is Status.OK
-    finally:
-        await check.close()
     assert server.requests[0]["scope"] == "read:health metrics"
     assert server.requests[0]["audience"] == "api"
     assert server.requests[0]["grant_type"] == "client_credentials"
@@ -244,13 +235,10 @@ async def test_an_endpoint_wanting_credentials_in_the_body_gets_them_there(
     base: str, server: TokenServer
 ) -> None:
     server.body_only = True
-    check, clock = make_check(base)
-    try:
+    async with checked(base) as (check, clock):
         assert (await run(check)).status is Status.OK
         clock.now += 100
         assert (await run(check)).status is Status.OK
-    finally:
-        await check.close()
     # Basic auth tried once, then the form; the next fetch goes straight to the form.
     assert server.basic == [True, False, False]
     assert server.requests[1]["client_id"] == CLIENT_ID
@@ -273,11 +261,7 @@ async def test_json_api_gets_the_token_too(base: str, server: TokenServer) -> No
 async def test_a_wrong_secret_fails_with_auth_naming_the_token_endpoint(
     base: str, server: TokenServer
 ) -> None:
-    check, _ = make_check(base, oauth2=oauth2(base, secret="wrong-secret-value"))
-    try:
-        result = await run(check)
-    finally:
-        await check.close()
+    result = await run_once(base, oauth2=oauth2(base, secret="wrong-secret-value"))
     assert result.status is Status.FAIL
     assert result.reason == Reason.AUTH
     assert f"OAuth2 token endpoint {base}/token answered 401 Unauthorized" in result.message
@@ -298,11 +282,7 @@ async def test_a_wrong_secret_fails_with_auth_naming_the_token_endpoint(
     ],
 )
 async def test_a_bad_token_response_fails_with_auth(base: str, path: str, shown: str) -> None:
-    check, _ = make_check(base, oauth2=oauth2(base, path=path))
-    try:
-        result = await run(check)
-    finally:
-        await check.close()
+    result = await run_once(base, oauth2=oauth2(base, path=path))
     assert result.status is Status.FAIL
     assert result.reason == Reason.AUTH
     assert f"OAuth2 token endpoint {base}{path}" in result.message
@@ -312,11 +292,7 @@ async def test_a_bad_token_response_fails_with_auth(base: str, path: str, shown:
 async def test_an_unreachable_token_endpoint_fails_with_auth_not_blaming_the_target(
     base: str,
 ) -> None:
-    check, _ = make_check(base, oauth2=oauth2("http://127.0.0.1:9", path="/token"))
-    try:
-        result = await run(check)
-    finally:
-        await check.close()
+    result = await run_once(base, oauth2=oauth2("http://127.0.0.1:9", path="/token"))
     assert result.status is Status.FAIL
     assert result.reason == Reason.AUTH
     assert "OAuth2 token endpoint http://127.0.0.1:9/token: " in result.message
@@ -354,11 +330,7 @@ def test_the_secret_is_an_option_secret_in_every_form_it_is_sent() -> None:
 
 
 async def test_an_echoed_token_is_masked_in_the_message(base: str, server: TokenServer) -> None:
-    check, _ = make_check(base, path="/echo", body_must_not_match=["you sent .*"])
-    try:
-        echoed = await run(check)
-    finally:
-        await check.close()
+    echoed = await run_once(base, path="/echo", body_must_not_match=["you sent .*"])
     assert echoed.status is Status.FAIL, echoed.message
     assert "you sent Bearer " + MASK in echoed.message
     assert_no_secrets(echoed.message, server)
