@@ -72,6 +72,7 @@ DEFAULT_PLUGINS: Final[tuple[str, ...]] = (
     "probed.checks.mysql",
     "probed.checks.heartbeat",
     "probed.integrations.sentry",
+    "probed.notifications",
 )
 """Built-in plugins, registered in this order before entry points and drop-ins."""
 

@@ -25,6 +25,7 @@ from pydantic import (
 
 from probed._document import Problem, pydantic_problems, read_bytes, read_document
 from probed._interpolate import Interpolator
+from probed._notify_settings import Notifications, NotificationsFile
 from probed._status_settings import StatusPage, StatusPageFile
 from probed._yaml import to_plain
 from probed.common import CheckDefaults, PositiveInt, merge_defaults
@@ -68,6 +69,7 @@ class Settings:
         and the directory of ``probed.yaml``). ``/proc``, ``/sys`` and ``/dev`` are never read.
     :param max_checks: most checks loaded; checks past it are not run and are reported.
     :param status_page: the built-in status page at ``/`` (:mod:`probed.status_page`).
+    :param notifications: direct notifications through Apprise (:mod:`probed.notifications`).
     """
 
     config_file: Path | None = None
@@ -97,6 +99,7 @@ class Settings:
     secrets_dirs: tuple[Path, ...] | None = None
     max_checks: int = 50_000
     status_page: StatusPage = field(default_factory=StatusPage)
+    notifications: Notifications = field(default_factory=Notifications)
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -164,6 +167,7 @@ class SettingsFile(BaseModel):
     secrets_dirs: StrList | None = None
     max_checks: PositiveInt | None = None
     status_page: StatusPageFile | None = None
+    notifications: NotificationsFile | None = None
     defaults: Any = None
     plugins: dict[str, dict[str, Any] | None] | None = None
     checks: list[Any] | None = None
@@ -244,7 +248,7 @@ def _settings_values(path: Path) -> dict[str, Any]:
             value = tuple(value)
         elif name == "defaults":
             value = defaults
-        elif name == "status_page":
+        elif name in ("status_page", "notifications"):
             value = value.settings()
         elif name == "plugins":
             value = {k: to_plain(v) if v is not None else {} for k, v in value.items()}
