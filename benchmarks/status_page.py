@@ -190,7 +190,7 @@ async def browser_filter(url: str, repeat: int) -> None:
             for label, value, status in (
                 ("text 'bench-000'", "bench-000", ""),
                 ("status fail", "", "fail"),
-                ("text + status", "team-07", "fail"),
+                ("text + status", "team-10", "fail"),
                 ("cleared", "", ""),
             ):
                 samples, shown = [], 0

@@ -11,17 +11,33 @@
   var select = document.getElementById("status");
   var none = document.getElementById("none");
   var offset = 0; // server clock minus ours, in ms, from the Date header
-  var rows = {};
+  var pos = {}; // check name -> index in list
   var list = [];
+  var prev = [];
+  var texts = []; // per row of list: data-text, data-status and its group's index, read once
+  var statuses = [];
+  var groupOf = [];
+  var groups = [];
 
   function index() {
-    rows = {};
+    pos = {};
     list = [];
-    var found = document.querySelectorAll("tr[data-check]");
-    for (var i = 0; i < found.length; i++) {
-      var row = found[i];
-      rows[row.getAttribute("data-check")] = row;
-      list.push(row);
+    prev = [];
+    texts = [];
+    statuses = [];
+    groupOf = [];
+    groups = Array.prototype.slice.call(document.querySelectorAll("section.group"));
+    for (var g = 0; g < groups.length; g++) {
+      var found = groups[g].querySelectorAll("tr[data-check]");
+      for (var i = 0; i < found.length; i++) {
+        var row = found[i];
+        pos[row.getAttribute("data-check")] = list.length;
+        list.push(row);
+        prev.push(null);
+        texts.push(row.getAttribute("data-text"));
+        statuses.push(row.getAttribute("data-status"));
+        groupOf.push(g);
+      }
     }
   }
 
@@ -50,19 +66,19 @@
 
   function applyFilter() {
     if (!form) return;
+    // data-text is HTML-escaped in the page but read back unescaped: compare plain text
     var needle = q.value.trim().toLowerCase();
     var status = select.value;
     var shown = 0;
+    var inGroup = groups.map(function () { return 0; });
     for (var i = 0; i < list.length; i++) {
-      var row = list[i];
-      var match = (!status || row.getAttribute("data-status") === status) &&
-        (!needle || row.getAttribute("data-text").indexOf(needle) !== -1);
-      if (row.hidden === match) row.hidden = !match;
-      if (match) shown++;
+      var match = (!status || statuses[i] === status) &&
+        (!needle || texts[i].indexOf(needle) !== -1);
+      if (list[i].hidden === match) list[i].hidden = !match;
+      if (match) { shown++; inGroup[groupOf[i]]++; }
     }
-    var groups = document.querySelectorAll("section.group");
     for (var g = 0; g < groups.length; g++) {
-      var any = groups[g].querySelector("tr[data-check]:not([hidden])") !== null;
+      var any = inGroup[g] > 0;
       if (groups[g].hidden === any) groups[g].hidden = !any;
     }
     if (none) none.hidden = shown > 0 || list.length === 0;
@@ -102,13 +118,19 @@
 
   function update(data) {
     var counts = {};
-    var names = {};
     for (var i = 0; i < data.checks.length; i++) {
       var c = data.checks[i];
-      names[c.name] = true;
       counts[c.status] = (counts[c.status] || 0) + 1;
-      var row = rows[c.name];
-      if (!row) return false; // a new check: the list itself changed
+      var at = pos[c.name];
+      if (at === undefined) return false; // a new check: the list itself changed
+      var row = list[at];
+      var was = prev[at];
+      prev[at] = c;
+      if (was && was.status === c.status && was.message === c.message &&
+          was.duration_seconds === c.duration_seconds && was.uptime === c.uptime &&
+          was.since === c.since) {
+        continue; // unchanged since the last poll
+      }
       if (row.getAttribute("data-status") !== c.status) {
         row.setAttribute("data-status", c.status);
         var badge = row.querySelector(".badge");
@@ -119,12 +141,13 @@
       row.querySelector("td.dur").textContent = duration(c.duration_seconds);
       row.querySelector("td.up").textContent = uptime(c.uptime);
       row.querySelector("td.since time").setAttribute("datetime", isoOf(c.since));
-      row.setAttribute("data-text", (c.name + " " + (c.group === "other" ? "" : c.group) + " " +
-        c.message).toLowerCase());
+      var text = (c.name + " " + (c.group === "other" ? "" : c.group) + " " +
+        c.message).toLowerCase();
+      row.setAttribute("data-text", text);
+      texts[at] = text;
+      statuses[at] = c.status;
     }
-    for (var name in rows) {
-      if (!names[name] && document.contains(rows[name])) return false; // a check went away
-    }
+    if (data.checks.length !== list.length) return false; // a check went away
     setSummary(counts, data.checks.length);
     tick();
     applyFilter();
