@@ -240,7 +240,8 @@ async def test_title_group_label_and_history_length_come_from_probed_yaml(tmp_pa
           - {name: b, type: outcome, interval: 50ms, timeout: 40ms}
         """,
     )
-    async with scripted_daemon(None, config_file=config) as r:
+    (tmp_path / "empty").mkdir()
+    async with scripted_daemon(tmp_path / "empty", config_file=config) as r:
         await r.runs("a", 5)
         body = await page(r)
         assert "<title>Payments &lt;on call&gt;</title>" in body
@@ -308,3 +309,65 @@ async def test_no_secret_credential_or_traceback_ever_reaches_the_page(
         # the premise: the API (an operator's tool) does carry the trace the page leaves out
         api = (await r.get("/api/v1/checks/leaky"))[1]
         assert "Traceback" in api and TOKEN not in api
+
+
+async def test_a_web_config_protects_the_page_its_assets_and_its_json(tmp_path: Path) -> None:
+    import base64
+
+    import bcrypt  # the test extra has it (test_webconfig imports it too)
+
+    hashed = bcrypt.hashpw(b"s3cret-page", bcrypt.gensalt(4)).decode()
+    web = write(tmp_path / "web.yml", f"basic_auth_users:\n  ops: {hashed}\n")
+    async with scripted_daemon(checks(tmp_path, SLOW), web_config=web) as r:
+        for name in ("api", "db"):
+            await r.runs(name, 1)
+        for path in ("/", "/checks/api", "/api/v1/status", "/status-assets/status.js"):
+            status, _, _ = await r.get(path, headers=HTML)
+            assert status == 401, path
+        auth = {**HTML, "Authorization": "Basic " + base64.b64encode(b"ops:s3cret-page").decode()}
+        status, body, _ = await r.get("/", headers=auth)
+        assert status == 200 and parse(body).rows == {"api": "ok", "db": "fail"}
+
+
+async def test_a_hidden_check_stays_in_the_api_and_metrics(tmp_path: Path) -> None:
+    async with scripted_daemon(checks(tmp_path, SLOW)) as r:
+        await r.runs("secret-job", 1)
+        assert '"name": "secret-job"' in (await r.get("/api/v1/checks"))[1]
+        assert 'check="secret-job"' in (await r.get("/metrics"))[1]
+        assert "secret-job" not in await page(r)
+
+
+async def test_a_cold_page_of_many_checks_yields_to_the_event_loop_while_it_renders() -> None:
+    import asyncio
+
+    from probed._status_settings import StatusPage
+    from probed.check import Result
+    from probed.redact import Redactor
+    from probed.state import CheckState, StateStore
+    from probed.status_page import BATCH, PageCache, PageViews, render_list
+    from probed.testing import make_spec
+    from tests.fakes import ScriptCheck
+
+    states = {}
+    for i in range(BATCH * 3):
+        state = CheckState(make_spec(ScriptCheck, name=f"c{i:04d}"), runlog=5)
+        state.record(Result.ok("fine"))
+        states[state.spec.name] = state
+    views = PageViews(StateStore(states), Redactor(()), StatusPage())
+    cache = PageCache()
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    entries = await cache.fresh(views)
+    task.cancel()
+    assert len(entries) == BATCH * 3 and ticks >= 3  # the loop ran between the batches
+    # the same rows as the synchronous render, and nothing is rendered again when unchanged
+    assert render_list(views, cache, entries=entries).count("<tr data-check=") == BATCH * 3
+    assert all(a is b for a, b in zip(entries, cache.entries(views), strict=True))
