@@ -65,6 +65,18 @@ class RunLog:
             i = (start + k) % length
             yield statuses[i] - 1, durations[i], times[i]
 
+    def snapshot(self) -> tuple[bytes, bytes, bytes]:
+        """The kept runs, oldest first, as raw native-order bytes: statuses (``Status + 1``),
+        float32 durations and uint32 unix times. A cheap copy for :mod:`probed.statefile`
+        to encode off the event loop."""
+        i, n = (self._next - self._size) % len(self._statuses), self._size
+        s, d, t = self._statuses, self._durations, self._times
+        return (
+            bytes((s[i:] + s[:i])[:n]),
+            (d[i:] + d[:i])[:n].tobytes(),
+            (t[i:] + t[:i])[:n].tobytes(),
+        )
+
     def extend(self, runs: Iterable[tuple[int, float, float]]) -> None:
         """Add ``runs`` (oldest first), e.g. ones read back from a state file."""
         for status, duration, timestamp in runs:

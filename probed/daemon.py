@@ -45,6 +45,7 @@ from probed.scheduler import Job, Scheduler
 from probed.server import CONFIG, EXPORTER, HEARTBEAT, RELOAD, STARTUP, STATES
 from probed.settings import Settings
 from probed.state import StateTable
+from probed.statefile import state_file
 from probed.status_page import STATUS_PAGE
 from probed.watch import supervised, watch
 
@@ -157,10 +158,13 @@ class Daemon:
         app[RELOAD] = self.config
         app[EXPORTER] = self.exporter
         app[STATUS_PAGE] = self.settings.status_page
+        app.cleanup_ctx.extend((self._plugins_configured, self._checks))
+        if self.settings.state_file is not None:  # restored before the first run, saved after
+            app.cleanup_ctx.append(
+                state_file(self.settings.state_file, self.settings.state_file_interval, self.store)
+            )
         app.cleanup_ctx.extend(
             (
-                self._plugins_configured,
-                self._checks,
                 self._plugin_endpoints,
                 self._plugins_started,
                 self._scheduling,

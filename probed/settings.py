@@ -70,6 +70,9 @@ class Settings:
     :param max_checks: most checks loaded; checks past it are not run and are reported.
     :param status_page: the built-in status page at ``/`` (:mod:`probed.status_page`).
     :param notifications: direct notifications through Apprise (:mod:`probed.notifications`).
+    :param state_file: where run history is kept across restarts (:mod:`probed.statefile`);
+        ``None``: nowhere. Read at start only.
+    :param state_file_interval: seconds between saves of the state file (also saved on stop).
     """
 
     config_file: Path | None = None
@@ -100,6 +103,8 @@ class Settings:
     max_checks: int = 50_000
     status_page: StatusPage = field(default_factory=StatusPage)
     notifications: Notifications = field(default_factory=Notifications)
+    state_file: Path | None = None
+    state_file_interval: float = 60.0
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -134,6 +139,15 @@ def _watch_interval(value: float) -> float:
 
 
 MIN_WATCH_INTERVAL: Final = 0.01
+
+
+def _state_file_interval(value: float) -> float:
+    if value < 1.0:
+        raise ValueError("state_file_interval must be at least 1s (each save writes the file)")
+    return value
+
+
+StateFileInterval = Annotated[Duration, AfterValidator(_state_file_interval)]
 WatchInterval = Annotated[Duration, AfterValidator(_watch_interval)]
 StrList = Annotated[list[str], BeforeValidator(_str_list)]
 NonNegativeInt = Annotated[StrictInt, Field(ge=0, le=1_000_000)]
@@ -168,6 +182,8 @@ class SettingsFile(BaseModel):
     max_checks: PositiveInt | None = None
     status_page: StatusPageFile | None = None
     notifications: NotificationsFile | None = None
+    state_file: str | None = None
+    state_file_interval: StateFileInterval | None = None
     defaults: Any = None
     plugins: dict[str, dict[str, Any] | None] | None = None
     checks: list[Any] | None = None
@@ -242,7 +258,7 @@ def _settings_values(path: Path) -> dict[str, Any]:
             continue
         if name in ("checks_dirs", "plugins_dirs", "secrets_dirs"):
             value = tuple(base / Path(v).expanduser() for v in value)
-        elif name == "web_config":
+        elif name in ("web_config", "state_file"):
             value = base / Path(value).expanduser()
         elif name == "disabled_plugins":
             value = tuple(value)
