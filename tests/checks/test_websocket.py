@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 import ssl
 from collections.abc import AsyncIterator, Callable
@@ -151,10 +152,17 @@ async def test_echo_with_send_expect_passes_with_every_phase(port: int) -> None:
     assert "a message matched /^echo: ping$/, closed normally" in result.message
 
 
-async def test_upgrade_and_close_only(port: int) -> None:
+async def test_upgrade_and_close_only_and_send_without_expect(port: int) -> None:
     result = await run_check(WebSocketCheck, url=f"ws://127.0.0.1:{port}/echo")
     assert result.status is Status.OK, result.message
     assert set(result.phases) == {"connect", "upgrade", "close"}
+    assert re.fullmatch(
+        r"ws://127\.0\.0\.1:\d+/echo: upgraded, closed normally in .+", result.message
+    )
+    sent = await run_check(WebSocketCheck, url=f"ws://127.0.0.1:{port}/echo", send="hi")
+    assert sent.status is Status.OK, sent.message
+    assert set(sent.phases) == {"connect", "upgrade", "exchange", "close"}
+    assert ": upgraded, sent the message, closed normally in " in sent.message
 
 
 async def test_expect_reads_past_a_greeting(port: int) -> None:
