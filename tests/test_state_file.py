@@ -43,7 +43,7 @@ async def test_history_and_uptime_survive_a_restart_and_the_status_does_not(
         await r.runs("api", 3)
         await r.runs("db", 3)
     assert path.exists()
-    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert not list(tmp_path.glob("*.tmp"))  # noqa: ASYNC240
     saved = statefile.read(path)
     assert saved is not None
     before_api, before_db = saved["api"], saved["db"]
@@ -136,7 +136,7 @@ def test_a_file_over_the_limit_is_not_read(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
     with path.open("wb") as f:  # sparse: nothing is written or read
         f.truncate(MAX_BYTES + 1)
-    with pytest.raises(StateFileError, match="over the .* byte limit"):
+    with pytest.raises(StateFileError, match=r"over the .* byte limit"):
         statefile.read(path)
 
 
@@ -201,5 +201,5 @@ def test_runs_round_trip_through_the_encoding_exactly() -> None:
     doc = json.loads(statefile.encode(snapshot, 1.0))
     assert doc["probed_state"] == statefile.VERSION
     got = statefile._saved(doc["checks"]["c"])
-    assert got.runs == tuple(list(log))
+    assert got.runs == tuple(log)
     assert got.history == ((2, "refused", "m", 0.5, 1.5),)
