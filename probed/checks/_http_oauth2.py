@@ -34,6 +34,7 @@ from pydantic import Field, SecretStr, field_validator
 from probed.check import CheckOptions, Reason, Result
 from probed.checks._httpclient import ClientConfig, HttpRequest, HttpResponse, Url, fetch
 from probed.checks._net import ProbeError
+from probed.phase import CURRENT_PHASE, set_phase
 from probed.redact import MIN_SECRET_LENGTH, Redactor
 
 __all__ = ["MAX_TOKEN_RESPONSE", "OAuth2", "OAuth2Options", "TokenSource"]
@@ -199,6 +200,10 @@ class TokenSource:
             body=urlencode(form).encode("ascii"),
         )
         self.fetches += 1
+        # A timeout names the token endpoint, not the step of fetch() (whose addresses would
+        # read as the target's): its own phases are not declared.
+        set_phase(f"fetching the OAuth2 token from {self.url}")
+        hidden = CURRENT_PHASE.set(None)
         try:
             return await fetch(request, config)
         except ProbeError as exc:
@@ -206,6 +211,8 @@ class TokenSource:
                 Reason.AUTH,
                 self._redact(f"OAuth2 token endpoint {self.url}: {exc.detail} ({exc.reason})"),
             ) from None
+        finally:
+            CURRENT_PHASE.reset(hidden)
 
     def _accept(self, response: HttpResponse, started: float) -> None:
         where = f"OAuth2 token endpoint {self.url} answered {response.status}"

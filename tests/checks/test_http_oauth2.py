@@ -9,6 +9,7 @@ daemon's API, its logs or ``/metrics``, also when the target echoes the token.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import itertools
@@ -297,6 +298,27 @@ async def test_an_unreachable_token_endpoint_fails_with_auth_not_blaming_the_tar
     assert result.reason == Reason.AUTH
     assert "OAuth2 token endpoint http://127.0.0.1:9/token: " in result.message
     assert "(connection_refused)" in result.message
+
+
+async def test_a_silent_token_endpoint_times_out_naming_it(base: str) -> None:
+    release = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await release.wait()  # accepts, reads nothing, answers nothing until the test ends
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with checked(base, oauth2=oauth2(f"http://127.0.0.1:{port}")) as (check, _):
+            result = await execute(check, 0.5)
+    finally:
+        release.set()
+        server.close()
+        await server.wait_closed()
+    assert result.status is Status.FAIL
+    assert result.reason == Reason.TIMEOUT
+    assert f"while fetching the OAuth2 token from http://127.0.0.1:{port}/token" in result.message
 
 
 # -- options ------------------------------------------------------------------------------------
