@@ -13,12 +13,19 @@ import threading
 from collections.abc import Iterable
 from typing import Any, Final
 
-from probed._notify_settings import INSTALL_HINT
 from probed.logs import current_redactor
 from probed.redact import MASK, Redactor
 
-__all__ = ["apprise_available", "check_url", "quiet_apprise_logs", "send", "url_parts"]
+__all__ = [
+    "INSTALL_HINT",
+    "apprise_available",
+    "check_url",
+    "quiet_apprise_logs",
+    "send",
+    "url_parts",
+]
 
+INSTALL_HINT: Final = "notifications need Apprise: pip install 'probed[notify]'"
 _ANY_URL: Final = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]{0,31}://)[^\s'\"<>]+")
 _PARTS: Final = re.compile(r"[/:@?&=#,;]+")
 

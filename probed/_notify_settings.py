@@ -27,12 +27,11 @@ from pydantic import (
 
 from probed.options import Duration, parse_duration
 
-__all__ = ["EVENTS", "INSTALL_HINT", "Notifications", "NotificationsFile", "Route"]
+__all__ = ["EVENTS", "Notifications", "NotificationsFile", "Route"]
 
 EVENTS: Final = ("fail", "warn", "recovery")
 """What a route can be told: a check going to ``fail``, to ``warn``, and back to ``ok``."""
 
-INSTALL_HINT: Final = "notifications need Apprise: pip install 'probed[notify]'"
 MAX_ROUTES: Final = 100
 MAX_URLS: Final = 20
 _ROUTE_NAME: Final = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
