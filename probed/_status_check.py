@@ -22,6 +22,7 @@ from probed._status_render import (
 )
 from probed.check import Status
 from probed.common import common_view
+from probed.options import format_duration
 from probed.redact import redact_data
 from probed.state import CheckState
 
@@ -93,7 +94,7 @@ def check_page(
             if state.changed_at
             else "no change yet",
         ),
-        ("Every", duration_text(spec.interval)),
+        ("Every", format_duration(spec.interval)),
     ]
     if runlog is not None:
         ok, warn, fail, unknown = runlog.counts()

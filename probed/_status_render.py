@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 from probed.check import Status
 from probed.common import NAME_RE
+from probed.phase import format_elapsed
 from probed.state import CheckState
 
 __all__ = [
@@ -78,14 +79,9 @@ def ago(ts: float, now: float) -> str:
 
 
 def duration_text(seconds: float | None) -> str:
-    """A run's duration for people: ``840 µs``, ``12 ms``, ``1.25 s``."""
-    if seconds is None:
-        return "-"
-    if seconds < 0.001:
-        return f"{seconds * 1e6:.0f} µs"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    return f"{seconds:.2f} s"
+    """A run's duration as messages write it (:func:`probed.phase.format_elapsed`: ``12.3 ms``,
+    ``4.95s``, ``2m5s``; status.js writes the same), or ``-`` before the first run."""
+    return "-" if seconds is None else format_elapsed(seconds)
 
 
 def uptime_text(uptime: float | None) -> str:

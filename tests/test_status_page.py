@@ -164,8 +164,8 @@ async def test_the_check_page_shows_the_phase_timings_of_the_last_run(tmp_path: 
         state = r.state("pay-api")
         state.record(Result.ok("fine", duration=0.3, phases={"connect": 0.012, "tls": 0.25}))
         body = await page(r, "/checks/pay-api")
-        assert '<th scope="row">connect</th><td>12 ms</td>' in body
-        assert '<th scope="row">tls</th><td>250 ms</td>' in body
+        assert '<th scope="row">connect</th><td>12.0 ms</td>' in body
+        assert '<th scope="row">tls</th><td>250.0 ms</td>' in body
 
 
 SLOW = """

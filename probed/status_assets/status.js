@@ -51,10 +51,14 @@
   }
 
   function duration(d) {
+    // as probed.phase.format_elapsed writes it on the server
     if (d === null || d === undefined) return "-";
-    if (d < 0.001) return Math.round(d * 1e6) + " \u00b5s";
-    if (d < 1) return Math.round(d * 1000) + " ms";
-    return d.toFixed(2) + " s";
+    if (!(d >= 0)) return "0 ms";
+    if (d < 1) return (d * 1000).toFixed(1) + " ms";
+    if (d < 10) return d.toFixed(2) + "s";
+    if (d < 60) return d.toFixed(1) + "s";
+    var s = Math.round(d), h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60);
+    return (h ? h + "h" : "") + (m ? m + "m" : "") + (s % 60 ? (s % 60) + "s" : "");
   }
 
   function uptime(u) {
