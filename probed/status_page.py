@@ -41,6 +41,8 @@ __all__ = ["STATUS_PAGE", "PageCache", "PageViews", "index", "status_routes", "w
 STATUS_PAGE: Final = web.AppKey("status_page", StatusPage)
 """The page's settings (no key: the page is off)."""
 
+MANY: Final = 500
+"""From this many checks on, the browser lays out only the groups on screen."""
 MAX_QUERY: Final = 200
 """Characters of the filter text read from ``?q=``."""
 OTHER: Final = "other"
@@ -250,7 +252,7 @@ def render_list(
         '<main id="main">',
         filter_form(query, status),
         none,
-        '<div id="groups">',
+        '<div id="groups" class="many">' if len(entries) > MANY else '<div id="groups">',
         *sections,
         "</div></main>",
         '<footer><a href="api/v1/status">JSON</a> · <a href="metrics">metrics</a></footer>',
