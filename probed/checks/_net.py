@@ -9,7 +9,6 @@ for the operator.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import ipaddress
 import socket
@@ -28,7 +27,7 @@ from probed.checks._tls import (
     cert_info,
     describe_ssl_error,
 )
-from probed.checks._tlschain import read_chain, tls_version_label
+from probed.checks._tlschain import read_chain, tls_version_label, with_chain
 from probed.phase import set_phase
 
 __all__ = [
@@ -408,8 +407,9 @@ async def start_tls(
     sslobj = tls_transport.get_extra_info("ssl_object")
     cert = cert_info(sslobj)
     if cert is not None:  # the whole chain: its earliest expiry is the one reported
-        chain = read_chain(sslobj, verified=ssl_context.verify_mode != ssl.CERT_NONE)
-        cert = dataclasses.replace(cert, chain=chain)
+        cert = with_chain(
+            cert, read_chain(sslobj, verified=ssl_context.verify_mode != ssl.CERT_NONE)
+        )
     return tls_transport, cert
 
 

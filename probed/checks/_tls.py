@@ -17,16 +17,13 @@ import os
 import ssl
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import Any, Final, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from probed.check import CheckOptions, MetricDef, Reason, Status
 from probed.threads import run_blocking
 from probed.thresholds import Limit, WarnFail, check_order
-
-if TYPE_CHECKING:
-    from probed.checks._tlschain import Chain
 
 __all__ = [
     "CERT_EXPIRY_METRIC",
@@ -192,8 +189,11 @@ def default_context() -> ssl.SSLContext:
 
 @dataclass(frozen=True, slots=True)
 class CertInfo:
-    """The peer (leaf) certificate and negotiated TLS parameters of one connection, and the
-    chain (:func:`probed.checks._tlschain.read_chain`) when the caller read it."""
+    """The peer (leaf) certificate and negotiated TLS parameters of one connection, and what
+    the chain showed when the caller read it (:func:`probed.checks._tlschain.with_chain`):
+    ``chain_not_after`` its earliest notAfter, ``last_chain_not_after`` the verified chain's,
+    ``earliest_name`` the certificate expiring first when it is not the leaf
+    (``intermediate CN=x``)."""
 
     not_before: float
     not_after: float
@@ -201,13 +201,14 @@ class CertInfo:
     issuer_cn: str
     version: str
     cipher: str
-    chain: Chain | None = None
+    chain_not_after: float | None = None
+    last_chain_not_after: float | None = None
+    earliest_name: str = ""
 
     @property
     def earliest_not_after(self) -> float:
         """The earliest notAfter of the chain (of the leaf when no chain was read)."""
-        chain = self.chain
-        earliest = chain.earliest_not_after if chain is not None else None
+        earliest = self.chain_not_after
         return self.not_after if earliest is None else earliest
 
 

@@ -20,6 +20,7 @@ leaf alone (:attr:`Chain.complete` is false) and the figures are the leaf's.
 
 from __future__ import annotations
 
+import dataclasses
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ __all__ = [
     "earliest_name",
     "read_chain",
     "tls_version_label",
+    "with_chain",
 ]
 
 LEAF_EXPIRY_METRIC: Final = MetricDef(
@@ -236,24 +238,37 @@ def describe_chain(chain: Chain, now: float) -> str:
     return "; ".join(parts)
 
 
+def with_chain(cert: CertInfo, chain: Chain | None) -> CertInfo:
+    """``cert`` with what ``chain`` shows: its earliest and last-chain expiry, and the name of
+    the certificate expiring first when it is not the leaf."""
+    if chain is None:
+        return cert
+    first = chain.earliest
+    name = ""
+    if first is not None and chain.role(first) != "leaf":
+        name = f"{chain.role(first)} {first.describe()}"
+    return dataclasses.replace(
+        cert,
+        chain_not_after=chain.earliest_not_after,
+        last_chain_not_after=chain.last_chain_not_after,
+        earliest_name=name,
+    )
+
+
 def chain_values(cert: CertInfo | None) -> dict[str, float]:
     """The leaf's and the verified chain's expiry of a connection's certificate (metric
     values: :data:`LEAF_EXPIRY_METRIC`, :data:`LAST_CHAIN_METRIC`)."""
     if cert is None:
         return {}
     values = {LEAF_EXPIRY_METRIC.name: cert.not_after}
-    last = cert.chain.last_chain_not_after if cert.chain is not None else None
-    if last is not None:
-        values[LAST_CHAIN_METRIC.name] = last
+    if cert.last_chain_not_after is not None:
+        values[LAST_CHAIN_METRIC.name] = cert.last_chain_not_after
     return values
 
 
 def earliest_name(cert: CertInfo | None, not_after: float) -> str:
-    """``intermediate CN=x: `` when the certificate expiring at ``not_after`` is in ``cert``'s
-    chain and is not the leaf (the prefix of an expiry message), else ``""``."""
-    chain = cert.chain if cert is not None else None
-    first = chain.earliest if chain is not None else None
-    if chain is None or first is None or first.not_after != not_after:
+    """``intermediate CN=x: `` when the certificate of ``cert``'s chain expiring first expires
+    at ``not_after`` and is not the leaf (the prefix of an expiry message), else ``""``."""
+    if cert is None or not cert.earliest_name or cert.chain_not_after != not_after:
         return ""
-    role = chain.role(first)
-    return "" if role == "leaf" else f"{role} {first.describe()}: "
+    return f"{cert.earliest_name}: "
