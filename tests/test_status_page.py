@@ -371,3 +371,24 @@ async def test_a_cold_page_of_many_checks_yields_to_the_event_loop_while_it_rend
     # the same rows as the synchronous render, and nothing is rendered again when unchanged
     assert render_list(views, cache, entries=entries).count("<tr data-check=") == BATCH * 3
     assert all(a is b for a, b in zip(entries, cache.entries(views), strict=True))
+
+
+async def test_a_large_page_and_its_json_are_compressed_when_the_client_accepts_it(
+    tmp_path: Path,
+) -> None:
+    many = "checks:\n" + "".join(
+        f"  - {{name: c{i:03d}, type: outcome, interval: 1h, timeout: 1s, message: m{i}}}\n"
+        for i in range(300)
+    )
+    async with scripted_daemon(checks(tmp_path, many)) as r:
+        await r.runs("c299", 1)
+        for path, accept in (("/", "text/html"), ("/api/v1/status", "application/json")):
+            gz = {"Accept": accept, "Accept-Encoding": "gzip"}
+            async with r.session.get(r.url + path, headers=gz, auto_decompress=False) as resp:
+                packed = await resp.read()
+                assert resp.headers["Content-Encoding"] == "gzip"
+            plain = {"Accept": accept, "Accept-Encoding": "identity"}
+            async with r.session.get(r.url + path, headers=plain) as resp:
+                body = await resp.read()
+                assert "Content-Encoding" not in resp.headers
+            assert len(body) > 16 * 1024 and len(packed) < len(body) / 4
