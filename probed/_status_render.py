@@ -208,8 +208,9 @@ def summary(counts: dict[str, int], total: int, now: float) -> str:
     """``12 checks: 10 ok, 2 fail`` and the time of the answer (a live region)."""
     parts = ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts.get(s))
     return (
-        f'<p id="summary" class="summary" role="status" aria-live="polite">'
-        f'<span id="counts">{total} checks{": " + parts if parts else ""}</span> · '
+        '<p id="summary" class="summary">'
+        '<span id="counts" role="status" aria-live="polite">'  # announced when counts change
+        f"{total} checks{': ' + parts if parts else ''}</span> · "
         f'updated <time id="updated" datetime="{iso(now)}">'
         f"{time.strftime('%H:%M:%S', time.gmtime(now))} UTC</time></p>"
     )

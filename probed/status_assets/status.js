@@ -106,7 +106,8 @@
       if (counts[STATUSES[i]]) parts.push(counts[STATUSES[i]] + " " + STATUSES[i]);
     }
     var el = document.getElementById("counts");
-    if (el) el.textContent = total + " checks" + (parts.length ? ": " + parts.join(", ") : "");
+    var text = total + " checks" + (parts.length ? ": " + parts.join(", ") : "");
+    if (el && el.textContent !== text) el.textContent = text; // a live region: only on change
     var updated = document.getElementById("updated");
     if (updated) {
       var now = new Date(Date.now() + offset);
