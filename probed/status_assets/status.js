@@ -196,8 +196,12 @@
         if (data && !update(data)) return reloadList();
       })
       .catch(function () {
+        // said in words too, not only by the colour
         var updated = document.getElementById("updated");
-        if (updated) updated.classList.add("stale");
+        if (updated && !updated.classList.contains("stale")) {
+          updated.classList.add("stale");
+          updated.textContent += " (probed cannot be reached; retrying)";
+        }
       })
       .then(function () { busy = false; });
   }
