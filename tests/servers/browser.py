@@ -5,7 +5,7 @@ Playwright (the ``test`` extra) drives the system's ``chromium`` (Debian's packa
 a ``chromium`` on PATH the tests that ask for a browser skip (fail under
 ``PROBED_REQUIRE_SERVICES=1``, see tests/_require.py).
 
-- ``chromium``: one headless browser per test session (started on first use).
+- ``chromium``: one headless browser per test module (started on first use).
 - ``browser_page``: a fresh context and page per test, light scheme, a 1280x800
   viewport; every console error and uncaught page error is collected in ``page_errors``
   (:class:`PageErrors`), which the test asserts on.
@@ -52,9 +52,10 @@ def chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:
-    """One headless Chromium for the session, driven by Playwright."""
+    """One headless Chromium per test module, driven by Playwright (Playwright's sync API
+    keeps an event loop of its own: closed before another module's asyncio tests run)."""
     path = chromium_path()
     require(path is not None, "no chromium on PATH (Debian package chromium)")
     assert path is not None
