@@ -68,3 +68,28 @@ def test_a_run_log_is_extended_from_saved_runs() -> None:
     log = RunLog(2)
     log.extend([(0, 0.1, 10.0), (2, 0.2, 20.0), (1, 0.3, 30.0)])
     assert [(s, t) for s, _, t in log] == [(2, 20), (1, 30)]
+
+
+def test_a_check_is_pending_until_its_first_verdict_and_unknown_when_down_with_unknown() -> None:
+    from probed._status_render import label_of
+
+    waiting = CheckState(make_spec(ScriptCheck, name="w", success_threshold=2))
+    assert label_of(waiting) == "pending"  # no run yet
+    waiting.record(Result.ok())
+    assert label_of(waiting) == "pending"  # one ok of the two needed
+    waiting.record(Result.ok())
+    assert label_of(waiting) == "ok"
+    odd = CheckState(make_spec(ScriptCheck, name="u", failure_threshold=1))
+    odd.record(Result(Status.UNKNOWN, "plugin", "said 3"))
+    assert label_of(odd) == "unknown"  # down with unknown from the start: a verdict
+
+
+def test_a_snapshot_holds_the_kept_runs_oldest_first_as_raw_arrays() -> None:
+    from array import array
+
+    log = RunLog(3)
+    log.extend([(0, 0.5, 10.0), (2, 1.5, 20.0), (1, 2.5, 30.0), (3, 3.5, 40.0)])
+    statuses, durations, times = log.snapshot()
+    assert list(statuses) == [3, 2, 4]  # Status + 1
+    assert list(array("f", durations)) == [1.5, 2.5, 3.5]
+    assert list(array("I", times)) == [20, 30, 40]
