@@ -2,14 +2,20 @@
 
 Apprise logs to the ``apprise`` logger, and at ``DEBUG`` (and in its parse errors) it writes the
 URLs it posts to, tokens and all. :func:`quiet_apprise_logs` puts a filter on that logger which
-masks every ``scheme://...`` and every known URL part before a handler sees the record.
+masks every ``scheme://...`` and every known URL part before a handler sees the record, and
+(unless set already) raises that logger's level to ``ERROR``: probed reports failed deliveries
+itself, once per route and quiet period.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import logging
 import re
+import sys
 import threading
+import warnings
 from collections.abc import Iterable
 from typing import Any, Final
 
@@ -30,7 +36,7 @@ _ANY_URL: Final = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]{0,31}://)[^\s'\"<>]+")
 _PARTS: Final = re.compile(r"[/:@?&=#,;]+")
 
 _redactor = Redactor(())
-_lock = threading.Lock()
+_lock = threading.RLock()
 _filtered = False
 
 
@@ -65,7 +71,12 @@ def quiet_apprise_logs(urls: Iterable[str] = ()) -> None:
     global _filtered
     with _lock:
         if not _filtered:
-            logging.getLogger("apprise").addFilter(_AppriseFilter())
+            logger = logging.getLogger("apprise")
+            logger.addFilter(_AppriseFilter())
+            if logger.level == logging.NOTSET:
+                # One warning per failed attempt is Apprise's way; probed logs a route's
+                # failures itself, once per quiet period (probed._notify_delivery).
+                logger.setLevel(logging.ERROR)
             _filtered = True
 
 
@@ -74,10 +85,24 @@ def mask(text: str) -> str:
     return _mask(text)
 
 
+def _apprise() -> Any:
+    """Import Apprise (``ImportError`` when the extra is missing), without its import-time
+    deprecation warnings (``imghdr`` on Python 3.11+): they are Apprise's, not the user's."""
+    with _lock, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import apprise
+
+        # Its e-mail plugin (loaded on first use, in a sending thread) imports imghdr.
+        if "imghdr" not in sys.modules:
+            with contextlib.suppress(ImportError):
+                importlib.import_module("imghdr")
+    return apprise
+
+
 def apprise_available() -> bool:
     """Whether the ``notify`` extra (Apprise) is installed."""
     try:
-        import apprise  # noqa: F401
+        _apprise()
     except ImportError:
         return False
     return True
@@ -86,7 +111,7 @@ def apprise_available() -> bool:
 def check_url(url: str) -> None:
     """Raise ``ValueError`` (never quoting ``url``) unless Apprise can send to ``url``."""
     try:
-        import apprise
+        apprise = _apprise()
     except ImportError:
         raise ValueError(INSTALL_HINT) from None
     quiet_apprise_logs((url,))
@@ -104,9 +129,7 @@ def send(urls: tuple[str, ...], title: str, body: str, kind: str, timeout: float
     :param kind: ``info``, ``success``, ``warning`` or ``failure`` (Apprise's notify types).
     :return: whether every URL accepted it.
     """
-    import apprise
-
-    box: Any = apprise.Apprise()
+    box: Any = _apprise().Apprise()
     for url in urls:
         box.add(url)
     result = box.notify(body=body, title=title, notify_type=kind, timeout=timeout)

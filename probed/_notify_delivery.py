@@ -86,6 +86,11 @@ class Delivery:
         """Messages queued or waiting for a retry (bounded by ``queue_size``)."""
         return self._queue.qsize() + len(self._retries)
 
+    @property
+    def queued(self) -> int:
+        """Messages queued for a worker now (not counting retries waiting for their time)."""
+        return self._queue.qsize()
+
     def start(self) -> None:
         """Start the workers (on the running loop)."""
         loop = asyncio.get_running_loop()

@@ -65,11 +65,8 @@ class Event:
         what = {
             "fail": f"{self.check} is down (fail, was {self.old.label})",
             "warn": f"{self.check} is degraded (warn, was {self.old.label})",
-            "recovery": f"{self.check} recovered after {format_duration(round(self.down_for))}",
-            "reminder": (
-                f"{self.check} is still {self.status.label} "
-                f"after {format_duration(round(self.down_for))}"
-            ),
+            "recovery": f"{self.check} recovered after {_span(self.down_for)}",
+            "reminder": f"{self.check} is still {self.status.label} after {_span(self.down_for)}",
         }[self.kind]
         detail = f" [{self.reason}]" if self.reason and self.kind != "recovery" else ""
         return f"{what}{detail}: {self.message}" if self.message else f"{what}{detail}"
@@ -84,6 +81,11 @@ class Message:
     body: str
     kind: str  # Apprise notify type: success, warning, failure
     events: int = 1
+
+
+def _span(seconds: float) -> str:
+    whole = round(seconds)
+    return format_duration(whole) if whole >= 1 else "0s"
 
 
 def _apprise_type(events: list[Event]) -> str:
@@ -173,9 +175,14 @@ class Engine:
         for gone in set(self._batches) - names:
             del self._batches[gone]
 
-    def _push(self, when: float, what: int, name: str, token: int) -> None:
+    def _token(self) -> int:
+        # One sequence for every token: a track made again after being forgotten can never
+        # match a timer left by the old one.
         self._seq += 1
-        heapq.heappush(self._timers, (when, self._seq, what, name, token))
+        return self._seq
+
+    def _push(self, when: float, what: int, name: str, token: int) -> None:
+        heapq.heappush(self._timers, (when, self._token(), what, name, token))
 
     def observe(
         self, spec: CheckSpec, new: Status, result: Result, now: float, wall: float
@@ -188,12 +195,14 @@ class Engine:
             if new is Status.OK:
                 return  # nothing told, nothing to tell: costs nothing per healthy check
             track = self._tracks[spec.name] = _Track()
-        track.gen += 1
+        track.gen = self._token()
         track.status, track.since, track.wall = new, now, wall
         track.type, track.labels = spec.type, spec.labels
         track.message, track.reason = result.message, result.reason
         if new is not track.told:
             self._push(now + self.settings.min_duration, _SETTLE, spec.name, track.gen)
+        elif new is Status.OK:
+            del self._tracks[spec.name]  # a flap undone within the damping time: all forgotten
 
     def next_deadline(self) -> float | None:
         """When :meth:`due` may next have something (``None``: not until a change)."""
@@ -204,7 +213,7 @@ class Engine:
 
     def due(self, now: float, wall: float) -> list[Message]:
         """The messages to send at ``now``."""
-        events: list[Event] = []
+        events: list[tuple[float, Event]] = []
         while self._timers and self._timers[0][0] <= now:
             when, _, what, name, token = heapq.heappop(self._timers)
             track = self._tracks.get(name)
@@ -212,18 +221,20 @@ class Engine:
                 continue
             if what == _SETTLE:
                 if token == track.gen and track.status is not track.told:
-                    events.append(self._tell(track, name, now, wall))
+                    events.append((when, self._tell(track, name, when, wall)))
             elif token == track.told_gen and track.told in _DOWN:
                 if not self._exists(name):
                     del self._tracks[name]  # removed by a reload while down: no more reminders
                     continue
                 if track.status is track.told:
-                    events.append(self._event(track, name, "reminder", track.told, wall))
+                    events.append((when, self._event(track, name, "reminder", track.told, wall)))
                 self._push(when + self.settings.remind_every, _REMIND, name, token)
         return self._route(events, now)
 
     def _event(self, track: _Track, name: str, kind: str, old: Status, wall: float) -> Event:
-        down_for = max(0.0, wall - track.told_wall) if kind in ("reminder", "recovery") else 0.0
+        # Down from the told change until now (a reminder) or until the check came back.
+        end = {"reminder": wall, "recovery": track.wall}.get(kind)
+        down_for = max(0.0, end - track.told_wall) if end is not None else 0.0
         return Event(
             name,
             kind,
@@ -240,17 +251,17 @@ class Engine:
     def _tell(self, track: _Track, name: str, now: float, wall: float) -> Event:
         event = self._event(track, name, _KIND[track.status], track.told, wall)
         track.told, track.told_wall = track.status, track.wall
-        track.told_gen += 1
+        track.told_gen = self._token()
         if track.told is Status.OK:
             del self._tracks[name]  # all told: back to costing nothing
         elif self.settings.remind_every > 0:
             self._push(now + self.settings.remind_every, _REMIND, name, track.told_gen)
         return event
 
-    def _route(self, events: list[Event], now: float) -> list[Message]:
+    def _route(self, events: list[tuple[float, Event]], now: float) -> list[Message]:
         out: list[Message] = []
         settings = self.settings
-        for event in events:
+        for when, event in events:
             for route in settings.routes:
                 if event.base not in route.events or not route.selects(event.check, event.labels):
                     continue
@@ -259,7 +270,7 @@ class Engine:
                     continue
                 batch = self._batches.get(route.name)
                 if batch is None:
-                    batch = self._batches[route.name] = _Batch(now + settings.digest_within)
+                    batch = self._batches[route.name] = _Batch(when + settings.digest_within)
                 batch.events.append(event)
         by_name = {r.name: r for r in settings.routes}
         for name, batch in list(self._batches.items()):
