@@ -6,7 +6,11 @@ give an intermediate its own expiry) and are served by aiohttp on loopback.
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
+import socket
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -14,6 +18,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from probed.check import Reason, Status
+from probed.checks._tls import _der_time
 from probed.checks.http import HttpCheck, HttpOptions
 from probed.checks.json_api import JsonApiCheck
 from probed.testing import run_check
@@ -146,3 +151,74 @@ def test_min_version_spellings(given: Any, stored: str | None) -> None:
 def test_min_version_unknown_is_refused() -> None:
     with pytest.raises(ValidationError, match="min_version"):
         HttpOptions.model_validate({"url": "https://example.test/", "tls": {"min_version": 1.4}})
+
+
+def test_certificate_times_follow_rfc_5280() -> None:
+    utc = dt.UTC
+    assert (
+        _der_time(0x17, b"491231235959Z")
+        == dt.datetime(2049, 12, 31, 23, 59, 59, tzinfo=utc).timestamp()
+    )
+    assert _der_time(0x17, b"500101000000Z") == dt.datetime(1950, 1, 1, tzinfo=utc).timestamp()
+    assert _der_time(0x18, b"20991231000000Z") == dt.datetime(2099, 12, 31, tzinfo=utc).timestamp()
+    with pytest.raises(ValueError, match="unexpected certificate time"):
+        _der_time(0x17, b"2601011200Z")
+
+
+# -- blackbox_exporter agreement ---------------------------------------------------------------
+
+
+async def test_blackbox_agrees_on_chain_expiry_min_version_and_family_fallback(
+    blackbox_exporter: Callable[[dict[str, Any]], Any], tls_chains: TlsChains
+) -> None:
+    tls_config = {"ca_file": tls_chains.ca_file}
+    http: dict[str, Any] = {"preferred_ip_protocol": "ip4", "tls_config": tls_config}
+    bb = await asyncio.to_thread(
+        blackbox_exporter,
+        {
+            "chain": {"prober": "http", "timeout": "3s", "http": http},
+            "tls13": {
+                "prober": "http",
+                "timeout": "3s",
+                "http": {**http, "tls_config": {**tls_config, "min_version": "TLS13"}},
+            },
+            "ip6_fallback": {"prober": "http", "timeout": "3s", "http": {}},
+            "ip6_only": {
+                "prober": "http",
+                "timeout": "3s",
+                "http": {"preferred_ip_protocol": "ip6", "ip_protocol_fallback": False},
+            },
+        },
+    )
+    cert = tls_chains.issue(leaf_days=90, intermediate_days=20)
+    tls = {"ca_file": tls_chains.ca_file}
+    capped = tls_chains.issue().context(max_version=ssl.TLSVersion.TLSv1_2)
+    async with serve_app(_app(), ssl_context=cert.context()) as url:
+        ours = await run_check(HttpCheck, url=url + "/", tls=tls)
+        theirs = await asyncio.to_thread(bb.probe, "chain", url + "/")
+    assert ours.status.passed and theirs["probe_success"] == 1.0
+    assert ours.values[EARLIEST] == theirs["probe_ssl_earliest_cert_expiry"]
+    assert ours.values[LAST_CHAIN] == theirs["probe_ssl_last_chain_expiry_timestamp_seconds"]
+    async with serve_app(_app(), ssl_context=capped) as url:
+        ours = await run_check(HttpCheck, url=url + "/", tls={**tls, "min_version": "1.3"})
+        theirs = await asyncio.to_thread(bb.probe, "tls13", url + "/")
+    assert (ours.status.passed, theirs["probe_success"]) == (False, 0.0)
+    # The server listens on 127.0.0.1 only. Where localhost has no IPv6 address, blackbox's
+    # default (ip6 preferred, fallback on) and probed's preferred_ip_protocol: ip6 both fall back
+    # to 127.0.0.1; where it has ::1, blackbox connects to ::1 only and fails while probed falls
+    # back on the refused connection (documented). Without fallback both fail.
+    infos = await asyncio.get_running_loop().getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)
+    localhost6 = any(info[0] == socket.AF_INET6 for info in infos)
+    async with serve_app(_app()) as url:
+        named = url.replace("127.0.0.1", "localhost") + "/"
+        fallback = await run_check(HttpCheck, url=named, preferred_ip_protocol="ip6")
+        strict = await run_check(
+            HttpCheck, url=named, preferred_ip_protocol="ip6", ip_protocol_fallback=False
+        )
+        bb_fallback = await asyncio.to_thread(bb.probe, "ip6_fallback", named)
+        bb_strict = await asyncio.to_thread(bb.probe, "ip6_only", named)
+    assert (fallback.status.passed, bb_fallback["probe_success"]) == (
+        True,
+        0.0 if localhost6 else 1.0,
+    )
+    assert (strict.status.passed, bb_strict["probe_success"]) == (False, 0.0)
