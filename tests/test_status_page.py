@@ -365,8 +365,11 @@ async def test_a_cold_page_of_many_checks_yields_to_the_event_loop_while_it_rend
 
     task = asyncio.create_task(ticker())
     await asyncio.sleep(0)
-    entries = await cache.fresh(views)
-    task.cancel()
+    try:
+        entries = await cache.fresh(views)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
     assert len(entries) == BATCH * 3 and ticks >= 3  # the loop ran between the batches
     # the same rows as the synchronous render, and nothing is rendered again when unchanged
     assert render_list(views, cache, entries=entries).count("<tr data-check=") == BATCH * 3
