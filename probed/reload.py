@@ -250,6 +250,7 @@ class RunningConfig:
                 plugins_dirs=self.settings.plugins_dirs,
                 disabled_plugins=self.settings.disabled_plugins,
                 use_embedded_checks=self.settings.use_embedded_checks,
+                status_page=self.settings.status_page,  # the page is built at start
             )
         except ConfigErrors as exc:
             self._metrics.reload_successful.set(0)

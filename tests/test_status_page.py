@@ -395,3 +395,20 @@ async def test_a_large_page_and_its_json_are_compressed_when_the_client_accepts_
                 body = await resp.read()
                 assert "Content-Encoding" not in resp.headers
             assert len(body) > 16 * 1024 and len(packed) < len(body) / 4
+
+
+async def test_the_status_page_settings_are_kept_from_startup_by_a_reload(tmp_path: Path) -> None:
+    config = tmp_path / "probed.yaml"
+    check = "  - {name: a, type: outcome, interval: 1h, timeout: 1s}\n"
+    config.write_text(f"status_page: {{history: 3}}\nchecks:\n{check}")
+    (tmp_path / "empty").mkdir()
+    async with scripted_daemon(tmp_path / "empty", config_file=config) as r:
+        await r.runs("a", 1)
+        config.write_text(
+            "status_page: {history: 7, enabled: false}\nchecks:\n" + check
+            + "  - {name: b, type: outcome, interval: 1h, timeout: 1s}\n"
+        )  # fmt: skip
+        assert (await r.post("/-/reload"))[0] == 200
+        await r.runs("b", 1)
+        assert r.state("b").runlog is not None and r.state("b").runlog.length == 3
+        assert parse(await page(r)).rows == {"a": "ok", "b": "ok"}
