@@ -29,6 +29,16 @@ def checks(tmp_path: Path, text: str = CHECKS) -> Path:
     return tmp_path / "checks"
 
 
+async def first_life(tmp_path: Path, runs: int = 2) -> Path:
+    """A daemon with the state file ``tmp_path/state.json`` until each check ran ``runs``
+    times, then stopped (which saves the file); returns the file."""
+    path = tmp_path / "state.json"
+    async with scripted_daemon(checks(tmp_path / "first"), state_file=path) as r:
+        await r.runs("api", runs)
+        await r.runs("db", runs)
+    return path
+
+
 def runs_of(r: Running, name: str) -> list[tuple[int, float, int]]:
     runlog = r.state(name).runlog
     assert runlog is not None
@@ -38,10 +48,7 @@ def runs_of(r: Running, name: str) -> list[tuple[int, float, int]]:
 async def test_history_and_uptime_survive_a_restart_and_the_status_does_not(
     tmp_path: Path,
 ) -> None:
-    path = tmp_path / "state.json"
-    async with scripted_daemon(checks(tmp_path), state_file=path) as r:
-        await r.runs("api", 3)
-        await r.runs("db", 3)
+    path = await first_life(tmp_path, runs=3)
     assert path.exists()
     assert not list(tmp_path.glob("*.tmp"))  # noqa: ASYNC240
     saved = statefile.read(path)
@@ -83,9 +90,7 @@ async def test_the_file_is_saved_periodically_while_running(tmp_path: Path) -> N
 async def test_a_check_of_another_type_under_the_same_name_gets_no_history(
     tmp_path: Path,
 ) -> None:
-    path = tmp_path / "state.json"
-    async with scripted_daemon(checks(tmp_path), state_file=path) as r:
-        await r.runs("api", 2)
+    path = await first_life(tmp_path)
     other = "checks:\n  - {name: api, type: script, interval: 1h}\n"
     async with scripted_daemon(
         checks(tmp_path / "b", other), state_file=path, startup_spread=3600
@@ -115,9 +120,8 @@ async def test_a_bad_state_file_is_logged_once_and_ignored_and_the_daemon_runs(
 ) -> None:
     path = tmp_path / "state.json"
     if content is None:  # a real file cut short, as a crash without atomic writes would leave
-        async with scripted_daemon(checks(tmp_path / "first"), state_file=path) as r:
-            await r.runs("api", 2)
-        content = path.read_bytes()[: path.stat().st_size // 2]
+        content = (await first_life(tmp_path)).read_bytes()
+        content = content[: len(content) // 2]
     path.write_bytes(content)
     with probed_logs() as logs:
         async with scripted_daemon(checks(tmp_path), state_file=path) as r:

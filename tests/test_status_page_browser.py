@@ -100,6 +100,11 @@ def shown(page: Page) -> set[str]:
     }
 
 
+def one_row_left(page: Page) -> None:
+    """Wait until the filter hides every row but one."""
+    page.wait_for_function("document.querySelectorAll('tr[data-check]:not([hidden])').length == 1")
+
+
 def test_every_check_shows_the_daemons_status_without_console_errors_light_and_dark(
     daemon: RunningDaemon, chromium: Browser, page_errors: PageErrors
 ) -> None:
@@ -162,14 +167,14 @@ def test_the_filter_keeps_matching_rows_by_text_and_by_status(
     page.goto(daemon.url + "/", wait_until="networkidle")
     assert shown(page) == set(EXPECTED)
     page.fill("#q", "pay")  # typing filters in place, no submit needed
-    page.wait_for_function("document.querySelectorAll('tr[data-check]:not([hidden])').length == 1")
+    one_row_left(page)
     assert shown(page) == {"payments"}
     page.fill("#q", "minutes behind")  # the message matches too
     page.wait_for_function("!document.querySelector('tr[data-check=search]').hidden")
     assert shown(page) == {"search"}
     page.fill("#q", "")
     page.select_option("#status", "fail")
-    page.wait_for_function("document.querySelectorAll('tr[data-check]:not([hidden])').length == 1")
+    one_row_left(page)
     assert shown(page) == {"payments"}
     page.fill("#q", "nothing-like-this")
     page.wait_for_selector("#none", state="visible")
@@ -240,7 +245,7 @@ def test_the_keyboard_alone_reaches_every_control_and_uses_them(
     assert outline != "none"
     # filter with the keyboard only, then open a check with Enter
     page.keyboard.type("pay")
-    page.wait_for_function("document.querySelectorAll('tr[data-check]:not([hidden])').length == 1")
+    one_row_left(page)
     page.keyboard.press("Tab")
     page.keyboard.press("Tab")
     assert focused(page) == "button:submit"
