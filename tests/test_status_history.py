@@ -43,11 +43,23 @@ def test_a_run_log_refuses_a_length_out_of_bounds() -> None:
             RunLog(length)
 
 
-def test_a_run_log_costs_nine_bytes_a_run_plus_a_fixed_overhead() -> None:
+def _size(log: RunLog) -> int:
+    arrays = (log._statuses, log._durations, log._times)
+    return sys.getsizeof(log) + sum(sys.getsizeof(a) for a in arrays)
+
+
+def test_a_full_run_log_costs_nine_bytes_a_run_plus_a_fixed_overhead() -> None:
     log = RunLog(1000)
-    arrays = sum(sys.getsizeof(a) for a in (log._statuses, log._durations, log._times))
-    assert 9000 <= arrays <= 9000 + 300
+    log.extend((0, 0.1, 1e9 + i) for i in range(1500))
+    assert 9000 <= _size(log) <= 9000 + 300
     assert not hasattr(log, "__dict__")
+
+
+def test_an_idle_check_that_ran_once_costs_little_whatever_the_length() -> None:
+    log = RunLog(MAX_RUNS)
+    assert _size(log) < 300
+    log.add(Status.OK, 0.01, 1e9)
+    assert _size(log) < 350 and len(log) == 1 and log.length == MAX_RUNS
 
 
 def test_a_state_feeds_its_run_log_only_when_it_has_one() -> None:
