@@ -216,6 +216,7 @@ def login_failure(
     :param tried: what the login offered (``"the key"``, ``"the password"``).
     """
     import asyncssh
+    from asyncssh.packet import PacketDecodeError
 
     doing = DOING.get(phase or "", "talking to the server")
     detail = str(exc).strip() or type(exc).__name__
@@ -237,6 +238,10 @@ def login_failure(
         )
     if isinstance(exc, asyncssh.ProtocolNotSupported | asyncssh.ProtocolError):
         return RunError(Reason.PROTOCOL, f"SSH protocol error while {doing}: {detail}")
+    if isinstance(exc, PacketDecodeError):  # a ValueError: a malformed packet from the server
+        return RunError(
+            Reason.PROTOCOL, f"the server sent a malformed SSH packet while {doing}: {detail}"
+        )
     if isinstance(exc, asyncssh.ChannelOpenError):
         return RunError(
             EXIT_CODE,

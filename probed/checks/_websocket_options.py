@@ -148,8 +148,10 @@ class WebSocketOptions(CheckOptions):
     def _consistent(self) -> WebSocketOptions:
         for name in self.headers:
             if name.lower() in CREDENTIAL_HEADERS:
+                # Not "headers.<name>: ...": redaction masks text after "Authorization:".
                 raise ValueError(
-                    f"headers.{name}: put credentials in secret_headers so they stay secret"
+                    f"header {name!r} carries credentials: put it in secret_headers "
+                    "so it stays secret"
                 )
         host = urlsplit(self.url).hostname or ""
         if ":" in host and self.ip_version == "ip4":

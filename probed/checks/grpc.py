@@ -121,8 +121,10 @@ class GrpcOptions(EndpointOptions):
         checked = _check_metadata(value, "metadata")
         for key in checked:
             if is_secret_key(key):
+                # Not "metadata.<key>: ...": redaction masks text after "Authorization:".
                 raise ValueError(
-                    f"metadata.{key}: put credentials in secret_metadata so they stay secret"
+                    f"metadata key {key!r} carries credentials: put it in secret_metadata "
+                    "so it stays secret"
                 )
         return checked
 
@@ -139,6 +141,10 @@ class GrpcOptions(EndpointOptions):
                 f"metadata key {sorted(both)[0]!r} is in both metadata and secret_metadata"
             )
         return self
+
+
+_TRANSPORT_FAILED: Final = "failed to connect to all addresses"
+_RELAY_ADDRESS: Final = re.compile(r"unix-abstract:probed-grpc-[\w-]*:?\s*")
 
 
 def _short(text: str) -> str:
@@ -368,6 +374,22 @@ class GrpcCheck(Check[GrpcOptions]):
                 Reason.PROTOCOL,
                 f"the server closed the connection without an HTTP/2 answer: {hint}",
             )
+        if details.startswith(_TRANSPORT_FAILED):
+            # grpcio's own words for a connection (to the relay) that never carried a call:
+            # the target said nothing gRPC; the relay's address means nothing to a person.
+            cause = _RELAY_ADDRESS.sub("", details.rpartition("last error: ")[2])
+            cause = cause.removeprefix("UNAVAILABLE: ")
+            if "HTTP/2" in cause:
+                return Reason.PROTOCOL, (
+                    f"the server's answer is not HTTP/2 ({cause}): is a gRPC server listening "
+                    "on that port?"
+                )
+            if relay.target_gone:
+                return Reason.CONNECTION_RESET, (
+                    f"the server closed the connection after {relay.received} bytes, before "
+                    "answering the call (connection reset)"
+                )
+            details = cause
         said = f": {details}" if details else ""
         return UNAVAILABLE, (
             f"the server answered UNAVAILABLE{said} (shutting down, overloaded, or not speaking "

@@ -282,6 +282,7 @@ class SshCheck(Check[SshOptions]):
         deadline: float,
     ) -> Result:
         import asyncssh
+        from asyncssh.packet import PacketDecodeError  # a ValueError, not an asyncssh.Error
 
         opts = self.options
         pins = opts.host_key_fingerprint
@@ -359,7 +360,7 @@ class SshCheck(Check[SshOptions]):
             timer.stop()
             self._judge_host_key(seen[0] if seen else None)
             raise RunError(HOST_KEY, "the host key was not accepted") from None
-        except (asyncssh.Error, OSError, EOFError) as exc:
+        except (asyncssh.Error, OSError, EOFError, PacketDecodeError) as exc:
             phase = timer.current
             timer.stop()
             tried = ["the key"] if client_key is not None else []

@@ -411,7 +411,7 @@ def test_option_validation_messages() -> None:
         WebSocketOptions(url="http://127.0.0.1/")
     with pytest.raises(ValidationError, match="credentials in the URL are not allowed"):
         WebSocketOptions(url="ws://u:p@127.0.0.1/")
-    with pytest.raises(ValidationError, match="put credentials in secret_headers"):
+    with pytest.raises(ValidationError, match="put it in secret_headers"):
         WebSocketOptions(url="ws://127.0.0.1/", headers={"Authorization": "Bearer x"})
     with pytest.raises(ValidationError, match="is set by the check"):
         WebSocketOptions(url="ws://127.0.0.1/", headers={"Sec-WebSocket-Protocol": "x"})
