@@ -122,7 +122,7 @@ def _url(value: SecretStr) -> SecretStr:
     text = value.get_secret_value().strip()
     if not _SCHEME.match(text):
         # Never quote the value: it may hold a token.
-        raise ValueError("not an Apprise URL: expected SCHEME://..., such as slack://... ")
+        raise ValueError("not an Apprise URL: expected SCHEME://..., such as slack://...")
     from probed._notify_apprise import check_url  # imports Apprise: only with a route
 
     check_url(text)

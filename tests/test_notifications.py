@@ -252,7 +252,7 @@ def apprise_debug_logs() -> Any:
         logger.setLevel(level)
 
 
-async def test_an_unreachable_receiver_is_retried_with_backoff_counted_and_logged_sparingly() -> None:
+async def test_an_unreachable_receiver_is_retried_with_backoff_counted_logged_sparingly() -> None:
     port = free_port()  # nothing listens there
     url = f"json://127.0.0.1:{port}/{TOKEN}"
     settings = Notifications(routes=(route(url),), digest_after=0, retries=2, backoff=30)
@@ -287,7 +287,7 @@ async def test_a_receiver_answering_an_error_counts_as_failed() -> None:
     async with json_receiver() as hook:
         hook.status = 500
         settings = Notifications(routes=(route(hook.url()),), digest_after=0, retries=0)
-        async with running(settings) as (runner, clock):
+        async with running(settings) as (runner, _clock):
             runner.observe(spec("api"), Status.FAIL, FAIL)
             await wait_for(lambda: sent(runner, "failed") == 1, 10, "the failure")
     assert len(hook.posts) == 1 and sent(runner) == 0
@@ -303,7 +303,7 @@ async def test_a_full_queue_drops_messages_and_counts_them() -> None:
         return True
 
     settings = Notifications(routes=(route("json://127.0.0.1/x"),), digest_after=0, queue_size=3)
-    async with running(settings, send=stuck) as (runner, clock):
+    async with running(settings, send=stuck) as (runner, _clock):
         for i in range(20):
             runner.observe(spec(f"c{i}"), Status.FAIL, FAIL)
         # All twenty are due at once: three fit the queue, the workers take them from there.
