@@ -66,6 +66,13 @@ _CONFIG_OPTIONS: list[Callable[[F], F]] = [
         help="Web configuration (exporter-toolkit format: TLS, client certs, basic auth).",
     ),
     click.option(
+        "--blackbox-config",
+        "blackbox_config",
+        envvar="PROBED_BLACKBOX_CONFIG",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="blackbox_exporter module file served at /probe (docs/blackbox-migration.md).",
+    ),
+    click.option(
         "--health-listen",
         envvar="PROBED_HEALTH_LISTEN",
         help="HOST:PORT of a second listener serving only /health/* (no TLS, no auth).",
@@ -97,7 +104,15 @@ def _overrides(kwargs: dict[str, Any]) -> dict[str, Any]:
     for key in ("checks_dirs", "plugins_dirs", "disabled_plugins"):
         if kwargs.get(key):
             out[key] = tuple(kwargs[key])
-    for key in ("listen", "health_listen", "live_listen", "web_config", "log_format", "log_level"):
+    for key in (
+        "listen",
+        "health_listen",
+        "live_listen",
+        "web_config",
+        "blackbox_config",
+        "log_format",
+        "log_level",
+    ):
         if kwargs.get(key):
             out[key] = kwargs[key]
     return out
@@ -144,6 +159,15 @@ def build(
 
         try:
             load_web_config(settings.web_config)
+        except ConfigErrors as exc:
+            for error in exc.errors:
+                click.echo(str(error), err=True)
+            sys.exit(error_code)
+    if settings.blackbox_config is not None:
+        from probed.probe_endpoint import load_blackbox_modules
+
+        try:
+            load_blackbox_modules(settings.blackbox_config)
         except ConfigErrors as exc:
             for error in exc.errors:
                 click.echo(str(error), err=True)

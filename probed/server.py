@@ -32,6 +32,7 @@ from probed.health import (
 )
 from probed.heartbeats import handle_ping
 from probed.metrics import Exporter, send
+from probed.probe_endpoint import PROBES, ProbeEndpoint, probe
 from probed.shards import ShardError, parse_shard
 from probed.state import StateStore
 from probed.status_page import STATUS_PAGE, PageCache, PageViews, status_routes, wants_page
@@ -228,6 +229,7 @@ async def index(request: web.Request) -> web.Response:
 ROUTES: Final = (
     web.get("/", index),
     web.get("/metrics", metrics),
+    web.get("/probe", probe),
     web.get("/health/live", live),
     web.get("/health/ready", ready),
     web.get("/health/startup", startup),
@@ -251,6 +253,7 @@ def make_app(installer: Installer) -> web.Application:
     app.on_response_prepare.append(add_headers)
     app[CHECK_LIST] = CheckList()
     app[PAGE_CACHE] = PageCache()
+    app[PROBES] = ProbeEndpoint()
     app.add_routes(ROUTES)
     installer.install(app)
     return app

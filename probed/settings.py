@@ -73,6 +73,8 @@ class Settings:
     :param state_file: where run history is kept across restarts (:mod:`probed.statefile`);
         ``None``: nowhere. Read at start only.
     :param state_file_interval: seconds between saves of the state file (also saved on stop).
+    :param blackbox_config: a blackbox_exporter module file served at ``/probe``
+        (:mod:`probed.probe_endpoint`); ``None``: no ``/probe``. Re-read on reload.
     """
 
     config_file: Path | None = None
@@ -105,6 +107,7 @@ class Settings:
     notifications: Notifications = field(default_factory=Notifications)
     state_file: Path | None = None
     state_file_interval: float = 60.0
+    blackbox_config: Path | None = None
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -184,6 +187,7 @@ class SettingsFile(BaseModel):
     notifications: NotificationsFile | None = None
     state_file: str | None = None
     state_file_interval: StateFileInterval | None = None
+    blackbox_config: str | None = None
     defaults: Any = None
     plugins: dict[str, dict[str, Any] | None] | None = None
     checks: list[Any] | None = None
@@ -258,7 +262,7 @@ def _settings_values(path: Path) -> dict[str, Any]:
             continue
         if name in ("checks_dirs", "plugins_dirs", "secrets_dirs"):
             value = tuple(base / Path(v).expanduser() for v in value)
-        elif name in ("web_config", "state_file"):
+        elif name in ("web_config", "state_file", "blackbox_config"):
             value = base / Path(value).expanduser()
         elif name == "disabled_plugins":
             value = tuple(value)
