@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -128,3 +129,29 @@ def test_routes_without_apprise_installed_are_an_error_naming_the_extra(
     (first,) = errors(config)
     assert "pip install 'probed[notify]'" in first
     assert first.startswith(f"{config}:3: notifications.routes[0].urls[0]: ")
+
+
+ROOT = Path(__file__).resolve().parent.parent
+FALLBACK_URL = "json://127.0.0.1:9/hook"
+
+
+def _examples() -> list[tuple[str, str]]:
+    found = []
+    for page in (ROOT / "docs" / "notifications.md", ROOT / "README.md"):
+        blocks = re.findall(r"```yaml\n(.*?)```", page.read_text(), re.S)
+        found += [(page.name, b) for b in blocks if "notifications:" in b]
+    return found
+
+
+@pytest.mark.parametrize(("page", "block"), _examples())
+def test_every_notifications_example_in_the_docs_loads_and_apprise_takes_its_urls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, page: str, block: str
+) -> None:
+    given = dict(re.findall(r"^# ([A-Z_]+)=(\S+)$", block, re.M))
+    for name in re.findall(r"\$\{([A-Z_]+)\}", block):
+        monkeypatch.setenv(name, given.get(name, FALLBACK_URL))
+    secret = write(tmp_path / "secret-url", next(iter(given.values()), FALLBACK_URL))
+    text = re.sub(r"\$\{file:[^}]+\}", f"${{file:{secret}}}", block)
+    settings = load_settings(write(tmp_path / "probed.yaml", text), {}).notifications
+    assert settings.active
+    assert all(url != FALLBACK_URL for url in settings.routes[0].urls) or not given
