@@ -147,6 +147,8 @@ class Delivery:
             problem = "the service did not accept it"
         except asyncio.CancelledError:
             raise
+        except TimeoutError:
+            ok, problem = False, f"no answer within {self.settings.timeout:g}s"
         except Exception as exc:  # the documented boundary: a sender must not kill a worker
             ok, problem = False, f"{type(exc).__name__}: {exc}"
         if ok:

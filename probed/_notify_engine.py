@@ -228,7 +228,12 @@ class Engine:
                     continue
                 if track.status is track.told:
                     events.append((when, self._event(track, name, "reminder", track.told, wall)))
-                self._push(when + self.settings.remind_every, _REMIND, name, token)
+                every = self.settings.remind_every
+                if every > 0:  # a reload may have turned reminders off
+                    # After a long stall (a suspended host), one reminder, not one per period.
+                    self._push(
+                        when + every if when + every > now else now + every, _REMIND, name, token
+                    )
         return self._route(events, now)
 
     def _event(self, track: _Track, name: str, kind: str, old: Status, wall: float) -> Event:

@@ -30,7 +30,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from probed import hookimpl
 from probed._notify_clock import Clock, LoopClock
-from probed._notify_delivery import RESULTS, Delivery
+from probed._notify_delivery import RESULTS, Delivery, Sender
 from probed._notify_engine import Engine, Message
 from probed._notify_settings import Notifications
 from probed.logs import current_redactor
@@ -92,7 +92,7 @@ class Runner:
         settings: Notifications,
         clock: Clock,
         exists: Callable[[str], bool] = bool,
-        send: Callable[[Message, float], object] | None = None,
+        send: Sender | None = None,
     ) -> None:
         from probed._notify_apprise import mask, quiet_apprise_logs
 
@@ -102,7 +102,7 @@ class Runner:
         self._wake = asyncio.Event()
         self.delivery = Delivery(
             settings,
-            send or _apprise_send,  # type: ignore[arg-type]
+            send or _apprise_send,
             clock.now,
             mask,
             self._wake.set,
@@ -155,7 +155,7 @@ class Runner:
             labels=("route", "result"),
         )
         names = [r.name for r in self.engine.settings.routes]
-        totals = self.delivery.counters.totals
+        totals = self.delivery.counters.totals.copy()  # a scrape may run in another thread
         for route in sorted(set(names) | {r for r, _ in totals}):
             for result in RESULTS:
                 total.add_metric((route, result), totals.get((route, result), 0))

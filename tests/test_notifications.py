@@ -313,3 +313,19 @@ async def test_a_full_queue_drops_messages_and_counts_them() -> None:
         release.set()
         await wait_for(lambda: sent(runner) == 3, 10, "the kept messages delivered")
     assert sent(runner, "dropped") == 17
+
+
+def test_after_a_long_stall_one_reminder_goes_out_not_one_per_missed_period() -> None:
+    from probed._notify_engine import Engine
+
+    settings = Notifications(routes=(route("json://127.0.0.1/x"),), remind_every=60, digest_after=0)
+    engine = Engine(settings)
+    engine.observe(spec("api"), Status.FAIL, FAIL, now=0, wall=0)
+    assert [m.title for m in engine.due(0, 0)] == ["[FAIL] api is down (fail, was ok) [timeout]"]
+    assert [m.title for m in engine.due(3600, 3600)] == [
+        "[FAIL] api is still fail after 1h [timeout]"
+    ]
+    assert engine.next_deadline() == 3660
+    engine.configure(Notifications(routes=settings.routes, remind_every=0, digest_after=0))
+    assert engine.due(7200, 7200) == []  # reminders turned off by a reload: none, and no loop
+    assert engine.next_deadline() is None
