@@ -223,17 +223,20 @@ class Engine:
                 if token == track.gen and track.status is not track.told:
                     events.append((when, self._tell(track, name, when, wall)))
             elif token == track.told_gen and track.told in _DOWN:
+                every = self.settings.remind_every
+                if every <= 0:
+                    continue  # a reload turned reminders off
                 if not self._exists(name):
                     del self._tracks[name]  # removed by a reload while down: no more reminders
                     continue
                 if track.status is track.told:
                     events.append((when, self._event(track, name, "reminder", track.told, wall)))
-                every = self.settings.remind_every
-                if every > 0:  # a reload may have turned reminders off
-                    # After a long stall (a suspended host), one reminder, not one per period.
-                    self._push(
-                        when + every if when + every > now else now + every, _REMIND, name, token
-                    )
+                following = when + every
+                if following <= now:  # after a long stall (a suspended host): one, not a burst
+                    following = now + every
+                self._push(following, _REMIND, name, token)
+                    max(when + every, now + every * (when + every <= now)), _REMIND, name, token
+                )
         return self._route(events, now)
 
     def _event(self, track: _Track, name: str, kind: str, old: Status, wall: float) -> Event:
