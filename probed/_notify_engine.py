@@ -235,8 +235,6 @@ class Engine:
                 if following <= now:  # after a long stall (a suspended host): one, not a burst
                     following = now + every
                 self._push(following, _REMIND, name, token)
-                    max(when + every, now + every * (when + every <= now)), _REMIND, name, token
-                )
         return self._route(events, now)
 
     def _event(self, track: _Track, name: str, kind: str, old: Status, wall: float) -> Event:
