@@ -87,12 +87,24 @@ def _address(module: Module, target: str) -> list[Series]:
     ]
 
 
-def _http(result: Result) -> list[Series]:
+def _regex_failed(result: Result) -> bool:
+    """A body or header regular expression failed (blackbox's flag: not the other checks)."""
+    message = result.message
+    return result.reason == Reason.ASSERTION and (
+        "match /" in message or "matches forbidden /" in message
+    )
+
+
+def _http(result: Result, module: Module) -> list[Series]:
     values, phases = result.values, result.phases
+    redirects = values.get("probed_http_redirects", 0.0)
+    status = values.get("probed_http_status_code", 0.0)
+    if not module.options.get("follow_redirects", True) and 300 <= status < 400:
+        redirects = 1.0  # blackbox counts the redirect it was told not to follow
     size = values.get("probed_http_content_length_bytes", 0.0)
     out: list[Series] = [
         ("probe_dns_lookup_time_seconds", (), phases.get("resolve", 0.0)),
-        ("probe_failed_due_to_regex", (), float(result.reason == Reason.ASSERTION)),
+        ("probe_failed_due_to_regex", (), float(_regex_failed(result))),
         ("probe_http_content_length", (), size),
     ]
     out += [
@@ -101,7 +113,7 @@ def _http(result: Result) -> list[Series]:
     ]
     tls = _CERT in values
     out += [
-        ("probe_http_redirects", (), values.get("probed_http_redirects", 0.0)),
+        ("probe_http_redirects", (), redirects),
         ("probe_http_ssl", (), float(tls)),
         ("probe_http_status_code", (), values.get("probed_http_status_code", 0.0)),
         ("probe_http_uncompressed_body_length", (), size),
@@ -193,7 +205,7 @@ def series(module: Module, target: str, result: Result, duration: float) -> list
     ]
     prober = module.prober
     if prober == "http":
-        out += _http(result)
+        out += _http(result, module)
     elif prober == "tcp":
         out += _tcp(result, module)
     elif prober == "dns":

@@ -656,6 +656,8 @@ def _dns(reader: _Reader, block: dict[str, Any], path: Path_, base: Path) -> dic
             "tls_config": "probed queries over UDP or TCP",
         },
     )
+    if out.get("transport") == "tcp":
+        del out["fallback_tcp"]
     family = out.pop("ip_version_unused", "any")
     if family != "any":
         reader.unsupported(
