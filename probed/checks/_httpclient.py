@@ -283,12 +283,18 @@ async def _fetch_once(
             server_name = config.server_name
     head_only = method == "HEAD"
 
+    made: list[ResponseProtocol] = []
+
     def factory() -> ResponseProtocol:
+        made_one: ResponseProtocol
         if config.compression is not None:
-            return DecodingResponseProtocol(
+            made_one = DecodingResponseProtocol(
                 config.compression, loop, max_body, head_only, config.max_header_size
             )
-        return ResponseProtocol(loop, max_body, head_only, config.max_header_size)
+        else:
+            made_one = ResponseProtocol(loop, max_body, head_only, config.max_header_size)
+        made.append(made_one)
+        return made_one
 
     make: Callable[[], ResponseProtocol | Http2Switch] = factory
     http2 = config.http2 and ssl_context is not None
@@ -298,29 +304,34 @@ async def _fetch_once(
     address_check = None if url.host == request.url.host else config.redirect_check
     via = None if config.proxy is None else config.proxy.route(url.scheme, url.host)
     proto: ResponseProtocol | H2Response | Http2Switch
-    if via is None:
-        transport, proto, cert = await open_connection(
-            make,
-            url.host,
-            url.port,
-            family=config.family,
-            ssl_context=ssl_context,
-            server_hostname=server_name,
-            phases=phases,
-            address_check=address_check,
-        )
-    else:
-        transport, proto, cert = await via.open(
-            make,
-            url.scheme,
-            url.host,
-            url.port,
-            family=config.family,
-            ssl_context=ssl_context,
-            server_hostname=server_name,
-            phases=phases,
-            address_check=address_check,
-        )
+    try:
+        if via is None:
+            transport, proto, cert = await open_connection(
+                make,
+                url.host,
+                url.port,
+                family=config.family,
+                ssl_context=ssl_context,
+                server_hostname=server_name,
+                phases=phases,
+                address_check=address_check,
+            )
+        else:
+            transport, proto, cert = await via.open(
+                make,
+                url.scheme,
+                url.host,
+                url.port,
+                family=config.family,
+                ssl_context=ssl_context,
+                server_hostname=server_name,
+                phases=phases,
+                address_check=address_check,
+            )
+    except ProbeError:
+        for unused in made:  # no response will be awaited: no "exception never retrieved"
+            unused.done.cancel()
+        raise
     try:
         if isinstance(proto, Http2Switch):
             pairs = request.headers + request.auth_headers if same_origin else request.headers

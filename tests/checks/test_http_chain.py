@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gc
 import socket
 import ssl
 from collections.abc import Callable
@@ -222,3 +223,14 @@ async def test_blackbox_agrees_on_chain_expiry_min_version_and_family_fallback(
         0.0 if localhost6 else 1.0,
     )
     assert (strict.status.passed, bb_strict["probe_success"]) == (False, 0.0)
+
+
+async def test_a_failed_handshake_leaves_no_unretrieved_exception(
+    tls_chains: TlsChains, caplog: pytest.LogCaptureFixture
+) -> None:
+    cert = tls_chains.issue()
+    async with serve_app(_app(), ssl_context=cert.context()) as url:
+        result = await run_check(HttpCheck, url=url)  # the system CAs do not trust this chain
+    gc.collect()  # an unretrieved future's exception is logged when it is collected
+    assert (result.status, result.reason) == (Status.FAIL, Reason.TLS)
+    assert [r.getMessage() for r in caplog.records if "never retrieved" in r.getMessage()] == []
