@@ -15,8 +15,6 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-
 from probed import CheckOptions, Result, Status
 from probed._notify_clock import ManualClock
 from probed._notify_settings import Notifications, Route
@@ -25,8 +23,6 @@ from probed.spec import CheckSpec
 from tests._notify_receivers import json_receiver, mailbox
 from tests.harness import probed_logs, wait_for
 from tests.servers._util import free_port
-
-pytest.importorskip("apprise", reason="the notify extra (apprise) is not installed")
 
 TOKEN = "T0kenInPath9931"
 

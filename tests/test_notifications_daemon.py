@@ -19,8 +19,6 @@ from tests._notify_receivers import blackhole, json_receiver
 from tests.fakes import CONTROL, ScriptPlugin
 from tests.harness import probed_logs, running_daemon, wait_for, write
 
-pytest.importorskip("apprise", reason="the notify extra (apprise) is not installed")
-
 TOKEN = "S3cretHookToken77"
 ENV = "PROBED_TEST_HOOK_URL"
 

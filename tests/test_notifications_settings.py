@@ -13,8 +13,6 @@ from probed.errors import ConfigErrors
 from probed.settings import load_settings
 from tests.harness import write
 
-pytest.importorskip("apprise", reason="the notify extra (apprise) is not installed")
-
 TOKEN = "xoxb-Tok3nNeverShown-42"
 
 
