@@ -18,6 +18,8 @@ __all__ = ["MAX_RUNS", "RunLog"]
 MAX_RUNS: Final = 10_000
 """Most runs ``status_page.history`` may keep per check."""
 
+_PLUS_ONE: Final = bytes((i + 1) % 256 for i in range(256))  # Status -> stored
+
 
 class RunLog:
     """The last ``length`` runs of one check: status, duration (seconds) and unix time.
@@ -83,6 +85,15 @@ class RunLog:
         i = self._next
         s, d, t = self._statuses, self._durations, self._times
         return bytes(s[i:] + s[:i]), (d[i:] + d[:i]).tobytes(), (t[i:] + t[:i]).tobytes()
+
+    def restore(self, statuses: bytes, durations: array[float], times: array[int]) -> None:
+        """Keep the last runs that fit of these instead (oldest first; statuses as
+        :class:`probed.check.Status` values): a state file's, copied in whole arrays."""
+        start = max(len(statuses) - self._length, 0)
+        self._statuses = bytearray(statuses[start:].translate(_PLUS_ONE))
+        self._durations = array("f", durations[start:])
+        self._times = array("I", times[start:])
+        self._next = 0
 
     def extend(self, runs: Iterable[tuple[int, float, float]]) -> None:
         """Add ``runs`` (oldest first), e.g. ones read back from a state file."""

@@ -59,10 +59,8 @@ MAX_BYTES: Final = 256 * 1024 * 1024
 """Largest state file written or read."""
 
 _STATUSES: Final = range(4)  # probed.check.Status values
+_VALID_STATUSES: Final = bytes(_STATUSES)
 _MINUS_ONE: Final = bytes((i - 1) % 256 for i in range(256))  # RunLog stores Status + 1
-_PLUS_ONE: Final = bytes((i + 1) % 256 for i in range(256))
-
-Run = tuple[int, float, float]
 
 
 class StateFileError(Exception):
@@ -71,34 +69,48 @@ class StateFileError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Saved:
-    """One check as read back: its type, status-page runs and recent results, oldest first."""
+    """One check as read back: its type, status-page runs (three arrays, oldest first:
+    statuses as :class:`probed.check.Status` values, durations, unix times) and recent
+    results."""
 
     type: str
-    runs: tuple[Run, ...]
+    statuses: bytes
+    durations: array[float]
+    times: array[int]
     history: tuple[HistoryEntry, ...]
+
+    def runs(self) -> list[tuple[int, float, int]]:
+        """The runs as ``(status, duration, unix_time)``, oldest first."""
+        return list(zip(self.statuses, self.durations, self.times, strict=True))
 
 
 # -- writing -----------------------------------------------------------------------------------
 
 
-def _snapshot(states: Iterable[CheckState]) -> list[tuple[str, str, Any, list[HistoryEntry]]]:
-    """What to save, copied on the event loop (cheap: bytes and tuples of atoms)."""
-    return [
-        (
-            s.spec.name,
-            s.spec.type,
-            s.runlog.snapshot() if s.runlog is not None and len(s.runlog) else None,
-            list(s.history),
-        )
-        for s in states
-    ]
+Snapshot = list[tuple[str, str, Any, list[HistoryEntry]]]
+
+SNAPSHOT_CHUNK: Final = 1000
+"""Checks copied between two yields to the event loop while saving."""
+
+
+async def _snapshot(states: Iterable[CheckState]) -> Snapshot:
+    """What to save, copied on the event loop (bytes and tuples of atoms), yielding to it
+    every :data:`SNAPSHOT_CHUNK` checks so probing and serving go on."""
+    snapshot: Snapshot = []
+    for s in states:
+        runlog = s.runlog
+        raw = runlog.snapshot() if runlog is not None and len(runlog) else None
+        snapshot.append((s.spec.name, s.spec.type, raw, list(s.history)))
+        if len(snapshot) % SNAPSHOT_CHUNK == 0:
+            await asyncio.sleep(0)
+    return snapshot
 
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def encode(snapshot: Iterable[tuple[str, str, Any, list[HistoryEntry]]], now: float) -> bytes:
+def encode(snapshot: Snapshot, now: float) -> bytes:
     """The file's bytes for a :func:`_snapshot` (run off the event loop)."""
     checks: dict[str, Any] = {}
     for name, type_, raw, history in snapshot:
@@ -192,13 +204,12 @@ def read(path: Path) -> dict[str, Saved] | None:
 def _saved(entry: Any) -> Saved:
     if not isinstance(entry, dict) or not isinstance(entry.get("type"), str):
         raise ValueError("a check entry is not a mapping with a type")
-    runs: tuple[Run, ...] = ()
+    statuses, durations, times = b"", array("f"), array("I")
     if "runs" in entry:
         encoded = entry["runs"]
         if not isinstance(encoded, list) or len(encoded) != 3:
             raise ValueError("runs is not three arrays")
         statuses = base64.b64decode(encoded[0], validate=True)
-        durations, times = array("f"), array("I")
         durations.frombytes(base64.b64decode(encoded[1], validate=True))
         times.frombytes(base64.b64decode(encoded[2], validate=True))
         if sys.byteorder != "little":
@@ -206,11 +217,10 @@ def _saved(entry: Any) -> Saved:
             times.byteswap()
         if not len(statuses) == len(durations) == len(times):
             raise ValueError("runs arrays of different lengths")
-        if any(s not in _STATUSES for s in set(statuses)):
+        if statuses.translate(None, _VALID_STATUSES):
             raise ValueError("a run with an unknown status")
-        runs = tuple(zip(statuses, durations, times, strict=True))
     history = tuple(_history_entry(h) for h in entry.get("history", ()))
-    return Saved(entry["type"], runs, history)
+    return Saved(entry["type"], statuses, durations, times, history)
 
 
 def _history_entry(h: Any) -> HistoryEntry:
@@ -236,8 +246,8 @@ def apply(saved: Mapping[str, Saved], states: Iterable[CheckState]) -> int:
         got = saved.get(state.spec.name)
         if got is None or got.type != state.spec.type:
             continue
-        if state.runlog is not None and got.runs:
-            state.runlog.extend(got.runs[-state.runlog.length :])
+        if state.runlog is not None and got.statuses:
+            state.runlog.restore(got.statuses, got.durations, got.times)
         if state.history.maxlen:
             state.history.extend(got.history[-state.history.maxlen :])
         state.version += 1
@@ -300,7 +310,7 @@ class _Saver:
             await self.save()
 
     async def save(self) -> None:
-        snapshot = _snapshot(self.store)
+        snapshot = await _snapshot(self.store)
         try:
             await asyncio.to_thread(_encode_write, self.path, snapshot)
         except (OSError, StateFileError) as exc:
@@ -323,5 +333,5 @@ class _Saver:
             self.failing = None
 
 
-def _encode_write(path: Path, snapshot: list[tuple[str, str, Any, list[HistoryEntry]]]) -> None:
+def _encode_write(path: Path, snapshot: Snapshot) -> None:
     write(path, encode(snapshot, time.time()))

@@ -54,8 +54,8 @@ async def test_history_and_uptime_survive_a_restart_and_the_status_does_not(
     saved = statefile.read(path)
     assert saved is not None
     before_api, before_db = saved["api"], saved["db"]
-    assert len(before_api.runs) >= 3 and {s for s, _, _ in before_api.runs} == {0}
-    assert {s for s, _, _ in before_db.runs} == {2}
+    assert len(before_api.runs()) >= 3 and {s for s, _, _ in before_api.runs()} == {0}
+    assert {s for s, _, _ in before_db.runs()} == {2}
     assert before_db.history[-1][1:3] == ("timeout", "no answer")
 
     # a slow interval: the restarted checks have not run again when the state is read
@@ -64,7 +64,7 @@ async def test_history_and_uptime_survive_a_restart_and_the_status_does_not(
         checks(tmp_path / "again", slow), state_file=path, startup_spread=3600
     ) as r:
         api, db = r.state("api"), r.state("db")
-        assert runs_of(r, "api") == [(s, d, int(t)) for s, d, t in before_api.runs]
+        assert runs_of(r, "api") == before_api.runs()
         assert db.runlog.uptime() == 0.0 and api.runlog.uptime() == 1.0
         assert list(db.history)[-1] == before_db.history[-1]
         assert api.last is None and not api.up  # the status comes from a live run
@@ -78,7 +78,7 @@ async def test_the_file_is_saved_periodically_while_running(tmp_path: Path) -> N
 
         def saved_runs() -> int:
             saved = statefile.read(path)
-            return len(saved["api"].runs) if saved and "api" in saved else 0
+            return len(saved["api"].runs()) if saved and "api" in saved else 0
 
         await r.runs("api", 1)
         await wait_for(lambda: saved_runs() >= 1, 10, "a first periodic save")
@@ -133,7 +133,7 @@ async def test_a_bad_state_file_is_logged_once_and_ignored_and_the_daemon_runs(
     assert why in ignored[0]["msg"] and str(path) in ignored[0]["msg"]
     assert not any(x.get("level") == "error" for x in lines)
     saved = statefile.read(path)  # replaced by a good one on stop
-    assert saved is not None and len(saved["api"].runs) >= 2
+    assert saved is not None and len(saved["api"].runs()) >= 2
 
 
 def test_a_file_over_the_limit_is_not_read(tmp_path: Path) -> None:
@@ -205,5 +205,20 @@ def test_runs_round_trip_through_the_encoding_exactly() -> None:
     doc = json.loads(statefile.encode(snapshot, 1.0))
     assert doc["probed_state"] == statefile.VERSION
     got = statefile._saved(doc["checks"]["c"])
-    assert got.runs == tuple(log)
+    assert got.runs() == list(log)
     assert got.history == ((2, "refused", "m", 0.5, 1.5),)
+
+
+def test_a_shorter_history_setting_keeps_the_newest_saved_runs() -> None:
+    from probed._status_history import RunLog
+
+    log = RunLog(6)
+    for i in range(6):
+        log.add(i % 3, 0.5, 1_700_000_000 + i)
+    doc = json.loads(statefile.encode([("c", "tcp", log.snapshot(), [])], 1.0))
+    shorter = RunLog(4)
+    got = statefile._saved(doc["checks"]["c"])
+    shorter.restore(got.statuses, got.durations, got.times)
+    assert list(shorter) == list(log)[-4:]
+    shorter.add(3, 1.0, 1_800_000_000)  # and goes on as a ring
+    assert list(shorter) == [*list(log)[-3:], (3, 1.0, 1_800_000_000)]
