@@ -222,3 +222,25 @@ def test_a_shorter_history_setting_keeps_the_newest_saved_runs() -> None:
     assert list(shorter) == list(log)[-4:]
     shorter.add(3, 1.0, 1_800_000_000)  # and goes on as a ring
     assert list(shorter) == [*list(log)[-3:], (3, 1.0, 1_800_000_000)]
+
+
+TOKEN = "st4te-Tok3n-s3cret-91"
+PASSWORD = "hunter3-Pa55"
+
+
+async def test_no_secret_is_written_to_the_state_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PROBED_TEST_STATE_TOKEN", TOKEN)
+    text = f"""
+    checks:
+      - {{name: leaky, type: outcome, {FAST}, status: fail, reason: exception,
+          message: "token ${{PROBED_TEST_STATE_TOKEN}} refused by https://bob:{PASSWORD}@db/x"}}
+    """
+    path = tmp_path / "state.json"
+    async with scripted_daemon(checks(tmp_path, text), state_file=path) as r:
+        await r.runs("leaky", 2)
+    content = path.read_text()
+    assert "refused by" in content and "***" in content  # the message is there, masked
+    assert TOKEN not in content and PASSWORD not in content
+    assert oct(path.stat().st_mode & 0o777) == oct(0o600)  # readable by probed's user only
