@@ -184,3 +184,35 @@ def _lag_buckets(metrics: str) -> dict[float, float]:
         if m:
             out[float(m[1])] = float(m[2])
     return out
+
+
+async def test_a_reload_turns_notifications_on_and_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, control: dict[str, Any]
+) -> None:
+    checks = write(
+        tmp_path / "checks" / "c.yaml",
+        "checks:\n  - {name: api, type: script, interval: 100ms, timeout: 50ms,"
+        " labels: {team: core}}\n",
+    ).parent
+    plain = write(tmp_path / "probed.yaml", "log_level: info\n")
+    async with json_receiver() as hook:
+        monkeypatch.setenv(ENV, hook.url(f"notify/{TOKEN}"))
+        async with running_daemon(
+            checks,
+            builtins=("probed.notifications",),
+            plugins=[("script", ScriptPlugin())],
+            config_file=plain,
+        ) as r:
+            await wait_for(lambda: r.daemon.started(), 10, "first runs")
+            assert active_runner() is None
+            config(tmp_path)  # now with a route
+            assert await r.daemon.reload() == (True, ())
+            assert active_runner() is not None
+            control["api"] = "fail"
+            await wait_for(lambda: len(hook.posts) == 1, 10, "the fail message")
+            write(tmp_path / "probed.yaml", "notifications: {enabled: false}\n")
+            assert await r.daemon.reload() == (True, ())
+            assert active_runner() is None
+            _, metrics, _ = await r.get("/metrics")
+    assert "probed_notifications_total" not in metrics
+    assert hook.titles() == ["[FAIL] api is down (fail, was ok) [assertion]"]
