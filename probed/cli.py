@@ -73,6 +73,27 @@ _CONFIG_OPTIONS: list[Callable[[F], F]] = [
         help="blackbox_exporter module file served at /probe (docs/blackbox-migration.md).",
     ),
     click.option(
+        "--replicas",
+        "replicas_count",
+        envvar="PROBED_REPLICAS",
+        type=click.IntRange(1, 1024),
+        help="Replicas splitting the checks (a StatefulSet's N; docs/deployment.md).",
+    ),
+    click.option(
+        "--replica-ordinal",
+        "replicas_ordinal",
+        envvar="PROBED_REPLICA_ORDINAL",
+        type=click.IntRange(0, 1023),
+        help="This replica's ordinal [from POD_NAME/HOSTNAME ending in -<ordinal>].",
+    ),
+    click.option(
+        "--replica-redundancy",
+        "replicas_redundancy",
+        envvar="PROBED_REPLICA_REDUNDANCY",
+        type=click.IntRange(1, 1024),
+        help="Replicas running each check, with a 'replica' label when above 1 [1].",
+    ),
+    click.option(
         "--health-listen",
         envvar="PROBED_HEALTH_LISTEN",
         help="HOST:PORT of a second listener serving only /health/* (no TLS, no auth).",
@@ -115,6 +136,13 @@ def _overrides(kwargs: dict[str, Any]) -> dict[str, Any]:
     ):
         if kwargs.get(key):
             out[key] = kwargs[key]
+    replicas = {
+        key: kwargs[f"replicas_{key}"]
+        for key in ("count", "ordinal", "redundancy")
+        if kwargs.get(f"replicas_{key}") is not None
+    }
+    if replicas:
+        out["replicas"] = replicas
     return out
 
 
@@ -267,6 +295,8 @@ def run(**kwargs: Any) -> None:
     from probed.server import make_app
 
     settings, pm, overrides = build(kwargs)
+    if settings.replicas is not None and settings.replicas.missing is not None:
+        _fail(str(settings.replicas.missing).removeprefix("probed: "))
     configure_logging(settings.log_format, settings.log_level, queued=True)
 
     async def main() -> None:

@@ -28,6 +28,7 @@ from probed.metrics import DaemonMetrics
 from probed.notify import Notifier
 from probed.plugins import CheckTypeInfo, ProbedPluginManager, discover_checks
 from probed.redact import Redactor
+from probed.replicas import owned_specs
 from probed.scheduler import Job, Scheduler
 from probed.settings import Settings
 from probed.state import CheckState, StateTable
@@ -90,17 +91,29 @@ class RunningConfig:
         """Load every check (blocking: call in a thread); never raises for check problems."""
         discovered = discover_checks(self._pm, self.settings)
         result = compact(
-            lambda: load_checks(
-                self.settings,
-                self._types,
-                previous=self.loaded,
-                discovered=discovered,
-                extra_files=self._extra_files(),
+            lambda: self._owned(
+                load_checks(
+                    self.settings,
+                    self._types,
+                    previous=self.loaded,
+                    discovered=discovered,
+                    extra_files=self._extra_files(),
+                )
             ),
-            lambda loaded: len(loaded.specs) >= COMPACT_FROM,
+            # every check loaded counts (a replica keeps only its share, the files all)
+            lambda loaded: sum(len(f.specs) for f in loaded.files.values()) >= COMPACT_FROM,
         )
         Redactor(result.secrets)  # built here, off the loop: apply() reuses its matcher
         return result
+
+    def _owned(self, loaded: LoadResult) -> LoadResult:
+        """``loaded`` with only the checks this replica runs (all of them without
+        ``replicas:``); every check was validated, and a reload asks again."""
+        replicas = self.settings.replicas
+        if replicas is None:
+            return loaded
+        specs, conflicts = owned_specs(loaded.specs, replicas)
+        return replace(loaded, specs=specs, errors=(*loaded.errors, *conflicts))
 
     async def start(self) -> None:
         """Read the files and apply the first configuration (errors are logged by the caller)."""
@@ -244,6 +257,8 @@ class RunningConfig:
             fresh = await asyncio.to_thread(
                 load_settings, self.settings.config_file, self.overrides
             )
+            if fresh.replicas is not None and fresh.replicas.missing is not None:
+                raise ConfigErrors([fresh.replicas.missing])
             self.settings = replace(
                 fresh,
                 listen=self.settings.listen,

@@ -31,6 +31,7 @@ from probed._yaml import to_plain
 from probed.common import CheckDefaults, PositiveInt, merge_defaults
 from probed.errors import ConfigError, ConfigErrors
 from probed.options import Duration, parse_duration
+from probed.replicas import Replicas, ReplicasFile, resolve_replicas
 
 __all__ = ["DEFAULT_LISTEN", "CheckDefaults", "Settings", "load_settings"]
 
@@ -75,6 +76,8 @@ class Settings:
     :param state_file_interval: seconds between saves of the state file (also saved on stop).
     :param blackbox_config: a blackbox_exporter module file served at ``/probe``
         (:mod:`probed.probe_endpoint`); ``None``: no ``/probe``. Re-read on reload.
+    :param replicas: this daemon's share of the checks when N replicas split them
+        (:mod:`probed.replicas`); ``None``: every check runs here. Re-read on reload.
     """
 
     config_file: Path | None = None
@@ -108,6 +111,7 @@ class Settings:
     state_file: Path | None = None
     state_file_interval: float = 60.0
     blackbox_config: Path | None = None
+    replicas: Replicas | None = None
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -188,6 +192,7 @@ class SettingsFile(BaseModel):
     state_file: str | None = None
     state_file_interval: StateFileInterval | None = None
     blackbox_config: str | None = None
+    replicas: ReplicasFile | None = None
     defaults: Any = None
     plugins: dict[str, dict[str, Any] | None] | None = None
     checks: list[Any] | None = None
@@ -272,6 +277,8 @@ def _settings_values(path: Path) -> dict[str, Any]:
             value = value.settings()
         elif name == "plugins":
             value = {k: to_plain(v) if v is not None else {} for k, v in value.items()}
+        elif name == "replicas":  # resolved with the command line's in load_settings
+            value = (value.values(), doc.line(("replicas",)))
         values[name] = value
     return values
 
@@ -297,5 +304,9 @@ def load_settings(config_file: Path | None, overrides: Mapping[str, Any]) -> Set
     values: dict[str, Any] = {"config_file": config_file}
     if config_file is not None:
         values.update(_settings_values(config_file))
+    given, line = values.pop("replicas", ({}, 0))
+    given = {**given, **overrides.get("replicas", {})}
     values.update(overrides)
+    where = str(config_file) if config_file is not None and line else "probed"
+    values["replicas"] = resolve_replicas(given, where, line)
     return Settings(**values)
