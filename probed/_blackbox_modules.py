@@ -242,8 +242,9 @@ def _ip_options(
 
     def _apply() -> None:
         if family_key == "preferred_ip_protocol":  # http: probed has blackbox's own options
-            if state["preferred"] is not None:
-                out["preferred_ip_protocol"] = state["preferred"]
+            # blackbox prefers ip6 when a module gives only ip_protocol_fallback (probed's
+            # http refuses ip_protocol_fallback without preferred_ip_protocol)
+            out["preferred_ip_protocol"] = state["preferred"] or "ip6"
             out["ip_protocol_fallback"] = state["fallback"]
             return
         # other probers: without fallback the preferred family is the only one; with it

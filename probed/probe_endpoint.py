@@ -57,7 +57,9 @@ _CHECK_TYPES: Final = {
     "icmp": ("probed.checks.icmp", "IcmpCheck"),
     "grpc": ("probed.checks.grpc", "GrpcCheck"),
 }
-_PLACEHOLDER: Final = {"http": "http://127.0.0.1/", "icmp": "127.0.0.1"}
+# A name, not an IP literal: an ip6-only module must not fail its load-time check on the
+# placeholder's family (http refuses a literal its address options exclude).
+_PLACEHOLDER: Final = {"http": "http://probe.invalid/", "icmp": "probe.invalid"}
 _MASK: Final = "<secret>"
 
 

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from pydantic import ValidationError
 from probed.check import Reason, Status
 from probed.checks.http import HttpCheck, HttpOptions
 from probed.checks.json_api import JsonApiCheck
+from probed.probe_endpoint import load_blackbox_modules
 from probed.testing import make_spec, run_check
 from tests._require import ipv6_loopback, requires
 
@@ -218,3 +220,19 @@ def test_inconsistent_address_options_are_refused(options: dict[str, Any], messa
 def test_an_ip_literal_of_the_other_family_is_used_when_fallback_is_on() -> None:
     spec = make_spec(HttpCheck, url="http://127.0.0.1:9/", preferred_ip_protocol="ip6")
     assert HttpCheck(spec).options.socket_family() == socket.AF_UNSPEC
+
+
+def test_blackbox_modules_map_onto_the_address_options(tmp_path: Path) -> None:
+    modules = tmp_path / "blackbox.yml"
+    modules.write_text(
+        "modules:\n"
+        "  only_fallback: {prober: http, http: {ip_protocol_fallback: false}}\n"
+        "  ip4: {prober: http, http: {preferred_ip_protocol: ip4}}\n"
+        "  none: {prober: http, http: {}}\n"
+    )
+    loaded = load_blackbox_modules(modules)
+    # blackbox's default preference (ip6) applies when only ip_protocol_fallback is given
+    assert loaded["only_fallback"].options["preferred_ip_protocol"] == "ip6"
+    assert loaded["only_fallback"].options["ip_protocol_fallback"] is False
+    assert loaded["ip4"].options["preferred_ip_protocol"] == "ip4"
+    assert "preferred_ip_protocol" not in loaded["none"].options
