@@ -13,12 +13,18 @@ For each target type (``http``, ``tcp``) this script
 3. prints both figures and their ratio. The machine is shared and noisy, so only ratios
    measured in the same run mean much.
 
+``--probed-probe`` measures probed's blackbox-compatible ``/probe`` instead of its scheduler:
+the same module file (``--blackbox-config``) and target, driven with the same wrk load, the
+daemon's CPU counted the same way; both figures and the ratio are printed (identical work per
+request this time: one HTTP request in, one probe out).
+
 The two are not doing identical work: blackbox is driven as fast as it can go (one HTTP
 request in, one probe out, over a keep-alive connection), while probed schedules its own
 probes and keeps per-check state and metrics. Both open a fresh connection to the target per
 probe.
 
     python benchmarks/blackbox.py [--types http,tcp] [--duration 10] [--connections 32]
+                                  [--probed-probe]
 """
 
 from __future__ import annotations
@@ -125,23 +131,36 @@ async def _client_loop(url: str, connections: int, duration: float) -> tuple[int
     return done, errors
 
 
-def run_blackbox(kind: str, args: argparse.Namespace) -> BlackboxFigures:
-    """Start target and exporter, check one probe, drive it, count the exporter's CPU."""
+def run_blackbox(kind: str, args: argparse.Namespace, probed: bool = False) -> BlackboxFigures:
+    """Start target and exporter, check one probe, drive it, count the exporter's CPU.
+
+    :param probed: drive probed's ``/probe`` (same module file) instead of blackbox_exporter.
+    """
     exe = shutil.which("prometheus-blackbox-exporter") or BLACKBOX
-    if not Path(exe).exists():
+    if not probed and not Path(exe).exists():
         raise SystemExit("prometheus-blackbox-exporter not found (apt-get install -y it)")
+    who = "probed /probe" if probed else "blackbox"
     with Procs() as procs:
         target = start_target(procs, args.target)
         config = procs.tmp / "blackbox.yml"
         config.write_text(BLACKBOX_CONFIG)
         port = free_port()
-        argv = [exe, f"--config.file={config}", f"--web.listen-address={LOOPBACK}:{port}"]
-        proc = procs.start([*argv, "--log.level=warn"], "blackbox")
-        wait_for(lambda: http_status(LOOPBACK, port, "/metrics") == 200, 15, "blackbox")
+        if probed:
+            checks = procs.tmp / "no-checks"
+            checks.mkdir()
+            argv = [sys.executable, "-m", "probed", "run", "--checks-dir", str(checks)]
+            argv += ["--listen", f"{LOOPBACK}:{port}", "--blackbox-config", str(config)]
+            proc = procs.start([*argv, "--log-level", "WARNING"], "probed")
+            ready = "/health/live"
+        else:
+            argv = [exe, f"--config.file={config}", f"--web.listen-address={LOOPBACK}:{port}"]
+            proc = procs.start([*argv, "--log.level=warn"], "blackbox")
+            ready = "/metrics"
+        wait_for(lambda: http_status(LOOPBACK, port, ready) == 200, 30, who)
         path = _probe_path(kind, target)
         body = scrape(LOOPBACK, port, path).body.decode()
         if not re.search(r"^probe_success 1$", body, re.MULTILINE):
-            raise SystemExit(f"blackbox probe failed on {path}:\n{body}")
+            raise SystemExit(f"{who} probe failed on {path}:\n{body}")
         url = f"http://{LOOPBACK}:{port}{path}"
         cpu0 = cpu_seconds(proc.pid)
         start = time.monotonic()
@@ -155,7 +174,7 @@ def run_blackbox(kind: str, args: argparse.Namespace) -> BlackboxFigures:
         cpu = cpu_seconds(proc.pid) - cpu0
         after = scrape(LOOPBACK, port, path).body.decode()
         if not re.search(r"^probe_success 1$", after, re.MULTILINE):
-            raise SystemExit(f"blackbox probe failed after the run on {path}:\n{after}")
+            raise SystemExit(f"{who} probe failed after the run on {path}:\n{after}")
         figures = BlackboxFigures(
             kind, driver, probes, errors, seconds, cpu, peak_rss_bytes(proc.pid)
         )
@@ -201,6 +220,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--probed-interval", type=float, default=1.0, help="seconds [1]")
     p.add_argument("--probed-duration", type=float, default=15.0, help="measured seconds [15]")
     p.add_argument("--skip-probed", action="store_true", help="measure blackbox only")
+    p.add_argument(
+        "--probed-probe",
+        action="store_true",
+        help="compare with probed's /probe (same module file, same load) instead of its "
+        "scheduled checks",
+    )
     return p
 
 
@@ -220,6 +245,19 @@ def main(argv: list[str] | None = None) -> None:
                 f"peak RSS {bb.peak_rss / MB:.1f} MB"
             )
             if args.skip_probed:
+                continue
+            if args.probed_probe:
+                ours = run_blackbox(kind, args, probed=True)
+                print(
+                    f"probed /probe {kind}: {ours.probes} probes in {ours.seconds:.1f} s "
+                    f"({ours.probes / ours.seconds:.0f}/s, {ours.errors} errors) with "
+                    f"{ours.driver}; CPU {ours.cpu:.2f} s; {ours.per_cpu_second:.0f} probes per "
+                    f"CPU-second; peak RSS {ours.peak_rss / MB:.1f} MB"
+                )
+                print(
+                    f"ratio {kind} /probe: probed / blackbox probes per CPU-second = "
+                    f"{ours.per_cpu_second / bb.per_cpu_second:.2f}"
+                )
                 continue
             pr = run_probed(kind, args)
             outcome = ", ".join(f"{k} {int(v)}" for k, v in sorted(pr.results.items()) if v)

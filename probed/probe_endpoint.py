@@ -21,6 +21,8 @@ import importlib
 import logging
 import os
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -47,6 +49,8 @@ TIMEOUT_OFFSET: Final = 0.5
 """Seconds taken off the scrape timeout so the answer arrives in time (blackbox's default)."""
 DEFAULT_TIMEOUT: Final = 120.0
 """blackbox's probe timeout when neither the module nor the scraper sets one."""
+CACHED_CHECKS: Final = 4096
+"""Built checks kept for the next probe of the same module and target (see CheckCache)."""
 DEFAULT_MODULE: Final = "http_2xx"
 """The module blackbox uses when the request names none."""
 
@@ -105,6 +109,61 @@ def load_blackbox_modules(path: Path) -> dict[str, Module]:
 
 
 @dataclass(slots=True)
+class _Cached:
+    check: Check[Any]
+    users: int = 0
+    retired: bool = False
+
+
+class CheckCache:
+    """Built checks by (module, target, timeout), least recently used out first.
+
+    A check is built, and its ``setup()`` (an SSL context, a CA store read in a thread) run,
+    once per target rather than once per scrape; a check pushed out, or built from a module
+    file since re-read, is closed once no probe uses it.
+    """
+
+    __slots__ = ("entries", "retired", "size")
+
+    def __init__(self, size: int = CACHED_CHECKS) -> None:
+        self.size = size
+        self.entries: OrderedDict[tuple[str, str, float], _Cached] = OrderedDict()
+        self.retired: list[_Cached] = []
+
+    def acquire(self, key: tuple[str, str, float], build: Callable[[], Check[Any]]) -> _Cached:
+        """The check for ``key`` (built now if needed), marked in use."""
+        entry = self.entries.get(key)
+        if entry is None:
+            entry = self.entries[key] = _Cached(build())
+            while len(self.entries) > self.size:
+                self._retire(self.entries.popitem(last=False)[1])
+        else:
+            self.entries.move_to_end(key)
+        entry.users += 1
+        return entry
+
+    def _retire(self, entry: _Cached) -> None:
+        entry.retired = True
+        self.retired.append(entry)
+
+    def clear(self) -> None:
+        """Retire every check (the module file changed)."""
+        for entry in self.entries.values():
+            self._retire(entry)
+        self.entries.clear()
+
+    async def release(self, entry: _Cached) -> None:
+        """Mark ``entry`` no longer in use; close the retired checks nobody uses."""
+        entry.users -= 1
+        if not self.retired:
+            return
+        idle = [e for e in self.retired if e.users == 0]
+        self.retired = [e for e in self.retired if e.users > 0]
+        for done in idle:
+            await done.check.close()
+
+
+@dataclass(slots=True)
 class ProbeEndpoint:
     """The module file read last (by path and stat signature) and the probes in flight."""
 
@@ -115,6 +174,7 @@ class ProbeEndpoint:
     modules: dict[str, Module] = field(default_factory=dict)
     errors: tuple[ConfigError, ...] = ()
     loaded: bool = False
+    checks: CheckCache = field(default_factory=CheckCache)
     _lock: asyncio.Lock | None = None
 
     async def current(self, path: Path) -> dict[str, Module]:
@@ -144,6 +204,7 @@ class ProbeEndpoint:
             errors = tuple(exc.errors)
         else:
             first = self.path is None
+            self.checks.clear()
             self.path, self.signature, self.modules = path, signature, modules
             self.errors, self.loaded = (), True
             log.info(
@@ -156,6 +217,7 @@ class ProbeEndpoint:
             return
         if path != self.path:  # another file: the old modules are not its modules
             self.modules, self.loaded = {}, False
+            self.checks.clear()
         self.path, self.signature, self.errors = path, signature, errors
         for error in errors:
             log.error(
@@ -212,7 +274,7 @@ def _shown_options(options: Any, secrets: tuple[str, ...]) -> str:
     return _mask(dumped, secrets)
 
 
-async def _run(module: Module, options: dict[str, Any], seconds: float) -> tuple[Result, float]:
+def _build(module: Module, options: dict[str, Any], seconds: float) -> Check[Any]:
     cls = check_type(module.prober)
     spec = CheckSpec(
         **common_values(
@@ -226,15 +288,23 @@ async def _run(module: Module, options: dict[str, Any], seconds: float) -> tuple
         ),
         options=cls.options_model.model_validate(options),
     )
-    check = cls(spec)
+    return cls(spec)
+
+
+async def _run(
+    state: ProbeEndpoint, module: Module, target: str, options: dict[str, Any], seconds: float
+) -> tuple[Result, float]:
     start = time.perf_counter()
+    entry = state.checks.acquire(
+        (module.name, target, seconds), lambda: _build(module, options, seconds)
+    )
     try:
         async with asyncio.timeout(seconds):  # setup included: the scraper waits no longer
-            result = await execute(check, seconds)
+            result = await execute(entry.check, seconds)
     except TimeoutError:
         result = Result.fail("timeout", f"no answer within the probe timeout of {seconds:g}s")
     finally:
-        await check.close()
+        await state.checks.release(entry)
     return result, time.perf_counter() - start
 
 
@@ -283,7 +353,7 @@ async def probe(request: web.Request) -> web.Response:
     debug = query.get("debug", "").lower() == "true"
     state.in_flight += 1
     try:
-        result, duration = await _run(module, options, seconds)
+        result, duration = await _run(state, module, target, options, seconds)
     finally:
         state.in_flight -= 1
     rows = series(module, target, result, duration)
