@@ -247,7 +247,7 @@ class GrpcCheck(Check[GrpcOptions]):
                 )
             values: dict[str, float] = {}
             if cert is not None:
-                values[CERT_EXPIRY_METRIC.name] = cert.not_after
+                values[CERT_EXPIRY_METRIC.name] = cert.earliest_not_after
             set_phase(f"waiting for the Health/Check answer of {self.where}")
             start = perf_counter()
             channel = grpc.aio.insecure_channel(relay.target, options=self.channel_options)
@@ -298,7 +298,7 @@ class GrpcCheck(Check[GrpcOptions]):
             )
         tls = self.options.tls
         if cert is not None and tls is not None:
-            verdict = expiry_verdict(cert.not_after, tls, time.time())
+            verdict = expiry_verdict(cert.earliest_not_after, tls, time.time())
             if verdict is not None:
                 status, reason, detail = verdict
                 return Result(status, reason, f"{self.where}: {detail}", **kw)

@@ -112,7 +112,7 @@ class TcpCheck(Check[TcpOptions]):
             return exc.result(self.where)
         values = {}
         if cert is not None:
-            values["probed_tls_cert_expiry_timestamp_seconds"] = cert.not_after
+            values["probed_tls_cert_expiry_timestamp_seconds"] = cert.earliest_not_after
         try:
             problem = await self._exchange(transport, proto, phases)
         finally:
@@ -121,7 +121,7 @@ class TcpCheck(Check[TcpOptions]):
             reason, detail = problem
             return Result.fail(reason, f"{self.where}: {detail}", phases=phases, values=values)
         if cert is not None and tls is not None:
-            verdict = expiry_verdict(cert.not_after, tls, time.time())
+            verdict = expiry_verdict(cert.earliest_not_after, tls, time.time())
             if verdict is not None:
                 status, reason, detail = verdict
                 return Result(

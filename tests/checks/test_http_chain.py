@@ -22,6 +22,7 @@ from probed.check import Reason, Status
 from probed.checks._tls import _der_time
 from probed.checks.http import HttpCheck, HttpOptions
 from probed.checks.json_api import JsonApiCheck
+from probed.checks.tcp import TcpCheck
 from probed.testing import run_check
 from tests.servers._web import serve_app
 from tests.servers.tls_targets import INTERMEDIATE_CN, TlsChains
@@ -234,3 +235,14 @@ async def test_a_failed_handshake_leaves_no_unretrieved_exception(
     gc.collect()  # an unretrieved future's exception is logged when it is collected
     assert (result.status, result.reason) == (Status.FAIL, Reason.TLS)
     assert [r.getMessage() for r in caplog.records if "never retrieved" in r.getMessage()] == []
+
+
+async def test_tcp_over_tls_reports_the_chains_earliest_expiry_too(tls_chains: TlsChains) -> None:
+    # tcp (and grpc) connect through the same _net.open_connection, which reads the chain.
+    cert = tls_chains.issue(leaf_days=90, intermediate_days=10)
+    assert cert.intermediate_not_after is not None
+    async with serve_app(_app(), ssl_context=cert.context()) as url:
+        address = url.removeprefix("https://")
+        result = await run_check(TcpCheck, address=address, tls={"ca_file": tls_chains.ca_file})
+    assert (result.status, result.reason) == (Status.WARN, Reason.CERT_EXPIRY)
+    assert result.values[EARLIEST] == pytest.approx(cert.intermediate_not_after)
