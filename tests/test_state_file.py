@@ -244,3 +244,20 @@ async def test_no_secret_is_written_to_the_state_file(
     assert "refused by" in content and "***" in content  # the message is there, masked
     assert TOKEN not in content and PASSWORD not in content
     assert oct(path.stat().st_mode & 0o777) == oct(0o600)  # readable by probed's user only
+
+
+def test_probed_run_saves_on_sigterm_and_restores_on_the_next_start(tmp_path: Path) -> None:
+    from probed.testing_daemon import start_daemon
+
+    state = tmp_path / "state.json"
+    config = f"state_file: {json.dumps(str(state))}\n"
+    write(tmp_path / "checks" / "c.yaml", "checks:\n  - {name: mem, type: memory, interval: 1h}\n")
+    with start_daemon(tmp_path / "checks", config=config) as d:
+        d.wait_for(lambda: d.checks()["mem"]["status"] == "ok")
+    saved = statefile.read(state)  # written by the SIGTERM stop
+    assert saved is not None and len(saved["mem"].runs()) == 1
+    with start_daemon(tmp_path / "checks", config=config) as d:
+        d.wait_for(lambda: d.checks()["mem"]["status"] == "ok")  # its first live run
+        history = d.get("/api/v1/checks/mem").json()["history"]
+        assert len(history) == 2 and history[1]["time"] < history[0]["time"]  # new, then saved
+        assert "history of 1 checks restored" in d.log()
