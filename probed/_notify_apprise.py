@@ -38,6 +38,7 @@ _PARTS: Final = re.compile(r"[/:@?&=#,;]+")
 _redactor = Redactor(())
 _lock = threading.RLock()
 _filtered = False
+_module: Any = None
 
 
 def url_parts(url: str) -> set[str]:
@@ -87,7 +88,11 @@ def mask(text: str) -> str:
 
 def _apprise() -> Any:
     """Import Apprise (``ImportError`` when the extra is missing), without its import-time
-    deprecation warnings (``imghdr`` on Python 3.11+): they are Apprise's, not the user's."""
+    deprecation warnings (``imghdr`` on Python 3.11+): they are Apprise's, not the user's.
+    The warning filters are global, so they are touched once, not on every send."""
+    global _module
+    if _module is not None:
+        return _module
     with _lock, warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         import apprise
@@ -96,6 +101,7 @@ def _apprise() -> Any:
         if "imghdr" not in sys.modules:
             with contextlib.suppress(ImportError):
                 importlib.import_module("imghdr")
+        _module = apprise
     return apprise
 
 

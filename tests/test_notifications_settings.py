@@ -120,6 +120,7 @@ def test_routes_without_apprise_installed_are_an_error_naming_the_extra(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(sys.modules, "apprise", None)  # import apprise raises ImportError
+    monkeypatch.setattr("probed._notify_apprise._module", None)  # not imported before
     config = write(
         tmp_path / "probed.yaml",
         "notifications:\n  routes:\n    - {name: a, urls: json://127.0.0.1/x}\n",
