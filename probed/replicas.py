@@ -77,7 +77,7 @@ class Replicas:
     count: int
     ordinal: int | None
     redundancy: int = 1
-    source: str = ""
+    source: str = field(default="", compare=False)
     missing: ConfigError | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
