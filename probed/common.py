@@ -269,6 +269,13 @@ class CheckDefaults:
     success_threshold: int = field(
         default=1, metadata=key(PositiveInt, "consecutive successes before up")
     )
+    duration_histogram: bool = field(
+        default=True,
+        metadata=key(
+            bool,
+            "export the probed_check_duration_seconds histogram (false: a last-duration gauge)",
+        ),
+    )
     labels: Labels = field(
         default=(),
         metadata=key(

@@ -588,6 +588,11 @@ COMMON = {
         "minimum": 1,
         "description": "consecutive successes before up",
     },
+    "duration_histogram": {
+        "type": "boolean",
+        "description": "export the probed_check_duration_seconds histogram "
+        "(false: a last-duration gauge)",
+    },
     "labels": {
         "type": "object",
         "propertyNames": {
@@ -617,7 +622,7 @@ class DocumentedCheck(Check[DocumentedOptions]):
 
 def test_the_checks_file_schema_without_types_is_exactly_the_common_keys() -> None:
     defaults_keys = ("interval", "timeout", "readiness", "failure_threshold",
-                     "success_threshold", "labels")  # fmt: skip
+                     "success_threshold", "duration_histogram", "labels")  # fmt: skip
     assert check_file_schema({}) == {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "probed checks file",
