@@ -447,3 +447,81 @@ def test_the_echoes_arrived_masked(outputs: dict[str, str]) -> None:
     assert "body: done; token was ***" in messages["heartbeat"], messages["heartbeat"]
     assert "9 error(s)" in outputs["validate"], outputs["validate"]
     assert "carries credentials" in outputs["validate"], outputs["validate"]
+
+
+# -- heartbeat pings under abuse --------------------------------------------------------------
+
+HB_NAMES = [f"job-{i}" for i in range(50)]
+
+
+def _hb_token(i: int) -> str:
+    return f"job-token-{i:04d}-abcdefgh"
+
+
+@pytest.mark.timeout(60)
+async def test_ping_abuse_is_bounded_and_the_daemon_keeps_serving(tmp_path: Path) -> None:
+    """A huge streamed body, floods of wrong tokens, traversal-like and very long names: every
+    answer is the bounded one, what is kept is capped, no token reaches the logs, and
+    /metrics answers meanwhile."""
+    from probed.heartbeats import HEARTBEATS
+
+    checks = [
+        {"name": n, "type": "heartbeat", "token": _hb_token(i), "period": "1h",
+         "max_body_size": "1KiB", "readiness": False}
+        for i, n in enumerate(HB_NAMES)
+    ]  # fmt: skip
+    write(tmp_path / "checks.d" / "hb.yaml", json.dumps({"checks": checks}))
+    logs = io.StringIO()
+    configure_logging("json", "DEBUG", logs)
+    try:
+        async with running_daemon(tmp_path / "checks.d") as r:
+            await wait_for(lambda: all(n in r.daemon.store for n in HB_NAMES), 10, "checks")
+            ping = f"{r.url}/ping"
+            bearer = {"Authorization": f"Bearer {_hb_token(1)}"}
+
+            async def endless_body() -> AsyncIterator[bytes]:
+                for _ in range(320):  # 20 MiB
+                    yield b"z" * 65536
+
+            async with r.session.post(f"{ping}/job-1", data=endless_body(), headers=bearer) as resp:
+                assert resp.status == 200
+            beat = HEARTBEATS.get("job-1")
+            assert beat is not None and beat.truncated and len(beat.body) <= 1024
+
+            async def status(url: str, **kw: Any) -> int:
+                async with r.session.get(url, **kw) as resp:
+                    await resp.read()
+                    return resp.status
+
+            start = time.monotonic()
+            wrong = await asyncio.gather(
+                *(
+                    status(f"{ping}/{HB_NAMES[i % 50]}?token=wrong-{i}-0123456789")
+                    for i in range(1000)
+                )
+            )
+            assert set(wrong) == {404} and time.monotonic() - start < 20
+            token = f"?token={quote(_hb_token(1))}"
+            for path, expected in (
+                (f"/..%2Fmetrics{token}", 404),
+                (f"/job-1%2F..%2F..%2Fmetrics{token}", 404),
+                (f"/job-1%00{token}", 404),
+                (f"/{'n' * 7000}{token}", 404),
+                (f"/{'n' * 9000}{token}", 400),  # over aiohttp's request line limit
+                (f"/job-1/start/x{token}", 404),
+                (f"/job-1/0256{token}", 400),
+            ):
+                assert await status(ping + path) == expected, path
+            assert beat.last_start is None  # none of those was a ping of job-1
+            for _ in range(3):
+                start = time.monotonic()
+                assert (await r.get("/metrics"))[0] == 200
+                assert time.monotonic() - start < 0.5
+    finally:
+        top = logging.getLogger()
+        for handler in [h for h in top.handlers if getattr(h, "_probed", False)]:
+            top.removeHandler(handler)
+        set_redactor(Redactor(()))
+    text = logs.getvalue()
+    assert "Got more than 8190 bytes" in text  # the over-long request was logged...
+    assert _hb_token(1) not in text and quote(_hb_token(1)) not in text  # ...without its token
