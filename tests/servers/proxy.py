@@ -10,7 +10,8 @@ Fixtures:
   ``CONNECT`` may reach (default: all). Skips when the binary is missing (fails under
   ``PROBED_REQUIRE_SERVICES=1``).
 
-- ``squid``: a factory. ``squid(deny=True)`` starts ``squid -N`` on a free loopback port; with
+- ``squid``: a factory (module-scoped: the same options give the same running squid).
+  ``squid(deny=True)`` starts ``squid -N`` on a free loopback port; with
   ``deny`` it refuses every request with its own 403 error page (``X-Squid-Error``);
   ``auth=("user", "password")`` requires basic authentication (``basic_ncsa_auth`` with an
   MD5-crypt password file made by ``openssl passwd``; any characters in the password).
@@ -160,23 +161,29 @@ class Squid(ProxyProcess):
 ProxyT = TypeVar("ProxyT", bound=ProxyProcess)
 
 
-def _factory(kind: Callable[..., ProxyT], path: str, hint: str) -> Iterator[Callable[..., ProxyT]]:
+def _factory(
+    kind: Callable[..., ProxyT], path: str, hint: str, *, reuse: bool = False
+) -> Iterator[Callable[..., ProxyT]]:
     binary = require_binary(path, hint)
-    started: list[ProxyT] = []
+    started: dict[int | str, ProxyT] = {}
     with tempfile.TemporaryDirectory(prefix="probed-proxy-") as tmp:
         Path(tmp).chmod(0o755)
 
         def start(**options: Any) -> ProxyT:
-            root = Path(tmp) / str(len(started))
-            root.mkdir()
-            proxy = kind(binary, root, **options)
-            started.append(proxy)
-            return proxy
+            key: int | str = repr(sorted(options.items())) if reuse else len(started)
+            if key not in started:
+                root = Path(tmp) / str(len(started))
+                root.mkdir()
+                started[key] = kind(binary, root, **options)
+            return started[key]
 
         try:
             yield start
         finally:
-            for proxy in started:
+            for proxy in started.values():  # all told first: squid takes ~2 s to stop
+                if proxy.process is not None:
+                    proxy.process.terminate()
+            for proxy in started.values():
                 proxy.stop()
 
 
@@ -186,7 +193,8 @@ def tinyproxy() -> Iterator[Callable[..., Tinyproxy]]:
     yield from _factory(Tinyproxy, _BINARY, _HINT)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def squid() -> Iterator[Callable[..., Squid]]:
-    """Factory: start squid (``deny`` and ``auth`` keywords)."""
-    yield from _factory(Squid, _SQUID, _SQUID_HINT)
+    """Factory: start squid (``deny`` and ``auth`` keywords). Module-scoped: squid keeps no
+    state between requests (no cache), and the same options give the same running squid."""
+    yield from _factory(Squid, _SQUID, _SQUID_HINT, reuse=True)
