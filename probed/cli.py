@@ -120,20 +120,15 @@ def config_options(fn: F) -> F:
     return fn
 
 
+_ADDRESSES = ("listen", "health_listen", "live_listen")
+
+
 def _overrides(kwargs: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key in ("checks_dirs", "plugins_dirs", "disabled_plugins"):
         if kwargs.get(key):
             out[key] = tuple(kwargs[key])
-    for key in (
-        "listen",
-        "health_listen",
-        "live_listen",
-        "web_config",
-        "blackbox_config",
-        "log_format",
-        "log_level",
-    ):
+    for key in (*_ADDRESSES, "web_config", "blackbox_config", "log_format", "log_level"):
         if kwargs.get(key):
             out[key] = kwargs[key]
     replicas = {
@@ -187,15 +182,6 @@ def build(
 
         try:
             load_web_config(settings.web_config)
-        except ConfigErrors as exc:
-            for error in exc.errors:
-                click.echo(str(error), err=True)
-            sys.exit(error_code)
-    if settings.blackbox_config is not None:
-        from probed.probe_endpoint import load_blackbox_modules
-
-        try:
-            load_blackbox_modules(settings.blackbox_config)
         except ConfigErrors as exc:
             for error in exc.errors:
                 click.echo(str(error), err=True)

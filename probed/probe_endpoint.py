@@ -175,6 +175,9 @@ class ProbeEndpoint:
     errors: tuple[ConfigError, ...] = ()
     loaded: bool = False
     checks: CheckCache = field(default_factory=CheckCache)
+    config: Callable[[], Any] = lambda: None
+    """The running configuration (``settings.blackbox_config``, ``redact``), looked up per
+    request so a reload's new settings apply (:func:`probed.server.make_app` sets it)."""
     _lock: asyncio.Lock | None = None
 
     async def current(self, path: Path) -> dict[str, Module]:
@@ -232,10 +235,8 @@ PROBES: Final = web.AppKey("probes", ProbeEndpoint)
 """The ``/probe`` endpoint's state (set by :func:`probed.server.make_app`)."""
 
 
-def _module_file(request: web.Request) -> Path | None:
-    from probed.server import CONFIG  # the server imports this module for its route
-
-    settings = getattr(request.app.get(CONFIG), "settings", None)
+def _module_file(state: ProbeEndpoint) -> Path | None:
+    settings = getattr(state.config(), "settings", None)
     path = getattr(settings, "blackbox_config", None)
     return Path(path) if path is not None else None
 
@@ -311,7 +312,7 @@ async def _run(
 async def probe(request: web.Request) -> web.Response:
     """``GET /probe``: one probe of ``target`` with ``module``, answered in blackbox's names."""
     state = request.app[PROBES]
-    path = _module_file(request)
+    path = _module_file(state)
     if path is None:
         return _bad(
             "/probe needs a blackbox module file: start probed with --blackbox-config FILE "
@@ -368,11 +369,9 @@ async def probe(request: web.Request) -> web.Response:
     return web.Response(text=_debug(request, module, target, seconds, result, duration, body))
 
 
-def _redactor(request: web.Request) -> Any:
-    from probed.server import CONFIG
-
-    config = request.app.get(CONFIG)
-    return config.redact if config is not None else (lambda text: text)
+def _redactor(request: web.Request) -> Callable[[str], str]:
+    redact: Callable[[str], str] | None = getattr(request.app[PROBES].config(), "redact", None)
+    return redact if redact is not None else (lambda text: text)
 
 
 def _debug(

@@ -253,7 +253,7 @@ def make_app(installer: Installer) -> web.Application:
     app.on_response_prepare.append(add_headers)
     app[CHECK_LIST] = CheckList()
     app[PAGE_CACHE] = PageCache()
-    app[PROBES] = ProbeEndpoint()
+    app[PROBES] = ProbeEndpoint(config=lambda: app.get(CONFIG))
     app.add_routes(ROUTES)
     installer.install(app)
     return app

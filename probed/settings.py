@@ -30,6 +30,7 @@ from probed._status_settings import StatusPage, StatusPageFile
 from probed._yaml import to_plain
 from probed.common import CheckDefaults, PositiveInt, merge_defaults
 from probed.errors import ConfigError, ConfigErrors
+from probed.exposition import ExpositionOptions
 from probed.options import Duration, parse_duration
 from probed.replicas import Replicas, ReplicasFile, resolve_replicas
 
@@ -78,6 +79,8 @@ class Settings:
         (:mod:`probed.probe_endpoint`); ``None``: no ``/probe``. Re-read on reload.
     :param replicas: this daemon's share of the checks when N replicas split them
         (:mod:`probed.replicas`); ``None``: every check runs here. Re-read on reload.
+    :param metrics: which per-check series ``/metrics`` exports (``metrics:`` in
+        ``probed.yaml``: :class:`~probed.exposition.ExpositionOptions`). Read at start only.
     """
 
     config_file: Path | None = None
@@ -112,6 +115,7 @@ class Settings:
     state_file_interval: float = 60.0
     blackbox_config: Path | None = None
     replicas: Replicas | None = None
+    metrics: ExpositionOptions = field(default_factory=ExpositionOptions)
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -160,6 +164,28 @@ StrList = Annotated[list[str], BeforeValidator(_str_list)]
 NonNegativeInt = Annotated[StrictInt, Field(ge=0, le=1_000_000)]
 
 
+ConfigGauge = Literal["interval", "timeout", "readiness"]
+
+
+class MetricsFile(BaseModel):
+    """The ``metrics:`` block of ``probed.yaml``: which per-check series are exported."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    config_gauges: list[ConfigGauge] | None = None
+    check_info: bool | None = None
+
+    def settings(self) -> ExpositionOptions:
+        """The options these keys give (a key not written keeps its default)."""
+        base = ExpositionOptions()
+        return ExpositionOptions(
+            config_gauges=base.config_gauges
+            if self.config_gauges is None
+            else frozenset(self.config_gauges),
+            check_info=base.check_info if self.check_info is None else self.check_info,
+        )
+
+
 class SettingsFile(BaseModel):
     """The keys of ``probed.yaml`` as written (``defaults:`` is read by merge_defaults)."""
 
@@ -193,6 +219,7 @@ class SettingsFile(BaseModel):
     state_file_interval: StateFileInterval | None = None
     blackbox_config: str | None = None
     replicas: ReplicasFile | None = None
+    metrics: MetricsFile | None = None
     defaults: Any = None
     plugins: dict[str, dict[str, Any] | None] | None = None
     checks: list[Any] | None = None
@@ -273,7 +300,7 @@ def _settings_values(path: Path) -> dict[str, Any]:
             value = tuple(value)
         elif name == "defaults":
             value = defaults
-        elif name in ("status_page", "notifications"):
+        elif name in ("status_page", "notifications", "metrics"):
             value = value.settings()
         elif name == "plugins":
             value = {k: to_plain(v) if v is not None else {} for k, v in value.items()}
@@ -299,7 +326,8 @@ def load_settings(config_file: Path | None, overrides: Mapping[str, Any]) -> Set
     :param config_file: the file, or ``None`` for built-in defaults.
     :param overrides: values from the command line and ``PROBED_*`` variables, keyed by
         Settings field name and already typed.
-    :raises ConfigErrors: every problem in the file, each ``FILE:LINE: field: message``.
+    :raises ConfigErrors: every problem in the file, each ``FILE:LINE: field: message`` (and
+        in the ``blackbox_config`` module file, when one is set).
     """
     values: dict[str, Any] = {"config_file": config_file}
     if config_file is not None:
@@ -309,4 +337,9 @@ def load_settings(config_file: Path | None, overrides: Mapping[str, Any]) -> Set
     values.update(overrides)
     where = str(config_file) if config_file is not None and line else "probed"
     values["replicas"] = resolve_replicas(given, where, line)
-    return Settings(**values)
+    settings = Settings(**values)
+    if settings.blackbox_config is not None:  # /probe's module file: checked with the rest
+        from probed.probe_endpoint import load_blackbox_modules
+
+        load_blackbox_modules(settings.blackbox_config)
+    return settings

@@ -25,7 +25,6 @@ from aiohttp import ClientSession, web
 from probed._blackbox_metrics import fnv32a
 from probed._blackbox_modules import Module, parse_duration
 from probed.probe_endpoint import PROBES, ProbeEndpoint, probe, probe_timeout
-from probed.server import CONFIG
 from probed.testing import RunningDaemon, start_daemon
 from tests.servers._util import free_port
 
@@ -354,10 +353,10 @@ def test_probes_over_the_in_flight_cap_are_answered_503(tmp_path: Path) -> None:
 
     async def scenario() -> tuple[int, int, str]:
         app = web.Application()
-        app[PROBES] = ProbeEndpoint(limit=1)
-        app[CONFIG] = SimpleNamespace(  # type: ignore[misc]
+        running = SimpleNamespace(
             settings=SimpleNamespace(blackbox_config=module_file), redact=lambda t: t
         )
+        app[PROBES] = ProbeEndpoint(limit=1, config=lambda: running)
         app.router.add_get("/probe", probe)
         runner = web.AppRunner(app)
         await runner.setup()
