@@ -17,11 +17,13 @@ from tests.contrib._tools import CONTRIB, PROMETHEUS, load_yaml, output, run
 from tests.servers._util import require_binary
 
 K8S = CONTRIB / "kubernetes"
+SHARDED_MONITOR = K8S / "sharded" / "servicemonitor.yaml"  # a CRD kind, in a folder of built-ins
 BUILTIN = sorted(
     [*(K8S / "sidecar").glob("*.yaml"), *(K8S / "standalone").glob("*.yaml"),
-     *(K8S / "examples").glob("*.yaml")]
+     *(K8S / "examples").glob("*.yaml"),
+     *(p for p in (K8S / "sharded").glob("*.yaml") if p != SHARDED_MONITOR)]
 )  # fmt: skip
-CUSTOM = sorted((K8S / "monitoring").glob("*.yaml"))
+CUSTOM = sorted([*(K8S / "monitoring").glob("*.yaml"), SHARDED_MONITOR])
 TOOLS = CONTRIB / "tools"
 
 
@@ -82,7 +84,7 @@ def _as_json(docs: list[dict[str, Any]], path: Path) -> str:
 def test_prometheus_operator_resources_match_their_crd_schemas(
     crd_validator: list[str], tmp_path: Path
 ) -> None:
-    files = [_as_json(_docs(p), tmp_path / f"{p.stem}.json") for p in CUSTOM]
+    files = [_as_json(_docs(p), tmp_path / f"{p.parent.name}-{p.stem}.json") for p in CUSTOM]
     proc = run([*crd_validator, *files])
     assert proc.returncode == 0, output(proc)
     assert proc.stdout.count(": valid") == len(CUSTOM)
