@@ -86,6 +86,7 @@ class Daemon:
             self.type_metrics,
             self.metrics,
             trim_from=COMPACT_FROM if tune_gc else None,
+            options=settings.metrics,
         )
         self.notifier = Notifier(
             pm, settings.hook_timeout, lambda p, h: self.metrics.plugin_errors.labels(p, h).inc()

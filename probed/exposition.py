@@ -9,6 +9,12 @@ family by family. Identity label strings are built once per check spec.
 
 Families are the same in both formats; only the ``# TYPE`` line of counters differs (OpenMetrics
 names the family without ``_total``).
+
+What a check exports can be slimmed for large daemons (:class:`ExpositionOptions`, the
+``metrics:`` block of ``probed.yaml``; the ``duration_histogram`` key of a check): the
+configuration gauges can be left out, the static facts exported as one ``probed_check_info``
+series, and the duration histogram (16 series) replaced by one last-duration gauge. The
+defaults render exactly what earlier versions did.
 """
 
 from __future__ import annotations
@@ -27,7 +33,10 @@ from probed.spec import CheckSpec
 from probed.state import DURATION_BUCKETS, CheckState
 
 __all__ = [
+    "CONFIG_GAUGES",
     "CORE_FAMILIES",
+    "OPTIONAL_FAMILIES",
+    "ExpositionOptions",
     "Family",
     "Renderer",
     "TypeMetrics",
@@ -89,9 +98,49 @@ CORE_FAMILIES: Final[tuple[Family, ...]] = (
     Family("probed_check_timeout_seconds", "Configured timeout of one run.", "gauge"),
     Family("probed_check_readiness", "1 if the check counts toward /health/ready.", "gauge"),
 )
-"""Families every check exports, in output order."""
+"""Families every check exports by default, in output order."""
 
-_N_CORE: Final = len(CORE_FAMILIES)
+OPTIONAL_FAMILIES: Final[tuple[Family, ...]] = (
+    Family(
+        "probed_check_info",
+        "Static facts of a check as labels (interval and timeout in seconds, readiness); "
+        "always 1. Join with: * on (check) group_left (interval) probed_check_info.",
+        "gauge",
+    ),
+    Family(
+        "probed_check_last_duration_seconds",
+        "Duration of the last run, for checks whose duration histogram is off.",
+        "gauge",
+    ),
+)
+"""Families exported only by some settings, after :data:`CORE_FAMILIES` (no header otherwise)."""
+
+CONFIG_GAUGES: Final = ("interval", "timeout", "readiness")
+"""The configuration gauges ``metrics.config_gauges`` may keep, by short name."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExpositionOptions:
+    """Which per-check series are exported (the ``metrics:`` block of ``probed.yaml``).
+
+    :param config_gauges: which of ``probed_check_interval_seconds``,
+        ``probed_check_timeout_seconds`` and ``probed_check_readiness`` are exported, by short
+        name (:data:`CONFIG_GAUGES`).
+    :param check_info: export ``probed_check_info{interval,timeout,readiness}`` (value 1).
+    """
+
+    config_gauges: frozenset[str] = frozenset(CONFIG_GAUGES)
+    check_info: bool = False
+
+
+_ALL_FAMILIES: Final = CORE_FAMILIES + OPTIONAL_FAMILIES
+_HISTOGRAM: Final = 3
+_CONFIG_INDEXES: Final = (10, 11, 12)
+_SWITCHED: Final = frozenset({_HISTOGRAM, *_CONFIG_INDEXES})
+"""Core families a setting may empty: no header when no check has lines for them."""
+_INFO_LABELS: Final = frozenset(CONFIG_GAUGES)
+
+_N_CORE: Final = len(CORE_FAMILIES) + len(OPTIONAL_FAMILIES)
 _STATUSES: Final = tuple(Status)
 _INF_BUCKETS: Final = (*(format(b, "g") for b in DURATION_BUCKETS), "+Inf")
 
@@ -116,13 +165,16 @@ def format_value(value: float) -> str:
     return repr(value)
 
 
-def identity_labels(spec: CheckSpec) -> str:
-    """``check="..",type="..",<own labels>`` for a check, built once per spec."""
+def identity_labels(spec: CheckSpec, skip: Collection[str] = ()) -> str:
+    """``check="..",type="..",<own labels>`` for a check, built once per spec.
+
+    :param skip: own label names left out.
+    """
     parts = [f'check="{escape_label(spec.name)}"', f'type="{escape_label(spec.type)}"']
     # Label values are public: a known secret or a secret-shaped value (a URL password) is
     # masked here too, even though validation refuses secret references in labels.
     redact = current_redactor()
-    parts.extend(f'{k}="{escape_label(redact(v))}"' for k, v in spec.labels)
+    parts.extend(f'{k}="{escape_label(redact(v))}"' for k, v in spec.labels if k not in skip)
     return ",".join(parts)
 
 
@@ -183,20 +235,44 @@ class _Cache:
     version: int
     spec: CheckSpec
     lb: str  # "{" + identity labels, without the closing brace
-    static: tuple[str, str, str]  # interval, timeout and readiness lines: change with the spec
+    static: tuple[str, str, str, str]  # interval, timeout, readiness and info lines (per spec)
     core: list[str]
     extra: dict[str, str]
 
 
-def _static_lines(spec: CheckSpec, lb: str) -> tuple[str, str, str]:
+def _static_lines(
+    spec: CheckSpec, lb: str, options: ExpositionOptions
+) -> tuple[str, str, str, str]:
+    gauges = options.config_gauges
+    info = ""
+    if options.check_info:
+        # A check's own label named like an info label stays off this one series only
+        # (the names are not reserved: configurations that use them keep working).
+        ilb = lb
+        if any(k in _INFO_LABELS for k, _ in spec.labels):
+            ilb = "{" + identity_labels(spec, skip=_INFO_LABELS)
+        info = (
+            f'probed_check_info{ilb},interval="{format_value(spec.interval)}",'
+            f'timeout="{format_value(spec.timeout)}",'
+            f'readiness="{"true" if spec.readiness else "false"}"}} 1\n'
+        )
     return (
-        f"probed_check_interval_seconds{lb}}} {format_value(spec.interval)}\n",
-        f"probed_check_timeout_seconds{lb}}} {format_value(spec.timeout)}\n",
-        f"probed_check_readiness{lb}}} {1 if spec.readiness else 0}\n",
+        f"probed_check_interval_seconds{lb}}} {format_value(spec.interval)}\n"
+        if "interval" in gauges
+        else "",
+        f"probed_check_timeout_seconds{lb}}} {format_value(spec.timeout)}\n"
+        if "timeout" in gauges
+        else "",
+        f"probed_check_readiness{lb}}} {1 if spec.readiness else 0}\n"
+        if "readiness" in gauges
+        else "",
+        info,
     )
 
 
-def _render(state: CheckState, lb: str, static: tuple[str, str, str], types: TypeMetrics) -> _Cache:
+def _render(
+    state: CheckState, lb: str, static: tuple[str, str, str, str], types: TypeMetrics
+) -> _Cache:
     last = state.last
     core = [""] * _N_CORE
     if last is not None:
@@ -213,11 +289,14 @@ def _render(state: CheckState, lb: str, static: tuple[str, str, str], types: Typ
     core[1] = f"probed_check_up{lb}}} {1 if state.up else 0}\n"
     flags = _STATUS_FLAGS[state.status]
     core[2] = _STATUS_T % (lb, flags[0], lb, flags[1], lb, flags[2], lb, flags[3])
-    args: list[object] = [lb] * _BUCKET_ARGS
-    args[1 : 2 * len(_INF_BUCKETS) : 2] = accumulate(state.bucket_counts)
-    args[-3] = format_value(state.duration_sum)
-    args[-1] = state.duration_count
-    core[3] = _BUCKETS_T % tuple(args)
+    if state.spec.duration_histogram:
+        args: list[object] = [lb] * _BUCKET_ARGS
+        args[1 : 2 * len(_INF_BUCKETS) : 2] = accumulate(state.bucket_counts)
+        args[-3] = format_value(state.duration_sum)
+        args[-1] = state.duration_count
+        core[3] = _BUCKETS_T % tuple(args)
+    elif last is not None:
+        core[14] = f"probed_check_last_duration_seconds{lb}}} {format_value(last.duration)}\n"
     runs = state.runs
     core[4] = _RUNS_T % (lb, runs[0], lb, runs[1], lb, runs[2], lb, runs[3])
     if state.failures:
@@ -229,7 +308,7 @@ def _render(state: CheckState, lb: str, static: tuple[str, str, str], types: Typ
         )
     core[8] = f"probed_check_state_changes_total{lb}}} {state.state_changes}\n"
     core[9] = f"probed_check_skipped_runs_total{lb}}} {state.skipped_runs}\n"
-    core[10:13] = static
+    core[10:14] = static
 
     extra: dict[str, str] = {}
     if last is not None:
@@ -260,10 +339,11 @@ class Renderer:
     never written into the states: rendering only reads them.
     """
 
-    __slots__ = ("_caches", "types")
+    __slots__ = ("_caches", "options", "types")
 
-    def __init__(self, types: TypeMetrics) -> None:
+    def __init__(self, types: TypeMetrics, options: ExpositionOptions | None = None) -> None:
         self.types = types
+        self.options = options or ExpositionOptions()
         self._caches: dict[CheckState, _Cache] = {}
 
     def refresh(self, states: Iterable[CheckState]) -> list[_Cache]:
@@ -272,6 +352,7 @@ class Renderer:
         append = caches.append
         kept = self._caches
         types = self.types
+        options = self.options
         for state in states:
             cache = kept.get(state)
             if cache is None or cache.version != state.version:
@@ -279,7 +360,7 @@ class Renderer:
                     lb, static = cache.lb, cache.static
                 else:
                     lb = "{" + identity_labels(state.spec)
-                    static = _static_lines(state.spec, lb)
+                    static = _static_lines(state.spec, lb, options)
                 cache = _render(state, lb, static, types)
                 kept[state] = cache
             append(cache)
@@ -326,9 +407,15 @@ def assemble(
     """Join rendered caches family by family into one exposition text, then ``tail``."""
     out: list[str] = []
     cores = [c.core for c in caches]
-    for index, family in enumerate(CORE_FAMILIES):
+    n_core = len(CORE_FAMILIES)
+    for index, family in enumerate(_ALL_FAMILIES):
+        lines = list(map(itemgetter(index), cores))
+        # A family that settings emptied for every check has no header (with no checks at
+        # all, the core families keep theirs, as they always did).
+        if (index >= n_core or (index in _SWITCHED and cores)) and not any(lines):
+            continue
         out.append(family.header(openmetrics))
-        out.extend(map(itemgetter(index), cores))
+        out.extend(lines)
     # One pass over the checks' type-specific chunks, grouped by family (not family x check).
     grouped: dict[str, list[str]] = {}
     for cache in caches:
@@ -347,6 +434,11 @@ def assemble(
     return "".join(out)
 
 
-def render_checks(states: Iterable[CheckState], types: TypeMetrics, openmetrics: bool) -> str:
+def render_checks(
+    states: Iterable[CheckState],
+    types: TypeMetrics,
+    openmetrics: bool,
+    options: ExpositionOptions | None = None,
+) -> str:
     """Render every check's series once (nothing kept: a :class:`Renderer` keeps lines)."""
-    return Renderer(types).render(list(states), openmetrics)
+    return Renderer(types, options).render(list(states), openmetrics)

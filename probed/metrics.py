@@ -28,7 +28,7 @@ from prometheus_client.registry import Collector
 
 from probed import __version__
 from probed._gc import trim
-from probed.exposition import Renderer, TypeMetrics, assemble
+from probed.exposition import ExpositionOptions, Renderer, TypeMetrics, assemble
 from probed.shards import Shard
 from probed.state import StateStore
 
@@ -209,6 +209,7 @@ class Exporter:
     :param trim_from: with this many checks or more, give freed memory back to the system
         (:func:`probed._gc.trim`) shortly after each scrape; ``None`` never does (a test or an
         embedding application, whose process is not the daemon's own).
+    :param options: which per-check series are exported (``metrics:`` in ``probed.yaml``).
     """
 
     def __init__(
@@ -218,9 +219,10 @@ class Exporter:
         instruments: DaemonMetrics,
         *,
         trim_from: int | None = None,
+        options: ExpositionOptions | None = None,
     ) -> None:
         self.store = store
-        self.renderer = Renderer(types)
+        self.renderer = Renderer(types, options)
         self.instruments = instruments
         self.last_scrape: float | None = None  # monotonic time of the last render
         self._last_by_shard: dict[Shard, float] = {}  # the same, per shard
