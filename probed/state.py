@@ -15,8 +15,7 @@ run while up (ok or warn), and ``fail`` (or ``unknown``) while down.
 from __future__ import annotations
 
 import bisect
-from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -28,6 +27,7 @@ __all__ = [
     "DURATION_BUCKETS",
     "CheckState",
     "HistoryEntry",
+    "RecentRuns",
     "StateStore",
     "StateTable",
     "Transition",
@@ -45,6 +45,34 @@ HistoryEntry = tuple[int, str, str, float, float]
 A plain tuple of atoms on purpose: the garbage collector stops tracking such tuples, so ten
 entries for each of 50,000 checks cost no time in full collections.
 """
+
+
+class RecentRuns(list[HistoryEntry]):
+    """The last ``maxlen`` runs, oldest first: a list that drops its oldest entry when full.
+
+    Like ``deque(maxlen=...)`` for what the state needs (``append``, ``extend``, ``maxlen``,
+    iteration), at a fraction of the memory: a deque always holds a 64-slot block (760 bytes
+    with its header), ten entries in a list take 184.
+    """
+
+    __slots__ = ("maxlen",)
+
+    def __init__(self, maxlen: int) -> None:
+        super().__init__()
+        self.maxlen = maxlen
+
+    def append(self, entry: HistoryEntry, /) -> None:
+        """Add ``entry`` as the newest, dropping the oldest when ``maxlen`` are kept."""
+        if len(self) >= self.maxlen:
+            if self.maxlen <= 0:
+                return
+            del self[0]
+        super().append(entry)
+
+    def extend(self, entries: Iterable[HistoryEntry], /) -> None:
+        """:meth:`append` each of ``entries`` in order."""
+        for entry in entries:
+            self.append(entry)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +115,7 @@ class CheckState:
         self.up = False
         self.ok_streak = 0
         self.fail_streak = 0
-        self.history: deque[HistoryEntry] = deque(maxlen=history)
+        self.history = RecentRuns(history)
         self.runs = [0, 0, 0, 0]  # indexed by Status
         self.failures: dict[str, int] = {}
         self.bucket_counts = [0] * (len(DURATION_BUCKETS) + 1)  # non-cumulative; last is +Inf
