@@ -22,6 +22,7 @@ import io
 import json
 import logging
 import random
+import sys
 import time
 import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -303,7 +304,7 @@ def secret_checks(root: Path, ws_port: int, smtp_port: int, closed: int) -> Path
         "defaults": {"interval": "5s", "timeout": "3s", "failure_threshold": 1},
         "checks": [
             {"name": "exec-forms", "type": "exec",
-             "command": ["/usr/bin/python3", "-c", _PRINT_FORMS],
+             "command": [sys.executable, "-c", _PRINT_FORMS],
              "secret_env": {"PLUGIN_SECRET": "${file:exec.secret}"},
              "env": {"API_TOKEN": EXEC_ENV}},
             {"name": "mysql-dsn", "type": "mysql",
