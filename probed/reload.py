@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from probed._gc import compact, settle
+from probed._share import share_equal
 from probed.check import Check
 from probed.config import LoadResult, load_checks, load_settings
 from probed.errors import ConfigError, ConfigErrors
@@ -40,6 +41,13 @@ log = logging.getLogger("probed")
 
 COMPACT_FROM: Final = 1000
 """Configurations with at least this many checks are compacted after loading (see _gc)."""
+
+
+def _shared(loaded: LoadResult) -> LoadResult:
+    """``loaded`` with equal immutable values of its specs made one object each (before the
+    compaction pickles them: about 330 bytes less per TCP check, 550 per HTTP check)."""
+    share_equal(spec for f in loaded.files.values() for spec in f.specs)
+    return loaded
 
 
 def embedded_checks_file() -> Path:
@@ -91,13 +99,15 @@ class RunningConfig:
         """Load every check (blocking: call in a thread); never raises for check problems."""
         discovered = discover_checks(self._pm, self.settings)
         result = compact(
-            lambda: self._owned(
-                load_checks(
-                    self.settings,
-                    self._types,
-                    previous=self.loaded,
-                    discovered=discovered,
-                    extra_files=self._extra_files(),
+            lambda: _shared(
+                self._owned(
+                    load_checks(
+                        self.settings,
+                        self._types,
+                        previous=self.loaded,
+                        discovered=discovered,
+                        extra_files=self._extra_files(),
+                    )
                 )
             ),
             # every check loaded counts (a replica keeps only its share, the files all)
