@@ -55,13 +55,13 @@ out, taken = os.environ["PROBED_MEM_TRACE"], [0]
 def dump(signum, frame):
     taken[0] += 1
     gc.collect()
-    snap = tracemalloc.take_snapshot()
     types = {}
     for obj in gc.get_objects():
         name = type(obj).__module__ + "." + type(obj).__qualname__
         count, size = types.get(name, (0, 0))
         types[name] = (count + 1, size + sys.getsizeof(obj))
     info = {"types": types, "modules": sorted(sys.modules)}
+    snap = tracemalloc.take_snapshot()  # after the count: its traces are tuples
     with open(f"{out}.{taken[0]}.json.tmp", "w") as f:
         json.dump(info, f)
     snap.dump(f"{out}.tmp")
