@@ -112,10 +112,10 @@ def _split_host_port(target: str, module: str, prober: str) -> tuple[str, int]:
     if target.startswith("["):
         host, _, rest = target[1:].partition("]")
         port_text = rest[1:] if rest.startswith(":") else ""
-    else:
-        host, _, port_text = target.rpartition(":")
-        if ":" in host:  # a bare IPv6 address without brackets
-            host, port_text = target, ""
+    elif target.count(":") == 1:
+        host, _, port_text = target.partition(":")
+    else:  # no port, or a bare IPv6 address without brackets
+        host, port_text = target, ""
     if prober == "dns" and not port_text:
         port_text = "53"
         host = host or target.strip("[]")

@@ -58,7 +58,7 @@ def _tcp(reader: Reader, block: dict[str, Any], path: Path_, base: Path) -> dict
             )
             return
         for key, text, _ in steps:
-            out[key] = text.replace("\\n", "\n") if key == "send" else text
+            out[key] = text + "\n" if key == "send" else text  # blackbox adds the newline
 
     reader.walk(
         block,

@@ -23,9 +23,16 @@ import yaml
 from aiohttp import ClientSession, web
 
 from probed._blackbox_metrics import fnv32a
-from probed._blackbox_modules import Module, parse_duration
-from probed.probe_endpoint import PROBES, ProbeEndpoint, probe, probe_timeout
-from probed.testing import RunningDaemon, start_daemon
+from probed._blackbox_modules import Module, TargetError, parse_duration
+from probed.probe_endpoint import (
+    PROBES,
+    CheckCache,
+    ProbeEndpoint,
+    load_blackbox_modules,
+    probe,
+    probe_timeout,
+)
+from probed.testing import RunningDaemon, start_daemon, wait_until
 from tests.servers._util import free_port
 
 SECRET = "s3cr3t-pass-word"
@@ -169,7 +176,8 @@ def test_a_probe_answers_blackbox_names(
     assert samples["probe_ip_protocol"] == 4.0
     assert samples["probe_ip_addr_hash"] == 3668918509.0  # blackbox's value for 127.0.0.1
     assert "# TYPE probe_success gauge" in answer.body
-    assert listener.accepted == 1
+    # the kernel completes the handshake before the listener's thread accepts it
+    wait_until(lambda: listener.accepted == 1, timeout=5)
 
 
 def test_debug_logs_the_probe_and_masks_the_modules_secrets(
@@ -388,3 +396,91 @@ def test_probes_over_the_in_flight_cap_are_answered_503(tmp_path: Path) -> None:
     assert first == 200
     assert second == 503
     assert "too many probes in flight (1)" in text
+
+
+def _reload(d: RunningDaemon) -> tuple[int, dict[str, Any]]:
+    import json
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(f"{d.url}/-/reload", method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_reload_reports_a_broken_module_file_set_in_probed_yaml(
+    tmp_path: Path, listener: Listener
+) -> None:
+    module_file = _write(tmp_path / "blackbox.yml", MODULES)
+    checks = tmp_path / "checks"
+    checks.mkdir()
+    with start_daemon(checks, config=f"blackbox_config: {module_file}\n") as d:
+        target = f"127.0.0.1:{listener.port}"
+        assert _samples(_get(d, module="tcp_connect", target=target).body)["probe_success"] == 1
+        module_file.write_text("modules:\n  tcp_connect: {prober: tcp, timeout: 2x}\n")
+        status, body = _reload(d)
+        assert status == 400
+        assert any(
+            f"{module_file}:2: modules.tcp_connect.timeout: invalid duration" in e
+            for e in body["errors"]
+        ), body
+        answer = _get(d, module="tcp_connect", target=target)
+        assert answer.status == 200  # the modules read before still serve
+
+
+def test_check_cache_builds_once_per_target_and_closes_what_it_drops_when_unused() -> None:
+    closed: list[int] = []
+    built: list[int] = []
+
+    class Fake:
+        def __init__(self, n: int) -> None:
+            built.append(n)
+            self.n = n
+
+        async def close(self) -> None:
+            closed.append(self.n)
+
+    async def scenario() -> None:
+        cache = CheckCache(size=1)
+        first = cache.acquire(("m", "t1", 1.0), lambda: Fake(1))  # type: ignore[arg-type,return-value]
+        await cache.release(first)
+        again = cache.acquire(("m", "t1", 1.0), lambda: Fake(99))  # type: ignore[arg-type,return-value]
+        assert again is first
+        other = cache.acquire(("m", "t2", 1.0), lambda: Fake(2))  # type: ignore[arg-type,return-value]
+        assert closed == []  # t1 was pushed out while in use: closed once released
+        await cache.release(again)
+        assert closed == [1]
+        cache.clear()  # the module file changed
+        await cache.release(other)
+        assert closed == [1, 2]
+        assert built == [1, 2]
+
+    asyncio.run(scenario())
+
+
+def test_target_forms_map_like_blackbox() -> None:
+    dns = Module("d", "dns", 1.0, {})
+    assert dns.options_for("192.0.2.1")["server"] == "192.0.2.1:53"
+    assert dns.options_for("[::1]")["server"] == "[::1]:53"
+    http = Module("h", "http", 1.0, {})
+    assert http.options_for("example.com:8080/health")["url"] == "http://example.com:8080/health"
+    with pytest.raises(TargetError, match="not a file:// target"):
+        http.options_for("file:///etc/passwd")
+
+
+def test_query_response_maps_to_send_then_expect(tmp_path: Path) -> None:
+    module_file = _write(
+        tmp_path / "blackbox.yml",
+        {
+            "smtp_quit": {
+                "prober": "tcp",
+                "tcp": {"query_response": [{"send": "QUIT"}, {"expect": "^221"}]},
+            }
+        },
+    )
+    module = load_blackbox_modules(module_file)["smtp_quit"]
+    assert module.options["send"] == "QUIT\n"  # blackbox ends every send with a newline
+    assert module.options["expect"] == "^221"
