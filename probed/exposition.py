@@ -11,8 +11,8 @@ Families are the same in both formats; only the ``# TYPE`` line of counters diff
 names the family without ``_total``).
 
 What a check exports can be slimmed for large daemons (:class:`ExpositionOptions`, the
-``metrics:`` block of ``probed.yaml``; the ``duration_histogram`` key of a check): the
-configuration gauges can be left out, the static facts exported as one ``probed_check_info``
+``metrics:`` block of ``probed.yaml``; the ``duration_histogram`` key of a check): per-check
+families can be dropped by name, the static facts exported as one ``probed_check_info``
 series, and the duration histogram (16 series) replaced by one last-duration gauge. The
 defaults render exactly what earlier versions did.
 """
@@ -33,7 +33,6 @@ from probed.spec import CheckSpec
 from probed.state import DURATION_BUCKETS, CheckState
 
 __all__ = [
-    "CONFIG_GAUGES",
     "CORE_FAMILIES",
     "OPTIONAL_FAMILIES",
     "ExpositionOptions",
@@ -115,30 +114,32 @@ OPTIONAL_FAMILIES: Final[tuple[Family, ...]] = (
 )
 """Families exported only by some settings, after :data:`CORE_FAMILIES` (no header otherwise)."""
 
-CONFIG_GAUGES: Final = ("interval", "timeout", "readiness")
-"""The configuration gauges ``metrics.config_gauges`` may keep, by short name."""
-
 
 @dataclass(frozen=True, slots=True)
 class ExpositionOptions:
     """Which per-check series are exported (the ``metrics:`` block of ``probed.yaml``).
 
-    :param config_gauges: which of ``probed_check_interval_seconds``,
-        ``probed_check_timeout_seconds`` and ``probed_check_readiness`` are exported, by short
-        name (:data:`CONFIG_GAUGES`).
+    :param drop: per-check families not exported, by name: core ones
+        (:data:`CORE_FAMILIES`, :data:`OPTIONAL_FAMILIES`) or type-specific ones.
     :param check_info: export ``probed_check_info{interval,timeout,readiness}`` (value 1).
+    :param check_labels: ``"all_series"``: every series of a check carries ``check``,
+        ``type`` and the check's own labels; ``"info"``: only ``probed_check_info`` does (and
+        is exported whatever ``check_info`` says), every other series carries ``check`` only
+        (join with ``* on (check) group_left (type, team) probed_check_info``).
+    :param zero_counters: export per-check counter series that are still 0 (the
+        ``probed_check_runs_total`` results that never happened, no state changes, no skipped
+        runs); ``False`` leaves them out until they first count.
     """
 
-    config_gauges: frozenset[str] = frozenset(CONFIG_GAUGES)
+    drop: frozenset[str] = frozenset()
     check_info: bool = False
+    check_labels: Literal["all_series", "info"] = "all_series"
+    zero_counters: bool = True
 
 
 _ALL_FAMILIES: Final = CORE_FAMILIES + OPTIONAL_FAMILIES
 _HISTOGRAM: Final = 3
-_CONFIG_INDEXES: Final = (10, 11, 12)
-_SWITCHED: Final = frozenset({_HISTOGRAM, *_CONFIG_INDEXES})
-"""Core families a setting may empty: no header when no check has lines for them."""
-_INFO_LABELS: Final = frozenset(CONFIG_GAUGES)
+_INFO_LABELS: Final = frozenset({"interval", "timeout", "readiness"})
 
 _N_CORE: Final = len(CORE_FAMILIES) + len(OPTIONAL_FAMILIES)
 _STATUSES: Final = tuple(Status)
@@ -243,13 +244,14 @@ class _Cache:
 def _static_lines(
     spec: CheckSpec, lb: str, options: ExpositionOptions
 ) -> tuple[str, str, str, str]:
-    gauges = options.config_gauges
+    drop = options.drop
     info = ""
-    if options.check_info:
+    on_info = options.check_labels == "info"
+    if (options.check_info or on_info) and "probed_check_info" not in drop:
         # A check's own label named like an info label stays off this one series only
         # (the names are not reserved: configurations that use them keep working).
         ilb = lb
-        if any(k in _INFO_LABELS for k, _ in spec.labels):
+        if on_info or any(k in _INFO_LABELS for k, _ in spec.labels):
             ilb = "{" + identity_labels(spec, skip=_INFO_LABELS)
         info = (
             f'probed_check_info{ilb},interval="{format_value(spec.interval)}",'
@@ -258,27 +260,36 @@ def _static_lines(
         )
     return (
         f"probed_check_interval_seconds{lb}}} {format_value(spec.interval)}\n"
-        if "interval" in gauges
+        if "probed_check_interval_seconds" not in drop
         else "",
         f"probed_check_timeout_seconds{lb}}} {format_value(spec.timeout)}\n"
-        if "timeout" in gauges
+        if "probed_check_timeout_seconds" not in drop
         else "",
         f"probed_check_readiness{lb}}} {1 if spec.readiness else 0}\n"
-        if "readiness" in gauges
+        if "probed_check_readiness" not in drop
         else "",
         info,
     )
 
 
 def _render(
-    state: CheckState, lb: str, static: tuple[str, str, str, str], types: TypeMetrics
+    state: CheckState,
+    lb: str,
+    static: tuple[str, str, str, str],
+    types: TypeMetrics,
+    keep: tuple[bool, ...],
+    options: ExpositionOptions,
 ) -> _Cache:
+    drop = options.drop
+    zeros = options.zero_counters
     last = state.last
     core = [""] * _N_CORE
     if last is not None:
-        core[0] = f"probed_check_success{lb}}} {1 if last.status.passed else 0}\n"
-        core[6] = f"probed_check_last_run_timestamp_seconds{lb}}} {last.timestamp!r}\n"
-        if last.phases:
+        if keep[0]:
+            core[0] = f"probed_check_success{lb}}} {1 if last.status.passed else 0}\n"
+        if keep[6]:
+            core[6] = f"probed_check_last_run_timestamp_seconds{lb}}} {last.timestamp!r}\n"
+        if last.phases and keep[7]:
             core[7] = "".join(
                 [
                     f'probed_check_phase_duration_seconds{lb},phase="{escape_label(p)}"}} '
@@ -286,40 +297,55 @@ def _render(
                     for p, v in last.phases.items()
                 ]
             )
-    core[1] = f"probed_check_up{lb}}} {1 if state.up else 0}\n"
-    flags = _STATUS_FLAGS[state.status]
-    core[2] = _STATUS_T % (lb, flags[0], lb, flags[1], lb, flags[2], lb, flags[3])
+    if keep[1]:
+        core[1] = f"probed_check_up{lb}}} {1 if state.up else 0}\n"
+    if keep[2]:
+        flags = _STATUS_FLAGS[state.status]
+        core[2] = _STATUS_T % (lb, flags[0], lb, flags[1], lb, flags[2], lb, flags[3])
     if state.spec.duration_histogram:
-        args: list[object] = [lb] * _BUCKET_ARGS
-        args[1 : 2 * len(_INF_BUCKETS) : 2] = accumulate(state.bucket_counts)
-        args[-3] = format_value(state.duration_sum)
-        args[-1] = state.duration_count
-        core[3] = _BUCKETS_T % tuple(args)
-    elif last is not None:
+        if keep[3]:
+            args: list[object] = [lb] * _BUCKET_ARGS
+            args[1 : 2 * len(_INF_BUCKETS) : 2] = accumulate(state.bucket_counts)
+            args[-3] = format_value(state.duration_sum)
+            args[-1] = state.duration_count
+            core[3] = _BUCKETS_T % tuple(args)
+    elif last is not None and keep[14]:
         core[14] = f"probed_check_last_duration_seconds{lb}}} {format_value(last.duration)}\n"
-    runs = state.runs
-    core[4] = _RUNS_T % (lb, runs[0], lb, runs[1], lb, runs[2], lb, runs[3])
-    if state.failures:
+    if keep[4]:
+        runs = state.runs
+        if zeros:
+            core[4] = _RUNS_T % (lb, runs[0], lb, runs[1], lb, runs[2], lb, runs[3])
+        else:
+            core[4] = "".join(
+                [
+                    f'probed_check_runs_total{lb},result="{s.label}"}} {n}\n'
+                    for s, n in zip(_STATUSES, runs, strict=True)
+                    if n
+                ]
+            )
+    if state.failures and keep[5]:
         core[5] = "".join(
             [
                 f'probed_check_failures_total{lb},reason="{escape_label(r)}"}} {n}\n'
                 for r, n in state.failures.items()
             ]
         )
-    core[8] = f"probed_check_state_changes_total{lb}}} {state.state_changes}\n"
-    core[9] = f"probed_check_skipped_runs_total{lb}}} {state.skipped_runs}\n"
+    if keep[8] and (zeros or state.state_changes):
+        core[8] = f"probed_check_state_changes_total{lb}}} {state.state_changes}\n"
+    if keep[9] and (zeros or state.skipped_runs):
+        core[9] = f"probed_check_skipped_runs_total{lb}}} {state.skipped_runs}\n"
     core[10:14] = static
 
     extra: dict[str, str] = {}
     if last is not None:
         families = types.families
         for name, value in last.values.items():
-            if name in families:
+            if name in families and name not in drop:
                 extra[name] = extra.get(name, "") + f"{name}{lb}}} {format_value(value)}\n"
         redact = current_redactor()  # a check's own label values: never a secret either
         for sample in last.samples:
             label_names = types.labels.get(sample.name)
-            if label_names is None or len(label_names) != len(sample.labels):
+            if label_names is None or len(label_names) != len(sample.labels) or sample.name in drop:
                 continue
             pairs = "".join(
                 f',{k}="{escape_label(redact(v))}"'
@@ -339,11 +365,12 @@ class Renderer:
     never written into the states: rendering only reads them.
     """
 
-    __slots__ = ("_caches", "options", "types")
+    __slots__ = ("_caches", "_keep", "options", "types")
 
     def __init__(self, types: TypeMetrics, options: ExpositionOptions | None = None) -> None:
         self.types = types
         self.options = options or ExpositionOptions()
+        self._keep = tuple(f.name not in self.options.drop for f in _ALL_FAMILIES)
         self._caches: dict[CheckState, _Cache] = {}
 
     def refresh(self, states: Iterable[CheckState]) -> list[_Cache]:
@@ -353,15 +380,19 @@ class Renderer:
         kept = self._caches
         types = self.types
         options = self.options
+        keep = self._keep
         for state in states:
             cache = kept.get(state)
             if cache is None or cache.version != state.version:
                 if cache is not None and cache.spec is state.spec:
                     lb, static = cache.lb, cache.static
                 else:
-                    lb = "{" + identity_labels(state.spec)
+                    if options.check_labels == "info":
+                        lb = '{check="' + escape_label(state.spec.name) + '"'
+                    else:
+                        lb = "{" + identity_labels(state.spec)
                     static = _static_lines(state.spec, lb, options)
-                cache = _render(state, lb, static, types)
+                cache = _render(state, lb, static, types, keep, options)
                 kept[state] = cache
             append(cache)
         return caches
@@ -396,23 +427,33 @@ class Renderer:
 
     def render(self, states: Collection[CheckState], openmetrics: bool, tail: str = "") -> str:
         """Every check's series then ``tail``, re-rendering only states that changed."""
-        text = assemble(self.refresh(states), self.types, openmetrics, tail)
+        text = assemble(self.refresh(states), self.types, openmetrics, tail, self.options)
         self.forget_others(states)
         return text
 
 
 def assemble(
-    caches: Sequence[_Cache], types: TypeMetrics, openmetrics: bool, tail: str = ""
+    caches: Sequence[_Cache],
+    types: TypeMetrics,
+    openmetrics: bool,
+    tail: str = "",
+    options: ExpositionOptions | None = None,
 ) -> str:
-    """Join rendered caches family by family into one exposition text, then ``tail``."""
+    """Join rendered caches family by family into one exposition text, then ``tail``.
+
+    A family in ``options.drop``, an optional one no check has lines for, and the histogram
+    when no check has one have no header (with no checks at all, the core families keep
+    theirs, as they always did).
+    """
+    drop = options.drop if options is not None else frozenset()
     out: list[str] = []
     cores = [c.core for c in caches]
     n_core = len(CORE_FAMILIES)
     for index, family in enumerate(_ALL_FAMILIES):
         lines = list(map(itemgetter(index), cores))
-        # A family that settings emptied for every check has no header (with no checks at
-        # all, the core families keep theirs, as they always did).
-        if (index >= n_core or (index in _SWITCHED and cores)) and not any(lines):
+        if family.name in drop:
+            continue
+        if (index >= n_core or (index == _HISTOGRAM and cores)) and not any(lines):
             continue
         out.append(family.header(openmetrics))
         out.extend(lines)
@@ -426,7 +467,7 @@ def assemble(
             else:
                 bucket.append(chunk)
     for name, family in types.families.items():
-        chunks = grouped.get(name)
+        chunks = grouped.get(name)  # none for a dropped family
         if chunks:
             out.append(family.header(openmetrics))
             out.extend(chunks)

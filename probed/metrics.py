@@ -306,7 +306,7 @@ class Exporter:
             tail = _daemon_text(self.instruments, openmetrics).decode()
         else:  # the daemon series are on shard 0; OpenMetrics still ends every body with EOF
             tail = "# EOF\n" if openmetrics else ""
-        body = assemble(caches, renderer.types, openmetrics, tail).encode()
+        body = assemble(caches, renderer.types, openmetrics, tail, renderer.options).encode()
         del caches
         if gap is not None:  # lines that change between every two scrapes are not worth keeping
             renderer.release(states, gap)

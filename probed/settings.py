@@ -7,6 +7,7 @@ are :mod:`probed.checkfile`'s business); problems are ``FILE:LINE: field: messag
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ from probed._status_settings import StatusPage, StatusPageFile
 from probed._yaml import to_plain
 from probed.common import CheckDefaults, PositiveInt, merge_defaults
 from probed.errors import ConfigError, ConfigErrors
-from probed.exposition import ExpositionOptions
+from probed.exposition import CORE_FAMILIES, OPTIONAL_FAMILIES, ExpositionOptions
 from probed.options import Duration, parse_duration
 from probed.replicas import Replicas, ReplicasFile, resolve_replicas
 
@@ -164,7 +165,17 @@ StrList = Annotated[list[str], BeforeValidator(_str_list)]
 NonNegativeInt = Annotated[StrictInt, Field(ge=0, le=1_000_000)]
 
 
-ConfigGauge = Literal["interval", "timeout", "readiness"]
+_CHECK_FAMILIES: Final = frozenset(f.name for f in CORE_FAMILIES + OPTIONAL_FAMILIES)
+_FAMILY_NAME: Final = re.compile(r"probed_[a-z][a-z0-9_]*")
+
+
+def _family(name: str) -> str:
+    if not _FAMILY_NAME.fullmatch(name):
+        raise ValueError(f"{name!r} is not a per-check metric family name (probed_...)")
+    if name.startswith("probed_check_") and name not in _CHECK_FAMILIES:
+        known = ", ".join(sorted(_CHECK_FAMILIES))
+        raise ValueError(f"unknown per-check family {name!r}; known: {known}")
+    return name
 
 
 class MetricsFile(BaseModel):
@@ -172,17 +183,21 @@ class MetricsFile(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    config_gauges: list[ConfigGauge] | None = None
+    drop: (
+        Annotated[list[Annotated[str, AfterValidator(_family)]], BeforeValidator(_str_list)] | None
+    ) = None
     check_info: bool | None = None
+    check_labels: Literal["all_series", "info"] | None = None
+    zero_counters: bool | None = None
 
     def settings(self) -> ExpositionOptions:
         """The options these keys give (a key not written keeps its default)."""
         base = ExpositionOptions()
         return ExpositionOptions(
-            config_gauges=base.config_gauges
-            if self.config_gauges is None
-            else frozenset(self.config_gauges),
+            drop=base.drop if self.drop is None else frozenset(self.drop),
             check_info=base.check_info if self.check_info is None else self.check_info,
+            check_labels=base.check_labels if self.check_labels is None else self.check_labels,
+            zero_counters=base.zero_counters if self.zero_counters is None else self.zero_counters,
         )
 
 
