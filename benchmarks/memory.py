@@ -152,10 +152,11 @@ def _dump(pid: int, path: Path) -> None:
     wait_for(path.exists, 600, f"{path.name} from the daemon")
 
 
-def measure(args: argparse.Namespace, kind: str, checks: int, traced: bool) -> Reading:
+def measure(
+    args: argparse.Namespace, target: Target, kind: str, checks: int, traced: bool
+) -> Reading:
     """Start one daemon with ``checks`` checks of ``kind``; read it idle and after 2 scrapes."""
     with Procs() as procs:
-        target = start_target(procs, args.target)
         checks_dir = procs.tmp / "checks.d"
         checks_dir.mkdir()
         write_checks(checks_dir, kind, checks, args.interval, args.timeout, target)
@@ -259,7 +260,7 @@ def embedded(args: argparse.Namespace) -> tuple[int, list[str]]:
     return rss, drivers
 
 
-def run_type(args: argparse.Namespace, kind: str) -> None:
+def run_type(args: argparse.Namespace, target: Target, kind: str) -> None:
     """Print the per-check figures of one check type."""
     n = args.large - args.small
     print(
@@ -267,8 +268,8 @@ def run_type(args: argparse.Namespace, kind: str) -> None:
         f"(each ran once; interval {args.interval:g} s)"
     )
     if args.rss:
-        small = measure(args, kind, args.small, traced=False)
-        large = measure(args, kind, args.large, traced=False)
+        small = measure(args, target, kind, args.small, traced=False)
+        large = measure(args, target, kind, args.large, traced=False)
         print(
             f"  RSS: {(large.rss_idle - small.rss_idle) / n:.0f} B idle, "
             f"{(large.rss_scraped - small.rss_scraped) / n:.0f} B after 2 /metrics scrapes "
@@ -276,8 +277,8 @@ def run_type(args: argparse.Namespace, kind: str) -> None:
             f"{small.rss_scraped / MB:.1f} -> {large.rss_scraped / MB:.1f} MB scraped)"
         )
     if args.trace:
-        small = measure(args, kind, args.small, traced=True)
-        large = measure(args, kind, args.large, traced=True)
+        small = measure(args, target, kind, args.small, traced=True)
+        large = measure(args, target, kind, args.large, traced=True)
         idle = (_traced_total(large.traces[0]) - _traced_total(small.traces[0])) / n
         scraped = (_traced_total(large.traces[1]) - _traced_total(small.traces[1])) / n
         print(f"  tracemalloc: {idle:.0f} B idle, {scraped:.0f} B after 2 /metrics scrapes")
@@ -322,8 +323,10 @@ def main() -> None:
         raise SystemExit("--large must be more than --small")
     print(f"probed memory benchmark: python {sys.version.split()[0]}, pid {os.getpid()}")
     print(history_cost())
-    for kind in args.types.split(","):
-        run_type(args, kind.strip())
+    with Procs() as procs:
+        target = start_target(procs, args.target)
+        for kind in args.types.split(","):
+            run_type(args, target, kind.strip())
     if args.embedded:
         rss, drivers = embedded(args)
         print(

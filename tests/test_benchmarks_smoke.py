@@ -17,17 +17,19 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _run(script: str, args: list[str], *lines: str) -> str:
+def _run(script: str, args: list[str], *lines: str, timeout: float = 90) -> str:
     """Run ``benchmarks/<script>`` to completion and return its standard output, which must
     have a line matching each regular expression of ``lines``."""
     proc = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / script), *args],
         capture_output=True,
         text=True,
-        timeout=90,
+        timeout=timeout,
         cwd=REPO,
     )
     assert proc.returncode == 0, proc.stderr
@@ -153,3 +155,31 @@ def test_soak_benchmark_prints_every_figure_line() -> None:
     assert due > 50, out
     answered = int(re.search(r"^scrapes: (\d+) answered", out, re.MULTILINE)[1])  # type: ignore[index]
     assert answered >= 4, out
+
+
+@pytest.mark.timeout(240)
+def test_memory_benchmark_prints_per_check_bytes_history_and_embedded_rss() -> None:
+    # one type (the http path is the same code): five daemon starts, the slow part
+    args = ["--types", "tcp", "--small", "5", "--large", "25", "--top", "3", "--settle", "0.5"]
+    out = _run(
+        "memory.py",
+        args,
+        r"^status_page\.history \(100 runs, default\): 1 run: \d+ B, 10 runs: \d+ B, "
+        r"100 runs: \d+ B per check$",
+        r"^tcp: per extra check from 5 to 25 checks",
+        r"^  RSS: -?\d+ B idle, -?\d+ B after 2 /metrics scrapes",
+        r"^  tracemalloc: -?\d+ B idle, -?\d+ B after 2 /metrics scrapes$",
+        r"^    +-?\d+ B +[-\d.]+ blocks  \S+:\d+$",
+        r"^    +-?\d+ B +[-\d.]+ objects  \S+$",
+        r"^embedded: probed run with no checks dir: RSS [\d.]+ MB; optional drivers imported: ",
+        timeout=200,
+    )
+    # the run history grows with the runs and stays within ~9 bytes a run plus its headers
+    history = re.search(r"1 run: (\d+) B, 10 runs: (\d+) B, 100 runs: (\d+) B", out)
+    assert history is not None
+    one, ten, hundred = (int(x) for x in history.groups())
+    assert one < ten < hundred <= one + 100 * 9 + 200
+    # none of the optional drivers is imported by a daemon that does not use them
+    drivers = re.search(r"optional drivers imported: (.*)$", out, re.MULTILINE)
+    assert drivers is not None
+    assert not {"grpc", "asyncssh", "aiomysql", "apprise", "h2"} & set(drivers[1].split(", "))
