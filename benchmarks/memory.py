@@ -56,10 +56,14 @@ def dump(signum, frame):
     taken[0] += 1
     gc.collect()
     types = {}
-    for obj in gc.get_objects():
+    gc.unfreeze()  # the daemon freezes its configuration: frozen objects are not listed
+    objects = gc.get_objects()
+    gc.freeze()
+    for obj in objects:
         name = type(obj).__module__ + "." + type(obj).__qualname__
         count, size = types.get(name, (0, 0))
         types[name] = (count + 1, size + sys.getsizeof(obj))
+    del objects
     info = {"types": types, "modules": sorted(sys.modules)}
     snap = tracemalloc.take_snapshot()  # after the count: its traces are tuples
     with open(f"{out}.{taken[0]}.json.tmp", "w") as f:
