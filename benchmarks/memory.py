@@ -94,7 +94,13 @@ def _duration(seconds: float) -> str:
 
 
 def write_checks(
-    directory: Path, kind: str, count: int, interval: float, timeout: float, target: Target
+    directory: Path,
+    kind: str,
+    count: int,
+    interval: float,
+    timeout: float,
+    target: Target,
+    histogram: bool = True,
 ) -> None:
     """One ``bench.yaml`` with ``count`` checks of ``kind`` aimed at ``target``."""
     option = f"url: {target.url}" if kind == "http" else f"address: {target.address}"
@@ -102,6 +108,7 @@ def write_checks(
         "defaults:",
         f"  interval: {_duration(interval)}",
         f"  timeout: {_duration(timeout)}",
+        *([] if histogram else ["  duration_histogram: false"]),
         "checks:",
     ]
     for i in range(count):
@@ -163,7 +170,7 @@ def measure(
     with Procs() as procs:
         checks_dir = procs.tmp / "checks.d"
         checks_dir.mkdir()
-        write_checks(checks_dir, kind, checks, args.interval, args.timeout, target)
+        write_checks(checks_dir, kind, checks, args.interval, args.timeout, target, args.histogram)
         trace = procs.tmp / "trace"
         wrapper = TRACE_WRAPPER if traced else MODULES_WRAPPER
         pid, port = _start(procs, checks_dir, wrapper, trace, args.start_timeout)
@@ -269,7 +276,8 @@ def run_type(args: argparse.Namespace, target: Target, kind: str) -> None:
     n = args.large - args.small
     print(
         f"{kind}: per extra check from {args.small:,} to {args.large:,} checks "
-        f"(each ran once; interval {args.interval:g} s)"
+        f"(each ran once; interval {args.interval:g} s"
+        f"{'' if args.histogram else '; duration_histogram: false'})"
     )
     if args.rss:
         small = measure(args, target, kind, args.small, traced=False)
@@ -319,6 +327,12 @@ def main() -> None:
     p.add_argument("--start-timeout", type=float, default=300.0, help="s [300]")
     p.add_argument("--target", default="auto", choices=("auto", "nginx", "aiohttp"))
     p.add_argument("--top", type=int, default=12, help="rows of the breakdowns [12]")
+    p.add_argument(
+        "--no-histogram",
+        dest="histogram",
+        action="store_false",
+        help="the checks set duration_histogram: false (one duration series, not 14)",
+    )
     p.add_argument("--no-rss", dest="rss", action="store_false", help="skip the RSS slope")
     p.add_argument("--no-trace", dest="trace", action="store_false", help="skip tracemalloc")
     p.add_argument("--no-embedded", dest="embedded", action="store_false")
