@@ -292,13 +292,8 @@ def _build(module: Module, options: dict[str, Any], seconds: float) -> Check[Any
     return cls(spec)
 
 
-async def _run(
-    state: ProbeEndpoint, module: Module, target: str, options: dict[str, Any], seconds: float
-) -> tuple[Result, float]:
+async def _run(state: ProbeEndpoint, entry: _Cached, seconds: float) -> tuple[Result, float]:
     start = time.perf_counter()
-    entry = state.checks.acquire(
-        (module.name, target, seconds), lambda: _build(module, options, seconds)
-    )
     try:
         async with asyncio.timeout(seconds):  # setup included: the scraper waits no longer
             result = await execute(entry.check, seconds)
@@ -339,11 +334,8 @@ async def probe(request: web.Request) -> web.Response:
         return _bad("Target parameter is missing")
     try:
         options = module.options_for(target)
-        check_type(module.prober).options_model.model_validate(options)
     except TargetError as exc:
         return _bad(f"Bad target: {exc}")
-    except ValidationError as exc:
-        return _bad(f"Bad target {target!r} for module {name!r}: {_pydantic_problem(exc)}")
     header = request.headers.get("X-Prometheus-Scrape-Timeout-Seconds")
     try:
         seconds = probe_timeout(module, header)
@@ -351,10 +343,16 @@ async def probe(request: web.Request) -> web.Response:
         return _bad(f"X-Prometheus-Scrape-Timeout-Seconds: not a number of seconds: {header!r}")
     if state.in_flight >= state.limit:
         return _bad(f"too many probes in flight ({state.limit}): try again at the next scrape", 503)
+    try:  # the options are validated when the check is built, once per target
+        entry = state.checks.acquire(
+            (module.name, target, seconds), lambda: _build(module, options, seconds)
+        )
+    except ValidationError as exc:
+        return _bad(f"Bad target {target!r} for module {name!r}: {_pydantic_problem(exc)}")
     debug = query.get("debug", "").lower() == "true"
     state.in_flight += 1
     try:
-        result, duration = await _run(state, module, target, options, seconds)
+        result, duration = await _run(state, entry, seconds)
     finally:
         state.in_flight -= 1
     rows = series(module, target, result, duration)

@@ -50,6 +50,7 @@ class Listener:
         self.greet = greet
         self.conns: list[socket.socket] = []
         self.connected = threading.Event()
+        self.closed = False
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
@@ -58,6 +59,9 @@ class Listener:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
+            if self.closed:  # accepted while closing: no socket left for the GC to warn about
+                conn.close()
+                return
             self.accepted += 1
             self.conns.append(conn)
             self.connected.set()
@@ -65,6 +69,7 @@ class Listener:
                 conn.sendall(self.greet)
 
     def close(self) -> None:
+        self.closed = True
         self.sock.close()
         for conn in self.conns:
             conn.close()
