@@ -265,6 +265,26 @@ def test_three_replicas_run_every_check_exactly_redundancy_times(
     assert sum(len(e) for e in exported) == redundancy * len(CHECKS) + 1
 
 
+def test_readiness_and_pings_count_only_the_checks_a_replica_owns(tmp_path: Path) -> None:
+    with _target() as (url, _hits):
+        checks = _checks_dir(tmp_path, url)
+        broken = (  # a readiness check nothing answers (port 9, discard, is closed here)
+            "  - name: broken\n    type: tcp\n    address: 127.0.0.1:9\n"
+            "    interval: 1h\n    failure_threshold: 1\n"
+        )
+        (checks / "sites.yaml").write_text((checks / "sites.yaml").read_text() + broken)
+        down = owners("broken", 3)[0]
+        with _replicas(checks, 3, 1) as pods:
+            for o, pod in enumerate(pods):
+                want = 503 if o == down else 200
+                pod.wait_for(lambda pod=pod, want=want: pod.get("/health/ready").status == want, 30)
+            assert [pod.metric("probed_config_errors") for pod in pods] == [0, 0, 0]
+            owner = owners("nightly", 3)[0]
+            for o, pod in enumerate(pods):
+                answer = pod.get(f"/ping/nightly?token={TOKEN}")
+                assert answer.status == (200 if o == owner else 404), (o, answer.body)
+
+
 def test_a_reload_re_evaluates_ownership(tmp_path: Path) -> None:
     with _target() as (url, _hits), _replicas(_checks_dir(tmp_path, url), 1, 1) as (pod,):
         pod.wait_for(lambda: set(pod.checks()) == {*CHECKS, "nightly"}, 30)
