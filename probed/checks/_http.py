@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Final
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from probed.check import Check, CheckOptions, MetricDef, Reason, Result, Status
-from probed.checks._http2 import Http2Options, alpn_context, version_problem
+from probed.checks._http2 import Http2Options, version_problem
 from probed.checks._http_address import AddressSelection
 from probed.checks._http_assert import AssertionOptions, response_assertions
 from probed.checks._http_decode import CompressionOptions
@@ -60,6 +60,9 @@ __all__ = [
 
 _TOKEN_RE: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _STATUS_RE: Final = re.compile(r"([1-5])xx|(\d{3})(?:\s*-\s*(\d{3}))?")
+
+# offered by ALPN with enable_http2 (as probed.checks._http2.alpn_context does)
+_H2_ALPN: Final = ("h2", "http/1.1")
 
 
 def parse_status_codes(specs: list[int | str]) -> tuple[tuple[int, int], ...]:
@@ -308,8 +311,8 @@ class HttpProbe(Check[HttpOptions]):
         ctx = None
         if self.url.scheme == "https" or options.tls != TlsOptions() or options.enable_http2:
             try:
-                ctx = await asyncio.to_thread(build_context, options.tls)
-                ctx = alpn_context(ctx) if options.enable_http2 else ctx
+                alpn = _H2_ALPN if options.enable_http2 else ()
+                ctx = await asyncio.to_thread(build_context, options.tls, alpn)
             except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
                 self._tls_error = f"cannot load the TLS configuration: {exc}"
         if ctx is None and options.follow_redirects:

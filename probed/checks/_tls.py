@@ -16,7 +16,9 @@ import datetime as dt
 import functools
 import os
 import ssl
+import threading
 import warnings
+import weakref
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -145,11 +147,47 @@ def tls_shorthand(value: Any) -> Any:
     return value
 
 
-def build_context(options: TlsOptions) -> ssl.SSLContext:
-    """Build the client SSL context for ``options`` (blocking: reads files; call in a thread).
+# Contexts in use, by what builds them: one loaded with the system CA store takes ~800 KiB
+# of OpenSSL memory, so checks with the same TLS settings share one (they never change it:
+# ALPN is part of the key). Weak values: a context goes with the last check using it.
+_CONTEXTS: weakref.WeakValueDictionary[tuple[Any, ...], ssl.SSLContext] = (
+    weakref.WeakValueDictionary()
+)
+_CONTEXTS_LOCK: Final = threading.Lock()
+
+
+def _stamp(path: str | None) -> tuple[int, int, int] | None:
+    """What identifies a file's content for the context cache (changed file: new context)."""
+    if not path:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def build_context(options: TlsOptions, alpn: tuple[str, ...] = ()) -> ssl.SSLContext:
+    """The client SSL context for ``options`` offering ``alpn`` (blocking: reads files; call
+    in a thread). Shared by every caller asking for the same settings and files while one of
+    them holds it: callers must not change it.
 
     :raises ssl.SSLError, OSError: when a CA or client certificate file cannot be loaded.
     """
+    files = (options.ca_file, options.cert_file, options.key_file)
+    key = (options.verify, options.min_version, alpn, files, tuple(_stamp(f) for f in files))
+    with _CONTEXTS_LOCK:
+        ctx = _CONTEXTS.get(key)
+    if ctx is None:
+        ctx = _build_context(options)
+        if alpn:
+            ctx.set_alpn_protocols(list(alpn))
+        with _CONTEXTS_LOCK:
+            ctx = _CONTEXTS.setdefault(key, ctx)
+    return ctx
+
+
+def _build_context(options: TlsOptions) -> ssl.SSLContext:
     if options.verify:
         ctx = ssl.create_default_context(cafile=options.ca_file)
     else:
@@ -163,7 +201,9 @@ def build_context(options: TlsOptions) -> ssl.SSLContext:
     return ctx
 
 
-async def load_context(options: TlsOptions | None) -> tuple[ssl.SSLContext | None, str | None]:
+async def load_context(
+    options: TlsOptions | None, alpn: tuple[str, ...] = ()
+) -> tuple[ssl.SSLContext | None, str | None]:
     """:func:`build_context` in a worker thread (it reads files), for a check's ``setup``.
 
     :return: ``(context, None)``; ``(None, None)`` without ``options``; ``(None, sentence)``
@@ -172,7 +212,7 @@ async def load_context(options: TlsOptions | None) -> tuple[ssl.SSLContext | Non
     if options is None:
         return None, None
     try:
-        return await run_blocking(build_context, options), None
+        return await run_blocking(build_context, options, alpn), None
     except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
         return None, f"cannot load the TLS configuration: {exc}"
 

@@ -203,9 +203,8 @@ class GrpcCheck(Check[GrpcOptions]):
         """Import grpcio (slow enough to stall the loop) and build the SSL context in a thread."""
         for module in ("grpc", "grpc.aio", "grpc_health.v1.health_pb2_grpc"):
             await run_blocking(importlib.import_module, module)
-        self.ssl_context, self._tls_error = await load_context(self.options.tls)
-        if self.ssl_context is not None:
-            self.ssl_context.set_alpn_protocols(["h2"])  # gRPC servers may insist on it
+        # ALPN h2: gRPC servers may insist on it
+        self.ssl_context, self._tls_error = await load_context(self.options.tls, ("h2",))
         self._ready = True
 
     async def run(self) -> Result:
