@@ -489,3 +489,28 @@ def test_query_response_maps_to_send_then_expect(tmp_path: Path) -> None:
     module = load_blackbox_modules(module_file)["smtp_quit"]
     assert module.options["send"] == "QUIT\n"  # blackbox ends every send with a newline
     assert module.options["expect"] == "^221"
+
+
+def test_web_config_basic_auth_guards_probe(tmp_path: Path, listener: Listener) -> None:
+    import base64
+
+    import bcrypt
+
+    module_file = _write(tmp_path / "blackbox.yml", MODULES)
+    hashed = bcrypt.hashpw(b"scrape-pass", bcrypt.gensalt(rounds=4)).decode()
+    web_config = tmp_path / "web.yml"
+    web_config.write_text(f"basic_auth_users:\n  prometheus: '{hashed}'\n")
+    checks = tmp_path / "checks"
+    checks.mkdir()
+    args = ["--blackbox-config", str(module_file), "--web-config", str(web_config)]
+    with start_daemon(checks, args=args) as d:
+        query = urllib.parse.urlencode(
+            {"module": "tcp_connect", "target": f"127.0.0.1:{listener.port}"}
+        )
+        refused = d.get(f"/probe?{query}")
+        assert refused.status == 401
+        assert listener.accepted == 0
+        token = base64.b64encode(b"prometheus:scrape-pass").decode()
+        answer = d.get(f"/probe?{query}", Authorization=f"Basic {token}")
+        assert answer.status == 200
+        assert _samples(answer.body)["probe_success"] == 1.0
