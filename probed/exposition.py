@@ -389,6 +389,11 @@ class Renderer:
                 else:
                     if options.check_labels == "info":
                         lb = '{check="' + escape_label(state.spec.name) + '"'
+                        # A replica's copy of a check keeps its replica label on every series
+                        # (probed.replicas): without it the R copies would be one series.
+                        replica = dict(state.spec.labels).get("replica")
+                        if replica is not None:
+                            lb += f',replica="{escape_label(replica)}"'
                     else:
                         lb = "{" + identity_labels(state.spec)
                     static = _static_lines(state.spec, lb, options)

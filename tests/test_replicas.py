@@ -285,6 +285,20 @@ def test_readiness_and_pings_count_only_the_checks_a_replica_owns(tmp_path: Path
                 assert answer.status == (200 if o == owner else 404), (o, answer.body)
 
 
+def test_the_replica_label_stays_on_every_series_with_check_labels_info(tmp_path: Path) -> None:
+    config = "metrics:\n  check_labels: info\n"
+    with _target() as (url, hits):
+        checks = _checks_dir(tmp_path, url)
+        args = ["--replicas", "2", "--replica-ordinal", "1", "--replica-redundancy", "2"]
+        with start_daemon(checks, config=config, args=args) as pod:
+            pod.wait_for(lambda: _all_ran(hits, 1), 30)
+            pod.wait_for(lambda: pod.metric("probed_check_success", check="site-00") == 1, 30)
+            text = pod.metrics()
+    success = [line for line in text.splitlines() if line.startswith("probed_check_success{")]
+    assert len(success) == len(CHECKS)
+    assert all('replica="1"' in line and "team=" not in line for line in success), success[:2]
+
+
 def test_a_reload_re_evaluates_ownership(tmp_path: Path) -> None:
     with _target() as (url, _hits), _replicas(_checks_dir(tmp_path, url), 1, 1) as (pod,):
         pod.wait_for(lambda: set(pod.checks()) == {*CHECKS, "nightly"}, 30)
