@@ -54,13 +54,22 @@ tracemalloc.start(1)
 out, taken = os.environ["PROBED_MEM_TRACE"], [0]
 def dump(signum, frame):
     taken[0] += 1
+    try:
+        _dump()
+    except BaseException:  # tell the benchmark instead of stopping the daemon
+        import traceback
+        with open(f"{out}.{taken[0]}.json", "w") as f:
+            json.dump({"error": traceback.format_exc()}, f)
+def _dump():
     gc.collect()
     types = {}
     gc.unfreeze()  # the daemon freezes its configuration: frozen objects are not listed
     objects = gc.get_objects()
     gc.freeze()
     for obj in objects:
-        name = type(obj).__module__ + "." + type(obj).__qualname__
+        kind = type(obj)
+        parts = (getattr(kind, "__module__", "?"), getattr(kind, "__qualname__", "?"))
+        name = ".".join(p if isinstance(p, str) else "?" for p in parts)
         count, size = types.get(name, (0, 0))
         types[name] = (count + 1, size + sys.getsizeof(obj))
     del objects
@@ -163,6 +172,13 @@ def _dump(pid: int, path: Path) -> None:
     wait_for(path.exists, 600, f"{path.name} from the daemon")
 
 
+def _wait_snapshot(trace: Path, n: int) -> None:
+    info = json.loads(Path(f"{trace}.{n}.json").read_text())
+    if "error" in info:
+        raise SystemExit(f"the daemon could not write snapshot {n}:\n{info['error']}")
+    wait_for(Path(f"{trace}.{n}").exists, 60, f"snapshot {n}")
+
+
 def measure(
     args: argparse.Namespace, target: Target, kind: str, checks: int, traced: bool
 ) -> Reading:
@@ -178,14 +194,14 @@ def measure(
         reading = Reading(checks, rss_bytes(pid), 0)
         if traced:
             _dump(pid, Path(f"{trace}.1.json"))
-            wait_for(Path(f"{trace}.1").exists, 60, "snapshot 1")
+            _wait_snapshot(trace, 1)
         for _ in range(2):
             scrape(LOOPBACK, port)
         time.sleep(args.settle)
         reading.rss_scraped = rss_bytes(pid)
         if traced:
             _dump(pid, Path(f"{trace}.2.json"))
-            wait_for(Path(f"{trace}.2").exists, 60, "snapshot 2")
+            _wait_snapshot(trace, 2)
             for n in (1, 2):
                 reading.traces.append(tracemalloc.Snapshot.load(f"{trace}.{n}"))
                 info = json.loads(Path(f"{trace}.{n}.json").read_text())
