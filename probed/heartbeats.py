@@ -42,8 +42,12 @@ __all__ = [
     "parse_action",
 ]
 
-MAX_BODY_SIZE: Final = 1 << 20
-"""Upper bound of a check's ``max_body_size``: the most of a ping's body ever read."""
+MAX_BODY_SIZE: Final = 4 << 10
+"""Upper bound of a check's ``max_body_size``: the most of a ping's body ever read and kept.
+
+Small on purpose: the body is kept per check until the next ping and shown in the message,
+which is cut at 500 characters anyway; 300 checks pinged with 1 MiB bodies each once cost
+350 MiB."""
 BODY_READ_TIMEOUT: Final = 10.0
 """Seconds a client has to send the body of a ping."""
 TYPE_NAME: Final = "heartbeat"

@@ -74,7 +74,7 @@ class HeartbeatOptions(CheckOptions):
         "before the check fails with reason late",
     )
     max_body_size: Size = Field(
-        10 * 1024,
+        1024,
         gt=0,
         le=MAX_BODY_SIZE,
         description="most bytes of a ping's body kept as the message (the rest is dropped)",
