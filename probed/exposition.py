@@ -125,7 +125,11 @@ class ExpositionOptions:
     :param check_labels: ``"all_series"``: every series of a check carries ``check``,
         ``type`` and the check's own labels; ``"info"``: only ``probed_check_info`` does (and
         is exported whatever ``check_info`` says), every other series carries ``check`` only
-        (join with ``* on (check) group_left (type, team) probed_check_info``).
+        (join with ``* on (check) group_left (type, team) probed_check_info``) and the own
+        labels named in ``series_labels``.
+    :param series_labels: own labels kept on every series with ``check_labels="info"``:
+        ``replica`` by default (:mod:`probed.replicas`: without it the R copies of a check
+        would be one series); ``team`` to route alerts without a join, say.
     :param zero_counters: export per-check counter series that are still 0 (the
         ``probed_check_runs_total`` results that never happened, no state changes, no skipped
         runs); ``False`` leaves them out until they first count.
@@ -134,6 +138,7 @@ class ExpositionOptions:
     drop: frozenset[str] = frozenset()
     check_info: bool = False
     check_labels: Literal["all_series", "info"] = "all_series"
+    series_labels: frozenset[str] = frozenset({"replica"})
     zero_counters: bool = True
 
 
@@ -176,6 +181,15 @@ def identity_labels(spec: CheckSpec, skip: Collection[str] = ()) -> str:
     # masked here too, even though validation refuses secret references in labels.
     redact = current_redactor()
     parts.extend(f'{k}="{escape_label(redact(v))}"' for k, v in spec.labels if k not in skip)
+    return ",".join(parts)
+
+
+def _series_labels(spec: CheckSpec, keep: Collection[str]) -> str:
+    """``check=".."`` and the own labels named in ``keep`` (``check_labels: info``)."""
+    parts = [f'check="{escape_label(spec.name)}"']
+    if any(k in keep for k, _ in spec.labels):
+        redact = current_redactor()
+        parts.extend(f'{k}="{escape_label(redact(v))}"' for k, v in spec.labels if k in keep)
     return ",".join(parts)
 
 
@@ -388,12 +402,7 @@ class Renderer:
                     lb, static = cache.lb, cache.static
                 else:
                     if options.check_labels == "info":
-                        lb = '{check="' + escape_label(state.spec.name) + '"'
-                        # A replica's copy of a check keeps its replica label on every series
-                        # (probed.replicas): without it the R copies would be one series.
-                        replica = dict(state.spec.labels).get("replica")
-                        if replica is not None:
-                            lb += f',replica="{escape_label(replica)}"'
+                        lb = "{" + _series_labels(state.spec, options.series_labels)
                     else:
                         lb = "{" + identity_labels(state.spec)
                     static = _static_lines(state.spec, lb, options)

@@ -178,6 +178,12 @@ def _family(name: str) -> str:
     return name
 
 
+def _label_name(name: str) -> str:
+    if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", name):
+        raise ValueError(f"{name!r} is not a label name")
+    return name
+
+
 class MetricsFile(BaseModel):
     """The ``metrics:`` block of ``probed.yaml``: which per-check series are exported."""
 
@@ -188,6 +194,10 @@ class MetricsFile(BaseModel):
     ) = None
     check_info: bool | None = None
     check_labels: Literal["all_series", "info"] | None = None
+    series_labels: (
+        Annotated[list[Annotated[str, AfterValidator(_label_name)]], BeforeValidator(_str_list)]
+        | None
+    ) = None
     zero_counters: bool | None = None
 
     def settings(self) -> ExpositionOptions:
@@ -197,6 +207,9 @@ class MetricsFile(BaseModel):
             drop=base.drop if self.drop is None else frozenset(self.drop),
             check_info=base.check_info if self.check_info is None else self.check_info,
             check_labels=base.check_labels if self.check_labels is None else self.check_labels,
+            series_labels=base.series_labels
+            if self.series_labels is None
+            else frozenset(self.series_labels),
             zero_counters=base.zero_counters if self.zero_counters is None else self.zero_counters,
         )
 

@@ -229,3 +229,17 @@ def test_the_large_scale_output_passes_promtool_check_metrics(tmp_path: Path) ->
         [promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_series_labels_stay_on_every_series_with_labels_on_info_only(tmp_path: Path) -> None:
+    path = tmp_path / "probed.yaml"
+    path.write_text("metrics:\n  check_labels: info\n  series_labels: [team]\n")
+    options = load_settings(path, {}).metrics
+    s = _state("web", labels={"team": "a", "env": "prod", "replica": "1"})
+    s.record(Result.ok(duration=0.1, timestamp=1.0))
+    for name, labels, _ in _samples(render_checks([s], TYPES, False, options)):
+        if name != "probed_check_info":
+            assert {"check", "team"} <= set(labels) and not {"env", "replica"} & set(labels)
+    default = ExpositionOptions(check_labels="info")  # replica by default
+    [up] = [x[1] for x in _samples(render_checks([s], TYPES, False, default)) if "_up" in x[0]]
+    assert up == {"check": "web", "replica": "1"}
