@@ -224,9 +224,10 @@ class HttpOptions(
             raise ValueError("set oauth2 or basic_auth/bearer_token, not both")
         for name in self.headers:
             if name.lower() in CREDENTIAL_HEADERS:
+                # Not "headers.<name>: ...": redaction masks text after "Authorization:".
                 raise ValueError(
-                    f"headers.{name}: put credentials in basic_auth, bearer_token or "
-                    "secret_headers so they stay secret"
+                    f"header {name!r} in headers carries credentials: put it in basic_auth, "
+                    "bearer_token or secret_headers so it stays secret"
                 )
         problem = self.host_problem(Url.parse(self.url).host)
         if problem is not None:

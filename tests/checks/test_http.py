@@ -7,7 +7,10 @@ import base64
 import contextlib
 import socket
 import ssl
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -195,13 +198,33 @@ def test_status_code_specs_are_validated_with_a_clear_message() -> None:
         HttpOptions(url="http://127.0.0.1/", valid_status_codes=["299-200"])
 
 
+def test_validate_shows_the_credential_header_hint_and_not_the_value(tmp_path: Path) -> None:
+    """The hint survives the redaction of validate's output (text after "Authorization:" is
+    masked there), and the value written in the file does not show."""
+    (tmp_path / "web.yaml").write_text(
+        "checks:\n  - name: web\n    type: http\n    url: http://127.0.0.1:1/\n"
+        "    headers:\n      Authorization: Bearer abc-plain-123\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "probed", "validate", "--checks-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    assert "carries credentials: put it in basic_auth, bearer_token or secret_headers" in (
+        proc.stdout + proc.stderr
+    )
+    assert "abc-plain-123" not in proc.stdout + proc.stderr
+
+
 def test_options_reject_bad_urls_and_credentials_in_url() -> None:
     with pytest.raises(ValidationError, match="scheme must be http or https"):
         HttpOptions(url="ftp://127.0.0.1/")
     with pytest.raises(ValidationError, match="credentials in the URL are not allowed") as info:
         HttpOptions(url=f"http://user:{PASSWORD}@127.0.0.1/")
     assert PASSWORD not in str(info.value).split("[type=")[0]
-    with pytest.raises(ValidationError, match="put credentials in basic_auth"):
+    with pytest.raises(ValidationError, match="carries credentials: put it in basic_auth"):
         HttpOptions(url="http://127.0.0.1/", headers={"Authorization": "Bearer x"})
     with pytest.raises(ValidationError, match="not both"):
         HttpOptions(
