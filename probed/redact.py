@@ -87,9 +87,10 @@ _URL: Final = re.compile(rf"[A-Za-z][A-Za-z0-9+.-]*://[^{_STOP}]*")
 # scheme://user:password@ up to the *last* '@' of the URL: a password may hold '/' '@' ':'.
 _USERINFO: Final = re.compile(rf"^(?P<pre>[^:]+://[^{_STOP}:/?#]*:)[^{_STOP}]+(?=@)")
 _QUERY_PARAM: Final = re.compile(r"(?P<pre>(?:^|[?&;])(?P<name>[^=&;#?]+)=)(?P<value>[^&#]+)")
-# libpq key=value DSN parameters outside URLs (password='x y', sslpassword=...).
+# libpq key=value DSN parameters outside URLs (password='x y', sslpassword=...), and command
+# line options in that form (--password=x, -pass=x: an exec check's argument list).
 _DSN_PARAM: Final = re.compile(
-    rf"(?P<pre>(?<![\w.-])(?P<name>[A-Za-z_][\w-]*)\s*=\s*)"
+    rf"(?P<pre>(?<![\w.-])(?P<name>-{{0,2}}[A-Za-z_][\w-]*)\s*=\s*)"
     rf"(?P<value>'(?:[^'\\]|\\.)*'|[^{_STOP}&,;]+)"
 )
 # A URL without a scheme (a redirect's path, "GET /x?token=..." in a log line, host/path?q):

@@ -112,3 +112,14 @@ def test_redact_data_masks_secret_keys_urls_and_known_secrets() -> None:
     }
     # The input is not modified.
     assert data["headers"] == {"Authorization": "Bearer abc", "Accept": "text/plain"}
+
+
+def test_password_options_on_a_command_line_are_masked_without_being_declared() -> None:
+    """An exec check's argument list written with the password in it (``--password=x``)
+    shows masked in its messages and the API, like a DSN's ``password=x``."""
+    redact = Redactor(())
+    assert redact("check_mysql --password=hunter2 -H db") == "check_mysql --password=*** -H db"
+    assert redact("x -pass=hunter2") == "x -pass=***"
+    assert redact("--sslpassword=abc") == "--sslpassword=***"
+    assert redact("--user=admin --host=db") == "--user=admin --host=db"
+    assert redact("a.password=x") == "a.password=x"  # a dotted name is not an option
