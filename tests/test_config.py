@@ -819,7 +819,14 @@ def test_load_settings_reads_file_and_overrides_win(work: Path) -> None:
     assert conf.disabled_plugins == ("probed.checks.icmp",)
     assert (conf.max_concurrency, conf.startup_spread, conf.history) == (64, 0.0, 20)
     assert (conf.hook_timeout, conf.watch, conf.watch_interval) == (2.0, False, 0.5)
-    assert conf.defaults == CheckDefaults(60.0, 5.0, False, 2, 2, (("env", "prod"),))
+    assert conf.defaults == CheckDefaults(
+        interval=60.0,
+        timeout=5.0,
+        readiness=False,
+        failure_threshold=2,
+        success_threshold=2,
+        labels=(("env", "prod"),),
+    )
     assert conf.plugins == {"sentry": {"dsn": "x"}, "empty": {}}
     assert type(conf.plugins["sentry"]) is dict
 

@@ -578,6 +578,7 @@ COMMON = {
         "description": "must be less than interval (at least 1ms)",
     },
     "readiness": {"type": "boolean", "description": "counts toward /health/ready"},
+    "public": {"type": "boolean", "description": "shown on the status page at / (false hides it)"},
     "failure_threshold": {
         "type": "integer",
         "minimum": 1,
@@ -621,7 +622,7 @@ class DocumentedCheck(Check[DocumentedOptions]):
 
 
 def test_the_checks_file_schema_without_types_is_exactly_the_common_keys() -> None:
-    defaults_keys = ("interval", "timeout", "readiness", "failure_threshold",
+    defaults_keys = ("interval", "timeout", "readiness", "public", "failure_threshold",
                      "success_threshold", "duration_histogram", "labels")  # fmt: skip
     assert check_file_schema({}) == {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
