@@ -42,7 +42,7 @@ def probed_register_check_types():
 CHECK_FILE = """
 checks:
   - name: mail
-    type: smtp
+    type: mailer
     host: 127.0.0.1
     helo_name: probe.example
 """
@@ -55,8 +55,8 @@ WRONG_PARAMETER = (
     "probed_check_result(spec, outcome) has parameter(s) 'outcome' the hook does not pass"
 )
 EXPECTED_PARAMETERS = "probed_check_result passes: spec, result"
-COLLISION = "check type 'smtp' is registered twice"
-UNDECLARED_OPTION = "unknown key 'helo_name': type 'smtp' (plugin 'smtp') declares the options"
+COLLISION = "check type 'mailer' is registered twice"
+UNDECLARED_OPTION = "unknown key 'helo_name': type 'mailer' (plugin 'mailer') declares the options"
 UNMARKED = "function probed_startup() is not marked @hookimpl, so probed never calls it"
 REGISTER_RAISES = "probed_register_check_types raised KeyError: 'oops'"
 IMPORT_FAILURE = "failed to import: ModuleNotFoundError: No module named 'no_such_module'"
@@ -138,14 +138,14 @@ def test_a_hook_mistake_is_one_line_naming_plugin_file_and_fix_from_every_comman
 def test_two_drop_in_files_registering_one_type_name_both(tmp_path: Path) -> None:
     plugins = plugin_dir(
         tmp_path,
-        smtp=TYPE_PLUGIN.format(cls="Smtp", type_name="smtp"),
-        mail=TYPE_PLUGIN.format(cls="Mail", type_name="smtp"),
+        mailer=TYPE_PLUGIN.format(cls="Mailer", type_name="mailer"),
+        mail=TYPE_PLUGIN.format(cls="Mail", type_name="mailer"),
     )
     for command, code in (["validate"], 1), (["once"], 3):
         result = probed(*command, "--plugins-dir", str(plugins), cwd=tmp_path)
         line = assert_one_line(result, code, COLLISION)
         assert f"plugin 'mail' (drop-in file {plugins / 'mail.py'})" in line
-        assert f"plugin 'smtp' (drop-in file {plugins / 'smtp.py'})" in line
+        assert f"plugin 'mailer' (drop-in file {plugins / 'mailer.py'})" in line
         assert "--disable-plugin" in line
 
 
@@ -153,25 +153,25 @@ def test_drop_in_file_and_installed_package_registering_one_type_name_both(
     tmp_path: Path,
 ) -> None:
     site = tmp_path / "site"
-    (site / "probed_smtp").mkdir(parents=True)
-    (site / "probed_smtp" / "__init__.py").write_text(
-        TYPE_PLUGIN.format(cls="Packaged", type_name="smtp")
+    (site / "probed_mailer").mkdir(parents=True)
+    (site / "probed_mailer" / "__init__.py").write_text(
+        TYPE_PLUGIN.format(cls="Packaged", type_name="mailer")
     )
-    dist = site / "probed_smtp-1.4.0.dist-info"
+    dist = site / "probed_mailer-1.4.0.dist-info"
     dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: probed-smtp\nVersion: 1.4.0\n")
-    (dist / "entry_points.txt").write_text("[probed]\nsmtp_pkg = probed_smtp\n")
-    plugins = plugin_dir(tmp_path, smtp=TYPE_PLUGIN.format(cls="Smtp", type_name="smtp"))
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: probed-mailer\nVersion: 1.4.0\n")
+    (dist / "entry_points.txt").write_text("[probed]\nmailer_pkg = probed_mailer\n")
+    plugins = plugin_dir(tmp_path, mailer=TYPE_PLUGIN.format(cls="Mailer", type_name="mailer"))
     result = probed("validate", "--plugins-dir", str(plugins), cwd=tmp_path, pythonpath=site)
     line = assert_one_line(result, 1, COLLISION)
-    assert "plugin 'smtp_pkg' (installed package probed-smtp 1.4.0)" in line
-    assert f"plugin 'smtp' (drop-in file {plugins / 'smtp.py'})" in line
+    assert "plugin 'mailer_pkg' (installed package probed-mailer 1.4.0)" in line
+    assert f"plugin 'mailer' (drop-in file {plugins / 'mailer.py'})" in line
 
 
 def test_option_missing_from_the_options_model_names_the_declared_options(
     tmp_path: Path,
 ) -> None:
-    plugins = plugin_dir(tmp_path, smtp=TYPE_PLUGIN.format(cls="Smtp", type_name="smtp"))
+    plugins = plugin_dir(tmp_path, mailer=TYPE_PLUGIN.format(cls="Mailer", type_name="mailer"))
     checks = tmp_path / "checks.d"
     checks.mkdir()
     (checks / "mail.yaml").write_text(CHECK_FILE)
@@ -182,7 +182,7 @@ def test_option_missing_from_the_options_model_names_the_declared_options(
         assert "Traceback" not in output and result.returncode == code, output
         where = f"{checks / 'mail.yaml'}:6: checks[0].helo_name: "
         assert f"{where}{UNDECLARED_OPTION} host, port; remove the key, or add it to " in output
-        assert "SmtpOptions (its options_model)" in output
+        assert "MailerOptions (its options_model)" in output
         assert "did you mean 'name'" not in output
 
 

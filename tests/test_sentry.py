@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import brotli
 import pytest
 import sentry_sdk
 from aiohttp import web
@@ -85,6 +86,8 @@ async def recorder() -> AsyncIterator[Recorder]:
         rec.encodings.add(request.headers.get("Content-Encoding", ""))
         if body[:2] == b"\x1f\x8b":  # aiohttp did not already undo the gzip
             body = gzip.decompress(body)
+        elif request.headers.get("Content-Encoding") == "br" and body[:1] != b"{":
+            body = brotli.decompress(body)  # sentry-sdk sends br when brotli is installed
         rec.bodies.append(body)
         return web.json_response({})
 
@@ -193,7 +196,8 @@ async def test_check_exception_and_plugin_failure_become_scrubbed_rate_limited_e
     assert recorder.bodies
     for body in recorder.bodies:
         assert SECRET.encode() not in body
-    assert recorder.encodings <= {"", "gzip"}
+    assert recorder.encodings <= {"", "gzip", "br"}
+    assert all(body.startswith(b"{") for body in recorder.bodies)  # read decoded
 
 
 async def test_config_errors_are_events_once_per_file_and_line_even_across_reloads(
