@@ -14,23 +14,29 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]
 
 @asynccontextmanager
 async def stub_server(handler: Handler) -> AsyncIterator[int]:
-    """A loopback TCP server running ``handler`` per connection; yields its port."""
-    writers: list[asyncio.StreamWriter] = []
-    done: list[asyncio.Event] = []
+    """A loopback TCP server running ``handler`` per connection; yields its port.
 
-    async def wrapped(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writers.append(writer)
-        finished = asyncio.Event()
-        done.append(finished)
+    Every accepted connection is recorded the moment it is accepted (a plain callback, not a
+    coroutine that starts one loop turn later) and closed on exit: a connection accepted just
+    before the server closes would otherwise be left to the garbage collector, whose
+    "unclosed transport" warning then fails whichever test happens to run at that moment.
+    """
+    writers: list[asyncio.StreamWriter] = []
+    tasks: list[asyncio.Task[None]] = []
+
+    async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             await handler(reader, writer)
-        except ConnectionError:
+        except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
             writer.close()
-            finished.set()
 
-    server = await asyncio.start_server(wrapped, "127.0.0.1", 0)
+    def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        tasks.append(asyncio.get_running_loop().create_task(run(reader, writer)))
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
     try:
         yield server.sockets[0].getsockname()[1]
     finally:
@@ -38,8 +44,7 @@ async def stub_server(handler: Handler) -> AsyncIterator[int]:
         for writer in writers:
             writer.close()  # the handler's reader sees EOF and returns
         async with asyncio.timeout(5):
-            for finished in done:
-                await finished.wait()
+            await asyncio.gather(*tasks, return_exceptions=True)
         await server.wait_closed()
 
 
