@@ -105,6 +105,20 @@ def one_row_left(page: Page) -> None:
     page.wait_for_function("document.querySelectorAll('tr[data-check]:not([hidden])').length == 1")
 
 
+def wait_shown(page: Page, names: set[str]) -> None:
+    """Wait until exactly ``names`` are the rows left by the filter: after two changes in a row
+    (clear the text, then pick a status) the first one's result must not be taken for the
+    second's."""
+    page.wait_for_function(
+        """names => {
+            const rows = [...document.querySelectorAll('tr[data-check]:not([hidden])')];
+            const shown = rows.map(r => r.dataset.check).sort();
+            return JSON.stringify(shown) === JSON.stringify(names);
+        }""",
+        arg=sorted(names),
+    )
+
+
 def test_every_check_shows_the_daemons_status_without_console_errors_light_and_dark(
     daemon: RunningDaemon, chromium: Browser, page_errors: PageErrors
 ) -> None:
@@ -174,7 +188,7 @@ def test_the_filter_keeps_matching_rows_by_text_and_by_status(
     assert shown(page) == {"search"}
     page.fill("#q", "")
     page.select_option("#status", "fail")
-    one_row_left(page)
+    wait_shown(page, {"payments"})
     assert shown(page) == {"payments"}
     page.fill("#q", "nothing-like-this")
     page.wait_for_selector("#none", state="visible")
@@ -182,6 +196,7 @@ def test_the_filter_keeps_matching_rows_by_text_and_by_status(
     page.fill("#q", "")
     page.select_option("#status", "")
     page.wait_for_selector("#none", state="hidden")
+    wait_shown(page, set(EXPECTED))
     assert shown(page) == set(EXPECTED)
     assert page_errors.messages == []
 
