@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from probed.testing import start_daemon
-from tests.servers._util import free_port
+from tests.servers._util import refused_port
 from tests.servers.blackbox import BlackboxExporter, parse_samples
 from tests.servers.dns import FakeDnsServer
 from tests.servers.grpc import GrpcServers
@@ -158,6 +158,14 @@ def _compare(bb: BlackboxExporter, probed_url: str, cases: list[Case], shared: s
 
 
 @pytest.fixture
+def closed() -> Iterator[int]:
+    """A port that refuses connections for the whole test (bound, never listening): a port
+    that was merely free once can be taken by the exporter or the daemon started after."""
+    with refused_port() as port:
+        yield port
+
+
+@pytest.fixture
 def both(
     tmp_path: Path, blackbox_exporter: Callable[[dict[str, Any]], BlackboxExporter]
 ) -> Callable[[dict[str, Any]], Any]:
@@ -182,9 +190,9 @@ def test_http_probes_agree_with_blackbox(
     both: Callable[[dict[str, Any]], tuple[BlackboxExporter, str]],
     web_servers: tuple[int, int],
     tls_files: TlsFiles,
+    closed: int,
 ) -> None:
     plain, secure = web_servers
-    closed = free_port()
     bb, url = both(
         {
             "http_2xx": {"prober": "http", "timeout": "3s"},
@@ -236,6 +244,7 @@ def test_tcp_probes_agree_with_blackbox(
     web_servers: tuple[int, int],
     banner: int,
     tls_files: TlsFiles,
+    closed: int,
 ) -> None:
     plain, secure = web_servers
     bb, url = both(
@@ -259,7 +268,7 @@ def test_tcp_probes_agree_with_blackbox(
         url,
         [
             ("tcp_connect", f"127.0.0.1:{plain}", True),
-            ("tcp_connect", f"127.0.0.1:{free_port()}", False),
+            ("tcp_connect", f"127.0.0.1:{closed}", False),
             ("tcp_tls", f"127.0.0.1:{secure}", True),
             ("tcp_banner", f"127.0.0.1:{banner}", True),
         ],
@@ -272,6 +281,7 @@ def test_dns_icmp_and_grpc_probes_agree_with_blackbox(
     both: Callable[[dict[str, Any]], tuple[BlackboxExporter, str]],
     fake_dns: FakeDnsServer,
     grpc_servers: GrpcServers,
+    closed: int,
 ) -> None:
     bb, url = both(
         {
@@ -311,7 +321,7 @@ def test_dns_icmp_and_grpc_probes_agree_with_blackbox(
         [
             ("dns_a", f"127.0.0.1:{fake_dns.port}", True),
             ("dns_tcp", f"127.0.0.1:{fake_dns.port}", True),
-            ("dns_tcp", f"127.0.0.1:{free_port()}", False),
+            ("dns_tcp", f"127.0.0.1:{closed}", False),
         ],
         dns,
     )
