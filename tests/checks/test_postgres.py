@@ -276,7 +276,7 @@ async def test_backend_terminated_during_query_fails_with_connection_reset(
         PostgresCheck, timeout=15, dsn=postgres_server.dsn(), query="SELECT pg_sleep(30)"
     )
     await killer
-    assert (result.status, result.reason) == (Status.FAIL, "connection_reset")
+    assert (result.status, result.reason) == (Status.FAIL, "connection_reset"), result.message
     assert "terminating connection due to administrator command" in result.message
     assert "query" in result.phases
     assert_no_secret(result)
