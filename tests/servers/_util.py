@@ -59,6 +59,17 @@ def wait_until(
         time.sleep(0.02)
 
 
+def wait_for_port_or_exit(
+    process: subprocess.Popen[bytes], host: str, port: int, timeout: float, what: str
+) -> bool:
+    """Wait until ``host:port`` accepts connections or ``process`` exits; True if it listens.
+
+    :raises TimeoutError: neither happened within ``timeout`` (the caller stops the process).
+    """
+    wait_until(lambda: port_open(host, port) or process.poll() is not None, timeout, what)
+    return process.poll() is None
+
+
 def port_open(host: str, port: int) -> bool:
     """True if a TCP connect to host:port succeeds."""
     try:

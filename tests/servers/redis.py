@@ -25,7 +25,11 @@ import pytest
 import trustme
 
 from tests._require import unavailable
-from tests.servers._util import free_port, port_open, require_binary, wait_until
+from tests.servers._util import (
+    free_port,
+    require_binary,
+    wait_for_port_or_exit,
+)
 
 REDIS_PASSWORD: Final = "r3dis-Secret!pw"
 REDIS_ACL_USER: Final = "probe"
@@ -72,15 +76,13 @@ class RedisServer:
             process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr)
         self.process = process
         try:
-            wait_until(
-                lambda: port_open(self.host, self.port) or process.poll() is not None,
-                _START_TIMEOUT,
-                f"redis-server on port {self.port}",
+            listening = wait_for_port_or_exit(
+                process, self.host, self.port, _START_TIMEOUT, f"redis-server on port {self.port}"
             )
         except TimeoutError:
             self.stop()
             raise
-        if process.poll() is not None:
+        if not listening:
             self.process = None
             logs = [self.root / "stderr.log", self.root / "redis.log"]
             text = "".join(p.read_text(errors="replace") for p in logs if p.exists())

@@ -28,7 +28,12 @@ from typing import Final
 import pytest
 
 from tests._require import is_root, require
-from tests.servers._util import free_port, port_open, require_binary, stop_process, wait_until
+from tests.servers._util import (
+    free_port,
+    require_binary,
+    stop_process,
+    wait_for_port_or_exit,
+)
 
 SSHD: Final = "/usr/sbin/sshd"
 KEY_PASSPHRASE: Final = "Pass-phr4se/of the key"
@@ -108,15 +113,13 @@ class SshdServer:
             process = subprocess.Popen(cmd, stdout=log, stderr=log)
         self.process = process
         try:
-            wait_until(
-                lambda: port_open(self.host, self.port) or process.poll() is not None,
-                _START_TIMEOUT,
-                f"sshd on port {self.port}",
+            listening = wait_for_port_or_exit(
+                process, self.host, self.port, _START_TIMEOUT, f"sshd on port {self.port}"
             )
         except TimeoutError:
             self.stop()
             raise
-        if process.poll() is not None:
+        if not listening:
             self.process = None
             raise RuntimeError(f"sshd exited at start: {self.log()[-2000:]}")
 
