@@ -32,14 +32,19 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import http.client
+import math
 import os
 import re
 import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
+import zlib
 from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,6 +70,7 @@ from _targets import (
     tree_cpu_seconds,
     wait_for,
 )
+from series import LARGE_SCALE_DROP
 
 REPO = Path(__file__).resolve().parent.parent
 MB = 1024 * 1024
@@ -88,9 +94,20 @@ def _duration(seconds: float) -> str:
 
 
 def write_checks(
-    directory: Path, kind: str, count: int, interval: float, timeout: float, target: Target
+    directory: Path,
+    kind: str,
+    count: int,
+    interval: float,
+    timeout: float,
+    target: Target,
+    changed: Mapping[int, int] | None = None,
 ) -> None:
-    """One ``bench.yaml`` with ``count`` checks of ``kind`` aimed at ``target``."""
+    """One ``bench.yaml`` with ``count`` checks of ``kind`` aimed at ``target``.
+
+    ``changed`` maps check indexes to a reload number: those checks get a timeout of their
+    own (one millisecond less per reload), so a reload sees exactly them changed. The file is
+    replaced atomically (the daemon's file watcher never reads half of it).
+    """
     option = f"url: {target.url}" if kind == "http" else f"address: {target.address}"
     lines = [
         "defaults:",
@@ -98,9 +115,27 @@ def write_checks(
         f"  timeout: {_duration(timeout)}",
         "checks:",
     ]
+    changed = changed or {}
     for i in range(count):
-        lines.append(f"  - {{name: bench-{i:05d}, type: {kind}, {option}}}")
-    (directory / "bench.yaml").write_text("\n".join(lines) + "\n")
+        own = f", timeout: {_duration(timeout - 0.001 * changed[i])}" if i in changed else ""
+        lines.append(f"  - {{name: bench-{i:05d}, type: {kind}, {option}{own}}}")
+    tmp = directory / ".bench.yaml.tmp"
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(directory / "bench.yaml")
+
+
+def write_profile(path: Path, profile: str) -> None:
+    """``probed.yaml`` for ``--profile``: nothing for ``default``; for ``large``, the documented
+    large-scale settings (docs/metrics.md#large-scale-settings, ``benchmarks/series.py``)."""
+    if profile == "default":
+        path.write_text("{}\n")
+        return
+    drop = "".join(f"    - {name}\n" for name in LARGE_SCALE_DROP)
+    path.write_text(
+        "metrics:\n  check_labels: info\n  zero_counters: false\n  drop:\n"
+        + drop
+        + "defaults:\n  duration_histogram: false\n"
+    )
 
 
 @dataclass
@@ -120,6 +155,7 @@ def start_daemon(
     gc_threshold: str | None = None,
     log_level: str = "WARNING",
     wrapper: tuple[str, dict[str, str]] | None = None,
+    config: Path | None = None,
 ) -> Daemon:
     """Start ``probed run`` on ``checks_dir``; return once ``/health/startup`` answers 200.
 
@@ -142,6 +178,8 @@ def start_daemon(
     else:
         argv += ["-m", "probed"]
     argv += ["run", "--checks-dir", str(checks_dir)]
+    if config is not None:
+        argv += ["--config", str(config)]
     argv += ["--listen", f"{LOOPBACK}:{port}", "--log-level", log_level]
     proc = procs.start(argv, "daemon", cwd=REPO, env=env)
 
@@ -168,20 +206,25 @@ class Snapshot:
     duration: dict[float, float]
     running: float
     queued: float
+    wall: float = 0.0
+    by_check: Counter[str] = field(default_factory=Counter)
 
 
 def snapshot(daemon: Daemon) -> Snapshot:
     """Scrape and read CPU together; parse only the families the window needs."""
     # The counters are read when the daemon starts rendering, close to when the request is
     # sent; the body of a 10,000-check scrape then takes a while to arrive.
-    at = time.monotonic()
+    at, wall = time.monotonic(), time.time()
     got = scrape(LOOPBACK, daemon.port)
     cpu = cpu_seconds(daemon.pid)
     text = "".join(line + "\n" for line in got.body.decode().splitlines() if line.startswith(_KEEP))
     samples = parse_metrics(text, _WANTED)
     runs: Counter[str] = Counter()
+    by_check: Counter[str] = Counter()
     for labels, value in samples.get("probed_check_runs_total", {}).items():
-        runs[dict(labels)["result"]] += int(value)
+        found = dict(labels)
+        runs[found["result"]] += int(value)
+        by_check[found["check"]] += int(value)
     failures: Counter[str] = Counter()
     for labels, value in samples.get("probed_check_failures_total", {}).items():
         failures[dict(labels)["reason"]] += int(value)
@@ -197,7 +240,9 @@ def snapshot(daemon: Daemon) -> Snapshot:
         duration[le] = duration.get(le, 0.0) + value
     running = sum(samples.get("probed_scheduler_running_checks", {}).values())
     queued = sum(samples.get("probed_scheduler_queued_checks", {}).values())
-    return Snapshot(at, cpu, runs, failures, skipped, lag, configured, duration, running, queued)
+    return Snapshot(
+        at, cpu, runs, failures, skipped, lag, configured, duration, running, queued, wall, by_check
+    )
 
 
 @dataclass
@@ -250,6 +295,18 @@ def measure_scrapes(daemon: Daemon, count: int) -> list[ScrapeFigures]:
 
 
 @dataclass
+class Missed:
+    """Runs of the checks no reload changed, against their phases in the window."""
+
+    checks: int = 0
+    due: int = 0
+    missed_checks: int = 0
+    missed_runs: int = 0
+    extra_checks: int = 0
+    examples: list[str] = field(default_factory=list)
+
+
+@dataclass
 class LoadFigures:
     """Everything :func:`run_load` measured."""
 
@@ -282,6 +339,11 @@ class LoadFigures:
     queued: tuple[float, float] = (0.0, 0.0)
     target_cpu: float = float("nan")
     load: float = float("nan")
+    profile_name: str = "default"
+    activity: list[str] = field(default_factory=list)
+    missed: Missed = field(default_factory=Missed)
+    margin: float = 2.0
+    stalls: str = ""
 
     @property
     def probes(self) -> float:
@@ -298,6 +360,276 @@ def _lag_share(lag: dict[float, float], bound: float) -> float:
     total = lag.get(float("inf"), 0.0)
     under = max((v for le, v in lag.items() if le <= bound), default=0.0)
     return under / total if total else float("nan")
+
+
+PROMETHEUS_HEADERS = {"Accept": OPENMETRICS, "Accept-Encoding": "gzip"}
+"""What a Prometheus scrape sends (the window's own scrapes ask for plain text to parse it)."""
+
+
+@dataclass
+class Event:
+    """A scrape or reload done during the window: when (monotonic), how long, what it got."""
+
+    kind: str
+    start: float
+    seconds: float
+    size: int = 0
+    status: int = 0
+
+
+def _post(port: int, path: str) -> int:
+    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=300)
+    try:
+        conn.request("POST", path)
+        resp = conn.getresponse()
+        resp.read()
+        return int(resp.status)
+    finally:
+        conn.close()
+
+
+class Activity:
+    """Scrapes every ``scrape_every`` s (like Prometheus) and reloads every ``reload_every`` s
+    (the first half a period in) with one more check changed, each on its own thread, from
+    ``t0`` until ``end`` (monotonic)."""
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        daemon: Daemon,
+        checks_dir: Path,
+        target: Target,
+        t0: float,
+        end: float,
+    ) -> None:
+        self.args, self.daemon, self.checks_dir, self.target = args, daemon, checks_dir, target
+        self.t0, self.end = t0, end
+        self.events: list[Event] = []
+        self.changed: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        if args.scrape_every:
+            self._spawn(self._scrape, t0 + args.scrape_every, args.scrape_every)
+        if args.reload_every:
+            self._spawn(self._reload, t0 + args.reload_every / 2, args.reload_every)
+
+    def _spawn(self, action: Callable[[int], Event], first: float, every: float) -> None:
+        def loop() -> None:
+            at, number = first, 1
+            while at < self.end - 0.5 and not self._stop.wait(max(0.0, at - time.monotonic())):
+                self.events.append(action(number))
+                at, number = at + every, number + 1
+
+        thread = threading.Thread(target=loop, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _scrape(self, _number: int) -> Event:
+        start = time.monotonic()
+        got = scrape(LOOPBACK, self.daemon.port, headers=PROMETHEUS_HEADERS)
+        return Event("scrape", start, time.monotonic() - start, len(got.body), 200)
+
+    def _reload(self, number: int) -> Event:
+        args = self.args
+        self.changed[(number * 7919 + 17) % args.checks] = number
+        write_checks(
+            self.checks_dir,
+            args.type,
+            args.checks,
+            args.interval,
+            args.timeout,
+            self.target,
+            self.changed,
+        )
+        start = time.monotonic()
+        status = _post(self.daemon.port, "/-/reload")
+        return Event("reload", start, time.monotonic() - start, 0, status)
+
+    def stop(self, timeout: float = 300.0) -> None:
+        """Plan no more; wait for what is under way (a slow reload included)."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout)
+
+    @property
+    def changed_names(self) -> set[str]:
+        """Checks a reload changed (their counters restart, so they are not accounted)."""
+        return {f"bench-{i:05d}" for i in self.changed}
+
+
+def events_summary(events: list[Event], kind: str, every: float) -> str:
+    """One line on the scrapes or reloads of the window."""
+    got = [e for e in events if e.kind == kind]
+    if not got:
+        return ""
+    times = [e.seconds * 1000 for e in got]
+    line = (
+        f"{kind}s in window: {len(got)} every {every:g} s; median {statistics.median(times):.1f} "
+        f"ms, max {max(times):.1f} ms"
+    )
+    if kind == "scrape":
+        return line + f" (OpenMetrics + gzip, like Prometheus); {got[-1].size / 1024:.0f} KiB"
+    statuses = Counter(e.status for e in got)
+    return (
+        line
+        + " (POST /-/reload, one more check changed each); answers "
+        + ", ".join(f"{status} x{n}" for status, n in sorted(statuses.items()))
+    )
+
+
+def missed_runs(
+    first: Snapshot, second: Snapshot, args: argparse.Namespace, skip: set[str]
+) -> Missed:
+    """Compare each unchanged check's runs in the window with the runs due on its phase.
+
+    A check runs on the wall-clock slots ``k * interval + crc32(name) / 2**32 * interval``
+    (probed.scheduler). Slots more than ``--margin`` seconds inside the window must be counted
+    by the second scrape; slots within the margin of an edge may fall either side.
+    """
+    out = Missed()
+    interval, margin = args.interval, args.margin
+    for i in range(args.checks):
+        name = f"bench-{i:05d}"
+        if name in skip:
+            continue
+        offset = zlib.crc32(name.encode()) / 2**32 * interval
+
+        def slots(lo: float, hi: float, offset: float = offset) -> int:
+            return math.floor((hi - offset) / interval) - math.floor((lo - offset) / interval)
+
+        sure = slots(first.wall + margin, second.wall - margin)
+        most = slots(first.wall - margin, second.wall + margin)
+        got = second.by_check[name] - first.by_check[name]
+        out.checks += 1
+        out.due += sure
+        if got < sure:
+            out.missed_checks += 1
+            out.missed_runs += sure - got
+            if len(out.examples) < 5:
+                out.examples.append(f"{name} ran {got} of {sure}")
+        elif got > most:
+            out.extra_checks += 1
+    return out
+
+
+# With --stalls the daemon runs under this wrapper: every event-loop callback (a task step, a
+# timer, an I/O callback) taking over $PROBED_BENCH_STALL_MS is logged with what it was, and a
+# probe task sleeping 10 ms logs how late it woke; lines "cb|late START SECONDS WHAT" go to
+# $PROBED_BENCH_STALL_LOG (monotonic clock, shared with the benchmark). With
+# $PROBED_BENCH_GC_LOG set, garbage collections are timed as under GC_WRAPPER.
+STALL_WRAPPER = """\
+import asyncio, gc, os, runpy, sys, time
+from asyncio import events
+log = open(os.environ["PROBED_BENCH_STALL_LOG"], "w", buffering=1)
+LONG = float(os.environ.get("PROBED_BENCH_STALL_MS", "20")) / 1000
+if os.environ.get("PROBED_BENCH_GC_LOG"):
+    gc_log = open(os.environ["PROBED_BENCH_GC_LOG"], "w", buffering=1)
+    began = [0.0]
+    def timed(phase, info):
+        if phase == "start":
+            began[0] = time.monotonic()
+        else:
+            gen = info["generation"]
+            heap = len(gc.get_objects(2)) if gen == 2 else 0
+            took = time.monotonic() - began[0]
+            gc_log.write(f"{began[0]} {gen} {took} {info['collected']} {heap}\\n")
+    gc.callbacks.append(timed)
+def describe(handle):
+    cb = handle._callback
+    owner = getattr(cb, "__self__", None)
+    if isinstance(owner, asyncio.Task):
+        coro = owner.get_coro()
+        code = getattr(coro, "cr_code", None)
+        frame = getattr(coro, "cr_frame", None)
+        where = f"{code.co_filename.rsplit('/', 2)[-1]}:{code.co_name}" if code else "?"
+        if frame is not None:
+            where += f" (now at line {frame.f_lineno})"
+        return f"task {owner.get_name()} {where}"
+    return getattr(cb, "__qualname__", repr(cb))[:120].replace(" ", "_")
+original = events.Handle._run
+started = []
+async def probe():
+    loop = asyncio.get_running_loop()
+    while True:
+        before = time.monotonic()
+        await asyncio.sleep(0.01)
+        late = time.monotonic() - before - 0.01
+        if late >= LONG:
+            log.write(f"late {before + 0.01} {late} probe\\n")
+def timed_run(self):
+    t0 = time.monotonic()
+    original(self)
+    took = time.monotonic() - t0
+    if took >= LONG:
+        log.write(f"cb {t0} {took} {describe(self)}\\n")
+    if not started:
+        started.append(asyncio.get_running_loop().create_task(probe()))
+events.Handle._run = timed_run
+sys.argv = ["probed", *sys.argv[1:]]
+runpy.run_module("probed", run_name="__main__", alter_sys=True)
+"""
+
+
+def _gc_pauses(gc_log: Path | None) -> list[tuple[float, float]]:
+    out = []
+    if gc_log is not None and gc_log.exists():
+        for line in gc_log.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 5 and int(parts[1]) == 2:
+                out.append((float(parts[0]), float(parts[2])))
+    return out
+
+
+def stall_summary(
+    log: Path, start: float, end: float, events: list[Event], gc_log: Path | None, long: float
+) -> str:
+    """Loop stalls of the window: how many, how long, and what was going on at the time
+    (a reload or scrape under way, a full garbage collection)."""
+    if not log.exists():
+        return "loop stalls: no log"
+    gcs = _gc_pauses(gc_log)
+    late: list[tuple[float, float]] = []
+    callbacks: list[tuple[float, float, str]] = []
+    for line in log.read_text().splitlines():
+        kind, at_text, took_text, what = line.split(" ", 3)
+        if not start <= float(at_text) <= end:
+            continue
+        if kind == "late":
+            late.append((float(at_text), float(took_text)))
+        else:
+            callbacks.append((float(at_text), float(took_text), what))
+
+    def during(at: float, took: float) -> str:
+        found = sorted(
+            {
+                e.kind
+                for e in events
+                if e.start - 0.05 <= at + took and at <= e.start + e.seconds + 0.05
+            }
+        )
+        if any(g <= at + took and at <= g + s for g, s in gcs):
+            found.append("full gc")
+        return "+".join(found) or "nothing else"
+
+    by_cause: dict[str, list[float]] = {}
+    for at, took in late:
+        by_cause.setdefault(during(at, took), []).append(took)
+    out = [
+        f"loop stalls (probe woke >= {long * 1000:g} ms late): {len(late)}, "
+        f"max {1000 * max((t for _, t in late), default=0):.0f} ms, "
+        f"total {1000 * sum(t for _, t in late):.0f} ms; during "
+        + (
+            "; ".join(
+                f"{cause} {len(ts)}x (max {1000 * max(ts):.0f} ms)"
+                for cause, ts in sorted(by_cause.items(), key=lambda kv: -sum(kv[1]))
+            )
+            or "-"
+        )
+    ]
+    out.append(f"longest loop callbacks (>= {long * 1000:g} ms):")
+    for at, took, what in sorted(callbacks, key=lambda c: -c[1])[:12]:
+        out.append(f"  {1000 * took:7.1f} ms at +{at - start:5.1f} s ({during(at, took)}): {what}")
+    return "\n".join(out)
 
 
 def _py_spy(procs: Procs, pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
@@ -318,9 +650,25 @@ def run_load(args: argparse.Namespace) -> LoadFigures:
         checks_dir = procs.tmp / "checks.d"
         checks_dir.mkdir()
         write_checks(checks_dir, args.type, args.checks, args.interval, args.timeout, target)
+        config = procs.tmp / "probed.yaml"
+        write_profile(config, args.profile)
         gc_log = procs.tmp / "gc.log" if args.gc_pauses or args.gc_threshold else None
+        stall_log = procs.tmp / "stalls.log" if args.stalls else None
+        wrapper = None
+        if stall_log is not None:
+            env = {"PROBED_BENCH_STALL_LOG": str(stall_log), "PROBED_BENCH_STALL_MS": "20"}
+            if gc_log is not None:
+                env["PROBED_BENCH_GC_LOG"] = str(gc_log)
+            wrapper = (STALL_WRAPPER, env)
         daemon = start_daemon(
-            procs, checks_dir, args.start_timeout, args.cprofile, gc_log, args.gc_threshold
+            procs,
+            checks_dir,
+            args.start_timeout,
+            args.cprofile,
+            gc_log,
+            args.gc_threshold,
+            wrapper=wrapper,
+            config=config,
         )
         # After the quick first round every check moves onto its own phase within 1.5 intervals.
         warmup = args.warmup if args.warmup is not None else 2.0 + 1.5 * args.interval
@@ -338,15 +686,18 @@ def run_load(args: argparse.Namespace) -> LoadFigures:
         wait0 = runqueue_wait_seconds(daemon.pid)
         rss_samples = [rss_bytes(daemon.pid)]
         end = first.at + args.duration
+        activity = Activity(args, daemon, checks_dir, target, first.at, end)
         while (left := end - time.monotonic()) > 0:
             time.sleep(min(0.5, left))
             rss_samples.append(rss_bytes(daemon.pid))
+        activity.stop()
         cpu_end = cpu_seconds(daemon.pid)
         runqueue_wait = runqueue_wait_seconds(daemon.pid) - wait0
         target_cpu = tree_cpu_seconds(target.pid) - target_cpu0
         load = os.getloadavg()[0]
         second = snapshot(daemon)
         rss_end = rss_bytes(daemon.pid)
+        rss_samples.append(rss_end)
         scrapes = measure_scrapes(daemon, args.scrapes)
         peak = peak_rss_bytes(daemon.pid)
         profile = ""
@@ -356,6 +707,11 @@ def run_load(args: argparse.Namespace) -> LoadFigures:
                 profile = top_functions(args.py_spy)
         procs.stop_all()
         gc_pauses = gc_summary(gc_log, first.at, second.at) if gc_log is not None else ""
+        stalls = (
+            stall_summary(stall_log, first.at, second.at, activity.events, gc_log, 0.02)
+            if stall_log is not None
+            else ""
+        )
     window = second.at - first.at
     results = second.runs - first.runs
     lag = {le: second.lag.get(le, 0.0) - first.lag.get(le, 0.0) for le in second.lag}
@@ -365,6 +721,14 @@ def run_load(args: argparse.Namespace) -> LoadFigures:
     )
     scheduled = args.checks / args.interval
     achieved = sum(results.values()) / window
+    activity_lines = [
+        line
+        for line in (
+            events_summary(activity.events, "scrape", args.scrape_every or 0),
+            events_summary(activity.events, "reload", args.reload_every or 0),
+        )
+        if line
+    ]
     return LoadFigures(
         kind=args.type,
         checks=args.checks,
@@ -395,6 +759,11 @@ def run_load(args: argparse.Namespace) -> LoadFigures:
         queued=(first.queued, second.queued),
         target_cpu=target_cpu,
         load=load,
+        profile_name=args.profile,
+        activity=activity_lines,
+        missed=missed_runs(first, second, args, activity.changed_names),
+        margin=args.margin,
+        stalls=stalls,
     )
 
 
@@ -410,7 +779,7 @@ def print_load(fig: LoadFigures) -> None:
     ms = 1000.0
     print(
         f"probed daemon: {fig.checks} {fig.kind} checks every {fig.interval:g} s "
-        f"against {fig.target}; window {fig.window:.1f} s"
+        f"against {fig.target}; window {fig.window:.1f} s; metrics profile {fig.profile_name}"
     )
     print(
         f"probes/s: achieved {fig.achieved:.1f}, scheduled {fig.scheduled:.1f} "
@@ -431,6 +800,15 @@ def print_load(fig: LoadFigures) -> None:
         f"running {fig.running[0]:.0f} -> {fig.running[1]:.0f}, "
         f"queued for a slot {fig.queued[0]:.0f} -> {fig.queued[1]:.0f} (window start -> end)"
     )
+    m = fig.missed
+    print(
+        f"missed runs: {m.missed_runs} of {m.due} runs due more than {fig.margin:g} s inside the "
+        f"window ({m.missed_checks} of {m.checks} checks no reload changed"
+        + (f": {', '.join(m.examples)}" if m.examples else "")
+        + f"); {m.extra_checks} checks ran more often than scheduled"
+    )
+    for line in fig.activity:
+        print(line)
     outcome = ", ".join(f"{k} {int(v)}" for k, v in sorted(fig.results.items()) if v) or "none"
     reasons = ", ".join(f"{k} {int(v)}" for k, v in fig.failures.most_common() if v)
     print(f"results: {outcome}" + (f" (failures: {reasons})" if reasons else ""))
@@ -465,6 +843,8 @@ def print_load(fig: LoadFigures) -> None:
         )
     if fig.gc_pauses:
         print(fig.gc_pauses)
+    if fig.stalls:
+        print(fig.stalls)
     if fig.profile:
         print(fig.profile)
 
@@ -566,6 +946,32 @@ def parser() -> argparse.ArgumentParser:
         help="experiment: gc.set_threshold in the daemon before it starts (implies --gc-pauses)",
     )
     p.add_argument("--cprofile", type=Path, help="run the daemon under cProfile, stats to FILE")
+    p.add_argument(
+        "--profile",
+        choices=("default", "large"),
+        default="default",
+        help="metrics settings: default, or the documented large-scale ones [default]",
+    )
+    p.add_argument(
+        "--scrape-every", type=float, metavar="S", help="scrape like Prometheus every S s"
+    )
+    p.add_argument(
+        "--reload-every",
+        type=float,
+        metavar="S",
+        help="every S s (first at S/2) change one check and POST /-/reload",
+    )
+    p.add_argument(
+        "--margin",
+        type=float,
+        default=2.0,
+        help="runs due this close to a window edge are not counted as missed [2]",
+    )
+    p.add_argument(
+        "--stalls",
+        action="store_true",
+        help="log event-loop callbacks and wake-ups over 20 ms in the daemon, with their cause",
+    )
     return p
 
 
