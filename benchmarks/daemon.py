@@ -487,7 +487,8 @@ def missed_runs(
     by the second scrape; slots within the margin of an edge may fall either side.
     """
     out = Missed()
-    interval, margin = args.interval, args.margin
+    interval: float = args.interval
+    margin: float = args.margin
     for i in range(args.checks):
         name = f"bench-{i:05d}"
         if name in skip:
