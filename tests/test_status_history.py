@@ -44,22 +44,21 @@ def test_a_run_log_refuses_a_length_out_of_bounds() -> None:
 
 
 def _size(log: RunLog) -> int:
-    arrays = (log._statuses, log._durations, log._times)
-    return sys.getsizeof(log) + sum(sys.getsizeof(a) for a in arrays)
+    return sys.getsizeof(log) + sys.getsizeof(log._data)
 
 
 def test_a_full_run_log_costs_nine_bytes_a_run_plus_a_fixed_overhead() -> None:
     log = RunLog(1000)
     log.extend((0, 0.1, 1e9 + i) for i in range(1500))
-    assert 9000 <= _size(log) <= 9000 + 300
+    assert 9000 <= _size(log) <= 9000 + 150
     assert not hasattr(log, "__dict__")
 
 
 def test_an_idle_check_that_ran_once_costs_little_whatever_the_length() -> None:
     log = RunLog(MAX_RUNS)
-    assert _size(log) < 300
+    assert _size(log) < 150
     log.add(Status.OK, 0.01, 1e9)
-    assert _size(log) < 350 and len(log) == 1 and log.length == MAX_RUNS
+    assert _size(log) < 150 and len(log) == 1 and log.length == MAX_RUNS
 
 
 def test_a_state_feeds_its_run_log_only_when_it_has_one() -> None:
