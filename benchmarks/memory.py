@@ -110,8 +110,14 @@ def write_checks(
     timeout: float,
     target: Target,
     histogram: bool = True,
+    distinct: bool = False,
 ) -> None:
-    """One ``bench.yaml`` with ``count`` checks of ``kind`` aimed at ``target``."""
+    """One ``bench.yaml`` with ``count`` checks of ``kind`` aimed at ``target``.
+
+    With ``distinct`` no two checks have equal options, as when each probes its own target:
+    an ``http`` check's URL has its own query (``?c=N``), a ``tcp`` check its own
+    ``max_read_size`` (which only matters with ``expect``, so the probe is the same).
+    """
     option = f"url: {target.url}" if kind == "http" else f"address: {target.address}"
     lines = [
         "defaults:",
@@ -121,7 +127,10 @@ def write_checks(
         "checks:",
     ]
     for i in range(count):
-        lines.append(f"  - {{name: bench-{i:05d}, type: {kind}, {option}}}")
+        own = ""
+        if distinct:
+            own = f"?c={i}" if kind == "http" else f", max_read_size: {65536 + i}"
+        lines.append(f"  - {{name: bench-{i:05d}, type: {kind}, {option}{own}}}")
     (directory / "bench.yaml").write_text("\n".join(lines) + "\n")
 
 
@@ -186,7 +195,16 @@ def measure(
     with Procs() as procs:
         checks_dir = procs.tmp / "checks.d"
         checks_dir.mkdir()
-        write_checks(checks_dir, kind, checks, args.interval, args.timeout, target, args.histogram)
+        write_checks(
+            checks_dir,
+            kind,
+            checks,
+            args.interval,
+            args.timeout,
+            target,
+            args.histogram,
+            args.distinct,
+        )
         trace = procs.tmp / "trace"
         wrapper = TRACE_WRAPPER if traced else MODULES_WRAPPER
         pid, port = _start(procs, checks_dir, wrapper, trace, args.start_timeout)
@@ -293,7 +311,8 @@ def run_type(args: argparse.Namespace, target: Target, kind: str) -> None:
     print(
         f"{kind}: per extra check from {args.small:,} to {args.large:,} checks "
         f"(each ran once; interval {args.interval:g} s"
-        f"{'' if args.histogram else '; duration_histogram: false'})"
+        f"{'' if args.histogram else '; duration_histogram: false'}"
+        f"{'; distinct options' if args.distinct else ''})"
     )
     if args.rss:
         small = measure(args, target, kind, args.small, traced=False)
@@ -348,6 +367,12 @@ def main() -> None:
         dest="histogram",
         action="store_false",
         help="the checks set duration_histogram: false (one duration series, not 14)",
+    )
+    p.add_argument(
+        "--distinct",
+        action="store_true",
+        help="no two checks have equal options (each http URL its own query), as when each "
+        "probes its own target; by default all probe the same one",
     )
     p.add_argument("--no-rss", dest="rss", action="store_false", help="skip the RSS slope")
     p.add_argument("--no-trace", dest="trace", action="store_false", help="skip tracemalloc")
