@@ -13,6 +13,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, ClassVar, Final, Generic, Literal, TypeVar
 
 # Option types used to live here; re-exported for plugins that import them from probed.check.
@@ -127,6 +128,11 @@ class Sample:
     labels: tuple[str, ...] = ()
 
 
+NO_NUMBERS: Final[Mapping[str, float]] = MappingProxyType({})
+"""The ``phases`` and ``values`` of a :class:`Result` that sets none: one shared read-only
+empty mapping (not a new dict per result: every check keeps its last result)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Result:
     """What one run of a check saw.
@@ -144,8 +150,8 @@ class Result:
     status: Status
     reason: str = ""
     message: str = ""
-    phases: Mapping[str, float] = field(default_factory=dict)
-    values: Mapping[str, float] = field(default_factory=dict)
+    phases: Mapping[str, float] = field(default_factory=lambda: NO_NUMBERS)
+    values: Mapping[str, float] = field(default_factory=lambda: NO_NUMBERS)
     samples: tuple[Sample, ...] = ()
     duration: float = 0.0
     timestamp: float = 0.0
