@@ -43,28 +43,39 @@ UNPICKLABLE: Final = 3
 """The child's exit code when the result does not pickle (a plugin's options model)."""
 
 
+def _running_specs(previous: LoadResult) -> list[CheckSpec]:
+    """Every spec of ``previous`` that a reference can name: its running checks, then those
+    of its files (a replica's checks of other replicas), each once."""
+    seen: dict[int, CheckSpec] = {id(s): s for s in previous.specs.values()}
+    for result in previous.files.values():
+        for spec in result.specs:
+            seen.setdefault(id(spec), spec)
+    return list(seen.values())
+
+
 class _Against(pickle.Pickler):
-    """Pickles a :class:`LoadResult`, writing references for what ``previous`` already has."""
+    """Pickles a :class:`LoadResult`, writing references for what ``previous`` already has:
+    a file result by its path (the same object), a spec by its index (an equal one)."""
 
     def __init__(self, file: io.BytesIO, previous: LoadResult) -> None:
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
         self._files = {id(f): key for key, f in previous.files.items()}
-        self._specs: dict[str, CheckSpec] = {}
-        for result in previous.files.values():
-            for spec in result.specs:
-                self._specs.setdefault(spec.name, spec)
-        self._specs.update(previous.specs)
+        specs = _running_specs(previous)
+        self._specs: dict[str, tuple[int, CheckSpec]] = {}
+        for index, spec in enumerate(specs):
+            self._specs.setdefault(spec.name, (index, spec))
         self._previous = previous  # keeps the ids above meaning the same objects
 
     def persistent_id(self, obj: Any) -> Any:
         kind = type(obj)
         if kind is FileResult:
-            key = self._files.get(id(obj))
-            return None if key is None else ("file", key)
+            return self._files.get(id(obj))
         if isinstance(obj, CheckSpec):
-            old = self._specs.get(obj.name)
-            if old is not None and (old is obj or (old == obj and old.line == obj.line)):
-                return ("spec", obj.name)
+            found = self._specs.get(obj.name)
+            if found is not None:
+                index, old = found
+                if old is obj or (old == obj and old.line == obj.line):
+                    return index
         return None
 
 
@@ -74,17 +85,12 @@ class _Onto(pickle.Unpickler):
     def __init__(self, file: io.BytesIO, previous: LoadResult) -> None:
         super().__init__(file)
         self._files = previous.files
-        self._specs: dict[str, CheckSpec] = {}
-        for result in previous.files.values():
-            for spec in result.specs:
-                self._specs.setdefault(spec.name, spec)
-        self._specs.update(previous.specs)
+        self._specs = _running_specs(previous)
 
     def persistent_load(self, pid: Any) -> Any:
-        kind, key = pid
-        if kind == "file":
-            return self._files[key]
-        return self._specs[key]
+        if isinstance(pid, int):
+            return self._specs[pid]
+        return self._files[pid]
 
 
 def dumps_against(loaded: LoadResult, previous: LoadResult) -> bytes:

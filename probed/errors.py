@@ -41,6 +41,11 @@ class ConfigError(ProbedError):
     def __hash__(self) -> int:
         return hash(str(self))
 
+    def __reduce__(self) -> tuple[type[ConfigError], tuple[str, int, str, str]]:
+        # Exceptions pickle as ``cls(*args)``, and args here is the one formatted line: a
+        # loaded configuration with errors is pickled (probed._gc.compact, probed._forkload).
+        return (type(self), (self.file, self.line, self.field, self.message))
+
 
 class ConfigErrors(ProbedError):  # noqa: N818 - a collection of ConfigError, named as such
     """Several configuration problems; ``errors`` holds each one."""

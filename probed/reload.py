@@ -91,7 +91,8 @@ class RunningConfig:
         self._tune_gc = tune_gc
         self.fork_reloads = fork_reloads
         """Reloads parse and validate in a forked child (see :mod:`probed._forkload`)."""
-        self._forked = False
+        self.loaded_in_child = False
+        """Whether the last load came from a forked child."""
         self._lock = asyncio.Lock()
         self._closing: set[asyncio.Task[None]] = set()
         self.on_reload: list[Callable[[], tuple[ConfigError, ...]]] = []
@@ -110,11 +111,11 @@ class RunningConfig:
         """
         discovered = discover_checks(self._pm, self.settings)
         previous = self.loaded
-        self._forked = False
+        self.loaded_in_child = False
         if self.fork_reloads and previous is not None:
             forked = load_in_child(lambda: self._load_checks(discovered), previous)
             if forked is not None:
-                self._forked = True
+                self.loaded_in_child = True
                 Redactor(forked.secrets)
                 return forked
         result = compact(
@@ -321,7 +322,7 @@ class RunningConfig:
             self.log_errors()
         else:
             self.apply(loaded)
-        if self._tune_gc and not self._forked:
+        if self._tune_gc and not self.loaded_in_child:
             # A forked load brings back the running objects (already frozen) for everything
             # unchanged: a full collection would only stall the loop (~1 s at 50,000 checks).
             settle()
