@@ -707,6 +707,15 @@ def run_load(args: argparse.Namespace) -> LoadFigures:
             if args.py_spy.exists():
                 profile = top_functions(args.py_spy)
         procs.stop_all()
+        if args.keep_logs is not None:
+            args.keep_logs.mkdir(parents=True, exist_ok=True)
+            for log in (gc_log, stall_log):
+                if log is not None and log.exists():
+                    shutil.copy(log, args.keep_logs / log.name)
+            (args.keep_logs / "window.txt").write_text(
+                f"{first.at} {second.at}\n"
+                + "".join(f"{e.kind} {e.start} {e.seconds}\n" for e in activity.events)
+            )
         gc_pauses = gc_summary(gc_log, first.at, second.at) if gc_log is not None else ""
         stalls = (
             stall_summary(stall_log, first.at, second.at, activity.events, gc_log, 0.02)
@@ -972,6 +981,12 @@ def parser() -> argparse.ArgumentParser:
         "--stalls",
         action="store_true",
         help="log event-loop callbacks and wake-ups over 20 ms in the daemon, with their cause",
+    )
+    p.add_argument(
+        "--keep-logs",
+        type=Path,
+        metavar="DIR",
+        help="copy the GC and stall logs and the window's events (monotonic times) to DIR",
     )
     return p
 
