@@ -290,6 +290,44 @@ def history_cost() -> str:
     return "status_page.history (100 runs, default): " + ", ".join(out) + " per check"
 
 
+def state_cost() -> str:
+    """Bytes per check of its state (``CheckState`` with the default 10 recent runs and 100
+    runs of status-page history, and its last result) after 1, 10 and 100 passing runs of a
+    TCP-like result (in-process): the steady state of a check that keeps running."""
+    from probed.check import Result, Status
+    from probed.checks.tcp import TcpCheck
+    from probed.settings import Settings
+    from probed.state import CheckState
+    from probed.testing import make_spec
+
+    spec = make_spec(TcpCheck, name="bench", address="127.0.0.1:80")
+    settings = Settings()
+    out = []
+    for runs in (1, 10, 100):
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        kept = settings.status_page.kept
+        states = [CheckState(spec, settings.history, kept) for _ in range(1000)]
+        for i in range(runs):
+            for state in states:
+                seconds = 0.0003 + i * 1e-7
+                state.record(
+                    Result(
+                        Status.OK,
+                        "",
+                        f"127.0.0.1:80: connected in {seconds * 1000:.1f}ms",
+                        phases={"connect": seconds},
+                        duration=seconds * 1.1,
+                        timestamp=1.7e9 + i * 60.0,
+                    )
+                )
+        size = (tracemalloc.get_traced_memory()[0] - before) / len(states)
+        tracemalloc.stop()
+        del states
+        out.append(f"{runs} run{'s' if runs > 1 else ''}: {size:.0f} B")
+    return "check state with its last result (defaults): " + ", ".join(out) + " per check"
+
+
 def embedded(args: argparse.Namespace) -> tuple[int, list[str]]:
     """RSS of ``probed run`` with no checks dir after its first runs; the optional drivers
     it imported."""
@@ -382,6 +420,7 @@ def main() -> None:
         raise SystemExit("--large must be more than --small")
     print(f"probed memory benchmark: python {sys.version.split()[0]}, pid {os.getpid()}")
     print(history_cost())
+    print(state_cost())
     with Procs() as procs:
         target = start_target(procs, args.target)
         for kind in args.types.split(","):

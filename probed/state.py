@@ -28,6 +28,7 @@ __all__ = [
     "DURATION_BUCKETS",
     "CheckState",
     "HistoryEntry",
+    "Numbers",
     "RecentRuns",
     "StateStore",
     "StateTable",
@@ -38,6 +39,8 @@ DURATION_BUCKETS: Final[tuple[float, ...]] = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
 """Upper bounds of the ``probed_check_duration_seconds`` histogram (plus ``+Inf``)."""
+
+_COUNTS: Final = 4 + len(DURATION_BUCKETS) + 1  # runs by status, then the duration buckets
 
 
 HistoryEntry = tuple[int, str, str, float, float]
@@ -147,11 +150,47 @@ class Transition:
     new: Status
 
 
+class Numbers(Mapping[str, float]):
+    """A read-only mapping of names to numbers, kept as two tuples: what a check's last
+    result keeps of its ``phases`` and ``values`` (see :meth:`CheckState.record`).
+
+    About half the memory of a dict of the same items (a one-item dict is 184 bytes; this is
+    a 48-byte object and a tuple of the values, the tuple of names being shared by every
+    mapping with the same names). Iterates in the dict's order and compares equal to it.
+    """
+
+    __slots__ = ("_names", "_numbers")
+
+    def __init__(self, items: Mapping[str, float]) -> None:
+        names = tuple(items)
+        self._names = _NAMES.setdefault(names, names) if len(_NAMES) < 1000 else names
+        self._numbers = tuple(items.values())
+
+    def __getitem__(self, name: str) -> float:
+        try:
+            return self._numbers[self._names.index(name)]
+        except ValueError:
+            raise KeyError(name) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __repr__(self) -> str:
+        return repr(dict(zip(self._names, self._numbers, strict=True)))
+
+
+_NAMES: dict[tuple[str, ...], tuple[str, ...]] = {}
+"""One tuple per set of names seen by :class:`Numbers` (phases and metrics: a few dozen)."""
+
+
 class CheckState:
     """Everything known about one check. Mutated only by :meth:`record` and :meth:`skipped`."""
 
     __slots__ = (
-        "bucket_counts",
+        "_counts",
         "changed_at",
         "duration_count",
         "duration_sum",
@@ -161,7 +200,6 @@ class CheckState:
         "last",
         "ok_streak",
         "runlog",
-        "runs",
         "skipped_runs",
         "spec",
         "state_changes",
@@ -180,9 +218,10 @@ class CheckState:
         self.ok_streak = 0
         self.fail_streak = 0
         self.history = RecentRuns(history)
-        self.runs = [0, 0, 0, 0]  # indexed by Status
+        # runs by Status, then (with duration_histogram) the non-cumulative duration buckets,
+        # the last +Inf: one list, not two (see runs and bucket_counts)
+        self._counts = [0] * (_COUNTS if spec.duration_histogram else 4)
         self.failures: dict[str, int] = _NO_FAILURES  # its own dict from the first failure
-        self.bucket_counts = [0] * (len(DURATION_BUCKETS) + 1)  # non-cumulative; last is +Inf
         self.duration_sum = 0.0
         self.duration_count = 0
         self.state_changes = 0
@@ -191,13 +230,43 @@ class CheckState:
         self.version = 0  # bumped on every change, so renderers can cache
 
     @property
+    def runs(self) -> list[int]:
+        """How many runs ended ok, warn, fail and unknown (indexed by :class:`Status`): a copy."""
+        return self._counts[:4]
+
+    @property
+    def bucket_counts(self) -> list[int]:
+        """Runs per ``DURATION_BUCKETS`` bucket, non-cumulative, the last ``+Inf``: a copy.
+        Counted only for a check with ``duration_histogram`` (the only readers); all zero
+        for one without."""
+        counts = self._counts
+        return counts[4:] if len(counts) > 4 else [0] * (_COUNTS - 4)
+
+    @property
     def started(self) -> bool:
         """True once the check has finished its first run."""
         return self.last is not None
 
     def record(self, result: Result) -> Transition | None:
-        """Fold one run's result into the state; return the transition, if any."""
-        self.last = result
+        """Fold one run's result into the state; return the transition, if any.
+
+        The result is kept as :attr:`last`; its ``phases`` and ``values`` dicts, if any, as
+        :class:`Numbers` (equal, half the memory: every check keeps its last result).
+        """
+        phases, values = result.phases, result.values
+        if (phases and type(phases) is dict) or (values and type(values) is dict):
+            self.last = Result(
+                result.status,
+                result.reason,
+                result.message,
+                Numbers(phases) if phases and type(phases) is dict else phases,
+                Numbers(values) if values and type(values) is dict else values,
+                result.samples,
+                result.duration,
+                result.timestamp,
+            )
+        else:
+            self.last = result
         # Messages of passing runs mostly differ only in timings: not worth ~100 bytes each.
         message = "" if result.status is Status.OK else result.message
         self.history.append(
@@ -205,14 +274,16 @@ class CheckState:
         )
         if self.runlog is not None:
             self.runlog.add(result.status, result.duration, result.timestamp)
-        self.runs[result.status] += 1
+        counts = self._counts
+        counts[result.status] += 1
         if not result.status.passed:
             failures = self.failures
             if failures is _NO_FAILURES:
                 failures = self.failures = {}
             failures[result.reason] = failures.get(result.reason, 0) + 1
         duration = result.duration
-        self.bucket_counts[bisect.bisect_left(DURATION_BUCKETS, duration)] += 1
+        if len(counts) > 4:
+            counts[4 + bisect.bisect_left(DURATION_BUCKETS, duration)] += 1
         self.duration_sum += duration
         self.duration_count += 1
         self.version += 1

@@ -5,12 +5,13 @@ phases and values."""
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 
 import pytest
 
 from probed import Result, Status
 from probed.check import NO_NUMBERS
-from probed.state import CheckState, RecentRuns
+from probed.state import CheckState, Numbers, RecentRuns
 from probed.testing import make_spec
 from tests.fakes import ScriptCheck
 
@@ -87,3 +88,34 @@ def test_a_result_without_phases_or_values_shares_one_read_only_empty_mapping() 
     s = _state()
     s.record(a)
     assert s.last is a and s.status is Status.OK
+
+
+def test_the_last_result_keeps_phases_and_values_as_equal_compact_mappings() -> None:
+    s = _state()
+    phases = {"resolve": 0.001, "connect": 0.002, "tls": 0.5}
+    result = Result.ok("fine", phases=phases, values={"probed_http_status_code": 200.0})
+    s.record(result)
+    last = s.last
+    assert last is not None and last == result and last.phases == phases
+    assert isinstance(last.phases, Numbers) and list(last.phases.items()) == list(phases.items())
+    assert last.phases["tls"] == 0.5 and last.phases.get("dns") is None and "connect" in last.phases
+    with pytest.raises(KeyError):
+        last.phases["dns"]
+    assert dict(last.values) == {"probed_http_status_code": 200.0}
+    other = _state()
+    other.record(Result.fail("timeout", "slow", phases=dict(phases)))
+    assert other.last is not None and other.last.phases._names is last.phases._names
+    single = {"connect": 0.1}
+    assert sys.getsizeof(Numbers(single)) + sys.getsizeof((0.1,)) < sys.getsizeof(single) / 1.5
+
+
+def test_runs_are_counted_with_and_without_the_duration_histogram() -> None:
+    spec = make_spec(ScriptCheck, name="c")
+    on = CheckState(spec)
+    off = CheckState(replace(spec, duration_histogram=False))
+    for s in (on, off):
+        s.record(Result.ok(duration=0.003))
+        s.record(Result.fail("timeout", "slow", duration=20.0))
+        assert s.runs == [1, 0, 1, 0] and s.duration_count == 2
+    assert on.bucket_counts == [1] + [0] * 10 + [1]
+    assert off.bucket_counts == [0] * 12  # not counted: nothing reads them without a histogram
