@@ -35,6 +35,7 @@ from probed.state import DURATION_BUCKETS, CheckState
 __all__ = [
     "CORE_FAMILIES",
     "OPTIONAL_FAMILIES",
+    "Assembly",
     "ExpositionOptions",
     "Family",
     "Renderer",
@@ -446,6 +447,74 @@ class Renderer:
         return text
 
 
+class Assembly:
+    """An exposition text built slice by slice: :meth:`add` the caches of some checks, then
+    :meth:`text` once.
+
+    Each :meth:`add` joins its checks' lines family by family at once, so what is kept
+    between slices is a few strings per family (not a line per check and family) and the
+    final :meth:`text` joins only those: a render of 50,000 checks can yield to the event loop
+    between slices instead of assembling 20 MB in one go.
+    """
+
+    __slots__ = ("_any", "_core", "_extra", "options", "types")
+
+    def __init__(self, types: TypeMetrics, options: ExpositionOptions | None = None) -> None:
+        self.types = types
+        self.options = options
+        self._any = False
+        self._core: list[list[str]] = [[] for _ in _ALL_FAMILIES]
+        self._extra: dict[str, list[str]] = {}
+
+    def add(self, caches: Sequence[_Cache]) -> None:
+        """Join the lines of ``caches`` (in this order, after those added before)."""
+        if not caches:
+            return
+        self._any = True
+        cores = [c.core for c in caches]
+        for index, parts in enumerate(self._core):
+            joined = "".join(map(itemgetter(index), cores))
+            if joined:
+                parts.append(joined)
+        grouped: dict[str, list[str]] = {}
+        for cache in caches:
+            for name, chunk in cache.extra.items():
+                bucket = grouped.get(name)
+                if bucket is None:
+                    grouped[name] = [chunk]
+                else:
+                    bucket.append(chunk)
+        extra = self._extra
+        for name, chunks in grouped.items():
+            extra.setdefault(name, []).append("".join(chunks))
+
+    def text(self, openmetrics: bool, tail: str = "") -> str:
+        """Every family added, each after its header, then ``tail``.
+
+        A family in ``options.drop``, an optional one no check has lines for, and the
+        histogram when no check has one have no header (with no checks at all, the core
+        families keep theirs, as they always did).
+        """
+        drop = self.options.drop if self.options is not None else frozenset()
+        out: list[str] = []
+        n_core = len(CORE_FAMILIES)
+        for index, family in enumerate(_ALL_FAMILIES):
+            parts = self._core[index]
+            if family.name in drop:
+                continue
+            if (index >= n_core or (index == _HISTOGRAM and self._any)) and not parts:
+                continue
+            out.append(family.header(openmetrics))
+            out.extend(parts)
+        for name, family in self.types.families.items():
+            chunks = self._extra.get(name)  # none for a dropped family
+            if chunks:
+                out.append(family.header(openmetrics))
+                out.extend(chunks)
+        out.append(tail)
+        return "".join(out)
+
+
 def assemble(
     caches: Sequence[_Cache],
     types: TypeMetrics,
@@ -453,40 +522,11 @@ def assemble(
     tail: str = "",
     options: ExpositionOptions | None = None,
 ) -> str:
-    """Join rendered caches family by family into one exposition text, then ``tail``.
-
-    A family in ``options.drop``, an optional one no check has lines for, and the histogram
-    when no check has one have no header (with no checks at all, the core families keep
-    theirs, as they always did).
-    """
-    drop = options.drop if options is not None else frozenset()
-    out: list[str] = []
-    cores = [c.core for c in caches]
-    n_core = len(CORE_FAMILIES)
-    for index, family in enumerate(_ALL_FAMILIES):
-        lines = list(map(itemgetter(index), cores))
-        if family.name in drop:
-            continue
-        if (index >= n_core or (index == _HISTOGRAM and cores)) and not any(lines):
-            continue
-        out.append(family.header(openmetrics))
-        out.extend(lines)
-    # One pass over the checks' type-specific chunks, grouped by family (not family x check).
-    grouped: dict[str, list[str]] = {}
-    for cache in caches:
-        for name, chunk in cache.extra.items():
-            bucket = grouped.get(name)
-            if bucket is None:
-                grouped[name] = [chunk]
-            else:
-                bucket.append(chunk)
-    for name, family in types.families.items():
-        chunks = grouped.get(name)  # none for a dropped family
-        if chunks:
-            out.append(family.header(openmetrics))
-            out.extend(chunks)
-    out.append(tail)
-    return "".join(out)
+    """Join rendered caches family by family into one exposition text, then ``tail``
+    (:class:`Assembly` in one slice)."""
+    assembly = Assembly(types, options)
+    assembly.add(caches)
+    return assembly.text(openmetrics, tail)
 
 
 def render_checks(

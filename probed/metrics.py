@@ -28,7 +28,7 @@ from prometheus_client.registry import Collector
 
 from probed import __version__
 from probed._gc import trim
-from probed.exposition import ExpositionOptions, Renderer, TypeMetrics, assemble
+from probed.exposition import Assembly, ExpositionOptions, Renderer, TypeMetrics
 from probed.shards import Shard
 from probed.state import StateStore
 
@@ -295,19 +295,21 @@ class Exporter:
         states = everyone = list(self.store)
         if shard is not None:
             states = [s for s in everyone if shard.owns(s.spec.name)]
-        caches = []
+        # Each slice is re-rendered where it changed and joined family by family at once;
+        # the last step joins a few strings per family (and encodes: the body of 50,000
+        # checks is over 20 MB, so copies count).
+        assembly = Assembly(renderer.types, renderer.options)
         for start in range(0, len(states), batch):
-            caches.extend(renderer.refresh(states[start : start + batch]))
+            assembly.add(renderer.refresh(states[start : start + batch]))
             if start + batch < len(states):
                 await asyncio.sleep(0)
         renderer.forget_others(everyone)  # with a shard: once every shard was scraped
-        # One join and one encode: the body of 10,000 checks is over 20 MB, so copies count.
         if shard is None or shard.daemon_series:
             tail = _daemon_text(self.instruments, openmetrics).decode()
         else:  # the daemon series are on shard 0; OpenMetrics still ends every body with EOF
             tail = "# EOF\n" if openmetrics else ""
-        body = assemble(caches, renderer.types, openmetrics, tail, renderer.options).encode()
-        del caches
+        body = assembly.text(openmetrics, tail).encode()
+        del assembly
         if gap is not None:  # lines that change between every two scrapes are not worth keeping
             renderer.release(states, gap)
         self.instruments.render_seconds.set(time.perf_counter() - started)

@@ -145,6 +145,31 @@ async def test_sliced_async_render_equals_the_one_shot_render() -> None:
     assert sliced.decode().count("probed_script_value{") == 7
 
 
+def test_an_assembly_in_slices_of_any_size_equals_the_text_assembled_at_once() -> None:
+    from probed.exposition import Assembly, ExpositionOptions
+
+    states = [state(f"c{i}") for i in range(7)]
+    for i, s in enumerate(states):
+        if i % 2:
+            s.record(Result.fail("timeout", "too slow", timestamp=1.0))
+        else:
+            samples = (Sample("probed_script_labelled", 2.0, ("x",)),) if i % 3 == 0 else ()
+            s.record(Result.ok(values={"probed_script_value": float(i)}, samples=samples))
+    for options in (ExpositionOptions(), ExpositionOptions(zero_counters=False)):
+        renderer = Renderer(TYPES, options)
+        caches = renderer.refresh(states)
+        whole = Assembly(TYPES, options)
+        whole.add(caches)
+        expected = whole.text(False, "# tail\n")
+        assert 'reason="timeout"' in expected and "probed_script_labelled{" in expected
+        for size in (1, 2, 3, 7):
+            sliced = Assembly(TYPES, options)
+            for start in range(0, len(caches), size):
+                sliced.add(caches[start : start + size])
+            assert sliced.text(False, "# tail\n") == expected
+    assert Assembly(TYPES).text(True, "# EOF\n") == render_checks([], TYPES, True) + "# EOF\n"
+
+
 def test_gc_settle_freezes_and_raises_thresholds_in_its_own_process() -> None:
     import subprocess
     import sys
