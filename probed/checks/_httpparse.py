@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from time import perf_counter
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import httptools
 
@@ -83,8 +83,33 @@ def _describe_parse_error(exc: Exception, data: bytes) -> str:
     return f"not an HTTP response ({exc}); it starts with {sample!r}"
 
 
+class _Parsed:
+    """What the client asks of a parser once the response is settled: its status and version.
+
+    httptools' parser holds the protocol's bound callbacks and the protocol holds the parser: a
+    reference cycle per probe, left to the garbage collector. Swapping the parser for this
+    snapshot when ``done`` resolves lets reference counting free both at once.
+    """
+
+    __slots__ = ("status", "version")
+
+    def __init__(self, parser: Any) -> None:
+        self.status: int = parser.get_status_code()
+        self.version = parser_version(parser)
+
+    def get_status_code(self) -> int:
+        return self.status
+
+    def get_http_version(self) -> str:
+        return self.version
+
+
 class ResponseProtocol(asyncio.Protocol):
-    """Parses one response with httptools; resolves ``done`` at the end or on failure."""
+    """Parses one response with httptools; resolves ``done`` at the end or on failure.
+
+    Once ``done`` is resolved, ``parser`` only answers ``get_status_code()`` and
+    ``get_http_version()`` (the parser itself is released).
+    """
 
     def __init__(
         self,
@@ -94,7 +119,8 @@ class ResponseProtocol(asyncio.Protocol):
         max_head: int = DEFAULT_MAX_HEAD,
     ) -> None:
         self.done: asyncio.Future[None] = loop.create_future()
-        self.parser = httptools.HttpResponseParser(self)
+        # httptools' parser until ``done`` resolves, then a _Parsed snapshot of it
+        self.parser: httptools.HttpResponseParser | _Parsed = httptools.HttpResponseParser(self)
         self.max_body = max_body
         self.max_head = max_head
         self.head_only = head_only
@@ -121,8 +147,10 @@ class ResponseProtocol(asyncio.Protocol):
         if not self.received:
             self.first_byte = perf_counter()
         self.received += len(data)
+        parser = self.parser
+        assert isinstance(parser, httptools.HttpResponseParser)  # done is not resolved yet
         try:
-            self.parser.feed_data(data)
+            parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._finish()
         except httptools.HttpParserError as exc:
@@ -254,10 +282,12 @@ class ResponseProtocol(asyncio.Protocol):
     # -- helpers
     def _finish(self) -> None:
         if not self.done.done():
+            self.parser = _Parsed(self.parser)
             self.done.set_result(None)
 
     def _fail(self, exc: BaseException) -> None:
         if not self.done.done():
+            self.parser = _Parsed(self.parser)
             self.done.set_exception(exc)
 
 
