@@ -566,6 +566,10 @@ def timed_run(self):
     if not started:
         started.append(asyncio.get_running_loop().create_task(probe()))
 events.Handle._run = timed_run
+if os.environ.get("PROBED_BENCH_GC_SETTLE"):
+    import probed._gc
+    young, old = (int(n) for n in os.environ["PROBED_BENCH_GC_SETTLE"].split(","))
+    probed._gc.YOUNG_THRESHOLD, probed._gc.OLD_THRESHOLD = young, old
 sys.argv = ["probed", *sys.argv[1:]]
 runpy.run_module("probed", run_name="__main__", alter_sys=True)
 """
@@ -660,6 +664,8 @@ def run_load(args: argparse.Namespace) -> LoadFigures:
             env = {"PROBED_BENCH_STALL_LOG": str(stall_log), "PROBED_BENCH_STALL_MS": "20"}
             if gc_log is not None:
                 env["PROBED_BENCH_GC_LOG"] = str(gc_log)
+            if args.gc_settle:
+                env["PROBED_BENCH_GC_SETTLE"] = args.gc_settle
             wrapper = (STALL_WRAPPER, env)
         daemon = start_daemon(
             procs,
@@ -981,6 +987,11 @@ def parser() -> argparse.ArgumentParser:
         "--stalls",
         action="store_true",
         help="log event-loop callbacks and wake-ups over 20 ms in the daemon, with their cause",
+    )
+    p.add_argument(
+        "--gc-settle",
+        metavar="YOUNG,OLD",
+        help="experiment (with --stalls): the thresholds probed._gc sets once checks are loaded",
     )
     p.add_argument(
         "--keep-logs",

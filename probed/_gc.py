@@ -3,7 +3,15 @@
 With 10,000 checks CPython's default thresholds run full collections every few seconds, each
 traversing every check's state (hundreds of thousands of objects, up to half a second with the
 event loop blocked). Long-lived configuration objects are moved out of the collector's sight
-with :func:`gc.freeze` once they exist, and young collections run less often.
+with :func:`gc.freeze` once they exist, and full collections are made rare.
+
+Young collections stay small: each probe leaves short-lived reference cycles behind (a
+connection's transport and protocol, futures and their callbacks), so a young collection
+mostly frees garbage, and its pause grows with the young threshold: about 4 microseconds per
+object, 170 ms at a threshold of 50,000 (measured at 50,000 HTTP checks a minute). At
+:data:`YOUNG_THRESHOLD` a pause stays within a few milliseconds; :data:`OLD_THRESHOLD` keeps
+the number of allocations between two full collections what it was with large young
+collections.
 """
 
 from __future__ import annotations
@@ -19,12 +27,12 @@ __all__ = ["compact", "return_large_buffers", "settle", "trim"]
 T = TypeVar("T")
 log = logging.getLogger("probed")
 
-YOUNG_THRESHOLD: Final = 50_000
-OLD_THRESHOLD: Final = 100
+YOUNG_THRESHOLD: Final = 2_000
+OLD_THRESHOLD: Final = 2_500
 
 
 def settle() -> None:
-    """Collect once, freeze what survives, and raise the collection thresholds.
+    """Collect once, freeze what survives, and set the collection thresholds.
 
     Called after a configuration is applied: everything alive then (imports, specs, check
     instances, states) lives until the next reload. Frozen objects are still freed by reference
