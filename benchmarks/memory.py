@@ -93,6 +93,45 @@ def dump(signum, frame):
         json.dump({"modules": sorted(sys.modules)}, f)
     os.replace(f"{out}.tmp", f"{out}.json")
 signal.signal(signal.SIGUSR2, dump)
+def alloc(signum, frame):
+    import ctypes, gc
+    r, w = os.pipe()
+    saved = os.dup(2)
+    os.dup2(w, 2)
+    os.close(w)
+    try:
+        sys._debugmallocstats()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    with os.fdopen(r, "rb") as f:
+        text = f.read().decode()
+    def num(label):
+        for line in text.splitlines():
+            if line.startswith(label):
+                return int(line.rpartition("=")[2].strip().replace(",", ""))
+        return 0
+    def product(marker):
+        for line in text.splitlines():
+            if marker in line:
+                words = line.split()
+                return int(words[0]) * int(words[words.index("*") + 1])
+        return 0
+    stats = {
+        "arenas": product(" bytes/arena"),
+        "in_blocks": num("# bytes in allocated blocks"),
+        "free_blocks": num("# bytes in available blocks"),
+        "free_pools": product(" unused pools "),
+    }
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            stats["rss_trimmed"] = int(line.split()[1]) * 1024
+    with open(f"{out}.alloc.tmp", "w") as f:
+        json.dump(stats, f)
+    os.replace(f"{out}.alloc.tmp", f"{out}.alloc.json")
+signal.signal(signal.SIGUSR1, alloc)
 sys.argv = ["probed", *sys.argv[1:]]
 runpy.run_module("probed", run_name="__main__", alter_sys=True)
 """
@@ -152,6 +191,7 @@ class Reading:
     traces: list[tracemalloc.Snapshot] = field(default_factory=list)
     types: list[dict[str, tuple[int, int]]] = field(default_factory=list)
     modules: list[str] = field(default_factory=list)
+    alloc: dict[str, int] = field(default_factory=dict)
 
 
 def _start(
@@ -210,6 +250,10 @@ def measure(
         pid, port = _start(procs, checks_dir, wrapper, trace, args.start_timeout)
         time.sleep(args.settle)
         reading = Reading(checks, rss_bytes(pid), 0)
+        if args.malloc_stats and not traced:
+            os.kill(pid, signal.SIGUSR1)
+            wait_for(Path(f"{trace}.alloc.json").exists, 60, "allocator stats from the daemon")
+            reading.alloc = json.loads(Path(f"{trace}.alloc.json").read_text())
         if traced:
             _dump(pid, Path(f"{trace}.1.json"))
             _wait_snapshot(trace, 1)
@@ -361,6 +405,21 @@ def run_type(args: argparse.Namespace, target: Target, kind: str) -> None:
             f"({small.rss_idle / MB:.1f} -> {large.rss_idle / MB:.1f} MB idle, "
             f"{small.rss_scraped / MB:.1f} -> {large.rss_scraped / MB:.1f} MB scraped)"
         )
+        if args.malloc_stats:
+            a, b = small.alloc, large.alloc
+            print(
+                "  idle, allocators (per check): "
+                + ", ".join(
+                    f"{label} {(b[key] - a[key]) / n:.0f} B"
+                    for key, label in (
+                        ("rss_trimmed", "RSS after malloc_trim"),
+                        ("arenas", "obmalloc arenas"),
+                        ("in_blocks", "in use"),
+                        ("free_blocks", "free blocks"),
+                        ("free_pools", "free pools"),
+                    )
+                )
+            )
     if args.trace:
         small = measure(args, target, kind, args.small, traced=True)
         large = measure(args, target, kind, args.large, traced=True)
@@ -411,6 +470,12 @@ def main() -> None:
         action="store_true",
         help="no two checks have equal options (each http URL its own query), as when each "
         "probes its own target; by default all probe the same one",
+    )
+    p.add_argument(
+        "--malloc-stats",
+        action="store_true",
+        help="also read the idle daemons' allocators: CPython's arenas (in use, free blocks, "
+        "free pools) and the RSS after malloc_trim (the scraped figures are then after it)",
     )
     p.add_argument("--no-rss", dest="rss", action="store_false", help="skip the RSS slope")
     p.add_argument("--no-trace", dest="trace", action="store_false", help="skip tracemalloc")
