@@ -300,6 +300,8 @@ class Missed:
 
     checks: int = 0
     due: int = 0
+    due_in_window: int = 0
+    counted: int = 0
     missed_checks: int = 0
     missed_runs: int = 0
     extra_checks: int = 0
@@ -503,6 +505,8 @@ def missed_runs(
         got = second.by_check[name] - first.by_check[name]
         out.checks += 1
         out.due += sure
+        out.due_in_window += slots(first.wall, second.wall)
+        out.counted += got
         if got < sure:
             out.missed_checks += 1
             out.missed_runs += sure - got
@@ -817,6 +821,12 @@ def print_load(fig: LoadFigures) -> None:
         f"queued for a slot {fig.queued[0]:.0f} -> {fig.queued[1]:.0f} (window start -> end)"
     )
     m = fig.missed
+    if m.due_in_window:
+        print(
+            f"on phase: {m.counted} runs counted of {m.due_in_window} due on the phases of the "
+            f"{m.checks} checks no reload changed ({100 * m.counted / m.due_in_window:.2f} %; "
+            "runs due near an edge may be counted on either side)"
+        )
     print(
         f"missed runs: {m.missed_runs} of {m.due} runs due more than {fig.margin:g} s inside the "
         f"window ({m.missed_checks} of {m.checks} checks no reload changed"
