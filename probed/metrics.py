@@ -47,6 +47,8 @@ CONTENT_TYPE_TEXT: Final = "text/plain; version=0.0.4; charset=utf-8"
 CONTENT_TYPE_OPENMETRICS: Final = om_exposition.CONTENT_TYPE_LATEST
 
 RENDER_BATCH: Final = 500
+RELEASE_BATCH: Final = 5000
+"""Checks looked at between two turns of the event loop when releasing their kept lines."""
 LAG_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -311,7 +313,10 @@ class Exporter:
         body = assembly.text(openmetrics, tail).encode()
         del assembly
         if gap is not None:  # lines that change between every two scrapes are not worth keeping
-            renderer.release(states, gap)
+            for start in range(0, len(states), RELEASE_BATCH):
+                renderer.release(states[start : start + RELEASE_BATCH], gap)
+                if start + RELEASE_BATCH < len(states):
+                    await asyncio.sleep(0)
         self.instruments.render_seconds.set(time.perf_counter() - started)
         if self._trim_from is not None and len(states) >= self._trim_from:
             self._trim_soon()

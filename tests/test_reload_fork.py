@@ -160,3 +160,33 @@ def test_a_large_configuration_with_errors_survives_compaction(tmp_path: Path) -
     packed = compact(lambda: loaded, lambda _: True)
     assert packed is not loaded and packed.errors == loaded.errors
     assert [e.line for e in packed.errors] == [e.line for e in loaded.errors]
+
+
+async def test_a_reload_applied_in_slices_adds_changes_and_removes_like_one_applied_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import probed.reload
+
+    monkeypatch.setattr(probed.reload, "APPLY_SLICE", 2)
+    path = tmp_path / "few.yaml"
+    _checks_file(path, 9)
+    async with running_daemon(tmp_path, builtins=(), plugins_dirs=[PLUGINS]) as r:
+        before = dict(r.daemon.jobs)
+        text = path.read_text().replace("c00008", "c00100")  # one removed, one added
+        path.write_text(
+            text.replace(
+                "{name: c00003, type: outcome, message: same}",
+                "{name: c00003, type: outcome, message: new}",
+            )
+        )
+        status, body = await r.post("/-/reload")
+        assert status == 200, body
+        jobs = r.daemon.jobs
+        assert list(jobs) == [f"c{i:05d}" for i in range(8)] + ["c00100"]
+        assert [n for n in jobs if n in before and jobs[n] is before[n]] == [
+            f"c{i:05d}" for i in range(8) if i != 3
+        ]
+        assert jobs["c00003"].spec.options.message == "new"  # type: ignore[attr-defined]
+        assert before["c00008"].removed and before["c00003"].removed
+        assert {state.spec.name for state in r.daemon.store} == set(jobs)
+        await r.runs("c00100", 1)
