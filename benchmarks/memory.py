@@ -93,8 +93,7 @@ def dump(signum, frame):
         json.dump({"modules": sorted(sys.modules)}, f)
     os.replace(f"{out}.tmp", f"{out}.json")
 signal.signal(signal.SIGUSR2, dump)
-def alloc(signum, frame):
-    import ctypes, gc
+def mallocstats():
     r, w = os.pipe()
     saved = os.dup(2)
     os.dup2(w, 2)
@@ -105,25 +104,29 @@ def alloc(signum, frame):
         os.dup2(saved, 2)
         os.close(saved)
     with os.fdopen(r, "rb") as f:
-        text = f.read().decode()
+        lines = f.read().decode().splitlines()
     def num(label):
-        for line in text.splitlines():
+        for line in lines:
             if line.startswith(label):
                 return int(line.rpartition("=")[2].strip().replace(",", ""))
         return 0
     def product(marker):
-        for line in text.splitlines():
+        for line in lines:
             if marker in line:
                 words = line.split()
                 return int(words[0]) * int(words[words.index("*") + 1])
         return 0
-    stats = {
+    return {
         "arenas": product(" bytes/arena"),
         "in_blocks": num("# bytes in allocated blocks"),
         "free_blocks": num("# bytes in available blocks"),
         "free_pools": product(" unused pools "),
     }
+def alloc(signum, frame):
+    import ctypes, gc
+    stats = mallocstats()
     gc.collect()
+    stats["garbage"] = stats["in_blocks"] - mallocstats()["in_blocks"]
     ctypes.CDLL("libc.so.6").malloc_trim(0)
     for line in open("/proc/self/status"):
         if line.startswith("VmRSS:"):
@@ -412,9 +415,10 @@ def run_type(args: argparse.Namespace, target: Target, kind: str) -> None:
                 + ", ".join(
                     f"{label} {(b[key] - a[key]) / n:.0f} B"
                     for key, label in (
-                        ("rss_trimmed", "RSS after malloc_trim"),
+                        ("rss_trimmed", "RSS after gc and malloc_trim"),
                         ("arenas", "obmalloc arenas"),
                         ("in_blocks", "in use"),
+                        ("garbage", "of it cyclic garbage"),
                         ("free_blocks", "free blocks"),
                         ("free_pools", "free pools"),
                     )
@@ -474,8 +478,9 @@ def main() -> None:
     p.add_argument(
         "--malloc-stats",
         action="store_true",
-        help="also read the idle daemons' allocators: CPython's arenas (in use, free blocks, "
-        "free pools) and the RSS after malloc_trim (the scraped figures are then after it)",
+        help="also read the idle daemons' allocators: CPython's arenas (in use, of it "
+        "garbage a collection frees, free blocks, free pools) and the RSS after a collection "
+        "and malloc_trim (the scraped figures are then read after those)",
     )
     p.add_argument("--no-rss", dest="rss", action="store_false", help="skip the RSS slope")
     p.add_argument("--no-trace", dest="trace", action="store_false", help="skip tracemalloc")
