@@ -7,7 +7,9 @@ whole reload. A forked child has its own interpreter: it loads (it inherits the 
 configuration, so unchanged files are not parsed again) and sends the result back pickled
 *against the running configuration*: a file result or check spec equal to the running one
 travels as a reference to it, so the parent unpickles only what changed (a few kilobytes for
-a one-check change) and gets the running objects back for everything else.
+a one-check change) and gets the running objects back for everything else. The first load
+goes the same way (against nothing): the parse trees and validation garbage never exist in the
+daemon, which only unpickles the result, densely packed.
 
 Only for a process the daemon owns (``probed run``): forking needs POSIX, and the child must
 not run an embedding application's code. When a child cannot be used (no ``os.fork``, the

@@ -110,7 +110,7 @@ class Daemon:
             notifier=self.notifier,
             applied=self.results.hooks_changed,
             tune_gc=tune_gc,
-            fork_reloads=tune_gc,
+            fork_loads=tune_gc,
         )
         self._stop = asyncio.Event()
         self._serving = False

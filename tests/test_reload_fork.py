@@ -119,7 +119,7 @@ async def test_a_reload_of_2000_checks_where_one_changed_keeps_every_other_check
     _checks_file(path, count)
     async with running_daemon(tmp_path, builtins=(), plugins_dirs=[PLUGINS]) as r:
         config = r.daemon.config
-        config.fork_reloads = True  # what `probed run` sets
+        config.fork_loads = True  # what `probed run` sets
         names = [f"c{i:05d}" for i in range(count)]
         await wait_for(
             lambda: all(sum(r.state(n).runs) >= 1 for n in names), 30, "every check ran once"
@@ -190,3 +190,26 @@ async def test_a_reload_applied_in_slices_adds_changes_and_removes_like_one_appl
         assert before["c00008"].removed and before["c00003"].removed
         assert {state.spec.name for state in r.daemon.store} == set(jobs)
         await r.runs("c00100", 1)
+
+
+def test_probed_run_loads_and_reloads_its_checks_in_a_child_process(tmp_path: Path) -> None:
+    import json
+    import signal
+
+    from tests.servers._util import wait_until
+    from tests.test_cli import Daemon
+
+    checks = tmp_path / "checks.d"
+    write(checks / "a.yaml", "checks:\n  - {name: t1, type: tcp, address: '127.0.0.1:1'}\n")
+    env = {"PROBED_LOG_FORMAT": "json", "PROBED_LOG_LEVEL": "DEBUG"}
+    daemon = Daemon("run", "--checks-dir", str(checks), cwd=tmp_path, env=env)
+    try:
+        write(checks / "b.yaml", "checks:\n  - {name: t2, type: tcp, address: '127.0.0.1:1'}\n")
+        daemon.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: '"t2"' in daemon.get("/api/v1/checks")[1], 20, "reload via SIGHUP")
+    finally:
+        code, err = daemon.stop()
+    assert code == 0, err
+    events = [json.loads(line).get("event") for line in err.splitlines() if line.startswith("{")]
+    assert events.count("reload_child") == 2, err  # the first load and the reload
+    assert "reload_child_failed" not in events
