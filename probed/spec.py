@@ -3,8 +3,8 @@ was defined) and :class:`CheckOptions`, the base of every check type's options m
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict
 
@@ -13,10 +13,43 @@ from probed.common import CommonKeys
 __all__ = ["CheckOptions", "CheckSpec"]
 
 
+_NUMBERS: dict[tuple[type, object], object] = {}
+_NUMBERS_MAX: Final = 4096
+
+
+def _interned(value: Any) -> Any:
+    """One shared object per equal float or int (``bool`` and CPython's cached small ints
+    aside) among unpickled specs: pickle copies numbers (it shares only what it memoizes), so
+    the configuration's compaction (:func:`probed._gc.compact`) would give 10,000 checks
+    10,000 copies of ``3600.0``. Floats are keyed by their bits (``0.0`` is not ``-0.0``); at
+    most :data:`_NUMBERS_MAX` values are kept, later ones are left as they are."""
+    kind = type(value)
+    if kind is float:
+        key: tuple[type, object] = (kind, value.hex())
+    elif kind is int and not -5 <= value <= 256:
+        key = (kind, value)
+    else:
+        return value
+    shared = _NUMBERS.get(key)
+    if shared is not None:
+        return shared
+    if len(_NUMBERS) < _NUMBERS_MAX:
+        _NUMBERS[key] = value
+    return value
+
+
 class CheckOptions(BaseModel):
     """Base for a check type's options model: frozen, and unknown keys are errors."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        """Unpickle (pydantic's), with equal numbers shared (see :func:`_interned`)."""
+        super().__setstate__(state)
+        values = self.__dict__
+        for key, value in values.items():
+            if type(value) is float or type(value) is int:
+                values[key] = _interned(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +65,12 @@ class CheckSpec(CommonKeys):
     options: CheckOptions = field(kw_only=True)
     source: str = field(default="", compare=False)
     line: int = field(default=0, compare=False)
+
+    def __setstate__(self, state: list[Any]) -> None:
+        """Unpickle (as the dataclass would), with equal numbers shared (an interval, a
+        timeout: see :func:`_interned`)."""
+        for f, value in zip(fields(self), state, strict=True):
+            object.__setattr__(self, f.name, _interned(value))
 
     @property
     def where(self) -> str:

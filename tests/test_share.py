@@ -91,3 +91,24 @@ def test_negative_zero_and_true_are_not_merged_with_zero_and_one() -> None:
     assert str(specs[1].value) == "-0.0"
     assert specs[3].value is True and type(specs[2].value) is int
     assert specs[4].value is specs[5].value
+
+
+def test_unpickled_specs_share_equal_numbers_as_the_compaction_leaves_them(
+    tmp_path: Path,
+) -> None:
+    # pickle copies floats and ints: the specs' own __setstate__ shares them again
+    specs = _specs(tmp_path, ["http://127.0.0.1:1/a", "http://127.0.0.1:1/b"])
+    share_equal(specs)
+    a, b = pickle.loads(pickle.dumps(specs))
+    assert [a, b] == specs and a.options is not b.options
+    assert a.interval is b.interval == 3600.0 and a.timeout is b.timeout
+    assert a.options.max_body_size is b.options.max_body_size == 10 * 1024 * 1024
+
+
+def test_number_sharing_keeps_negative_zero_and_booleans_apart() -> None:
+    from probed.spec import _interned
+
+    zero, minus_zero = _interned(float("0.0")), _interned(float("-0.0"))
+    assert str(zero) == "0.0" and str(minus_zero) == "-0.0"
+    assert _interned(True) is True and type(_interned(1000)) is int
+    assert _interned(float("1e300")) is _interned(float("1e300"))
