@@ -104,3 +104,20 @@ def test_a_snapshot_holds_the_kept_runs_oldest_first_as_raw_arrays() -> None:
     assert list(statuses) == [3, 2, 4]  # Status + 1
     assert list(array("f", durations)) == [1.5, 2.5, 3.5]
     assert list(array("I", times)) == [20, 30, 40]
+
+
+def test_a_wrapped_run_log_snapshots_and_restores_its_runs_oldest_first() -> None:
+    from array import array
+
+    log = RunLog(3)
+    log.extend((i % 4, 0.5 * i, 1_700_000_000 + i) for i in range(7))
+    statuses, durations, times = log.snapshot()
+    assert list(statuses) == [s + 1 for s, _, _ in log]
+    assert list(array("f", durations)) == [d for _, d, _ in log]
+    kept = [1_700_000_004, 1_700_000_005, 1_700_000_006]
+    assert list(array("I", times)) == [t for _, _, t in log] == kept
+    again = RunLog(2)
+    again.restore(bytes(s - 1 for s in statuses), array("f", durations), array("I", times))
+    assert list(again) == list(log)[1:]
+    again.add(Status.FAIL, 1.0, 1_700_000_100)
+    assert list(again)[-1] == (Status.FAIL, 1.0, 1_700_000_100) and len(again) == 2
