@@ -21,8 +21,8 @@ def _interned(value: Any) -> Any:
     """One shared object per equal float or int (``bool`` and CPython's cached small ints
     aside) among unpickled specs: pickle copies numbers (it shares only what it memoizes), so
     the configuration's compaction (:func:`probed._gc.compact`) would give 10,000 checks
-    10,000 copies of ``3600.0``. Floats are keyed by their bits (``0.0`` is not ``-0.0``); at
-    most :data:`_NUMBERS_MAX` values are kept, later ones are left as they are."""
+    10,000 copies of ``3600.0``. Floats are keyed by their bits (``0.0`` is not ``-0.0``); the
+    table keeps at most :data:`_NUMBERS_MAX` values (then starts again)."""
     kind = type(value)
     if kind is float:
         key: tuple[type, object] = (kind, value.hex())
@@ -33,8 +33,9 @@ def _interned(value: Any) -> Any:
     shared = _NUMBERS.get(key)
     if shared is not None:
         return shared
-    if len(_NUMBERS) < _NUMBERS_MAX:
-        _NUMBERS[key] = value
+    if len(_NUMBERS) >= _NUMBERS_MAX:  # bounded: start again (what was shared stays shared)
+        _NUMBERS.clear()
+    _NUMBERS[key] = value
     return value
 
 
@@ -67,10 +68,10 @@ class CheckSpec(CommonKeys):
     line: int = field(default=0, compare=False)
 
     def __setstate__(self, state: list[Any]) -> None:
-        """Unpickle (as the dataclass would), with equal numbers shared (an interval, a
-        timeout: see :func:`_interned`)."""
+        """Unpickle (as the dataclass would), with equal numbers of the compared fields
+        shared (an interval, a timeout: see :func:`_interned`; not ``line``, unique)."""
         for f, value in zip(fields(self), state, strict=True):
-            object.__setattr__(self, f.name, _interned(value))
+            object.__setattr__(self, f.name, _interned(value) if f.compare else value)
 
     @property
     def where(self) -> str:
