@@ -24,9 +24,9 @@ import math
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
-from operator import itemgetter
 from typing import Final, Literal
 
+from probed._assembly import Assembly
 from probed.check import MetricDef, Status
 from probed.logs import current_redactor
 from probed.spec import CheckSpec
@@ -35,13 +35,13 @@ from probed.state import DURATION_BUCKETS, CheckState
 __all__ = [
     "CORE_FAMILIES",
     "OPTIONAL_FAMILIES",
-    "Assembly",
     "ExpositionOptions",
     "Family",
     "Renderer",
     "TypeMetrics",
     "escape_label",
     "format_value",
+    "new_assembly",
     "render_checks",
 ]
 
@@ -447,72 +447,10 @@ class Renderer:
         return text
 
 
-class Assembly:
-    """An exposition text built slice by slice: :meth:`add` the caches of some checks, then
-    :meth:`text` once.
-
-    Each :meth:`add` joins its checks' lines family by family at once, so what is kept
-    between slices is a few strings per family (not a line per check and family) and the
-    final :meth:`text` joins only those: a render of 50,000 checks can yield to the event loop
-    between slices instead of assembling 20 MB in one go.
-    """
-
-    __slots__ = ("_any", "_core", "_extra", "options", "types")
-
-    def __init__(self, types: TypeMetrics, options: ExpositionOptions | None = None) -> None:
-        self.types = types
-        self.options = options
-        self._any = False
-        self._core: list[list[str]] = [[] for _ in _ALL_FAMILIES]
-        self._extra: dict[str, list[str]] = {}
-
-    def add(self, caches: Sequence[_Cache]) -> None:
-        """Join the lines of ``caches`` (in this order, after those added before)."""
-        if not caches:
-            return
-        self._any = True
-        cores = [c.core for c in caches]
-        for index, parts in enumerate(self._core):
-            joined = "".join(map(itemgetter(index), cores))
-            if joined:
-                parts.append(joined)
-        grouped: dict[str, list[str]] = {}
-        for cache in caches:
-            for name, chunk in cache.extra.items():
-                bucket = grouped.get(name)
-                if bucket is None:
-                    grouped[name] = [chunk]
-                else:
-                    bucket.append(chunk)
-        extra = self._extra
-        for name, chunks in grouped.items():
-            extra.setdefault(name, []).append("".join(chunks))
-
-    def text(self, openmetrics: bool, tail: str = "") -> str:
-        """Every family added, each after its header, then ``tail``.
-
-        A family in ``options.drop``, an optional one no check has lines for, and the
-        histogram when no check has one have no header (with no checks at all, the core
-        families keep theirs, as they always did).
-        """
-        drop = self.options.drop if self.options is not None else frozenset()
-        out: list[str] = []
-        n_core = len(CORE_FAMILIES)
-        for index, family in enumerate(_ALL_FAMILIES):
-            parts = self._core[index]
-            if family.name in drop:
-                continue
-            if (index >= n_core or (index == _HISTOGRAM and self._any)) and not parts:
-                continue
-            out.append(family.header(openmetrics))
-            out.extend(parts)
-        for name, family in self.types.families.items():
-            chunks = self._extra.get(name)  # none for a dropped family
-            if chunks:
-                out.append(family.header(openmetrics))
-                out.extend(chunks)
-        out.append(tail)
-        return "".join(out)
+def new_assembly(types: TypeMetrics, options: ExpositionOptions | None = None) -> Assembly:
+    """An empty :class:`~probed._assembly.Assembly` of these families (see :func:`assemble`)."""
+    drop = options.drop if options is not None else frozenset()
+    return Assembly(_ALL_FAMILIES, len(CORE_FAMILIES), _HISTOGRAM, types.families, drop)
 
 
 def assemble(
@@ -522,9 +460,13 @@ def assemble(
     tail: str = "",
     options: ExpositionOptions | None = None,
 ) -> str:
-    """Join rendered caches family by family into one exposition text, then ``tail``
-    (:class:`Assembly` in one slice)."""
-    assembly = Assembly(types, options)
+    """Join rendered caches family by family into one exposition text, then ``tail``.
+
+    A family in ``options.drop``, an optional one no check has lines for, and the histogram
+    when no check has one have no header (with no checks at all, the core families keep
+    theirs, as they always did). :func:`new_assembly` does the same slice by slice.
+    """
+    assembly = new_assembly(types, options)
     assembly.add(caches)
     return assembly.text(openmetrics, tail)
 

@@ -28,7 +28,7 @@ from prometheus_client.registry import Collector
 
 from probed import __version__
 from probed._gc import trim
-from probed.exposition import Assembly, ExpositionOptions, Renderer, TypeMetrics
+from probed.exposition import ExpositionOptions, Renderer, TypeMetrics, new_assembly
 from probed.shards import Shard
 from probed.state import StateStore
 
@@ -300,7 +300,7 @@ class Exporter:
         # Each slice is re-rendered where it changed and joined family by family at once;
         # the last step joins a few strings per family (and encodes: the body of 50,000
         # checks is over 20 MB, so copies count).
-        assembly = Assembly(renderer.types, renderer.options)
+        assembly = new_assembly(renderer.types, renderer.options)
         for start in range(0, len(states), batch):
             assembly.add(renderer.refresh(states[start : start + batch]))
             if start + batch < len(states):

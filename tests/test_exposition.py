@@ -146,7 +146,7 @@ async def test_sliced_async_render_equals_the_one_shot_render() -> None:
 
 
 def test_an_assembly_in_slices_of_any_size_equals_the_text_assembled_at_once() -> None:
-    from probed.exposition import Assembly, ExpositionOptions
+    from probed.exposition import ExpositionOptions, new_assembly
 
     states = [state(f"c{i}") for i in range(7)]
     for i, s in enumerate(states):
@@ -158,16 +158,16 @@ def test_an_assembly_in_slices_of_any_size_equals_the_text_assembled_at_once() -
     for options in (ExpositionOptions(), ExpositionOptions(zero_counters=False)):
         renderer = Renderer(TYPES, options)
         caches = renderer.refresh(states)
-        whole = Assembly(TYPES, options)
+        whole = new_assembly(TYPES, options)
         whole.add(caches)
         expected = whole.text(False, "# tail\n")
         assert 'reason="timeout"' in expected and "probed_script_labelled{" in expected
         for size in (1, 2, 3, 7):
-            sliced = Assembly(TYPES, options)
+            sliced = new_assembly(TYPES, options)
             for start in range(0, len(caches), size):
                 sliced.add(caches[start : start + size])
             assert sliced.text(False, "# tail\n") == expected
-    assert Assembly(TYPES).text(True, "# EOF\n") == render_checks([], TYPES, True) + "# EOF\n"
+    assert new_assembly(TYPES).text(True, "# EOF\n") == render_checks([], TYPES, True) + "# EOF\n"
 
 
 def test_gc_settle_freezes_and_raises_thresholds_in_its_own_process() -> None:
