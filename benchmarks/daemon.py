@@ -156,6 +156,7 @@ def start_daemon(
     log_level: str = "WARNING",
     wrapper: tuple[str, dict[str, str]] | None = None,
     config: Path | None = None,
+    loop: str | None = None,
 ) -> Daemon:
     """Start ``probed run`` on ``checks_dir``; return once ``/health/startup`` answers 200.
 
@@ -178,6 +179,8 @@ def start_daemon(
     else:
         argv += ["-m", "probed"]
     argv += ["run", "--checks-dir", str(checks_dir)]
+    if loop is not None:
+        env["PROBED_LOOP"] = loop
     if config is not None:
         argv += ["--config", str(config)]
     argv += ["--listen", f"{LOOPBACK}:{port}", "--log-level", log_level]
@@ -342,6 +345,7 @@ class LoadFigures:
     target_cpu: float = float("nan")
     load: float = float("nan")
     profile_name: str = "default"
+    loop: str = "auto"
     activity: list[str] = field(default_factory=list)
     missed: Missed = field(default_factory=Missed)
     margin: float = 2.0
@@ -567,9 +571,13 @@ def timed_run(self):
     took = time.monotonic() - t0
     if took >= LONG:
         log.write(f"cb {t0} {took} {describe(self)}\\n")
-    if not started:
-        started.append(asyncio.get_running_loop().create_task(probe()))
-events.Handle._run = timed_run
+events.Handle._run = timed_run  # asyncio's loop only: uvloop runs its callbacks in C
+import probed.daemon
+serve = probed.daemon.Daemon.serve
+async def serve_probed(self, *args, **kwargs):
+    started.append(asyncio.get_running_loop().create_task(probe()))
+    return await serve(self, *args, **kwargs)
+probed.daemon.Daemon.serve = serve_probed
 if os.environ.get("PROBED_BENCH_GC_SETTLE"):
     import probed._gc
     young, old = (int(n) for n in os.environ["PROBED_BENCH_GC_SETTLE"].split(","))
@@ -680,6 +688,7 @@ def run_load(args: argparse.Namespace) -> LoadFigures:
             args.gc_threshold,
             wrapper=wrapper,
             config=config,
+            loop=args.loop,
         )
         # After the quick first round every check moves onto its own phase within 1.5 intervals.
         warmup = args.warmup if args.warmup is not None else 2.0 + 1.5 * args.interval
@@ -780,6 +789,7 @@ def run_load(args: argparse.Namespace) -> LoadFigures:
         target_cpu=target_cpu,
         load=load,
         profile_name=args.profile,
+        loop=args.loop or os.environ.get("PROBED_LOOP") or "auto",
         activity=activity_lines,
         missed=missed_runs(first, second, args, activity.changed_names),
         margin=args.margin,
@@ -799,7 +809,8 @@ def print_load(fig: LoadFigures) -> None:
     ms = 1000.0
     print(
         f"probed daemon: {fig.checks} {fig.kind} checks every {fig.interval:g} s "
-        f"against {fig.target}; window {fig.window:.1f} s; metrics profile {fig.profile_name}"
+        f"against {fig.target}; window {fig.window:.1f} s; metrics profile {fig.profile_name}; "
+        f"{fig.loop} loop"
     )
     print(
         f"probes/s: achieved {fig.achieved:.1f}, scheduled {fig.scheduled:.1f} "
@@ -997,6 +1008,11 @@ def parser() -> argparse.ArgumentParser:
         "--stalls",
         action="store_true",
         help="log event-loop callbacks and wake-ups over 20 ms in the daemon, with their cause",
+    )
+    p.add_argument(
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),
+        help="the daemon's event loop (PROBED_LOOP) [auto: uvloop when installed]",
     )
     p.add_argument(
         "--gc-settle",
