@@ -693,6 +693,10 @@ def run_load(args: argparse.Namespace) -> LoadFigures:
         # After the quick first round every check moves onto its own phase within 1.5 intervals.
         warmup = args.warmup if args.warmup is not None else 2.0 + 1.5 * args.interval
         time.sleep(warmup)
+        # A scrape first, as Prometheus' previous one: the window's first scrape then renders
+        # only the checks that ran since (a render of every check takes long enough for runs
+        # of checks rendered late in it to count before the window).
+        scrape(LOOPBACK, daemon.port)
         first = snapshot(daemon)
         target_cpu0 = tree_cpu_seconds(target.pid)
         if first.configured != args.checks:
