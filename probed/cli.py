@@ -6,7 +6,6 @@ environment). Options that take several values (``--checks-dir``) split the vari
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from typing import Any, Final, TypeVar
 import click
 
 from probed import __version__
+from probed._loop import LOOP_OPTION, run_loop
 from probed.errors import ConfigErrors, PluginError
 from probed.plugins import ProbedPluginManager, check_types, describe_plugins, get_plugin_manager
 from probed.settings import Settings
@@ -269,7 +269,8 @@ def cli(ctx: click.Context) -> None:
 
 @cli.command()
 @config_options
-def run(**kwargs: Any) -> None:
+@LOOP_OPTION
+def run(event_loop: str | None, **kwargs: Any) -> None:
     """Run the daemon: schedule checks, serve /metrics, /health/* and the API."""
     from probed.lifecycle import EarlySignals
 
@@ -290,7 +291,7 @@ def run(**kwargs: Any) -> None:
         await daemon.serve(make_app(daemon), early=early)
 
     try:
-        asyncio.run(main())
+        run_loop(main(), event_loop)
     except OSError as exc:
         flush_logs()
         addresses = (settings.listen, settings.health_listen, settings.live_listen)
@@ -371,7 +372,7 @@ def once(
     from probed.once import nagios_report, report, run_once
 
     settings, pm, _ = build(kwargs, error_code=3)
-    code, results, errors = asyncio.run(
+    code, results, errors = run_loop(
         run_once(settings, pm, names, _embedded(settings), readiness_only=readiness_only)
     )
     for error in errors:
@@ -422,8 +423,7 @@ def gate(
     except ValueError as exc:
         _fail(str(exc), 3)
     settings, pm, _ = build(kwargs, error_code=3)
-
-    code, report = asyncio.run(
+    code, report = run_loop(
         run_gate(
             settings,
             pm,
