@@ -534,12 +534,16 @@ LONG = float(os.environ.get("PROBED_BENCH_STALL_MS", "20")) / 1000
 if os.environ.get("PROBED_BENCH_GC_LOG"):
     gc_log = open(os.environ["PROBED_BENCH_GC_LOG"], "w", buffering=1)
     began = [0.0]
+    sizes = os.environ.get("PROBED_BENCH_GC_SIZES") == "1"
+    size = [0]
     def timed(phase, info):
         if phase == "start":
+            gen = info["generation"]
+            size[0] = sum(len(gc.get_objects(g)) for g in range(gen + 1)) if sizes else 0
             began[0] = time.monotonic()
         else:
             gen = info["generation"]
-            heap = len(gc.get_objects(2)) if gen == 2 else 0
+            heap = size[0] if sizes else len(gc.get_objects(2)) if gen == 2 else 0
             took = time.monotonic() - began[0]
             gc_log.write(f"{began[0]} {gen} {took} {info['collected']} {heap}\\n")
     gc.callbacks.append(timed)
@@ -678,6 +682,8 @@ def run_load(args: argparse.Namespace) -> LoadFigures:
                 env["PROBED_BENCH_GC_LOG"] = str(gc_log)
             if args.gc_settle:
                 env["PROBED_BENCH_GC_SETTLE"] = args.gc_settle
+            if args.gc_sizes:
+                env["PROBED_BENCH_GC_SIZES"] = "1"
             wrapper = (STALL_WRAPPER, env)
         daemon = start_daemon(
             procs,
@@ -1022,6 +1028,11 @@ def parser() -> argparse.ArgumentParser:
         "--gc-settle",
         metavar="YOUNG,OLD",
         help="experiment (with --stalls): the thresholds probed._gc sets once checks are loaded",
+    )
+    p.add_argument(
+        "--gc-sizes",
+        action="store_true",
+        help="diagnosis (with --stalls --gc-pauses): log the objects each collection traverses",
     )
     p.add_argument(
         "--keep-logs",
