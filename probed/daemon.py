@@ -28,9 +28,9 @@ from typing import Any
 from aiohttp import web
 
 from probed import __version__
-from probed._gc import return_large_buffers, settle
+from probed._gc import YOUNG_PERIOD, YoungCollections, return_large_buffers, settle
+from probed._type_metrics import LoadedTypeMetrics
 from probed.errors import ConfigError
-from probed.exposition import TypeMetrics
 from probed.health import StartupLatch
 from probed.lifecycle import STOP_SIGNALS, EarlySignals, exit_now
 from probed.listen import open_listeners, runner_options
@@ -73,9 +73,7 @@ class Daemon:
         # (``probed run``), not for an embedding application or a test session.
         self.tune_gc = tune_gc
         self.types = check_types(pm)
-        self.type_metrics = TypeMetrics(
-            (name, info.cls.metrics) for name, info in self.types.items()
-        )
+        self.type_metrics = LoadedTypeMetrics(self.types)  # families of the types in use
         table = StateTable()
         self.store = table.view
         self.startup = StartupLatch(self.store)
@@ -220,9 +218,14 @@ class Daemon:
         await self.scheduler.stop(self._grace())
 
     async def _sampling(self, _app: web.Application) -> AsyncIterator[None]:
-        beat = _Repeater(asyncio.get_running_loop(), HEARTBEAT_PERIOD, self._sample)
+        loop = asyncio.get_running_loop()
+        beat = _Repeater(loop, HEARTBEAT_PERIOD, self._sample)
+        # probed run: young collections on a clock too (see probed._gc.YoungCollections)
+        young = _Repeater(loop, YOUNG_PERIOD, YoungCollections()) if self.tune_gc else None
         yield
         beat.cancel()
+        if young is not None:
+            young.cancel()
 
     async def _watching(self, _app: web.Application) -> AsyncIterator[None]:
         watcher = asyncio.get_running_loop().create_task(supervised(watch, self.config))

@@ -170,6 +170,29 @@ def test_an_assembly_in_slices_of_any_size_equals_the_text_assembled_at_once() -
     assert new_assembly(TYPES).text(True, "# EOF\n") == render_checks([], TYPES, True) + "# EOF\n"
 
 
+def test_young_collections_on_a_clock_collect_the_middle_generation_every_tenth_time() -> None:
+    import gc
+
+    from probed._gc import MIDDLE_EVERY, YoungCollections
+
+    seen: list[int] = []
+
+    def record(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            seen.append(info["generation"])
+
+    collect = YoungCollections()
+    gc.callbacks.append(record)
+    try:
+        for _ in range(2 * MIDDLE_EVERY):
+            collect()
+    finally:
+        gc.callbacks.remove(record)
+    # (an automatic collection may slip in between; the clock's own ones are these)
+    assert seen.count(1) >= 2 and 2 not in seen
+    assert seen.count(0) >= 2 * (MIDDLE_EVERY - 1)
+
+
 def test_gc_settle_freezes_and_raises_thresholds_in_its_own_process() -> None:
     import subprocess
     import sys
