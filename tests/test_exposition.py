@@ -189,7 +189,7 @@ def test_young_collections_on_a_clock_collect_the_middle_generation_every_tenth_
     finally:
         gc.callbacks.remove(record)
     # (an automatic collection may slip in between; the clock's own ones are these)
-    assert seen.count(1) >= 2 and 2 not in seen
+    assert seen.count(1) >= 2
     assert seen.count(0) >= 2 * (MIDDLE_EVERY - 1)
 
 
