@@ -11,7 +11,8 @@ mostly frees garbage, and its pause grows with the young threshold: about 4 micr
 object, 170 ms at a threshold of 50,000 (measured at 50,000 HTTP checks a minute). At
 :data:`YOUNG_THRESHOLD` a pause stays within a few milliseconds; :data:`OLD_THRESHOLD` keeps
 the number of allocations between two full collections what it was with large young
-collections.
+collections. The allocation count alone does not bound the young generation, though
+(:class:`YoungCollections` runs young collections on a clock as well).
 """
 
 from __future__ import annotations
