@@ -18,19 +18,24 @@ the same module file (``--blackbox-config``) and target, driven with the same wr
 daemon's CPU counted the same way; both figures and the ratio are printed (identical work per
 request this time: one HTTP request in, one probe out).
 
+``--probed-loop`` chooses the event loop of probed's daemons (``auto``: uvloop when installed,
+``asyncio``, ``uvloop``, or ``both``: probed is measured on each, one after the other, against
+the same blackbox figure).
+
 The two are not doing identical work: blackbox is driven as fast as it can go (one HTTP
 request in, one probe out, over a keep-alive connection), while probed schedules its own
 probes and keeps per-check state and metrics. Both open a fresh connection to the target per
 probe.
 
     python benchmarks/blackbox.py [--types http,tcp] [--duration 10] [--connections 32]
-                                  [--probed-probe]
+                                  [--probed-probe] [--probed-loop auto|asyncio|uvloop|both]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import shutil
 import subprocess
@@ -221,6 +226,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--probed-duration", type=float, default=15.0, help="measured seconds [15]")
     p.add_argument("--skip-probed", action="store_true", help="measure blackbox only")
     p.add_argument(
+        "--probed-loop",
+        choices=("auto", "asyncio", "uvloop", "both"),
+        default="auto",
+        help="event loop of probed's daemons (PROBED_LOOP); both: measure probed on each [auto]",
+    )
+    p.add_argument(
         "--probed-probe",
         action="store_true",
         help="compare with probed's /probe (same module file, same load) instead of its "
@@ -230,11 +241,12 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run each type: blackbox, then probed, then print the ratio."""
+    """Run each type: blackbox, then probed (on each loop asked for), then print the ratio."""
     args = parser().parse_args(argv)
     kinds = [k.strip() for k in args.types.split(",") if k.strip()]
     if not kinds or any(k not in MODULES for k in kinds):
         raise SystemExit("--types takes http and/or tcp")
+    loops = ["asyncio", "uvloop"] if args.probed_loop == "both" else [args.probed_loop]
     try:
         for kind in kinds:
             bb = run_blackbox(kind, args)
@@ -246,32 +258,35 @@ def main(argv: list[str] | None = None) -> None:
             )
             if args.skip_probed:
                 continue
-            if args.probed_probe:
-                ours = run_blackbox(kind, args, probed=True)
+            for loop in loops:
+                os.environ["PROBED_LOOP"] = loop  # the daemons started below inherit it
+                on = f" ({loop} loop)" if loop != "auto" else ""
+                if args.probed_probe:
+                    ours = run_blackbox(kind, args, probed=True)
+                    print(
+                        f"probed /probe {kind}{on}: {ours.probes} probes in {ours.seconds:.1f} s "
+                        f"({ours.probes / ours.seconds:.0f}/s, {ours.errors} errors) with "
+                        f"{ours.driver}; CPU {ours.cpu:.2f} s; {ours.per_cpu_second:.0f} probes "
+                        f"per CPU-second; peak RSS {ours.peak_rss / MB:.1f} MB"
+                    )
+                    print(
+                        f"ratio {kind} /probe{on}: probed / blackbox probes per CPU-second = "
+                        f"{ours.per_cpu_second / bb.per_cpu_second:.2f}"
+                    )
+                    continue
+                pr = run_probed(kind, args)
+                outcome = ", ".join(f"{k} {int(v)}" for k, v in sorted(pr.results.items()) if v)
                 print(
-                    f"probed /probe {kind}: {ours.probes} probes in {ours.seconds:.1f} s "
-                    f"({ours.probes / ours.seconds:.0f}/s, {ours.errors} errors) with "
-                    f"{ours.driver}; CPU {ours.cpu:.2f} s; {ours.per_cpu_second:.0f} probes per "
-                    f"CPU-second; peak RSS {ours.peak_rss / MB:.1f} MB"
+                    f"probed {kind}{on}: {pr.checks} checks every {pr.interval:g} s, "
+                    f"{pr.achieved:.0f} probes/s ({outcome}) over {pr.window:.1f} s; "
+                    f"CPU {pr.cpu:.2f} s ({100 * pr.cpu / pr.window:.0f} % of a core); "
+                    f"{pr.probes_per_cpu_second:.0f} probes per CPU-second; "
+                    f"peak RSS {pr.rss_peak / MB:.1f} MB"
                 )
                 print(
-                    f"ratio {kind} /probe: probed / blackbox probes per CPU-second = "
-                    f"{ours.per_cpu_second / bb.per_cpu_second:.2f}"
+                    f"ratio {kind}{on}: probed / blackbox probes per CPU-second = "
+                    f"{pr.probes_per_cpu_second / bb.per_cpu_second:.2f}"
                 )
-                continue
-            pr = run_probed(kind, args)
-            outcome = ", ".join(f"{k} {int(v)}" for k, v in sorted(pr.results.items()) if v)
-            print(
-                f"probed {kind}: {pr.checks} checks every {pr.interval:g} s, "
-                f"{pr.achieved:.0f} probes/s ({outcome}) over {pr.window:.1f} s; "
-                f"CPU {pr.cpu:.2f} s ({100 * pr.cpu / pr.window:.0f} % of a core); "
-                f"{pr.probes_per_cpu_second:.0f} probes per CPU-second; "
-                f"peak RSS {pr.rss_peak / MB:.1f} MB"
-            )
-            print(
-                f"ratio {kind}: probed / blackbox probes per CPU-second = "
-                f"{pr.probes_per_cpu_second / bb.per_cpu_second:.2f}"
-            )
     except KeyboardInterrupt:
         raise SystemExit("interrupted; everything started was stopped") from None
 

@@ -117,7 +117,15 @@ def test_http_and_tcp_probes_time_every_phase_on_each_loop(loop: str, tls_files:
             )
         with refused_port() as closed:
             refused = await run_check(HttpCheck, url=f"http://127.0.0.1:{closed}/")
-        return {"https": https, "plain": plain, "tcp": tcp, "tcp_tls": tcp_tls, "refused": refused}
+            tcp_refused = await run_check(TcpCheck, address=f"127.0.0.1:{closed}")
+        return {
+            "https": https,
+            "plain": plain,
+            "tcp": tcp,
+            "tcp_tls": tcp_tls,
+            "refused": refused,
+            "tcp_refused": tcp_refused,
+        }
 
     results = run_loop(probes(), loop)
     for name in ("https", "plain", "tcp", "tcp_tls"):
@@ -129,9 +137,10 @@ def test_http_and_tcp_probes_time_every_phase_on_each_loop(loop: str, tls_files:
     assert "probed_tls_cert_expiry_timestamp_seconds" in results["https"].values
     assert set(results["tcp"].phases) == {"connect"}
     assert set(results["tcp_tls"].phases) == {"resolve", "connect", "tls"}
-    refused = results["refused"]
-    assert (refused.status, refused.reason) == (Status.FAIL, Reason.CONNECTION_REFUSED)
-    assert "connect" in refused.phases
+    for name in ("refused", "tcp_refused"):
+        refused = results[name]
+        assert (refused.status, refused.reason) == (Status.FAIL, Reason.CONNECTION_REFUSED), name
+        assert "connect" in refused.phases
 
 
 def _get(url: str) -> tuple[int, str]:

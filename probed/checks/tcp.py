@@ -24,7 +24,7 @@ from probed.checks._endpoint import EndpointOptions, parse_address
 from probed.checks._failures import classify
 from probed.checks._net import (
     ProbeError,
-    connect_socket,
+    connect_and_close,
     family_for,
     format_addr,
     open_connection,
@@ -139,14 +139,11 @@ class TcpCheck(Check[TcpOptions]):
         )
 
     async def _connect_only(self, phases: dict[str, float]) -> Result:
-        """The plain connect check: a socket, no transport or protocol objects (the fast path)."""
+        """The plain connect check: connect and close, nothing read or written (the fast path)."""
         try:
-            sock, _, _ = await connect_socket(
-                self.host, self.port, family=self.family, phases=phases
-            )
+            await connect_and_close(self.host, self.port, family=self.family, phases=phases)
         except ProbeError as exc:
             return exc.result(self.where)
-        sock.close()
         total = sum(phases.values()) * 1000
         return Result(Status.OK, "", f"{self.where}: connected in {total:.1f}ms", phases=phases)
 
