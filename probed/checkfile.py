@@ -372,7 +372,7 @@ def _fingerprint(settings: Settings, types: Mapping[str, CheckTypeInfo]) -> str:
     parts = [repr(settings.defaults)]
     for name in sorted(types):
         info = types[name]
-        parts.append(f"{name}:{info.plugin}:{id(info.cls)}:{info.missing_module}")
+        parts.append(f"{name}:{info.plugin}:{info.identity}:{info.missing_module}")
     return "\n".join(parts)
 
 

@@ -3,7 +3,8 @@
 Three doors, one mechanism: built-in modules listed in :data:`DEFAULT_PLUGINS`, packages
 advertising the ``probed`` entry-point group, and one-file plugins in ``--plugins-dir``. Each is
 registered with pluggy under a name (module path, entry-point name, or file stem) that
-``--disable-plugin NAME`` blocks.
+``--disable-plugin NAME`` blocks. A built-in check type's module is imported only when the type
+is used (see :mod:`probed._check_types`); until then a stand-in is registered under its name.
 
 Every hook call goes through pluggy's executor (:meth:`ProbedPluginManager.call_hook`), so
 ``wrapper=True`` and old-style ``hookwrapper=True`` implementations wrap the call as they would
@@ -17,11 +18,9 @@ import contextvars
 import dataclasses
 import functools
 import importlib
-import importlib.util
 import inspect
 import json
 import logging
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +30,8 @@ from typing import TYPE_CHECKING, Any, Final
 import pluggy
 
 from probed import hookspecs
+from probed._check_types import BUILTIN_TYPES, CheckTypeInfo, LazyBuiltin, validate_type
 from probed._plugin_load import load_entry_points, module_from_file, register
-from probed.check import Check, CheckOptions
 from probed.errors import PluginError
 
 if TYPE_CHECKING:
@@ -76,9 +75,6 @@ DEFAULT_PLUGINS: Final[tuple[str, ...]] = (
 )
 """Built-in plugins, registered in this order before entry points and drop-ins."""
 
-_TYPE_NAME_RE: Final = re.compile(r"[a-z][a-z0-9_]*")
-_METRIC_NAME_RE: Final = re.compile(r"probed_[a-zA-Z0-9_]+")
-
 
 @dataclass(frozen=True, slots=True)
 class PluginInfo:
@@ -89,27 +85,6 @@ class PluginInfo:
     location: str
     version: str
     hooks: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class CheckTypeInfo:
-    """A registered check type and the plugin that provides it."""
-
-    cls: type[Check[Any]]
-    plugin: str
-
-    @property
-    def missing_module(self) -> str | None:
-        """The first module in ``requires`` that does not import, or ``None`` if all do."""
-        for module in self.cls.requires:
-            if importlib.util.find_spec(module) is None:
-                return module
-        return None
-
-    @property
-    def available(self) -> bool:
-        """Whether every module in ``requires`` imports (the type can run here)."""
-        return self.missing_module is None
 
 
 OnError = Callable[[str, Exception], None]
@@ -230,6 +205,17 @@ class ProbedPluginManager(pluggy.PluginManager):
             exception goes through the wrappers to the caller, as in pluggy.
         """
         impls, firstresult = self._prepared(hook_name)
+        return self._call(hook_name, impls, firstresult, on_error, kwargs)
+
+    def _call(
+        self,
+        hook_name: str,
+        impls: list[pluggy.HookImpl],
+        firstresult: bool,
+        on_error: OnError | None,
+        kwargs: dict[str, Any],
+    ) -> list[tuple[str, Any]]:
+        """:meth:`call_hook` with these of the hook's (prepared) implementations."""
         call = _Call(on_error, [])
         token = _CALL.set(call)
         try:
@@ -298,8 +284,13 @@ def get_plugin_manager(
     for module_name in builtins:
         if pm.is_blocked(module_name):
             continue
-        module = importlib.import_module(module_name)
-        register(pm, module, module_name, ("builtin", module_name))
+        # A built-in check type's module is imported when the type is first used.
+        plugin: object = (
+            LazyBuiltin(module_name)
+            if module_name in BUILTIN_TYPES
+            else importlib.import_module(module_name)
+        )
+        register(pm, plugin, module_name, ("builtin", module_name))
     if entry_points:
         load_entry_points(pm)
     for directory in plugins_dirs:
@@ -329,28 +320,6 @@ def get_plugin_manager(
     return pm
 
 
-def _validate_type(cls: object, plugin: str) -> type[Check[Any]]:
-    """``cls`` if it is a well-formed check type; ``plugin`` is ``plugin 'NAME' (ORIGIN)``."""
-    if not (inspect.isclass(cls) and issubclass(cls, Check)):
-        raise PluginError(
-            f"{plugin}: probed_register_check_types returned {cls!r}, which is not a Check subclass"
-        )
-    type_name = getattr(cls, "type_name", None)
-    if not isinstance(type_name, str) or not _TYPE_NAME_RE.fullmatch(type_name):
-        raise PluginError(
-            f"{plugin}: {cls.__name__}.type_name must match [a-z][a-z0-9_]*, got {type_name!r}"
-        )
-    if not (inspect.isclass(cls.options_model) and issubclass(cls.options_model, CheckOptions)):
-        raise PluginError(f"{plugin}: {cls.__name__}.options_model must subclass CheckOptions")
-    for metric in cls.metrics:
-        if not _METRIC_NAME_RE.fullmatch(metric.name):
-            raise PluginError(
-                f"{plugin}: metric {metric.name!r} of type {type_name!r} must start "
-                "with 'probed_' and use only letters, digits and underscores"
-            )
-    return cls
-
-
 def check_types(pm: ProbedPluginManager) -> dict[str, CheckTypeInfo]:
     """Every registered check type by ``type_name``.
 
@@ -364,37 +333,64 @@ def check_types(pm: ProbedPluginManager) -> dict[str, CheckTypeInfo]:
     return dict(pm._check_types)
 
 
+_REGISTER: Final = "probed_register_check_types"
+
+
 def _collect_check_types(pm: ProbedPluginManager) -> dict[str, CheckTypeInfo]:
     found: dict[str, CheckTypeInfo] = {}
     failed: list[str] = []
 
     def on_error(plugin: str, exc: Exception) -> None:
-        failed.append(
-            f"{pm.where(plugin)}: probed_register_check_types raised {type(exc).__name__}: {exc}"
-        )
+        failed.append(f"{pm.where(plugin)}: {_REGISTER} raised {type(exc).__name__}: {exc}")
 
-    returned = pm.call_hook("probed_register_check_types", on_error=on_error)
+    registered = _registered(pm, on_error)
     if failed:
         raise PluginError(failed[0])
-    for plugin, classes in returned:
-        try:
-            listed = list(classes)
-        except TypeError:
-            raise PluginError(
-                f"{pm.where(plugin)}: probed_register_check_types must return a list of Check "
-                f"subclasses, got {type(classes).__name__}"
-            ) from None
-        for raw in listed:
-            cls = _validate_type(raw, pm.where(plugin))
-            if cls.type_name in found:
-                other = found[cls.type_name].plugin
+    for plugin, classes in registered:
+        if isinstance(classes, LazyBuiltin):
+            listed: list[Any] = [classes]
+        else:
+            try:
+                listed = list(classes)
+            except TypeError:
                 raise PluginError(
-                    f"check type {cls.type_name!r} is registered twice: by {pm.where(other)} "
+                    f"{pm.where(plugin)}: {_REGISTER} must return a list of Check "
+                    f"subclasses, got {type(classes).__name__}"
+                ) from None
+        for raw in listed:
+            if isinstance(raw, LazyBuiltin):
+                name, info = raw.type_name, CheckTypeInfo.builtin(raw, plugin)
+            else:
+                cls = validate_type(raw, pm.where(plugin))
+                name, info = cls.type_name, CheckTypeInfo(cls, plugin)
+            if name in found:
+                other = found[name].plugin
+                raise PluginError(
+                    f"check type {name!r} is registered twice: by {pm.where(other)} "
                     f"and by {pm.where(plugin)}; rename one type_name, or disable one "
                     f"plugin with --disable-plugin {other} (or {plugin})"
                 )
-            found[cls.type_name] = CheckTypeInfo(cls, plugin)
+            found[name] = info
     return found
+
+
+def _registered(pm: ProbedPluginManager, on_error: OnError) -> list[tuple[str, Any]]:
+    """``(plugin, returned)`` of each ``probed_register_check_types`` implementation in the
+    order pluggy calls them, where a built-in check module's stand-in (a :class:`LazyBuiltin`)
+    is not called but returned itself: its module is imported when its type is used. With a
+    wrapper around the hook every implementation is called, as the wrapper may read or change
+    the whole result."""
+    impls, firstresult = pm._prepared(_REGISTER)
+    if any(i.wrapper or i.hookwrapper for i in impls):
+        return pm._call(_REGISTER, impls, firstresult, on_error, {})
+    lazy = {i.plugin_name: i.plugin for i in impls if isinstance(i.plugin, LazyBuiltin)}
+    called = [i for i in impls if i.plugin_name not in lazy]
+    returned = dict(pm._call(_REGISTER, called, firstresult, on_error, {}))
+    return [  # pluggy calls the last registered first (tryfirst/trylast already sorted)
+        (i.plugin_name, lazy.get(i.plugin_name) or returned[i.plugin_name])
+        for i in reversed(impls)
+        if i.plugin_name in lazy or i.plugin_name in returned
+    ]
 
 
 def discover_checks(pm: ProbedPluginManager, settings: Settings) -> list[tuple[str, Any]]:
