@@ -11,7 +11,6 @@ closest set name (``did you mean REDIS_PASSWORD?``), and for a secret-looking na
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import hmac
 import os
@@ -278,6 +277,8 @@ class Interpolator:
         by_lower: dict[str, str] = {}
         for candidate in self.env:
             by_lower.setdefault(candidate.lower(), candidate)
+        import difflib  # only for a mistake's hint
+
         close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=_CLOSE)
         suggestion = by_lower[close[0]] if close else None
         hint = f"; did you mean {suggestion}?" if suggestion else ""

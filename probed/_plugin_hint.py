@@ -14,7 +14,6 @@ uses that the type's options model does not declare (:func:`explain_unknown_opti
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import os
 import re
@@ -119,6 +118,8 @@ class Manager(Protocol):
 
 def _close(word: str, candidates: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest candidate, or ``""``."""
+    import difflib  # only for a mistake's hint
+
     close = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.75)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

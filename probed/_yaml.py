@@ -9,7 +9,6 @@ and :func:`format_path` renders it as ``checks[0].url`` for ``FILE:LINE: field: 
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Final
 
@@ -269,6 +268,8 @@ def duplicate_keys(tree: Any, path: DocPath = ()) -> Iterator[tuple[DocPath, int
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:
     """`` (did you mean 'url'?)`` when a candidate is close to ``word``, else ``""``."""
+    import difflib  # only for a mistake's hint
+
     close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

@@ -25,19 +25,20 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import yaml
 from aiohttp import web
 from pydantic import ValidationError
 
-from probed._blackbox_metrics import render, series
-from probed._blackbox_modules import Module, TargetError, load_modules
 from probed.check import Check, Result
 from probed.common import common_values
 from probed.errors import ConfigError, ConfigErrors
 from probed.runner import execute
 from probed.spec import CheckSpec
+
+if TYPE_CHECKING:  # the blackbox modules load with the first module file (not in every daemon)
+    from probed._blackbox_modules import Module
 
 __all__ = ["MAX_IN_FLIGHT", "PROBES", "ProbeEndpoint", "load_blackbox_modules", "probe"]
 
@@ -105,6 +106,8 @@ def load_blackbox_modules(path: Path) -> dict[str, Module]:
 
     :raises ConfigErrors: every problem, each ``FILE:LINE: field: message``.
     """
+    from probed._blackbox_modules import load_modules
+
     return load_modules(path, _validate)
 
 
@@ -314,6 +317,9 @@ async def probe(request: web.Request) -> web.Response:
             "(or set blackbox_config in probed.yaml)",
             404,
         )
+    from probed._blackbox_metrics import render, series
+    from probed._blackbox_modules import TargetError
+
     try:
         modules = await state.current(path)
     except ConfigErrors as exc:
