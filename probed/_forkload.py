@@ -41,6 +41,8 @@ CHILD_TIMEOUT: Final = 600.0
 """Seconds a child may take before it is killed and the load is done in-process instead."""
 
 _SIGNALS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+CHILD_NICENESS: Final = 10
+"""How much lower the child's CPU priority is than the daemon's."""
 UNPICKLABLE: Final = 3
 """The child's exit code when the result does not pickle (a plugin's options model)."""
 
@@ -115,6 +117,9 @@ def _child(load: Callable[[], LoadResult], previous: LoadResult, out: int) -> No
     code = 1
     try:
         gc.disable()  # a collection would touch (and copy) every page of the parent's heap
+        # Background work: on a small machine the daemon (whose runs are due now) and its
+        # targets come first; the child takes what CPU is left.
+        os.nice(CHILD_NICENESS)
         loaded = load()
         code = UNPICKLABLE
         data = dumps_against(loaded, previous)
