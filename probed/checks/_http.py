@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import re
 import time
 from typing import Any, ClassVar, Final
@@ -88,6 +89,11 @@ def parse_status_codes(specs: list[int | str]) -> tuple[tuple[int, int], ...]:
     if not ranges:
         raise ValueError("valid_status_codes must not be empty")
     return tuple(ranges)
+
+
+@functools.lru_cache(maxsize=256)
+def _status_ranges(specs: tuple[int | str, ...]) -> tuple[tuple[int, int], ...]:
+    return parse_status_codes(list(specs))
 
 
 def _compile(pattern: str, field: str) -> re.Pattern[str]:
@@ -293,12 +299,13 @@ class HttpProbe(Check[HttpOptions]):
         options = self.options
         self.url = Url.parse(options.url)
         self.request = build_request(options, self.url)
-        self.status_ranges = parse_status_codes(options.valid_status_codes)
-        self.body_must = [_compile(p, "body regex") for p in options.body_must_match]
-        self.body_must_not = [_compile(p, "body regex") for p in options.body_must_not_match]
-        self.header_res = [
+        # Tuples: the empty one is shared, and equal status specs share one parsed copy.
+        self.status_ranges = _status_ranges(tuple(options.valid_status_codes))
+        self.body_must = tuple(_compile(p, "body regex") for p in options.body_must_match)
+        self.body_must_not = tuple(_compile(p, "body regex") for p in options.body_must_not_match)
+        self.header_res = tuple(
             (name, _compile(p, name)) for name, p in options.header_must_match.items()
-        ]
+        )
         self.prefix = f"{options.method} {self.url}"
         self.assertions = response_assertions(options, options.compression)
         self.oauth = TokenSource(options.oauth2) if options.oauth2 is not None else None

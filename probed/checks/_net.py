@@ -125,6 +125,7 @@ def is_ip_literal(host: str) -> bool:
     return True
 
 
+@functools.cache  # four policies in all: one function each, shared by every check
 def address_policy(allow_link_local: bool, allow_private: bool) -> AddressCheck | None:
     """An :data:`AddressCheck` refusing link-local and metadata addresses (unless
     ``allow_link_local``) and private ones (unless ``allow_private``: RFC 1918, loopback,
