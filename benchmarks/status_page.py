@@ -266,8 +266,7 @@ async def main() -> int:
 
     runlog = one.runlog
     assert runlog is not None
-    per_check = sum(sys.getsizeof(a) for a in (runlog._statuses, runlog._durations, runlog._times))
-    per_check += sys.getsizeof(runlog)
+    per_check = sys.getsizeof(runlog) + sys.getsizeof(runlog._data)
     total = per_check * args.checks / 2**20
     print(f"run history: {per_check} bytes per check ({total:.1f} MiB in all)")
 
