@@ -7,18 +7,16 @@ uvloop is installed by the ``test`` extra (through ``all`` and ``speed``).
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import click
 import pytest
 import uvloop
@@ -143,16 +141,6 @@ def test_http_and_tcp_probes_time_every_phase_on_each_loop(loop: str, tls_files:
         assert "connect" in refused.phases
 
 
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode()
-    except OSError:
-        return 0, ""
-
-
 @pytest.mark.parametrize("loop", LOOPS)
 async def test_daemon_runs_and_probes_on_the_chosen_loop(loop: str, tmp_path: Path) -> None:
     checks, log = tmp_path / "checks.d", tmp_path / "daemon.log"
@@ -172,14 +160,19 @@ async def test_daemon_runs_and_probes_on_the_chosen_loop(loop: str, tmp_path: Pa
             )
         try:
 
-            def ok_run() -> dict[str, Any] | None:
-                status, body = _get(f"http://127.0.0.1:{port}/api/v1/checks/web")
-                last = json.loads(body).get("last_result") if status == 200 else None
+            async def ok_run() -> dict[str, Any] | None:
+                url = f"http://127.0.0.1:{port}/api/v1/checks/web"
+                try:
+                    async with aiohttp.ClientSession() as session, session.get(url) as resp:
+                        body = await resp.json() if resp.status == 200 else {}
+                except aiohttp.ClientError:  # not listening yet
+                    return None
+                last = body.get("last_result")
                 return last if last and last.get("status") == "ok" else None
 
             # the target answers on this test's loop: poll without blocking it
             deadline = asyncio.get_running_loop().time() + 30
-            while (last := await asyncio.to_thread(ok_run)) is None:
+            while (last := await ok_run()) is None:
                 assert proc.returncode is None, log.read_text()
                 assert asyncio.get_running_loop().time() < deadline, log.read_text()
                 await asyncio.sleep(0.1)
