@@ -17,6 +17,7 @@ import importlib
 import importlib.util
 import inspect
 import re
+import sys
 import weakref
 from typing import Any, Final, Protocol
 
@@ -180,8 +181,12 @@ class CheckTypeInfo:
 
     @property
     def requires(self) -> tuple[str, ...]:
-        """The class's ``requires`` (read from :data:`BUILTIN_TYPES` for a built-in type)."""
-        return self._lazy.requires if self._lazy is not None else self.cls.requires
+        """The class's ``requires`` (from :data:`BUILTIN_TYPES` for a built-in type whose
+        module is not imported yet)."""
+        lazy = self._lazy
+        if self._cls is None and lazy is not None and lazy.module not in sys.modules:
+            return lazy.requires
+        return self.cls.requires
 
     @property
     def missing_module(self) -> str | None:

@@ -201,16 +201,31 @@ def test_a_wrapper_around_the_registration_sees_every_builtin_class() -> None:
 
 
 def test_a_type_entry_reads_requires_and_identity_without_importing() -> None:
-    pm = get_plugin_manager(entry_points=False)
-    info = check_types(pm)["postgres"]
-    assert not info.loaded
-    identity, requires = info.identity, info.requires
-    assert not info.loaded  # neither imported the module
-    assert requires == ("asyncpg",)
-    assert info.cls.requires == requires
-    assert info.identity == identity  # the same once loaded: a reload's fingerprint agrees
+    out = run_fresh(
+        f"""
+        import json, sys
+        from probed.plugins import check_types, get_plugin_manager
+        info = check_types(get_plugin_manager(entry_points=False))["postgres"]
+        seen = [info.identity, info.requires, info.missing_module is None, {IMPORTED}]
+        seen += [info.cls.requires, info.identity]
+        print(json.dumps(seen))
+        """
+    )
+    identity, requires, _, imported, loaded_requires, loaded_identity = out
+    assert imported == []  # neither read imported the module
+    assert requires == loaded_requires == ["asyncpg"]
+    assert identity == loaded_identity  # the same once loaded: a reload's fingerprint agrees
+
+
+def test_a_type_entry_compares_and_shows_like_the_class_it_stands_for() -> None:
+    info = check_types(get_plugin_manager(entry_points=False))["postgres"]
     assert info == CheckTypeInfo(info.cls, "probed.checks.postgres")
-    assert "postgres" in repr(CheckTypeInfo.builtin(LazyBuiltin("probed.checks.postgres"), "p"))
+    assert hash(info) == hash(CheckTypeInfo(info.cls, "probed.checks.postgres"))
+    lazy = CheckTypeInfo.builtin(LazyBuiltin("probed.checks.postgres"), "p")
+    assert repr(lazy) == (
+        "CheckTypeInfo(cls=<built-in check type 'postgres' from probed.checks.postgres>, "
+        "plugin='p')"
+    )
 
 
 def test_metric_families_follow_the_loaded_types_in_registration_order() -> None:
