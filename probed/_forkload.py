@@ -37,8 +37,12 @@ __all__ = ["CHILD_TIMEOUT", "dumps_against", "load_in_child", "loads_against"]
 
 log = logging.getLogger("probed")
 
-CHILD_TIMEOUT: Final = 600.0
-"""Seconds a child may take before it is killed and the load is done in-process instead."""
+CHILD_TIMEOUT: Final = 120.0
+"""Seconds a child may take before it is killed and the load is done in-process instead.
+
+A child loads 50,000 checks in about 6 s on a busy 2-core machine; one that has not answered
+after twenty times that is stuck (a lock another thread held at the fork, say), and waiting
+longer would only delay the reload it stands for."""
 
 _SIGNALS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 CHILD_NICENESS: Final = 10

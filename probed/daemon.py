@@ -28,7 +28,7 @@ from typing import Any
 from aiohttp import web
 
 from probed import __version__
-from probed._gc import YOUNG_PERIOD, YoungCollections, return_large_buffers, settle
+from probed._gc import YOUNG_PERIOD, YoungCollections, return_large_buffers, settle, trim
 from probed._type_metrics import LoadedTypeMetrics
 from probed.errors import ConfigError
 from probed.health import StartupLatch
@@ -55,6 +55,8 @@ log = logging.getLogger("probed")
 
 HEARTBEAT_PERIOD = 1.0
 """Seconds between samples of the scheduler's running and queued gauges."""
+FIRST_RUNS_WAIT = 60.0
+"""At most this many seconds of check timeout are waited for before the start-up trim."""
 
 
 class Daemon:
@@ -222,7 +224,13 @@ class Daemon:
         beat = _Repeater(loop, HEARTBEAT_PERIOD, self._sample)
         # probed run: young collections on a clock too (see probed._gc.YoungCollections)
         young = _Repeater(loop, YOUNG_PERIOD, YoungCollections()) if self.tune_gc else None
+        # probed run: once every check has had its first run, give the free heap that burst
+        # left back to the system (~0.6-0.9 KB per idle tcp check, benchmarks/memory.py)
+        first_runs = self.settings.startup_spread + min(self._grace(), FIRST_RUNS_WAIT) + 1.0
+        trimmed = loop.call_later(first_runs, _trim_in_thread, loop) if self.tune_gc else None
         yield
+        if trimmed is not None:
+            trimmed.cancel()
         beat.cancel()
         if young is not None:
             young.cancel()
@@ -371,6 +379,12 @@ class Daemon:
             },
         )
         self.config.log_errors()
+
+
+def _trim_in_thread(loop: asyncio.AbstractEventLoop) -> None:
+    """:func:`probed._gc.trim` in the default executor (a heap walk of a few ms; ctypes
+    releases the interpreter lock, so the loop keeps running)."""
+    loop.run_in_executor(None, trim)
 
 
 class _Repeater:

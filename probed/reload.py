@@ -123,10 +123,12 @@ class RunningConfig:
         previous = self.loaded
         self.loaded_in_child = False
         if self.fork_loads:
-            if previous is None:  # the first load: share equal values, as below
-                forked = load_in_child(lambda: _shared(self._load_checks(discovered)), _NOTHING)
-            else:
-                forked = load_in_child(lambda: self._load_checks(discovered), previous)
+            # equal values shared in the child, as below (a reload that changes every check
+            # would otherwise bring back each spec with its own copies: ~3.0 KB, not 1.4 KB)
+            forked = load_in_child(
+                lambda: _shared(self._load_checks(discovered)),
+                _NOTHING if previous is None else previous,
+            )
             if forked is not None:
                 self.loaded_in_child = True
                 Redactor(forked.secrets)

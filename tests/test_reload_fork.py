@@ -16,11 +16,12 @@ from probed._forkload import dumps_against, load_in_child, loads_against
 from probed.checkfile import LoadResult, load_checks
 from probed.plugins import check_types, get_plugin_manager
 from probed.settings import load_settings
+from tests._require import requires
 from tests.harness import running_daemon, wait_for, write
 
 PLUGINS = Path(__file__).parent / "data" / "plugins"
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="forking needs POSIX")
+pytestmark = requires(hasattr(os, "fork"), "forking a configuration loader needs POSIX (os.fork)")
 
 
 def _entries(count: int, changed: int | None = None, start: int = 0) -> str:
