@@ -57,6 +57,8 @@ HEARTBEAT_PERIOD = 1.0
 """Seconds between samples of the scheduler's running and queued gauges."""
 FIRST_RUNS_WAIT = 60.0
 """At most this many seconds of check timeout are waited for before the start-up trim."""
+FIRST_RUNS_POLL = 0.5
+"""Seconds between looks at whether every check has had its first run."""
 
 
 class Daemon:
@@ -226,11 +228,11 @@ class Daemon:
         young = _Repeater(loop, YOUNG_PERIOD, YoungCollections()) if self.tune_gc else None
         # probed run: once every check has had its first run, give the free heap that burst
         # left back to the system (~0.6-0.9 KB per idle tcp check, benchmarks/memory.py)
-        first_runs = self.settings.startup_spread + min(self._grace(), FIRST_RUNS_WAIT) + 1.0
-        trimmed = loop.call_later(first_runs, _trim_in_thread, loop) if self.tune_gc else None
+        trimmed = loop.create_task(self._trim_after_first_runs()) if self.tune_gc else None
         yield
         if trimmed is not None:
             trimmed.cancel()
+            await asyncio.wait([trimmed])
         beat.cancel()
         if young is not None:
             young.cancel()
@@ -240,6 +242,17 @@ class Daemon:
         yield
         watcher.cancel()
         await asyncio.wait([watcher])
+
+    async def _trim_after_first_runs(self) -> None:
+        """Trim the C heap once every check has a result, or after the first runs' time
+        (``startup_spread`` plus the longest timeout, at most :data:`FIRST_RUNS_WAIT`)."""
+        loop = asyncio.get_running_loop()
+        wait = self.settings.startup_spread + min(self._grace(), FIRST_RUNS_WAIT) + 1.0
+        deadline = loop.time() + wait
+        # polled: nothing signals "every check has run", and the look is cheap (stops early)
+        while loop.time() < deadline and any(state.last is None for state in self.store):  # noqa: ASYNC110
+            await asyncio.sleep(FIRST_RUNS_POLL)
+        await loop.run_in_executor(None, trim)
 
     def _sample(self) -> None:
         self.metrics.running.set(self.scheduler.running)
@@ -379,12 +392,6 @@ class Daemon:
             },
         )
         self.config.log_errors()
-
-
-def _trim_in_thread(loop: asyncio.AbstractEventLoop) -> None:
-    """:func:`probed._gc.trim` in the default executor (a heap walk of a few ms; ctypes
-    releases the interpreter lock, so the loop keeps running)."""
-    loop.run_in_executor(None, trim)
 
 
 class _Repeater:
