@@ -20,7 +20,7 @@ import logging
 import ssl
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, cast
 
 from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -131,7 +131,8 @@ class _TLSGate(asyncio.Protocol):
         self._task: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's transports do not derive from asyncio.Transport: typed, not checked
+        transport = cast(asyncio.Transport, transport)
         transport.pause_reading()
         loop = asyncio.get_running_loop()
         self._task = task = loop.create_task(self._upgrade(transport))

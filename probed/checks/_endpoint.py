@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from pydantic import Field, field_validator, model_validator
 
@@ -99,8 +99,8 @@ class BufferProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if isinstance(transport, asyncio.Transport):
-            self.transport = transport
+        # uvloop's transports do not derive from asyncio.Transport: typed, not checked
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         room = self.limit - len(self.buffer)

@@ -21,7 +21,7 @@ import os
 import secrets
 import socket
 import struct
-from typing import Final
+from typing import Final, cast
 
 __all__ = ["Relay", "peer_pid"]
 
@@ -65,8 +65,8 @@ class _Local(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports do not derive from asyncio.Transport: typed, not checked
+        self.transport = transport = cast(asyncio.Transport, transport)
         self.relay.local_connected(transport)
 
     def data_received(self, data: bytes) -> None:

@@ -15,9 +15,10 @@ reports it from :attr:`Budget.exceeded`.
 from __future__ import annotations
 
 import asyncio
+import asyncio.selector_events
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 __all__ = ["BoundedLoop", "Budget", "BudgetExceededError", "CountingSocket"]
 
@@ -69,6 +70,118 @@ def _counting(family: int, kind: int, proto: int, budget: Budget) -> CountingSoc
     sock.budget = budget
     sock.setblocking(False)
     return sock
+
+
+def _reads_python_sockets(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether ``loop`` reads a transport's socket through the socket object's own methods
+    (asyncio's selector loops: a :class:`CountingSocket` sees every byte). uvloop reads the
+    descriptor in C, so there the count is taken in the protocol (:func:`_counted`)."""
+    return isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop)
+
+
+class _Counted(asyncio.Protocol):
+    """Counts what reaches ``inner`` (a plain protocol) against a budget; past it, aborts."""
+
+    def __init__(self, inner: asyncio.Protocol, budget: Budget) -> None:
+        self.inner, self.budget = inner, budget
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.budget.take(len(data))
+        except BudgetExceededError:
+            if self.transport is not None:
+                self.transport.abort()
+            return
+        self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is None and self.budget.exceeded:
+            exc = BudgetExceededError(f"received more than {self.budget.limit} bytes")
+        self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+
+class _CountedBuffered(asyncio.BufferedProtocol):
+    """The same for a buffered protocol (a TLS layer's): counted in ``buffer_updated``."""
+
+    def __init__(self, inner: asyncio.BufferedProtocol, budget: Budget) -> None:
+        self.inner, self.budget = inner, budget
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.inner.connection_made(transport)
+
+    def get_buffer(self, sizehint: int) -> Any:
+        return self.inner.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        try:
+            self.budget.take(nbytes)
+        except BudgetExceededError:
+            if self.transport is not None:
+                self.transport.abort()
+            return
+        self.inner.buffer_updated(nbytes)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is None and self.budget.exceeded:
+            exc = BudgetExceededError(f"received more than {self.budget.limit} bytes")
+        self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+
+def _counted(
+    inner: asyncio.BaseProtocol, budget: Budget, transport: asyncio.BaseTransport | None = None
+) -> asyncio.BaseProtocol:
+    """``inner`` behind a counting protocol (``transport``: the one it already serves)."""
+    counted: _Counted | _CountedBuffered
+    # uvloop's own TLS layer has get_buffer/buffer_updated without deriving from the class
+    if isinstance(inner, asyncio.BufferedProtocol) or hasattr(inner, "buffer_updated"):
+        counted = _CountedBuffered(cast(asyncio.BufferedProtocol, inner), budget)
+    else:
+        counted = _Counted(cast(asyncio.Protocol, inner), budget)
+    counted.transport = cast("asyncio.Transport | None", transport)
+    return counted
+
+
+class _CountingTransport:
+    """A raw transport as asyncpg sees it on a loop that reads in C: a protocol asyncpg sets
+    on it (its plain fallback after an SSL request the server declined) is counted too."""
+
+    def __init__(self, real: asyncio.BaseTransport, budget: Budget) -> None:
+        self.real, self._budget = real, budget
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self.real.set_protocol(_counted(protocol, self._budget, self.real))
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        protocol = self.real.get_protocol()
+        return protocol.inner if isinstance(protocol, (_Counted, _CountedBuffered)) else protocol
 
 
 class BoundedLoop:
@@ -128,16 +241,32 @@ class BoundedLoop:
         if kwargs.get("ssl") and "server_hostname" not in kwargs:
             kwargs["server_hostname"] = host  # implied by host, but not with sock=
         try:
-            return await self._loop.create_connection(protocol_factory, sock=sock, **kwargs)
+            if _reads_python_sockets(self._loop):
+                return await self._loop.create_connection(protocol_factory, sock=sock, **kwargs)
+            made: list[asyncio.BaseProtocol] = []
+
+            def counted() -> asyncio.BaseProtocol:
+                made.append(protocol_factory())
+                return _counted(made[0], self.budget)
+
+            transport, _ = await self._loop.create_connection(counted, sock=sock, **kwargs)
+            return _CountingTransport(transport, self.budget), made[0]  # type: ignore[return-value]
         except BaseException:
             sock.close()
             raise
 
-    async def start_tls(self, *args: Any, **kwargs: Any) -> Any:
-        """The real loop's ``start_tls``, noting that the connection is now TLS."""
-        transport = await self._loop.start_tls(*args, **kwargs)
+    async def start_tls(self, transport: asyncio.BaseTransport, *args: Any, **kwargs: Any) -> Any:
+        """The real loop's ``start_tls``, noting that the connection is now TLS (and, on a
+        loop that reads in C, counting again below the new TLS layer it put in place)."""
+        if isinstance(transport, _CountingTransport):
+            transport = transport.real
+        tls = await self._loop.start_tls(transport, *args, **kwargs)  # type: ignore[arg-type]
         self.tls = True
-        return transport
+        if not _reads_python_sockets(self._loop):
+            layer = transport.get_protocol()  # the TLS layer start_tls put in place
+            if not isinstance(layer, (_Counted, _CountedBuffered)):
+                transport.set_protocol(_counted(layer, self.budget, transport))
+        return tls
 
     async def create_unix_connection(
         self,
@@ -152,7 +281,18 @@ class BoundedLoop:
         self.tcp = self.tls = False
         try:
             await self._loop.sock_connect(sock, path)
-            return await self._loop.create_unix_connection(protocol_factory, sock=sock, **kwargs)
+            if _reads_python_sockets(self._loop):
+                return await self._loop.create_unix_connection(
+                    protocol_factory, sock=sock, **kwargs
+                )
+            made: list[asyncio.BaseProtocol] = []
+
+            def counted() -> asyncio.BaseProtocol:
+                made.append(protocol_factory())
+                return _counted(made[0], self.budget)
+
+            transport, _ = await self._loop.create_unix_connection(counted, sock=sock, **kwargs)
+            return _CountingTransport(transport, self.budget), made[0]  # type: ignore[return-value]
         except BaseException:
             sock.close()
             raise

@@ -349,6 +349,48 @@ async def test_the_postgres_byte_budget_holds_inside_tls_too(tmp_path: Path) -> 
     assert "sent more than 1.0 MiB" in result.message
 
 
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+@pytest.mark.parametrize("when", ["startup", "query"])
+def test_the_postgres_byte_budget_holds_on_uvloop_too(when: str, tls: bool) -> None:
+    """uvloop reads sockets in C (a counting socket sees nothing there): the budget is then
+    counted in the protocol, below TLS and after asyncpg's plain fallback (sslmode=prefer)."""
+    import importlib.util
+    import ssl
+
+    import trustme
+
+    from tests._require import require
+
+    require(importlib.util.find_spec("uvloop") is not None, "uvloop (probed[speed]) missing")
+    import uvloop
+
+    server_ctx: ssl.SSLContext | None = None
+    if tls:
+        server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        trustme.CA().issue_cert("127.0.0.1").configure_cert(server_ctx)
+
+    async def probe() -> Result:
+        async with serving(pg_flood(when, server_ctx)) as port:
+            mode = "require" if tls else "prefer"
+            return await run_check(
+                PostgresCheck,
+                dsn=f"postgresql://probe@127.0.0.1:{port}/db?sslmode={mode}",
+                max_response_size="1MiB",
+                timeout=2.0 if tls else 5.0,
+            )
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        result = runner.run(probe())
+    if tls:
+        # Reading stops at the budget (the connection is aborted there), but uvloop's TLS
+        # layer does not pass the abort on to asyncpg, which then waits for its timeout.
+        assert (result.status, result.reason) == (Status.FAIL, Reason.TIMEOUT), result.message
+        return
+    assert (result.status, result.reason) == (Status.FAIL, Reason.PROTOCOL), result.message
+    assert "sent more than 1.0 MiB (max_response_size)" in result.message
+    assert result.duration < 2.0
+
+
 async def test_a_real_query_over_the_budget_is_refused_and_one_under_it_passes(
     postgres_server: Any,
 ) -> None:
