@@ -79,28 +79,29 @@ def _reads_python_sockets(loop: asyncio.AbstractEventLoop) -> bool:
     return isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop)
 
 
-class _Counted(asyncio.Protocol):
-    """Counts what reaches ``inner`` (a plain protocol) against a budget; past it, aborts."""
+class _Counting:
+    """What both counting protocols share: passing calls on to ``inner``, and the count."""
 
-    def __init__(self, inner: asyncio.Protocol, budget: Budget) -> None:
-        self.inner, self.budget = inner, budget
-        self.transport: asyncio.Transport | None = None
+    inner: Any
+    budget: Budget
+    transport: asyncio.Transport | None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
         self.inner.connection_made(transport)
 
-    def data_received(self, data: bytes) -> None:
+    def _spend(self, size: int) -> bool:
+        """Count ``size`` bytes; past the budget, abort the connection and return False."""
         try:
-            self.budget.take(len(data))
+            self.budget.take(size)
         except BudgetExceededError:
             if self.transport is not None:
                 self.transport.abort()
-            return
-        self.inner.data_received(data)
+            return False
+        return True
 
     def eof_received(self) -> bool | None:
-        return self.inner.eof_received()
+        return cast("bool | None", self.inner.eof_received())
 
     def connection_lost(self, exc: Exception | None) -> None:
         if exc is None and self.budget.exceeded:
@@ -114,42 +115,29 @@ class _Counted(asyncio.Protocol):
         self.inner.resume_writing()
 
 
-class _CountedBuffered(asyncio.BufferedProtocol):
+class _Counted(_Counting, asyncio.Protocol):
+    """Counts what reaches ``inner`` (a plain protocol) against a budget; past it, aborts."""
+
+    def __init__(self, inner: asyncio.Protocol, budget: Budget) -> None:
+        self.inner, self.budget, self.transport = inner, budget, None
+
+    def data_received(self, data: bytes) -> None:
+        if self._spend(len(data)):
+            self.inner.data_received(data)
+
+
+class _CountedBuffered(_Counting, asyncio.BufferedProtocol):
     """The same for a buffered protocol (a TLS layer's): counted in ``buffer_updated``."""
 
     def __init__(self, inner: asyncio.BufferedProtocol, budget: Budget) -> None:
-        self.inner, self.budget = inner, budget
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-        self.inner.connection_made(transport)
+        self.inner, self.budget, self.transport = inner, budget, None
 
     def get_buffer(self, sizehint: int) -> Any:
         return self.inner.get_buffer(sizehint)
 
     def buffer_updated(self, nbytes: int) -> None:
-        try:
-            self.budget.take(nbytes)
-        except BudgetExceededError:
-            if self.transport is not None:
-                self.transport.abort()
-            return
-        self.inner.buffer_updated(nbytes)
-
-    def eof_received(self) -> bool | None:
-        return self.inner.eof_received()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if exc is None and self.budget.exceeded:
-            exc = BudgetExceededError(f"received more than {self.budget.limit} bytes")
-        self.inner.connection_lost(exc)
-
-    def pause_writing(self) -> None:
-        self.inner.pause_writing()
-
-    def resume_writing(self) -> None:
-        self.inner.resume_writing()
+        if self._spend(nbytes):
+            self.inner.buffer_updated(nbytes)
 
 
 def _counted(
