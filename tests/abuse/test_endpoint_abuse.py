@@ -200,39 +200,44 @@ def _limit_fds() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (96, 96))
 
 
-@pytest.mark.timeout(60)
-async def test_fd_exhaustion_logs_a_few_lines_and_the_daemon_recovers(
-    tmp_path: Path, checks: Path
-) -> None:
-    """On asyncio's loop (uvloop's accept is below)."""
+@contextlib.asynccontextmanager
+async def _fd_limited_daemon(
+    tmp_path: Path, checks: Path, loop: str
+) -> AsyncIterator[tuple[int, Path]]:
+    """``probed run`` on ``loop`` with 96 descriptors: its port and log, stopped on exit."""
     port = free_port()
     config = write(tmp_path / "probed.yaml", "header_timeout: 1s\nwatch: false\n")
     log_path = tmp_path / "out.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PROBED_LOOP": "asyncio"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PROBED_LOOP": loop}
     with log_path.open("wb") as out:
         proc = await asyncio.create_subprocess_exec(
-            *[
-                sys.executable,
-                "-m",
-                "probed",
-                "run",
-                "--config",
-                str(config),
-                "--checks-dir",
-                str(checks),
-                "--listen",
-                f"127.0.0.1:{port}",
-                "--log-format",
-                "text",
-            ],
+            *[sys.executable, "-m", "probed", "run", "--config", str(config)],
+            *["--checks-dir", str(checks), "--listen", f"127.0.0.1:{port}"],
+            *["--log-format", "text"],
             stdout=out,
             stderr=subprocess.STDOUT,
             preexec_fn=_limit_fds,
             env=env,
         )
     try:
-        url = f"http://127.0.0.1:{port}/health/live"
         await wait_for(lambda: "listening on" in log_path.read_text(), 30, "daemon to start")
+        yield port, log_path
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), 20)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+@pytest.mark.timeout(60)
+async def test_fd_exhaustion_logs_a_few_lines_and_the_daemon_recovers(
+    tmp_path: Path, checks: Path
+) -> None:
+    """On asyncio's loop (uvloop's accept is below)."""
+    async with _fd_limited_daemon(tmp_path, checks, "asyncio") as (port, log_path):
+        url = f"http://127.0.0.1:{port}/health/live"
         t0 = time.monotonic()
         async with _sockets(port, 300):
             await wait_for(
@@ -248,13 +253,6 @@ async def test_fd_exhaustion_logs_a_few_lines_and_the_daemon_recovers(
         ]
         assert 1 <= len(lines) <= 2, text[-2000:]
         assert "Traceback" not in text
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), 20)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
 
 
 @pytest.mark.timeout(60)
@@ -264,34 +262,12 @@ async def test_fd_exhaustion_on_uvloop_leaves_no_traceback_and_the_daemon_recove
     """libuv accepts and drops connections it has no descriptor for (its EMFILE reserve), so
     nothing is logged; the daemon must still answer once the connections are gone."""
     require(importlib.util.find_spec("uvloop") is not None, "uvloop (probed[speed]) missing")
-    port = free_port()
-    config = write(tmp_path / "probed.yaml", "header_timeout: 1s\nwatch: false\n")
-    log_path = tmp_path / "out.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PROBED_LOOP": "uvloop"}
-    with log_path.open("wb") as out:
-        proc = await asyncio.create_subprocess_exec(
-            *[sys.executable, "-m", "probed", "run", "--config", str(config)],
-            *["--checks-dir", str(checks), "--listen", f"127.0.0.1:{port}"],
-            *["--log-format", "text"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_limit_fds,
-            env=env,
-        )
-    try:
-        await wait_for(lambda: "listening on" in log_path.read_text(), 30, "daemon to start")
+    async with _fd_limited_daemon(tmp_path, checks, "uvloop") as (port, log_path):
         async with _sockets(port, 300) as opened:
             assert len(opened) > 96  # more connections than the daemon has descriptors
         await _until_ok(f"http://127.0.0.1:{port}/health/live", 15)
         text = log_path.read_text()
         assert "Traceback" not in text, text[-2000:]
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), 20)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
 
 
 async def _until_ok(url: str, timeout: float, ctx: Any = True) -> None:
