@@ -40,6 +40,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _targets import LOOPBACK, Procs, Target, free_port, http_status, scrape, start_target, wait_for
+from daemon import write_profile
 
 REPO = Path(__file__).resolve().parent.parent
 KiB = 1024
@@ -198,12 +199,21 @@ class Reading:
 
 
 def _start(
-    procs: Procs, checks_dir: Path | None, wrapper: str, trace: Path, timeout: float
+    procs: Procs,
+    checks_dir: Path | None,
+    wrapper: str,
+    trace: Path,
+    timeout: float,
+    profile: str = "default",
 ) -> tuple[int, int]:
     port = free_port()
     argv = [sys.executable, "-c", wrapper, "run"]
     if checks_dir is not None:
         argv += ["--checks-dir", str(checks_dir)]
+    if profile != "default":
+        config = procs.tmp / "probed.yaml"
+        write_profile(config, profile)
+        argv += ["--config", str(config)]
     argv += ["--listen", f"{LOOPBACK}:{port}", "--log-level", "WARNING"]
     pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     env = dict(os.environ, PROBED_MEM_TRACE=str(trace), PYTHONPATH=pythonpath)
@@ -250,7 +260,7 @@ def measure(
         )
         trace = procs.tmp / "trace"
         wrapper = TRACE_WRAPPER if traced else MODULES_WRAPPER
-        pid, port = _start(procs, checks_dir, wrapper, trace, args.start_timeout)
+        pid, port = _start(procs, checks_dir, wrapper, trace, args.start_timeout, args.profile)
         time.sleep(args.settle)
         reading = Reading(checks, rss_bytes(pid), 0)
         if args.malloc_stats and not traced:
@@ -397,7 +407,8 @@ def run_type(args: argparse.Namespace, target: Target, kind: str) -> None:
         f"{kind}: per extra check from {args.small:,} to {args.large:,} checks "
         f"(each ran once; interval {args.interval:g} s"
         f"{'' if args.histogram else '; duration_histogram: false'}"
-        f"{'; distinct options' if args.distinct else ''})"
+        f"{'; distinct options' if args.distinct else ''}"
+        f"{'; metrics profile ' + args.profile if args.profile != 'default' else ''})"
     )
     if args.rss:
         small = measure(args, target, kind, args.small, traced=False)
@@ -481,6 +492,13 @@ def main() -> None:
         help="also read the idle daemons' allocators: CPython's arenas (in use, of it "
         "garbage a collection frees, free blocks, free pools) and the RSS after a collection "
         "and malloc_trim (the scraped figures are then read after those)",
+    )
+    p.add_argument(
+        "--profile",
+        default="default",
+        choices=("default", "large"),
+        help="metrics settings: large = the documented large-scale settings "
+        "(docs/metrics.md#large-scale-settings), as benchmarks/daemon.py --profile large",
     )
     p.add_argument("--no-rss", dest="rss", action="store_false", help="skip the RSS slope")
     p.add_argument("--no-trace", dest="trace", action="store_false", help="skip tracemalloc")
