@@ -3,9 +3,9 @@
 prometheus_client's generic ``Collector`` path builds a ``Metric`` object per family and
 formats every sample on every scrape: with 10,000 checks and ~35 series each that is ~350,000
 samples formatted per scrape. Here each check's sample lines are rendered once per *change*
-of its state (a run, a skip) into one string per metric family and kept by a :class:`Renderer`
-(one per daemon; the states themselves are only read); a scrape then only joins kept strings
-family by family. Identity label strings are built once per check spec.
+of its state (a run, a skip) into one UTF-8 chunk per metric family it has lines for, kept by
+a :class:`Renderer` in one flat tuple per check (one per daemon; the states themselves are
+only read); a scrape then only joins kept chunks family by family, at C speed.
 
 Families are the same in both formats; only the ``# TYPE`` line of counters differs (OpenMetrics
 names the family without ``_total``).
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from itertools import accumulate
 from typing import Final, Literal
 
-from probed._assembly import Assembly
+from probed._assembly import HEAD, Assembly, Entry, Layout
 from probed.check import MetricDef, Status
 from probed.logs import current_redactor
 from probed.spec import CheckSpec
@@ -43,6 +43,7 @@ __all__ = [
     "format_value",
     "new_assembly",
     "render_checks",
+    "shared_layout",
 ]
 
 log = logging.getLogger("probed")
@@ -240,20 +241,20 @@ _STATUS_FLAGS: Final = {s: tuple("1" if t is s else "0" for t in _STATUSES) for 
 _BUCKET_ARGS: Final = 2 * len(_INF_BUCKETS) + 4
 
 
-@dataclass(slots=True)
-class _Cache:
-    """A check's rendered lines, by core family and by type-specific family.
+_FIRST_STATIC: Final = 10  # interval, timeout, readiness, info: 10 to 13 in _ALL_FAMILIES
+_LAYOUTS: dict[Layout, Layout] = {}
+"""One tuple per distinct layout (a few per configuration: which families a check has lines
+for depends on its type, its settings and whether it failed)."""
 
-    Never changed once built (a render that collected it may still be assembling): a newer
-    render or a release replaces the renderer's entry instead.
-    """
 
-    version: int
-    spec: CheckSpec
-    lb: str  # "{" + identity labels, without the closing brace
-    static: tuple[str, str, str, str]  # interval, timeout, readiness and info lines (per spec)
-    core: list[str]
-    extra: dict[str, str]
+def shared_layout(layout: Layout) -> Layout:
+    """The one kept tuple equal to ``layout`` (up to 1,000 kept; others are used as given)."""
+    kept = _LAYOUTS.get(layout)
+    if kept is not None:
+        return kept
+    if len(_LAYOUTS) < 1000:
+        _LAYOUTS[layout] = layout
+    return layout
 
 
 def _static_lines(
@@ -289,70 +290,118 @@ def _static_lines(
 
 def _render(
     state: CheckState,
-    lb: str,
-    static: tuple[str, str, str, str],
     types: TypeMetrics,
     keep: tuple[bool, ...],
     options: ExpositionOptions,
-) -> _Cache:
-    drop = options.drop
+    old: Entry | None,
+) -> Entry:
+    """A check's lines as one :data:`~probed._assembly.Entry`; ``old`` is its previous one.
+
+    The entry keeps the spec and the label prefix; while the spec is the same, the static
+    lines (interval, timeout, readiness, info: first in every entry) are taken from ``old``
+    as they are, so a run costs only its changing lines.
+    """
+    spec = state.spec
+    if old is not None and old[2] is spec:
+        lb = old[3]
+        statics: int = old[1][0]  # type: ignore[assignment]
+        keys: list[int | str] = list(old[1][: statics + 1])
+        chunks: list[bytes] = list(old[HEAD : HEAD + statics])  # type: ignore[arg-type]
+    else:
+        if options.check_labels == "info":
+            lb = "{" + _series_labels(spec, options.series_labels)
+        else:
+            lb = "{" + identity_labels(spec)
+        static = [
+            (index, line.encode())
+            for index, line in enumerate(_static_lines(spec, lb, options), _FIRST_STATIC)
+            if line
+        ]
+        keys = [len(static)]  # the count of static chunks, then their keys
+        keys.extend(index for index, _ in static)
+        chunks = [chunk for _, chunk in static]
     zeros = options.zero_counters
     last = state.last
-    core = [""] * _N_CORE
+    key = keys.append
+    add = chunks.append  # lines that are never empty; joins go through put()
+
+    def put(name: int | str, text: str) -> None:
+        if text:
+            key(name)
+            add(text.encode())
+
     if last is not None:
         if keep[0]:
-            core[0] = f"probed_check_success{lb}}} {1 if last.status.passed else 0}\n"
+            key(0)
+            add(f"probed_check_success{lb}}} {1 if last.status.passed else 0}\n".encode())
         if keep[6]:
-            core[6] = f"probed_check_last_run_timestamp_seconds{lb}}} {last.timestamp!r}\n"
+            key(6)
+            add(f"probed_check_last_run_timestamp_seconds{lb}}} {last.timestamp!r}\n".encode())
         if last.phases and keep[7]:
-            core[7] = "".join(
-                [
-                    f'probed_check_phase_duration_seconds{lb},phase="{escape_label(p)}"}} '
-                    f"{format_value(v)}\n"
-                    for p, v in last.phases.items()
-                ]
+            put(
+                7,
+                "".join(
+                    [
+                        f'probed_check_phase_duration_seconds{lb},phase="{escape_label(p)}"}} '
+                        f"{format_value(v)}\n"
+                        for p, v in last.phases.items()
+                    ]
+                ),
             )
     if keep[1]:
-        core[1] = f"probed_check_up{lb}}} {1 if state.up else 0}\n"
+        key(1)
+        add(f"probed_check_up{lb}}} {1 if state.up else 0}\n".encode())
     if keep[2]:
         flags = _STATUS_FLAGS[state.status]
-        core[2] = _STATUS_T % (lb, flags[0], lb, flags[1], lb, flags[2], lb, flags[3])
-    if state.spec.duration_histogram:
+        key(2)
+        add((_STATUS_T % (lb, flags[0], lb, flags[1], lb, flags[2], lb, flags[3])).encode())
+    if spec.duration_histogram:
         if keep[3]:
             args: list[object] = [lb] * _BUCKET_ARGS
             args[1 : 2 * len(_INF_BUCKETS) : 2] = accumulate(state.bucket_counts)
             args[-3] = format_value(state.duration_sum)
             args[-1] = state.duration_count
-            core[3] = _BUCKETS_T % tuple(args)
+            key(3)
+            add((_BUCKETS_T % tuple(args)).encode())
     elif last is not None and keep[14]:
-        core[14] = f"probed_check_last_duration_seconds{lb}}} {format_value(last.duration)}\n"
+        key(14)
+        add(f"probed_check_last_duration_seconds{lb}}} {format_value(last.duration)}\n".encode())
     if keep[4]:
         runs = state.runs
         if zeros:
-            core[4] = _RUNS_T % (lb, runs[0], lb, runs[1], lb, runs[2], lb, runs[3])
+            key(4)
+            add((_RUNS_T % (lb, runs[0], lb, runs[1], lb, runs[2], lb, runs[3])).encode())
         else:
-            core[4] = "".join(
-                [
-                    f'probed_check_runs_total{lb},result="{s.label}"}} {n}\n'
-                    for s, n in zip(_STATUSES, runs, strict=True)
-                    if n
-                ]
+            put(
+                4,
+                "".join(
+                    [
+                        f'probed_check_runs_total{lb},result="{s.label}"}} {n}\n'
+                        for s, n in zip(_STATUSES, runs, strict=True)
+                        if n
+                    ]
+                ),
             )
     if state.failures and keep[5]:
-        core[5] = "".join(
-            [
-                f'probed_check_failures_total{lb},reason="{escape_label(r)}"}} {n}\n'
-                for r, n in state.failures.items()
-            ]
+        put(
+            5,
+            "".join(
+                [
+                    f'probed_check_failures_total{lb},reason="{escape_label(r)}"}} {n}\n'
+                    for r, n in state.failures.items()
+                ]
+            ),
         )
     if keep[8] and (zeros or state.state_changes):
-        core[8] = f"probed_check_state_changes_total{lb}}} {state.state_changes}\n"
+        key(8)
+        add(f"probed_check_state_changes_total{lb}}} {state.state_changes}\n".encode())
     if keep[9] and (zeros or state.skipped_runs):
-        core[9] = f"probed_check_skipped_runs_total{lb}}} {state.skipped_runs}\n"
-    core[10:14] = static
+        key(9)
+        add(f"probed_check_skipped_runs_total{lb}}} {state.skipped_runs}\n".encode())
 
-    extra: dict[str, str] = {}
-    if last is not None:
+    if last is not None and (last.values or last.samples):
+        drop = options.drop
+        extra: dict[str, str] = {}
         families = types.families
         for name, value in last.values.items():
             if name in families and name not in drop:
@@ -370,7 +419,12 @@ def _render(
                 extra.get(sample.name, "")
                 + f"{sample.name}{lb}{pairs}}} {format_value(sample.value)}\n"
             )
-    return _Cache(state.version, state.spec, lb, static, core, extra)
+        for name, text in extra.items():
+            put(name, text)
+    layout = tuple(keys)
+    # nearly always the same families as the last run: then no lookup of the shared one
+    layout = old[1] if old is not None and layout == old[1] else shared_layout(layout)
+    return (state.version, layout, spec, lb, *chunks)
 
 
 class Renderer:
@@ -380,37 +434,32 @@ class Renderer:
     never written into the states: rendering only reads them.
     """
 
-    __slots__ = ("_caches", "_keep", "options", "types")
+    __slots__ = ("_entries", "_keep", "options", "types")
 
     def __init__(self, types: TypeMetrics, options: ExpositionOptions | None = None) -> None:
         self.types = types
         self.options = options or ExpositionOptions()
         self._keep = tuple(f.name not in self.options.drop for f in _ALL_FAMILIES)
-        self._caches: dict[CheckState, _Cache] = {}
+        self._entries: dict[CheckState, Entry] = {}
 
-    def refresh(self, states: Iterable[CheckState]) -> list[_Cache]:
-        """Re-render the states that changed since their last render; return each one's lines."""
-        caches: list[_Cache] = []
-        append = caches.append
-        kept = self._caches
+    def refresh(self, states: Iterable[CheckState]) -> list[Entry]:
+        """Re-render the states that changed since their last render; return each one's lines.
+
+        An entry is never changed once built (a render that collected it may still be
+        assembling): a newer render or a release replaces the renderer's entry instead.
+        """
+        entries: list[Entry] = []
+        append = entries.append
+        kept = self._entries
         types = self.types
         options = self.options
         keep = self._keep
         for state in states:
-            cache = kept.get(state)
-            if cache is None or cache.version != state.version:
-                if cache is not None and cache.spec is state.spec:
-                    lb, static = cache.lb, cache.static
-                else:
-                    if options.check_labels == "info":
-                        lb = "{" + _series_labels(state.spec, options.series_labels)
-                    else:
-                        lb = "{" + identity_labels(state.spec)
-                    static = _static_lines(state.spec, lb, options)
-                cache = _render(state, lb, static, types, keep, options)
-                kept[state] = cache
-            append(cache)
-        return caches
+            entry = kept.get(state)
+            if entry is None or entry[0] != state.version:
+                entry = kept[state] = _render(state, types, keep, options, entry)
+            append(entry)
+        return entries
 
     def forget_others(self, states: Collection[CheckState]) -> None:
         """Drop the lines of checks not in ``states`` (removed by a reload).
@@ -418,57 +467,44 @@ class Renderer:
         Call after refreshing all of ``states``: every one of them then has an entry, so more
         entries than states means some belong to checks that are gone.
         """
-        if len(self._caches) > len(states):
-            kept = self._caches
-            self._caches = {s: kept[s] for s in states if s in kept}
+        if len(self._entries) > len(states):
+            kept = self._entries
+            self._entries = {s: kept[s] for s in states if s in kept}
 
     def release(self, states: Iterable[CheckState], max_interval: float) -> int:
         """Drop the rendered lines of checks that run at least once per ``max_interval`` seconds.
 
         Such checks change between two scrapes anyway, so keeping their lines would only hold
-        memory (about 3 KiB a check); their label prefixes stay kept. Returns how many were
-        released.
+        memory (about 1 KiB a check). Returns how many were released.
         """
         released = 0
-        kept = self._caches
+        kept = self._entries
         for state in states:
-            cache = kept.get(state)
-            if cache is not None and cache.core and state.spec.interval <= max_interval:
-                # A new, empty entry: the old one may be in the middle of another render's
-                # assembly (a scrape in the other format, sliced), which must see whole lines.
-                kept[state] = _Cache(-1, cache.spec, cache.lb, cache.static, [], {})
+            if state.spec.interval <= max_interval and kept.pop(state, None) is not None:
                 released += 1
         return released
 
-    def render(self, states: Collection[CheckState], openmetrics: bool, tail: str = "") -> str:
-        """Every check's series then ``tail``, re-rendering only states that changed."""
-        text = assemble(self.refresh(states), self.types, openmetrics, tail, self.options)
+    def body(self, states: Collection[CheckState], openmetrics: bool, tail: bytes = b"") -> bytes:
+        """Every check's series then ``tail``, as UTF-8, re-rendering only states that changed."""
+        assembly = new_assembly(self.types, self.options)
+        assembly.add(self.refresh(states))
         self.forget_others(states)
-        return text
+        return assembly.body(openmetrics, tail)
+
+    def render(self, states: Collection[CheckState], openmetrics: bool, tail: str = "") -> str:
+        """Like :meth:`body`, as text."""
+        return self.body(states, openmetrics, tail.encode()).decode()
 
 
 def new_assembly(types: TypeMetrics, options: ExpositionOptions | None = None) -> Assembly:
-    """An empty :class:`~probed._assembly.Assembly` of these families (see :func:`assemble`)."""
-    drop = options.drop if options is not None else frozenset()
-    return Assembly(_ALL_FAMILIES, len(CORE_FAMILIES), _HISTOGRAM, types.families, drop)
-
-
-def assemble(
-    caches: Sequence[_Cache],
-    types: TypeMetrics,
-    openmetrics: bool,
-    tail: str = "",
-    options: ExpositionOptions | None = None,
-) -> str:
-    """Join rendered caches family by family into one exposition text, then ``tail``.
+    """An empty :class:`~probed._assembly.Assembly` of these families.
 
     A family in ``options.drop``, an optional one no check has lines for, and the histogram
     when no check has one have no header (with no checks at all, the core families keep
-    theirs, as they always did). :func:`new_assembly` does the same slice by slice.
+    theirs, as they always did).
     """
-    assembly = new_assembly(types, options)
-    assembly.add(caches)
-    return assembly.text(openmetrics, tail)
+    drop = options.drop if options is not None else frozenset()
+    return Assembly(_ALL_FAMILIES, len(CORE_FAMILIES), _HISTOGRAM, types.families, drop)
 
 
 def render_checks(

@@ -274,8 +274,8 @@ class Exporter:
 
     def render(self, openmetrics: bool) -> bytes:
         """The whole ``/metrics`` body in the requested format (all at once)."""
-        tail = _daemon_text(self.instruments, openmetrics).decode()
-        return self.renderer.render(list(self.store), openmetrics, tail).encode()
+        tail = _daemon_text(self.instruments, openmetrics)
+        return self.renderer.body(list(self.store), openmetrics, tail)
 
     async def render_async(
         self, openmetrics: bool, batch: int = RENDER_BATCH, shard: Shard | None = None
@@ -298,8 +298,8 @@ class Exporter:
         if shard is not None:
             states = [s for s in everyone if shard.owns(s.spec.name)]
         # Each slice is re-rendered where it changed and joined family by family at once;
-        # the last step joins a few strings per family (and encodes: the body of 50,000
-        # checks is over 20 MB, so copies count).
+        # the last step joins a few byte strings per family (the body of 50,000 checks is
+        # over 20 MB, so copies count: lines are kept as UTF-8, the body is never encoded).
         assembly = new_assembly(renderer.types, renderer.options)
         for start in range(0, len(states), batch):
             assembly.add(renderer.refresh(states[start : start + batch]))
@@ -307,10 +307,10 @@ class Exporter:
                 await asyncio.sleep(0)
         renderer.forget_others(everyone)  # with a shard: once every shard was scraped
         if shard is None or shard.daemon_series:
-            tail = _daemon_text(self.instruments, openmetrics).decode()
+            tail = _daemon_text(self.instruments, openmetrics)
         else:  # the daemon series are on shard 0; OpenMetrics still ends every body with EOF
-            tail = "# EOF\n" if openmetrics else ""
-        body = assembly.text(openmetrics, tail).encode()
+            tail = b"# EOF\n" if openmetrics else b""
+        body = assembly.body(openmetrics, tail)
         del assembly
         if gap is not None:  # lines that change between every two scrapes are not worth keeping
             for start in range(0, len(states), RELEASE_BATCH):

@@ -160,14 +160,53 @@ def test_an_assembly_in_slices_of_any_size_equals_the_text_assembled_at_once() -
         caches = renderer.refresh(states)
         whole = new_assembly(TYPES, options)
         whole.add(caches)
-        expected = whole.text(False, "# tail\n")
-        assert 'reason="timeout"' in expected and "probed_script_labelled{" in expected
+        expected = whole.body(False, b"# tail\n")
+        assert b'reason="timeout"' in expected and b"probed_script_labelled{" in expected
         for size in (1, 2, 3, 7):
             sliced = new_assembly(TYPES, options)
             for start in range(0, len(caches), size):
                 sliced.add(caches[start : start + size])
-            assert sliced.text(False, "# tail\n") == expected
-    assert new_assembly(TYPES).text(True, "# EOF\n") == render_checks([], TYPES, True) + "# EOF\n"
+            assert sliced.body(False, b"# tail\n") == expected
+    empty = new_assembly(TYPES).body(True, b"# EOF\n")
+    assert empty == (render_checks([], TYPES, True) + "# EOF\n").encode()
+
+
+def test_checks_keep_their_order_within_every_family_whatever_lines_each_one_has() -> None:
+    states = [state(f"c{i}") for i in range(9)]
+    for i, s in enumerate(states):
+        if i % 3 == 1:
+            s.record(Result.fail("timeout", "too slow", timestamp=1.0))
+        elif i % 3 == 2:
+            s.record(Result.ok(values={"probed_script_value": 1.0}, timestamp=1.0))
+    text = render_checks(states, TYPES, False)  # c0, c3, c6 never ran: no success line
+    for family, names in (
+        ("probed_check_up{", [f"c{i}" for i in range(9)]),
+        ("probed_check_success{", [f"c{i}" for i in range(9) if i % 3]),
+        ("probed_check_failures_total{", ["c1", "c4", "c7"]),
+        ("probed_script_value{", ["c2", "c5", "c8"]),
+    ):
+        lines = [line for line in text.splitlines() if line.startswith(family)]
+        assert [line.split('"')[1] for line in lines] == names, family
+
+
+def test_a_checks_kept_lines_are_one_tuple_of_the_families_it_has_with_a_shared_layout() -> None:
+    a, b = state("a"), state("b")
+    for s in (a, b):
+        s.record(Result.ok(duration=0.001, timestamp=1.0))
+    renderer = Renderer(TYPES)
+    first, second = renderer.refresh([a, b])
+    version, layout, spec, prefix, *chunks = first
+    assert version == a.version and layout is second[1]  # equal layouts: one tuple
+    assert spec is a.spec and prefix == '{check="a",type="script"'
+    assert layout[0] == 3 and len(chunks) == len(layout) - 1  # 3 static chunks lead
+    assert all(type(c) is bytes and c for c in chunks)
+    text = renderer.render([a], openmetrics=False)
+    samples = [line for line in text.splitlines() if not line.startswith("#")]
+    assert sorted(b"".join(chunks).decode().splitlines()) == sorted(samples)
+    a.record(Result.ok(duration=0.002, timestamp=2.0))
+    [again] = renderer.refresh([a])
+    statics = [c for c in chunks if c.startswith(b"probed_check_interval_seconds{")]
+    assert statics and all(any(c is s for s in again) for c in statics)  # kept, not re-rendered
 
 
 def test_young_collections_on_a_clock_collect_the_middle_generation_every_tenth_time() -> None:
