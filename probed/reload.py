@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from importlib import resources
@@ -22,7 +23,6 @@ from typing import Any, Final
 from probed._forkload import load_in_child
 from probed._gc import compact, settle
 from probed._share import share_equal
-from probed.check import Check
 from probed.config import LoadResult, load_checks, load_settings
 from probed.errors import ConfigError, ConfigErrors
 from probed.logs import set_redactor, set_state_change_limit
@@ -61,6 +61,31 @@ _NOTHING: Final = LoadResult({}, (), {}, frozenset())
 def embedded_checks_file() -> Path:
     """The packaged default checks (host disk, memory, CPU) used when nothing is configured."""
     return Path(str(resources.files("probed").joinpath("embedded_checks.yaml")))
+
+
+CLOSE_AT_ONCE: Final = 64
+"""Checks of retired jobs closed at the same time (see :meth:`RunningConfig.retire`)."""
+
+CLOSE_TIMEOUT: Final = 30.0
+"""Seconds a retired check's ``close()`` may take before it is left (and logged)."""
+
+
+async def _close(job: Job) -> None:
+    """Close a retired job's check once its run in progress (bounded by its timeout) ended."""
+    if job.task is not None:
+        await asyncio.wait([job.task])
+    try:
+        async with asyncio.timeout(CLOSE_TIMEOUT):
+            await job.check.close()
+    except TimeoutError:
+        log.warning(
+            "closing check %s took longer than %gs; left behind",
+            job.spec.name,
+            CLOSE_TIMEOUT,
+            extra={"fields": {"event": "check_close_timeout", "check": job.spec.name}},
+        )
+    except Exception:  # a plugin's close failing must not break a reload
+        log.exception("closing check %s failed", job.spec.name)
 
 
 class RunningConfig:
@@ -102,7 +127,8 @@ class RunningConfig:
         self.loaded_in_child = False
         """Whether the last load came from a forked child."""
         self._lock = asyncio.Lock()
-        self._closing: set[asyncio.Task[None]] = set()
+        self._retired: deque[Job] = deque()
+        self._closer: asyncio.Task[None] | None = None
         self.on_reload: list[Callable[[], tuple[ConfigError, ...]]] = []
         """Called (in a thread) by every reload but the file watcher's (the web config)."""
 
@@ -242,27 +268,36 @@ class RunningConfig:
             )
 
     def retire(self, job: Job) -> None:
-        """Unschedule ``job`` and close its check once a run in progress has finished."""
+        """Unschedule ``job`` and close its check once a run in progress has finished.
+
+        Closes run :data:`CLOSE_AT_ONCE` at a time from one queue (a reload that removes
+        50,000 checks, or a stop, must not make a task per check: that was ~75 MB at once),
+        each bounded by :data:`CLOSE_TIMEOUT` so a hung plugin holds one slot, not the queue.
+        """
         self._scheduler.remove(job)
+        self._retired.append(job)
+        if self._closer is None:
+            self._closer = asyncio.get_running_loop().create_task(self._close_retired())
 
-        async def close(task: asyncio.Task[None] | None, check: Check[Any]) -> None:
-            if task is not None:
-                await asyncio.wait([task])
-            try:
-                await check.close()
-            except Exception:  # a plugin's close failing must not break a reload
-                log.exception("closing check %s failed", job.spec.name)
-
-        closer = asyncio.get_running_loop().create_task(close(job.task, job.check))
-        self._closing.add(closer)
-        closer.add_done_callback(self._closing.discard)
+    async def _close_retired(self) -> None:
+        loop = asyncio.get_running_loop()
+        closing: set[asyncio.Task[None]] = set()
+        try:
+            while self._retired or closing:
+                while self._retired and len(closing) < CLOSE_AT_ONCE:
+                    closing.add(loop.create_task(_close(self._retired.popleft())))
+                _done, closing = await asyncio.wait(closing, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in closing:  # cancelled (the loop is ending): do not leave them behind
+                task.cancel()
+            self._closer = None
 
     async def retire_all(self, grace: float) -> None:
         """Retire every job and wait up to ``grace`` seconds for their checks to close."""
         for job in self.jobs.values():
             self.retire(job)
-        if self._closing:
-            await asyncio.wait(list(self._closing), timeout=grace)
+        if self._closer is not None:
+            await asyncio.wait([self._closer], timeout=grace)
 
     def _unchanged(self, loaded: LoadResult) -> bool:
         """Whether ``loaded`` would run exactly the checks that run now, with the same errors."""
