@@ -2,9 +2,10 @@
 
 Each check keeps its last N runs in one ``bytearray`` of three regions: a status byte per
 run, then a 32-bit float duration per run, then a 32-bit unix time per run (9 bytes a run),
-not a list of objects, so the garbage collector never sees them. The buffer is rebuilt at its
-exact size while it grows and written in place once full, so a check that has run once (an
-idle one with a long interval) costs about 140 bytes, not 9 bytes a run it may keep. A check
+not a list of objects, so the garbage collector never sees them. The buffer is an immutable
+``bytes`` rebuilt at its exact size while it grows, and a ``bytearray`` written in place once
+full, so a check that has run once (an idle one with a long interval) costs about 100 bytes
+(a ``bytes`` is one block; a ``bytearray`` is two), not 9 bytes a run it may keep. A check
 gets a RunLog only while the status page is on (``status_page.enabled``).
 """
 
@@ -28,10 +29,10 @@ _I: Final = struct.Struct("=I")
 class RunLog:
     """The last ``length`` runs of one check: status, duration (seconds) and unix time.
 
-    ``_data`` holds ``n`` runs as ``n`` status bytes (``Status + 1``), ``n`` native float32
-    durations and ``n`` native uint32 unix times, in that order. Until ``length`` runs are
-    kept the oldest run is at index 0; from then on the regions are rings whose oldest run is
-    at ``_next``.
+    ``_data`` (``bytes`` until full, then a ``bytearray``) holds ``n`` runs as ``n`` status
+    bytes (``Status + 1``), ``n`` native float32 durations and ``n`` native uint32 unix times,
+    in that order. Until ``length`` runs are kept the oldest run is at index 0; from then on
+    the regions are rings whose oldest run is at ``_next``.
 
     :param length: how many runs are kept (1 to :data:`MAX_RUNS`).
     """
@@ -42,7 +43,7 @@ class RunLog:
         if not 1 <= length <= MAX_RUNS:
             raise ValueError(f"a run log keeps 1 to {MAX_RUNS} runs, not {length}")
         self._length = length
-        self._data = bytearray()
+        self._data: bytes | bytearray = b""
         self._next = 0
 
     def __len__(self) -> int:
@@ -63,19 +64,12 @@ class RunLog:
         n = len(data) // 9
         if n < self._length:  # one more run: rebuilt at its exact size (no over-allocation)
             d, t = n * 5, n * 9
-            self._data = bytearray(
-                b"".join(
-                    (
-                        data[:n],
-                        bytes((stored,)),
-                        data[n:d],
-                        _F.pack(seconds),
-                        data[d:t],
-                        _I.pack(time),
-                    )
-                )
+            grown = b"".join(
+                (data[:n], bytes((stored,)), data[n:d], _F.pack(seconds), data[d:t], _I.pack(time))
             )
+            self._data = bytearray(grown) if n + 1 == self._length else grown
             return
+        assert type(data) is bytearray  # full: written in place
         i = self._next
         data[i] = stored
         _F.pack_into(data, n + 4 * i, seconds)
@@ -110,15 +104,14 @@ class RunLog:
         """Keep the last runs that fit of these instead (oldest first; statuses as
         :class:`probed.check.Status` values): a state file's, copied in whole arrays."""
         start = max(len(statuses) - self._length, 0)
-        self._data = bytearray(
-            b"".join(
-                (
-                    statuses[start:].translate(_PLUS_ONE),
-                    array("f", durations[start:]).tobytes(),
-                    array("I", times[start:]).tobytes(),
-                )
+        data = b"".join(
+            (
+                statuses[start:].translate(_PLUS_ONE),
+                array("f", durations[start:]).tobytes(),
+                array("I", times[start:]).tobytes(),
             )
         )
+        self._data = bytearray(data) if len(data) // 9 == self._length else data
         self._next = 0
 
     def extend(self, runs: Iterable[tuple[int, float, float]]) -> None:

@@ -225,6 +225,10 @@ class Check(ABC, Generic[OptionsT]):
     def __init__(self, spec: CheckSpec) -> None:
         self.spec = spec
         self.options: OptionsT = spec.options  # type: ignore[assignment]
+        # Set by the daemon's runner once setup() succeeded. Assigned here, with the rest: on
+        # CPython 3.11 an instance has room for one attribute first assigned after __init__;
+        # a second turns its attributes into a dict of its own (~460 bytes a check).
+        self._probed_ready = False
 
     @classmethod
     def timing_problem(cls, options: Any, interval: float, timeout: float) -> str | None:

@@ -51,20 +51,62 @@ def phase_fraction(name: str) -> float:
     return zlib.crc32(name.encode()) / 2**32
 
 
-class Job:
-    """One scheduled check: its spec, check instance, state and timing."""
+_QUEUED: Final = 1
+_REMOVED: Final = 2
 
-    __slots__ = ("check", "due", "queued", "removed", "running", "spec", "state", "task")
+
+class Job:
+    """One scheduled check: its check instance, state (and through it, its spec) and timing.
+
+    Small, as every configured check has one: five slots; ``running``, ``queued`` and
+    ``removed`` are read from ``task`` and one small int of flags. In the scheduler's heap a
+    job is ordered by its due time, then (equal due times: rare, two checks on the same phase)
+    by check name.
+    """
+
+    __slots__ = ("_flags", "check", "due", "state", "task")
 
     def __init__(self, spec: CheckSpec, check: Check[Any], state: CheckState) -> None:
-        self.spec = spec
+        if state.spec is not spec and state.spec != spec:
+            raise ValueError(f"the state of check {state.spec.name} is not for {spec.name}")
         self.check = check
         self.state = state
         self.due = 0.0
-        self.running = False
-        self.queued = False
-        self.removed = False
+        self._flags = 0
         self.task: asyncio.Task[None] | None = None
+        """The run in progress, if any."""
+
+    @property
+    def spec(self) -> CheckSpec:
+        """The check's spec (its state's)."""
+        return self.state.spec
+
+    @property
+    def running(self) -> bool:
+        """A run is in progress."""
+        return self.task is not None
+
+    @property
+    def queued(self) -> bool:
+        """A due run waits for a concurrency slot."""
+        return self._flags & _QUEUED != 0
+
+    @queued.setter
+    def queued(self, value: bool) -> None:
+        self._flags = self._flags | _QUEUED if value else self._flags & ~_QUEUED
+
+    @property
+    def removed(self) -> bool:
+        """No longer scheduled (a run in progress finishes; its result is dropped)."""
+        return self._flags & _REMOVED != 0
+
+    @removed.setter
+    def removed(self, value: bool) -> None:
+        self._flags = self._flags | _REMOVED if value else self._flags & ~_REMOVED
+
+    def __lt__(self, other: Job) -> bool:
+        # Only for equal due times (the heap compares (due, job) tuples): by name, stable.
+        return self.state.spec.name < other.state.spec.name
 
 
 class Scheduler:
@@ -88,8 +130,7 @@ class Scheduler:
         self._startup_spread = startup_spread
         self._observe_lag = observe_lag or (lambda _lag: None)
         self._runner = runner
-        self._heap: list[tuple[float, int, Job]] = []
-        self._seq = 0
+        self._heap: list[tuple[float, Job]] = []
         self._waiting: deque[tuple[Job, float]] = deque()
         self._running = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -133,7 +174,7 @@ class Scheduler:
         """The interval of the check whose run is due first (infinite when none is)."""
         if not self._heap:
             return math.inf
-        return self._heap[0][2].spec.interval
+        return self._heap[0][1].state.spec.interval
 
     def _fault(self, job: Job, stage: str, what: str) -> None:
         """Count an error of one job; log it with its traceback once per check and stage."""
@@ -217,8 +258,8 @@ class Scheduler:
             now = loop.time()
             heap = self._heap
             while heap and heap[0][0] <= now:
-                due, _, job = heapq.heappop(heap)
-                if job.removed:
+                due, job = heapq.heappop(heap)
+                if job._flags & _REMOVED:
                     continue
                 pushed = False
                 try:
@@ -233,7 +274,7 @@ class Scheduler:
             self._arm()
 
     def _next_due(self, job: Job, due: float, now: float) -> float:
-        interval = job.spec.interval
+        interval = job.state.spec.interval
         nxt = due + interval
         if job.state.last is None and job.state.version == 0:
             # After the quick first run, move onto the check's own phase, at least half an
@@ -247,7 +288,7 @@ class Scheduler:
 
     def _due(self, job: Job, due: float) -> None:
         """Start a due job, queue it for a free slot, or count it as skipped."""
-        if job.running or job.queued:
+        if job.task is not None or job._flags & _QUEUED:  # running or queued
             job.state.skipped()
         elif self._running >= self._max:
             job.queued = True
@@ -259,15 +300,13 @@ class Scheduler:
         if not math.isfinite(due):  # a NaN or infinity would stop the heap (and the timer)
             raise ValueError(f"next run time is not finite (interval {job.spec.interval!r}s)")
         job.due = due
-        self._seq += 1
-        heapq.heappush(self._heap, (due, self._seq, job))
+        heapq.heappush(self._heap, (due, job))
 
     def _start(self, job: Job, due: float) -> None:
         assert self._loop is not None
-        job.running = True
         self._running += 1
-        task = self._loop.create_task(self._run(job, due), name=f"check:{job.spec.name}")
-        job.task = task
+        task = self._loop.create_task(self._run(job, due), name=f"check:{job.state.spec.name}")
+        job.task = task  # running until _run clears it
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -275,8 +314,8 @@ class Scheduler:
         assert self._loop is not None
         try:
             self._observe_lag(max(0.0, self._loop.time() - due))
-            result = await self._runner(job.check, job.spec.timeout)
-            if not job.removed:
+            result = await self._runner(job.check, job.state.spec.timeout)
+            if not job._flags & _REMOVED:
                 try:
                     self._on_result(job, result)
                 except Exception:  # the documented boundary: a broken handler must not stop runs
@@ -286,7 +325,6 @@ class Scheduler:
         except Exception:  # the runner never raises; the lag observer might
             self._fault(job, "run", f"running check {job.spec.name} failed")
         finally:
-            job.running = False
             job.task = None
             self._running -= 1
             self._start_waiting()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import bisect
 import struct
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import ItemsView, Iterable, Iterator, Mapping, Sequence, ValuesView
 from dataclasses import dataclass
 from typing import Final, overload
 
@@ -39,8 +39,6 @@ DURATION_BUCKETS: Final[tuple[float, ...]] = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
 """Upper bounds of the ``probed_check_duration_seconds`` histogram (plus ``+Inf``)."""
-
-_COUNTS: Final = 4 + len(DURATION_BUCKETS) + 1  # runs by status, then the duration buckets
 
 
 HistoryEntry = tuple[int, str, str, float, float]
@@ -148,12 +146,14 @@ class Transition:
 
 
 class Numbers(Mapping[str, float]):
-    """A read-only mapping of names to numbers, kept as two tuples: what a check's last
-    result keeps of its ``phases`` and ``values`` (see :meth:`CheckState.record`).
+    """A read-only mapping of names to numbers: what a check's last result keeps of its
+    ``phases`` and ``values`` (see :meth:`CheckState.record`).
 
-    About half the memory of a dict of the same items (a one-item dict is 184 bytes; this is
-    a 48-byte object and a tuple of the values, the tuple of names being shared by every
-    mapping with the same names). Iterates in the dict's order and compares equal to it.
+    The names are one tuple shared by every mapping with the same names; the numbers, when
+    all are floats (as the daemon's checked results always are), are packed in one ``bytes``
+    (8 bytes each, exact), else kept as a tuple. A one-item dict is 184 bytes plus its float
+    (24); this is a 48-byte object and a 41-byte ``bytes``. Reading a number builds an equal
+    float. Iterates in the dict's order and compares equal to it.
     """
 
     __slots__ = ("_names", "_numbers")
@@ -161,13 +161,30 @@ class Numbers(Mapping[str, float]):
     def __init__(self, items: Mapping[str, float]) -> None:
         names = tuple(items)
         self._names = _NAMES.setdefault(names, names) if len(_NAMES) < 1000 else names
-        self._numbers = tuple(items.values())
+        numbers = tuple(items.values())
+        self._numbers: bytes | tuple[float, ...] = numbers
+        if len(numbers) <= _MAX_PACKED:
+            for number in numbers:
+                if type(number) is not float:
+                    return
+            self._numbers = _packer(len(numbers)).pack(*numbers)
+
+    def _values(self) -> tuple[float, ...]:
+        numbers = self._numbers
+        if type(numbers) is bytes:
+            return _packer(len(numbers) // 8).unpack(numbers)
+        return numbers  # type: ignore[return-value]
 
     def __getitem__(self, name: str) -> float:
         try:
-            return self._numbers[self._names.index(name)]
+            i = self._names.index(name)
         except ValueError:
             raise KeyError(name) from None
+        numbers = self._numbers
+        if type(numbers) is bytes:
+            number: float = _DOUBLE.unpack_from(numbers, 8 * i)[0]
+            return number
+        return numbers[i]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._names)
@@ -175,8 +192,44 @@ class Numbers(Mapping[str, float]):
     def __len__(self) -> int:
         return len(self._names)
 
+    def items(self) -> ItemsView[str, float]:
+        """``(name, number)`` pairs, in order (unpacked at once, not one lookup each)."""
+        return _NumberItems(self)
+
+    def values(self) -> ValuesView[float]:
+        """The numbers, in order."""
+        return _NumberValues(self)
+
     def __repr__(self) -> str:
-        return repr(dict(zip(self._names, self._numbers, strict=True)))
+        return repr(dict(zip(self._names, self._values(), strict=True)))
+
+
+class _NumberItems(ItemsView[str, float]):
+    _mapping: Numbers
+
+    def __iter__(self) -> Iterator[tuple[str, float]]:
+        mapping = self._mapping
+        return zip(mapping._names, mapping._values(), strict=True)
+
+
+class _NumberValues(ValuesView[float]):
+    _mapping: Numbers
+
+    def __iter__(self) -> Iterator[float]:
+        return iter(self._mapping._values())
+
+
+_DOUBLE: Final = struct.Struct("=d")
+_MAX_PACKED: Final = 64
+_PACKERS: Final[dict[int, struct.Struct]] = {}
+
+
+def _packer(n: int) -> struct.Struct:
+    """The struct of ``n`` native doubles, ``n`` at most :data:`_MAX_PACKED` (cached)."""
+    packer = _PACKERS.get(n)
+    if packer is None:
+        packer = _PACKERS[n] = struct.Struct(f"={n}d")
+    return packer
 
 
 _NAMES: dict[tuple[str, ...], tuple[str, ...]] = {}
@@ -187,15 +240,17 @@ class CheckState:
     """Everything known about one check. Mutated only by :meth:`record` and :meth:`skipped`."""
 
     __slots__ = (
-        "_counts",
+        "_buckets",
+        "_fail_runs",
+        "_ok_runs",
+        "_streak",
+        "_unknown_runs",
+        "_warn_runs",
         "changed_at",
-        "duration_count",
         "duration_sum",
-        "fail_streak",
         "failures",
         "history",
         "last",
-        "ok_streak",
         "runlog",
         "skipped_runs",
         "spec",
@@ -212,15 +267,14 @@ class CheckState:
         self.last: Result | None = None
         self.status = Status.UNKNOWN
         self.up = False
-        self.ok_streak = 0
-        self.fail_streak = 0
+        self._streak = 0  # consecutive passing runs (> 0) or failing runs (< 0)
         self.history = RecentRuns(history)
-        # runs by Status, then (with duration_histogram) the non-cumulative duration buckets,
-        # the last +Inf: one list, not two (see runs and bucket_counts)
-        self._counts = [0] * (_COUNTS if spec.duration_histogram else 4)
+        # runs by Status (four ints, not a list: 32 bytes, not 88), and with
+        # duration_histogram the non-cumulative duration buckets, the last +Inf
+        self._ok_runs = self._warn_runs = self._fail_runs = self._unknown_runs = 0
+        self._buckets = [0] * (len(DURATION_BUCKETS) + 1) if spec.duration_histogram else None
         self.failures: dict[str, int] = _NO_FAILURES  # its own dict from the first failure
         self.duration_sum = 0.0
-        self.duration_count = 0
         self.state_changes = 0
         self.skipped_runs = 0
         self.changed_at = 0.0
@@ -229,15 +283,31 @@ class CheckState:
     @property
     def runs(self) -> list[int]:
         """How many runs ended ok, warn, fail and unknown (indexed by :class:`Status`): a copy."""
-        return self._counts[:4]
+        return [self._ok_runs, self._warn_runs, self._fail_runs, self._unknown_runs]
 
     @property
     def bucket_counts(self) -> list[int]:
         """Runs per ``DURATION_BUCKETS`` bucket, non-cumulative, the last ``+Inf``: a copy.
         Counted only for a check with ``duration_histogram`` (the only readers); all zero
         for one without."""
-        counts = self._counts
-        return counts[4:] if len(counts) > 4 else [0] * (_COUNTS - 4)
+        buckets = self._buckets
+        return buckets[:] if buckets is not None else [0] * (len(DURATION_BUCKETS) + 1)
+
+    @property
+    def duration_count(self) -> int:
+        """How many runs were recorded (the count of ``duration_sum``)."""
+        return self._ok_runs + self._warn_runs + self._fail_runs + self._unknown_runs
+
+    @property
+    def ok_streak(self) -> int:
+        """Consecutive passing runs (ok or warn) up to the last one (0 after a failing run)."""
+        return self._streak if self._streak > 0 else 0
+
+    @property
+    def fail_streak(self) -> int:
+        """Consecutive failing runs (fail or unknown) up to the last one (0 after a passing
+        run)."""
+        return -self._streak if self._streak < 0 else 0
 
     @property
     def started(self) -> bool:
@@ -251,6 +321,7 @@ class CheckState:
         :class:`Numbers` (equal, half the memory: every check keeps its last result).
         """
         phases, values = result.phases, result.values
+        first = self.last is None
         if (phases and type(phases) is dict) or (values and type(values) is dict):
             self.last = Result(
                 result.status,
@@ -271,34 +342,44 @@ class CheckState:
         )
         if self.runlog is not None:
             self.runlog.add(result.status, result.duration, result.timestamp)
-        counts = self._counts
-        counts[result.status] += 1
-        if not result.status.passed:
+        status = result.status
+        passed = status is Status.OK or status is Status.WARN
+        if status is Status.OK:
+            self._ok_runs += 1
+        elif passed:
+            self._warn_runs += 1
+        elif status is Status.FAIL:
+            self._fail_runs += 1
+        else:
+            self._unknown_runs += 1
+        if not passed:
             failures = self.failures
             if failures is _NO_FAILURES:
                 failures = self.failures = {}
             failures[result.reason] = failures.get(result.reason, 0) + 1
         duration = result.duration
-        if len(counts) > 4:
-            counts[4 + bisect.bisect_left(DURATION_BUCKETS, duration)] += 1
-        self.duration_sum += duration
-        self.duration_count += 1
+        buckets = self._buckets
+        if buckets is not None:
+            buckets[bisect.bisect_left(DURATION_BUCKETS, duration)] += 1
+        if first and type(duration) is float and duration > 0.0:
+            self.duration_sum = duration  # the last result's float, not an equal copy
+        else:
+            self.duration_sum += duration
         self.version += 1
 
         spec = self.spec
         old = self.status
-        if result.status.passed:
-            self.ok_streak += 1
-            self.fail_streak = 0
-            if self.up or self.ok_streak >= spec.success_threshold:
+        streak = self._streak
+        if passed:
+            streak = self._streak = streak + 1 if streak > 0 else 1
+            if self.up or streak >= spec.success_threshold:
                 self.up = True
                 new = result.status
             else:
                 new = old
         else:
-            self.fail_streak += 1
-            self.ok_streak = 0
-            if self.fail_streak >= spec.failure_threshold:
+            streak = self._streak = streak - 1 if streak < 0 else -1
+            if -streak >= spec.failure_threshold:
                 self.up = False
                 new = result.status
             else:

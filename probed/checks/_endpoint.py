@@ -1,6 +1,7 @@
 """What the check types that connect to one ``host:port`` share (``tcp``, ``grpc``, ``smtp``...).
 
-- :func:`parse_address`: ``host:port`` / ``[v6addr]:port`` with a sentence on error.
+- :func:`parse_address`: ``host:port`` / ``[v6addr]:port`` with a sentence on error;
+  :func:`split_address` splits what :func:`probed.checks._net.format_addr` wrote, cheaply.
 - :class:`EndpointOptions`: the ``address``, ``ip_version`` and ``tls`` options; subclass it
   (:class:`AddressOptions` without ``tls``).
 - :class:`BufferProtocol`: an ``asyncio.Protocol`` that buffers what the server sends, at most
@@ -22,7 +23,13 @@ from probed.check import CheckOptions
 from probed.checks._net import IpVersion
 from probed.checks._tls import TlsOptions, tls_shorthand
 
-__all__ = ["AddressOptions", "BufferProtocol", "EndpointOptions", "parse_address"]
+__all__ = [
+    "AddressOptions",
+    "BufferProtocol",
+    "EndpointOptions",
+    "parse_address",
+    "split_address",
+]
 
 _ADDRESS_RE: Final = re.compile(r"\[([0-9a-fA-F:.%a-zA-Z]+)\]:(\d+)|([^:\[\]\s]+):(\d+)")
 
@@ -42,6 +49,14 @@ def parse_address(text: str) -> tuple[str, int]:
     if not 1 <= port <= 65535:
         raise ValueError(f"invalid port {port} in {text!r}: must be 1-65535")
     return host, port
+
+
+def split_address(where: str) -> tuple[str, int]:
+    """(host, port) from what :func:`probed.checks._net.format_addr` wrote (``host:port``, or
+    ``[v6addr]:port`` for a host with a colon): cheaper than :func:`parse_address`, for a
+    check that keeps its address as text and splits it on each run."""
+    i = where.rindex(":")
+    return (where[1 : i - 1] if where[0] == "[" else where[:i]), int(where[i + 1 :])
 
 
 class AddressOptions(CheckOptions):

@@ -19,7 +19,11 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from probed.check import Check, CheckOptions, MetricDef, Reason, Result, Status
 from probed.checks._http2 import Http2Options, version_problem
 from probed.checks._http_address import AddressSelection
-from probed.checks._http_assert import AssertionOptions, response_assertions
+from probed.checks._http_assert import (
+    AssertionOptions,
+    ResponseAssertions,
+    response_assertions,
+)
 from probed.checks._http_decode import CompressionOptions
 from probed.checks._http_oauth2 import OAuth2Options, TokenSource
 from probed.checks._httpclient import (
@@ -94,6 +98,30 @@ def parse_status_codes(specs: list[int | str]) -> tuple[tuple[int, int], ...]:
 @functools.lru_cache(maxsize=256)
 def _status_ranges(specs: tuple[int | str, ...]) -> tuple[tuple[int, int], ...]:
     return parse_status_codes(list(specs))
+
+
+_CLIENTS: Final[dict[tuple[ClientConfig, tuple[type, ...], object], ClientConfig]] = {}
+_CLIENTS_MAX: Final = 4096
+
+
+def _shared_client(config: ClientConfig) -> ClientConfig:
+    """``config``, or an equal one already built: one object for the many checks that fetch
+    the same way (the URL is not part of it), each 120 bytes otherwise. Equal means equal
+    fields of the same types, and the same preferred family (a ``PreferredFamily`` is an
+    ``int`` equal to ``AF_UNSPEC`` whichever family it prefers). Only
+    a config without an SSL context of its own or a proxy (each check builds its own of
+    these); at most :data:`_CLIENTS_MAX` kept."""
+    if config.ssl_context is not None or config.proxy is not None:
+        return config
+    kinds = tuple(type(getattr(config, name)) for name in ClientConfig.__slots__)
+    key = (config, kinds, getattr(config.family, "prefer", None))
+    try:
+        shared = _CLIENTS.get(key)
+        if shared is None and len(_CLIENTS) < _CLIENTS_MAX:
+            shared = _CLIENTS[key] = config
+    except TypeError:  # an unhashable field (a plugin's redirect_check, say)
+        return config
+    return config if shared is None else shared
 
 
 def _compile(pattern: str, field: str) -> re.Pattern[str]:
@@ -294,24 +322,49 @@ class HttpProbe(Check[HttpOptions]):
     options_model: ClassVar[type[CheckOptions]] = HttpOptions
     metrics: ClassVar[tuple[MetricDef, ...]] = HTTP_METRICS
 
+    # What most checks leave unset is a class default: an instance (one per configured
+    # check) sets only what its options need.
+    body_must: tuple[re.Pattern[str], ...] = ()
+    body_must_not: tuple[re.Pattern[str], ...] = ()
+    header_res: tuple[tuple[str, re.Pattern[str]], ...] = ()
+    assertions: ResponseAssertions | None = None
+    oauth: TokenSource | None = None
+    http_versions: tuple[str, ...] = ()
+    _tls_error: str | None = None
+
     def __init__(self, spec: Any) -> None:
         super().__init__(spec)
         options = self.options
-        self.url = Url.parse(options.url)
-        self.request = build_request(options, self.url)
-        # Tuples: the empty one is shared, and equal status specs share one parsed copy.
+        url = Url.parse(options.url)
+        self.request = build_request(options, url)
+        # Tuples: equal status specs share one parsed copy.
         self.status_ranges = _status_ranges(tuple(options.valid_status_codes))
-        self.body_must = tuple(_compile(p, "body regex") for p in options.body_must_match)
-        self.body_must_not = tuple(_compile(p, "body regex") for p in options.body_must_not_match)
-        self.header_res = tuple(
-            (name, _compile(p, name)) for name, p in options.header_must_match.items()
-        )
-        self.prefix = f"{options.method} {self.url}"
-        self.assertions = response_assertions(options, options.compression)
-        self.oauth = TokenSource(options.oauth2) if options.oauth2 is not None else None
-        self.http_versions = tuple(options.valid_http_versions)
+        if options.body_must_match:
+            self.body_must = tuple(_compile(p, "body regex") for p in options.body_must_match)
+        if options.body_must_not_match:
+            self.body_must_not = tuple(
+                _compile(p, "body regex") for p in options.body_must_not_match
+            )
+        if options.header_must_match:
+            self.header_res = tuple(
+                (name, _compile(p, name)) for name, p in options.header_must_match.items()
+            )
+        self.prefix = f"{options.method} {url}"
+        assertions = response_assertions(options, options.compression)
+        if assertions is not None:
+            self.assertions = assertions
+        if options.oauth2 is not None:
+            self.oauth = TokenSource(options.oauth2)
+        if options.valid_http_versions:
+            self.http_versions = tuple(options.valid_http_versions)
+        # Built by setup(). Assigned here: an attribute first assigned later may cost the
+        # instance a dict of its own (see Check.__init__).
         self.client: ClientConfig | None = None
-        self._tls_error: str | None = None
+
+    @property
+    def url(self) -> Url:
+        """The URL requested (the request's)."""
+        return self.request.url
 
     async def setup(self) -> None:
         """Build the SSL context once (reading CA/cert files in a thread)."""
@@ -326,20 +379,22 @@ class HttpProbe(Check[HttpOptions]):
         if ctx is None and options.follow_redirects:
             # A redirect to https needs the system CA store: load it here, off the loop.
             await asyncio.to_thread(default_context)
-        self.client = ClientConfig(
-            ssl_context=ctx,
-            server_name=options.tls.server_name,
-            follow_redirects=options.follow_redirects,
-            max_redirects=options.max_redirects,
-            max_body_size=options.max_body_size,
-            family=options.socket_family(),
-            max_header_size=options.max_header_size,
-            redirect_check=address_policy(
-                options.follow_redirects_to_link_local, options.follow_redirects_to_private
-            ),
-            proxy=proxy_config(options),
-            compression=options.compression,
-            http2=options.enable_http2,
+        self.client = _shared_client(
+            ClientConfig(
+                ssl_context=ctx,
+                server_name=options.tls.server_name,
+                follow_redirects=options.follow_redirects,
+                max_redirects=options.max_redirects,
+                max_body_size=options.max_body_size,
+                family=options.socket_family(),
+                max_header_size=options.max_header_size,
+                redirect_check=address_policy(
+                    options.follow_redirects_to_link_local, options.follow_redirects_to_private
+                ),
+                proxy=proxy_config(options),
+                compression=options.compression,
+                http2=options.enable_http2,
+            )
         )
 
     async def run(self) -> Result:

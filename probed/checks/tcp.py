@@ -13,14 +13,14 @@ import re
 import ssl
 import time
 from time import perf_counter
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from pydantic import Field
 
 from probed import hookimpl
 from probed.check import Check, CheckOptions, MetricDef, Reason, Result, Status
 from probed.checks._endpoint import BufferProtocol as _TcpProtocol
-from probed.checks._endpoint import EndpointOptions, parse_address
+from probed.checks._endpoint import EndpointOptions, parse_address, split_address
 from probed.checks._failures import classify
 from probed.checks._net import (
     ProbeError,
@@ -57,6 +57,9 @@ class TcpOptions(EndpointOptions):
     )
 
 
+_NO_TLS: Final[tuple[None, None]] = (None, None)
+
+
 def _excerpt(data: bytes, limit: int = 60) -> str:
     text = data[:limit].decode("utf-8", "replace")
     return repr(text + ("…" if len(data) > limit else ""))
@@ -70,41 +73,55 @@ class TcpCheck(Check[TcpOptions]):
     metrics: ClassVar[tuple[MetricDef, ...]] = (CERT_EXPIRY_METRIC,)
     description: ClassVar[str] = "TCP connect with optional TLS and send/expect exchange"
 
+    expect: re.Pattern[str] | None = None
+    """The compiled ``expect`` (set on the instances that have one)."""
+
     def __init__(self, spec: Any) -> None:
         super().__init__(spec)
         options = self.options
-        self.host, self.port = parse_address(options.address)
-        self.where = format_addr(self.host, self.port)
-        self.family = family_for(options.ip_version)
-        self.expect = re.compile(options.expect) if options.expect is not None else None
-        self.payload = options.send.encode("utf-8") if options.send else b""
-        self.ssl_context: ssl.SSLContext | None = None
-        self._ready = False
-        self._tls_error: str | None = None
+        host, port = parse_address(options.address)
+        where = format_addr(host, port)
+        # ``host:port`` for messages and, split again, for each run (an instance keeps few
+        # attributes: one per configured check). Nearly always the address as written: then
+        # the options' own string.
+        self.where = options.address if where == options.address else where
+        if options.expect is not None:
+            self.expect = re.compile(options.expect)
+        # (SSL context, why it could not be built) once set up; None before
+        self._tls: tuple[ssl.SSLContext | None, str | None] | None = None
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The SSL context built by :meth:`setup` (None without ``tls`` or before it)."""
+        return None if self._tls is None else self._tls[0]
 
     async def setup(self) -> None:
         """Build the SSL context once (reading CA/cert files in a thread)."""
-        self.ssl_context, self._tls_error = await load_context(self.options.tls)
-        self._ready = True
+        self._tls = _NO_TLS if self.options.tls is None else await load_context(self.options.tls)
 
     async def run(self) -> Result:
         """Connect once, exchange if configured, judge the certificate."""
-        if not self._ready:
+        if self._tls is None:
             await self.setup()
-        if self._tls_error:
-            return Result.fail(Reason.TLS, f"{self.where}: {self._tls_error}")
-        tls = self.options.tls
+            assert self._tls is not None
+        ssl_context, tls_error = self._tls
+        if tls_error:
+            return Result.fail(Reason.TLS, f"{self.where}: {tls_error}")
+        options = self.options
+        tls = options.tls
         loop = asyncio.get_running_loop()
         phases: dict[str, float] = {}
-        if self.ssl_context is None and not self.options.send and not self.expect:
-            return await self._connect_only(phases)
+        host, port = split_address(self.where)
+        family = family_for(options.ip_version)
+        if ssl_context is None and not options.send and self.expect is None:
+            return await self._connect_only(host, port, family, phases)
         try:
             transport, proto, cert = await open_connection(
-                lambda: _TcpProtocol(loop, self.options.max_read_size),
-                self.host,
-                self.port,
-                family=self.family,
-                ssl_context=self.ssl_context,
+                lambda: _TcpProtocol(loop, options.max_read_size),
+                host,
+                port,
+                family=family,
+                ssl_context=ssl_context,
                 server_hostname=tls.server_name if tls is not None else None,
                 phases=phases,
             )
@@ -138,10 +155,12 @@ class TcpCheck(Check[TcpOptions]):
             values=values,
         )
 
-    async def _connect_only(self, phases: dict[str, float]) -> Result:
+    async def _connect_only(
+        self, host: str, port: int, family: int, phases: dict[str, float]
+    ) -> Result:
         """The plain connect check: connect and close, nothing read or written (the fast path)."""
         try:
-            await connect_and_close(self.host, self.port, family=self.family, phases=phases)
+            await connect_and_close(host, port, family=family, phases=phases)
         except ProbeError as exc:
             return exc.result(self.where)
         total = sum(phases.values()) * 1000
@@ -150,15 +169,16 @@ class TcpCheck(Check[TcpOptions]):
     async def _exchange(
         self, transport: asyncio.Transport, proto: _TcpProtocol, phases: dict[str, float]
     ) -> tuple[str, str] | None:
-        if not self.payload and self.expect is None:
+        payload = self.options.send.encode("utf-8") if self.options.send else b""
+        if not payload and self.expect is None:
             return None
         start = perf_counter()
         # Give up reading a little before the daemon's timeout, so a reply that never matches
         # is reported with what the server did send (not just "timeout").
         deadline = start + max(self.spec.timeout * 0.9 - sum(phases.values()), 0.0)
         try:
-            if self.payload:
-                transport.write(self.payload)
+            if payload:
+                transport.write(payload)
             if self.expect is None:
                 return None
             set_phase(f"waiting for a reply matching /{self.expect.pattern}/")
