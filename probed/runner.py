@@ -52,7 +52,7 @@ async def _setup(check: Check[Any], budget: float) -> Result | None:
         log.debug("setup of check %s raised", check.spec.name, exc_info=True)
         message = f"setup failed: {_describe(exc)}"
     else:
-        check._probed_ready = True  # type: ignore[attr-defined]
+        check._probed_ready = True
         return None
     reason = Reason.TIMEOUT if message.startswith("setup did not") else Reason.EXCEPTION
     return Result.fail(reason, message, duration=time.perf_counter() - start, timestamp=time.time())
