@@ -151,9 +151,10 @@ class Numbers(Mapping[str, float]):
 
     The names are one tuple shared by every mapping with the same names; the numbers, when
     all are floats (as the daemon's checked results always are), are packed in one ``bytes``
-    (8 bytes each, exact), else kept as a tuple. A one-item dict is 184 bytes plus its float
-    (24); this is a 48-byte object and a 41-byte ``bytes``. Reading a number builds an equal
-    float. Iterates in the dict's order and compares equal to it.
+    (8 bytes each, exact; reading one builds an equal float), a single float is kept as it is,
+    and anything else as a tuple. A one-item dict is 184 bytes plus its float (24); this is a
+    48-byte object and the float. Five floats in a tuple are 200 bytes; packed, 73. Iterates
+    in the dict's order and compares equal to it.
     """
 
     __slots__ = ("_names", "_numbers")
@@ -162,17 +163,21 @@ class Numbers(Mapping[str, float]):
         names = tuple(items)
         self._names = _NAMES.setdefault(names, names) if len(_NAMES) < 1000 else names
         numbers = tuple(items.values())
-        self._numbers: bytes | tuple[float, ...] = numbers
+        self._numbers: bytes | float | tuple[float, ...] = numbers
         if len(numbers) <= _MAX_PACKED:
             for number in numbers:
                 if type(number) is not float:
                     return
-            self._numbers = _packer(len(numbers)).pack(*numbers)
+            self._numbers = (
+                numbers[0] if len(numbers) == 1 else _packer(len(numbers)).pack(*numbers)
+            )
 
     def _values(self) -> tuple[float, ...]:
         numbers = self._numbers
         if type(numbers) is bytes:
             return _packer(len(numbers) // 8).unpack(numbers)
+        if type(numbers) is float:
+            return (numbers,)
         return numbers  # type: ignore[return-value]
 
     def __getitem__(self, name: str) -> float:
@@ -184,7 +189,9 @@ class Numbers(Mapping[str, float]):
         if type(numbers) is bytes:
             number: float = _DOUBLE.unpack_from(numbers, 8 * i)[0]
             return number
-        return numbers[i]
+        if type(numbers) is float:
+            return numbers
+        return numbers[i]  # type: ignore[index]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._names)

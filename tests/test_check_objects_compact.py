@@ -73,6 +73,10 @@ def test_numbers_hold_their_floats_in_one_small_block() -> None:
     as_tuple = sys.getsizeof(tuple(phases.values())) + 5 * sys.getsizeof(1.0)
     assert packed < 150 < as_tuple  # 48 + 73 bytes, where a tuple and its floats are 200
     assert Numbers(phases) == phases and repr(numbers) == repr(phases)
+    connect = {"connect": 2e-4 + 1e-9}
+    single = Numbers(connect)
+    assert single["connect"] is connect["connect"]  # one float: kept as it is, no copy
+    assert list(single.items()) == list(connect.items()) and list(single.values()) == [2e-4 + 1e-9]
 
 
 # -- the state ----------------------------------------------------------------------------------
@@ -232,7 +236,7 @@ def test_a_tcp_check_keeps_its_address_as_written_and_few_attributes() -> None:
     spec = make_spec(TcpCheck, address="127.0.0.1:5432")
     check = TcpCheck(spec)
     assert check.where is check.options.address  # the options' string, not a copy
-    assert set(vars(check)) == {"spec", "options", "_probed_ready", "where", "_tls"}
+    assert set(vars(check)) == {"spec", "options", "_probed_ready"}  # the rest: class defaults
     bracketed = TcpCheck(make_spec(TcpCheck, address="[::1]:5432"))
     assert bracketed.where == "[::1]:5432" and split_address(bracketed.where) == ("::1", 5432)
     odd = TcpCheck(make_spec(TcpCheck, address="[127.0.0.1]:0080"))

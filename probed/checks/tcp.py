@@ -13,7 +13,7 @@ import re
 import ssl
 import time
 from time import perf_counter
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar
 
 from pydantic import Field
 
@@ -57,9 +57,6 @@ class TcpOptions(EndpointOptions):
     )
 
 
-_NO_TLS: Final[tuple[None, None]] = (None, None)
-
-
 def _excerpt(data: bytes, limit: int = 60) -> str:
     text = data[:limit].decode("utf-8", "replace")
     return repr(text + ("…" if len(data) > limit else ""))
@@ -73,48 +70,55 @@ class TcpCheck(Check[TcpOptions]):
     metrics: ClassVar[tuple[MetricDef, ...]] = (CERT_EXPIRY_METRIC,)
     description: ClassVar[str] = "TCP connect with optional TLS and send/expect exchange"
 
+    # An instance (one per configured check) sets only what its options need; the rest are
+    # these class defaults.
     expect: re.Pattern[str] | None = None
     """The compiled ``expect`` (set on the instances that have one)."""
+    _where: str | None = None  # set when the address is not written as format_addr writes it
+    _tls: tuple[ssl.SSLContext | None, str | None] = (None, None)  # set by setup() with tls
 
     def __init__(self, spec: Any) -> None:
         super().__init__(spec)
         options = self.options
         host, port = parse_address(options.address)
         where = format_addr(host, port)
-        # ``host:port`` for messages and, split again, for each run (an instance keeps few
-        # attributes: one per configured check). Nearly always the address as written: then
-        # the options' own string.
-        self.where = options.address if where == options.address else where
+        if where != options.address:
+            self._where = where
         if options.expect is not None:
             self.expect = re.compile(options.expect)
-        # (SSL context, why it could not be built) once set up; None before
-        self._tls: tuple[ssl.SSLContext | None, str | None] | None = None
+
+    @property
+    def where(self) -> str:
+        """``host:port`` of the target, for messages; split again for each run. Nearly always
+        the address as written (the options' own string)."""
+        return self._where or self.options.address
 
     @property
     def ssl_context(self) -> ssl.SSLContext | None:
         """The SSL context built by :meth:`setup` (None without ``tls`` or before it)."""
-        return None if self._tls is None else self._tls[0]
+        return self._tls[0]
 
     async def setup(self) -> None:
         """Build the SSL context once (reading CA/cert files in a thread)."""
-        self._tls = _NO_TLS if self.options.tls is None else await load_context(self.options.tls)
+        if self.options.tls is not None:
+            self._tls = await load_context(self.options.tls)
 
     async def run(self) -> Result:
         """Connect once, exchange if configured, judge the certificate."""
-        if self._tls is None:
-            await self.setup()
-            assert self._tls is not None
+        if self.options.tls is not None and self._tls[0] is None and self._tls[1] is None:
+            await self.setup()  # not set up yet (the daemon's runner sets up before a run)
         ssl_context, tls_error = self._tls
+        where = self.where
         if tls_error:
-            return Result.fail(Reason.TLS, f"{self.where}: {tls_error}")
+            return Result.fail(Reason.TLS, f"{where}: {tls_error}")
         options = self.options
         tls = options.tls
         loop = asyncio.get_running_loop()
         phases: dict[str, float] = {}
-        host, port = split_address(self.where)
+        host, port = split_address(where)
         family = family_for(options.ip_version)
         if ssl_context is None and not options.send and self.expect is None:
-            return await self._connect_only(host, port, family, phases)
+            return await self._connect_only(where, host, port, family, phases)
         try:
             transport, proto, cert = await open_connection(
                 lambda: _TcpProtocol(loop, options.max_read_size),
@@ -126,7 +130,7 @@ class TcpCheck(Check[TcpOptions]):
                 phases=phases,
             )
         except ProbeError as exc:
-            return exc.result(self.where)
+            return exc.result(where)
         values = {}
         if cert is not None:
             values["probed_tls_cert_expiry_timestamp_seconds"] = cert.earliest_not_after
@@ -136,35 +140,33 @@ class TcpCheck(Check[TcpOptions]):
             transport.abort()
         if problem is not None:
             reason, detail = problem
-            return Result.fail(reason, f"{self.where}: {detail}", phases=phases, values=values)
+            return Result.fail(reason, f"{where}: {detail}", phases=phases, values=values)
         if cert is not None and tls is not None:
             verdict = expiry_verdict(cert.earliest_not_after, tls, time.time())
             if verdict is not None:
                 status, reason, detail = verdict
-                return Result(
-                    status, reason, f"{self.where}: {detail}", phases=phases, values=values
-                )
+                return Result(status, reason, f"{where}: {detail}", phases=phases, values=values)
         how = "TLS " if cert is not None or tls is not None else ""
         total = sum(phases.values()) * 1000
         matched = f", reply matched /{self.options.expect}/" if self.expect else ""
         return Result(
             Status.OK,
             "",
-            f"{self.where}: {how}connected{matched} in {total:.1f}ms",
+            f"{where}: {how}connected{matched} in {total:.1f}ms",
             phases=phases,
             values=values,
         )
 
     async def _connect_only(
-        self, host: str, port: int, family: int, phases: dict[str, float]
+        self, where: str, host: str, port: int, family: int, phases: dict[str, float]
     ) -> Result:
         """The plain connect check: connect and close, nothing read or written (the fast path)."""
         try:
             await connect_and_close(host, port, family=family, phases=phases)
         except ProbeError as exc:
-            return exc.result(self.where)
+            return exc.result(where)
         total = sum(phases.values()) * 1000
-        return Result(Status.OK, "", f"{self.where}: connected in {total:.1f}ms", phases=phases)
+        return Result(Status.OK, "", f"{where}: connected in {total:.1f}ms", phases=phases)
 
     async def _exchange(
         self, transport: asyncio.Transport, proto: _TcpProtocol, phases: dict[str, float]
