@@ -349,7 +349,6 @@ class HttpProbe(Check[HttpOptions]):
             self.header_res = tuple(
                 (name, _compile(p, name)) for name, p in options.header_must_match.items()
             )
-        self.prefix = f"{options.method} {url}"
         assertions = response_assertions(options, options.compression)
         if assertions is not None:
             self.assertions = assertions
@@ -365,6 +364,13 @@ class HttpProbe(Check[HttpOptions]):
     def url(self) -> Url:
         """The URL requested (the request's)."""
         return self.request.url
+
+    @property
+    def prefix(self) -> str:
+        """``METHOD URL``, how every message of the check starts (built when a message is:
+        not kept, ~75 bytes a check)."""
+        request = self.request
+        return f"{request.method} {request.url}"
 
     async def setup(self) -> None:
         """Build the SSL context once (reading CA/cert files in a thread)."""
