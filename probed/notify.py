@@ -39,8 +39,18 @@ class Notifier:
         self._reporters: dict[str, Callable[[str, Exception], None]] = {}
 
     def has_impls(self, hook_name: str) -> bool:
-        """True if any plugin implements ``hook_name`` (lets hot paths skip the call)."""
-        return bool(getattr(self._pm.hook, hook_name).get_hookimpls())
+        """True if any plugin implements ``hook_name`` (lets hot paths skip the call).
+
+        An implementation whose function has a ``probed_when`` attribute (a callable) counts
+        only while that returns true: a built-in integration that is not configured (Sentry
+        without a DSN) does not cost every run a hook call. Ask again after the
+        configuration changed (:meth:`probed.results.ResultHandler.hooks_changed`).
+        """
+        for impl in getattr(self._pm.hook, hook_name).get_hookimpls():
+            when = getattr(impl.function, "probed_when", None)
+            if when is None or when():
+                return True
+        return False
 
     def _fail(self, plugin: str, hook: str, what: str) -> None:
         self._on_error(plugin, hook)

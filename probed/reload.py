@@ -383,6 +383,7 @@ class RunningConfig:
                 extra={"event": "config_unchanged", "checks": len(self.jobs)},
             )
             self.log_errors()
+            self._applied()  # the plugins were configured again (Sentry may be on or off now)
         else:
             await self.apply_sliced(loaded)
         if self._tune_gc and not self.loaded_in_child:

@@ -485,3 +485,27 @@ async def test_reload_that_disables_sentry_stops_reporting(
         await r.runs("exploding", runs + 3)
     assert len(recorder.bodies) == sent
     assert not recorder.events(event="config_error")
+
+
+async def test_a_reload_that_enables_sentry_reports_runs_that_raise_from_then_on(
+    tmp_path: Path, secret_file: Path, recorder: Recorder
+) -> None:
+    # Until Sentry is configured its per-run hook is not even called (the hot path skips it);
+    # a reload that configures it, with the checks unchanged, turns the call on.
+    config = write(tmp_path / "probed.yaml", "plugins:\n  sentry:\n    enabled: false\n")
+    checks = _exploding_checks(tmp_path, secret_file)
+    async with running_daemon(
+        checks, builtins=SENTRY_ONLY, plugins=[("s", ScriptPlugin())], config_file=config
+    ) as r:
+        await r.runs("exploding", 1)
+        assert not sentry_plugin.is_active()
+        assert not r.daemon.notifier.has_impls("probed_check_result")
+        config.write_text(f"plugins:\n  sentry:\n    dsn: {recorder.dsn}\n")
+        status, _ = await r.post("/-/reload")
+        assert status == 200
+        assert sentry_plugin.is_active()
+        assert r.daemon.notifier.has_impls("probed_check_result")
+        runs = sum(r.state("exploding").runs)
+        await r.runs("exploding", runs + 2)
+        await _flush()
+        await wait_for(lambda: recorder.events(check="exploding"), 10, "the check's event")

@@ -376,3 +376,7 @@ def probed_check_result(spec: CheckSpec, result: Result) -> None:
         return
     if active.limiter.allow(("check", spec.name)):
         _report_check_exception(spec, result)
+
+
+# Called for every run only while Sentry is configured (see probed.notify.Notifier.has_impls).
+probed_check_result.probed_when = is_active  # type: ignore[attr-defined]
