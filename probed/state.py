@@ -18,7 +18,7 @@ import bisect
 import struct
 from collections.abc import ItemsView, Iterable, Iterator, Mapping, Sequence, ValuesView
 from dataclasses import dataclass
-from typing import Final, overload
+from typing import Final, Protocol, overload
 
 from probed._status_history import RunLog
 from probed.check import Result, Status
@@ -54,6 +54,13 @@ _ENTRY: Final = struct.Struct("=Bdd")  # status, duration, timestamp: 17 bytes a
 _NO_TEXT: Final = ("", "")
 
 
+class _RunsHolder(Protocol):
+    """Where a :class:`RecentRuns` keeps its runs: itself, or a check's state."""
+
+    _recent: bytes
+    _recent_texts: tuple[tuple[str, str], ...] | None
+
+
 class RecentRuns(Sequence[HistoryEntry]):
     """The last ``maxlen`` runs, oldest first: a sequence that drops its oldest entry when
     full.
@@ -62,23 +69,34 @@ class RecentRuns(Sequence[HistoryEntry]):
     iteration, ``len``, indexing), at a fraction of the memory. The runs are packed in one
     ``bytes`` (status, duration and timestamp: 17 bytes a run, the floats kept exactly);
     reasons and messages are kept only while some kept run has one (a passing run has none),
-    as a tuple of ``(reason, message)`` beside it. Ten passing runs take about 270 bytes,
+    as a tuple of ``(reason, message)`` beside it. Ten passing runs take about 220 bytes,
     where a list of ten tuples took about 1.5 KB (a tuple and two floats a run).
+
+    ``RecentRuns(maxlen)`` keeps its runs itself. :attr:`CheckState.history` is a view of the
+    same kind over runs its state keeps in two slots of its own (one object less per check):
+    it reads and changes the state's runs.
     """
 
-    __slots__ = ("_packed", "_texts", "maxlen")
+    __slots__ = ("_holder", "_recent", "_recent_texts", "maxlen")
 
-    def __init__(self, maxlen: int) -> None:
+    def __init__(self, maxlen: int, holder: _RunsHolder | None = None) -> None:
         self.maxlen = maxlen
-        self._packed = b""
-        self._texts: tuple[tuple[str, str], ...] | None = None
+        self._holder = holder
+        if holder is None:
+            self._recent = b""
+            self._recent_texts: tuple[tuple[str, str], ...] | None = None
+
+    def _runs(self) -> _RunsHolder:
+        return self if self._holder is None else self._holder
 
     def __len__(self) -> int:
-        return len(self._packed) // 17
+        return len(self._runs()._recent) // 17
 
     def _entry(self, i: int) -> HistoryEntry:
-        status, duration, timestamp = _ENTRY.unpack_from(self._packed, 17 * i)
-        reason, message = _NO_TEXT if self._texts is None else self._texts[i]
+        runs = self._runs()
+        status, duration, timestamp = _ENTRY.unpack_from(runs._recent, 17 * i)
+        texts = runs._recent_texts
+        reason, message = _NO_TEXT if texts is None else texts[i]
         return (status, reason, message, duration, timestamp)
 
     @overload
@@ -96,8 +114,9 @@ class RecentRuns(Sequence[HistoryEntry]):
         return self._entry(index)
 
     def __iter__(self) -> Iterator[HistoryEntry]:
-        texts = self._texts
-        for i, (status, duration, timestamp) in enumerate(_ENTRY.iter_unpack(self._packed)):
+        runs = self._runs()
+        texts = runs._recent_texts
+        for i, (status, duration, timestamp) in enumerate(_ENTRY.iter_unpack(runs._recent)):
             reason, message = _NO_TEXT if texts is None else texts[i]
             yield (status, reason, message, duration, timestamp)
 
@@ -117,24 +136,29 @@ class RecentRuns(Sequence[HistoryEntry]):
 
     def append(self, entry: HistoryEntry, /) -> None:
         """Add ``entry`` as the newest, dropping the oldest when ``maxlen`` are kept."""
-        if self.maxlen <= 0:
-            return
-        status, reason, message, duration, timestamp = entry
-        packed, texts = self._packed, self._texts
-        drop = 17 if len(packed) >= 17 * self.maxlen else 0
-        self._packed = packed[drop:] + _ENTRY.pack(status, duration, timestamp)
-        text = (reason, message) if reason or message else _NO_TEXT
-        if texts is None:
-            if text is _NO_TEXT:
-                return
-            texts = (_NO_TEXT,) * (len(self._packed) // 17 - 1 + (1 if drop else 0))
-        texts = (*texts[1 if drop else 0 :], text)
-        self._texts = None if all(t is _NO_TEXT for t in texts) else texts
+        _keep_run(self._runs(), self.maxlen, entry)
 
     def extend(self, entries: Iterable[HistoryEntry], /) -> None:
         """:meth:`append` each of ``entries`` in order."""
         for entry in entries:
             self.append(entry)
+
+
+def _keep_run(runs: _RunsHolder, maxlen: int, entry: HistoryEntry) -> None:
+    """Add ``entry`` to the runs ``runs`` keeps, dropping the oldest when ``maxlen`` are."""
+    if maxlen <= 0:
+        return
+    status, reason, message, duration, timestamp = entry
+    packed, texts = runs._recent, runs._recent_texts
+    drop = 17 if len(packed) >= 17 * maxlen else 0
+    packed = runs._recent = packed[drop:] + _ENTRY.pack(status, duration, timestamp)
+    text = (reason, message) if reason or message else _NO_TEXT
+    if texts is None:
+        if text is _NO_TEXT:
+            return
+        texts = (_NO_TEXT,) * (len(packed) // 17 - 1 + (1 if drop else 0))
+    texts = (*texts[1 if drop else 0 :], text)
+    runs._recent_texts = None if all(t is _NO_TEXT for t in texts) else texts
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,14 +273,16 @@ class CheckState:
     __slots__ = (
         "_buckets",
         "_fail_runs",
+        "_history_len",
         "_ok_runs",
+        "_recent",
+        "_recent_texts",
         "_streak",
         "_unknown_runs",
         "_warn_runs",
         "changed_at",
         "duration_sum",
         "failures",
-        "history",
         "last",
         "runlog",
         "skipped_runs",
@@ -275,7 +301,10 @@ class CheckState:
         self.status = Status.UNKNOWN
         self.up = False
         self._streak = 0  # consecutive passing runs (> 0) or failing runs (< 0)
-        self.history = RecentRuns(history)
+        # the last `history` runs, packed (see RecentRuns: `history` is a view of these)
+        self._history_len = history
+        self._recent = b""
+        self._recent_texts: tuple[tuple[str, str], ...] | None = None
         # runs by Status (four ints, not a list: 32 bytes, not 88), and with
         # duration_histogram the non-cumulative duration buckets, the last +Inf
         self._ok_runs = self._warn_runs = self._fail_runs = self._unknown_runs = 0
@@ -299,6 +328,13 @@ class CheckState:
         for one without."""
         buckets = self._buckets
         return buckets[:] if buckets is not None else [0] * (len(DURATION_BUCKETS) + 1)
+
+    @property
+    def history(self) -> RecentRuns:
+        """The last runs (at most the ``history`` given), oldest first, as
+        ``(status, reason, message, duration, timestamp)``: a view of the runs this state
+        keeps packed (a message only for a run that did not pass ok)."""
+        return RecentRuns(self._history_len, self)
 
     @property
     def duration_count(self) -> int:
@@ -344,8 +380,10 @@ class CheckState:
             self.last = result
         # Messages of passing runs mostly differ only in timings: not worth ~100 bytes each.
         message = "" if result.status is Status.OK else result.message
-        self.history.append(
-            (int(result.status), result.reason, message, result.duration, result.timestamp)
+        _keep_run(
+            self,
+            self._history_len,
+            (int(result.status), result.reason, message, result.duration, result.timestamp),
         )
         if self.runlog is not None:
             self.runlog.add(result.status, result.duration, result.timestamp)

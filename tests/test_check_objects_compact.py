@@ -117,10 +117,17 @@ def test_a_first_run_keeps_its_duration_once_then_sums() -> None:
     assert math.copysign(1.0, zero.duration_sum) == 1.0  # 0.0 + -0.0, as before
 
 
-def test_a_state_is_one_fixed_size_object() -> None:
+def test_a_state_is_one_fixed_size_object_that_keeps_its_recent_runs_itself() -> None:
     s = _state()
     assert not hasattr(s, "__dict__")
-    assert sys.getsizeof(s) <= 176
+    assert sys.getsizeof(s) <= 192
+    s.record(Result.fail("refused", "closed", duration=0.5, timestamp=1.0))
+    s.record(Result.ok("fine", duration=0.25, timestamp=2.0))
+    view = s.history  # a view of the state's own runs
+    assert view == [(2, "refused", "closed", 0.5, 1.0), (0, "", "", 0.25, 2.0)]
+    view.append((3, "other", "x", 1.0, 3.0))
+    assert s.history[-1] == (3, "other", "x", 1.0, 3.0) and len(s.history) == 3
+    assert s.history.maxlen == 10 and view[0] == s.history[0]
 
 
 # -- the status page's run log --------------------------------------------------------------
