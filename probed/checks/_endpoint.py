@@ -55,8 +55,8 @@ def split_address(where: str) -> tuple[str, int]:
     """(host, port) from what :func:`probed.checks._net.format_addr` wrote (``host:port``, or
     ``[v6addr]:port`` for a host with a colon): cheaper than :func:`parse_address`, for a
     check that keeps its address as text and splits it on each run."""
-    i = where.rindex(":")
-    return (where[1 : i - 1] if where[0] == "[" else where[:i]), int(where[i + 1 :])
+    host, _, port = where.rpartition(":")
+    return (host[1:-1] if host[0] == "[" else host), int(port)
 
 
 class AddressOptions(CheckOptions):
