@@ -9,6 +9,7 @@ exactly as the plain ones did): see ``benchmarks/memory.py`` for the per-check f
 from __future__ import annotations
 
 import asyncio
+import bisect
 import gc
 import math
 import struct
@@ -27,7 +28,7 @@ from probed.checks._net import format_addr
 from probed.checks.http import HttpCheck
 from probed.checks.tcp import TcpCheck
 from probed.scheduler import Job, Scheduler
-from probed.state import CheckState, Numbers
+from probed.state import DURATION_BUCKETS, CheckState, Numbers
 from probed.testing import make_spec
 from tests.fakes import ScriptCheck
 from tests.harness import wait_for
@@ -104,6 +105,21 @@ def test_run_counts_and_their_sum_follow_the_statuses() -> None:
     s.runs.append(7)  # a copy
     assert s.runs == [2, 1, 1, 1]
     assert s.bucket_counts[5] == 5 and sum(s.bucket_counts) == 5  # 0.25 s: the 0.25 bucket
+
+
+def test_duration_buckets_count_every_run_in_its_bucket() -> None:
+    s = _state()
+    durations = [0.001, 0.005, 0.0051, 0.3, 0.3, 2.5, 9.9, 10.0, 10.1, 1e6] + [0.02] * 300
+    expected = [0] * 12
+    for d in durations:
+        s.record(Result.ok(duration=d))
+        expected[bisect.bisect_left(DURATION_BUCKETS, d)] += 1
+    assert s.bucket_counts == expected and sum(expected) == len(durations)
+    assert expected[0] == 2 and expected[2] == 300 and expected[11] == 2  # <=, and +Inf
+    assert sys.getsizeof(s._buckets) < sys.getsizeof([0] * 12)  # one int, not a list
+    off = _state(duration_histogram=False)
+    off.record(Result.ok(duration=0.3))
+    assert off.bucket_counts == [0] * 12 and off._buckets is None
 
 
 def test_a_first_run_keeps_its_duration_once_then_sums() -> None:
