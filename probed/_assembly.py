@@ -109,6 +109,10 @@ class Assembly:
 
     def body(self, openmetrics: bool, tail: bytes = b"") -> bytes:
         """Every family added, each after its header, then ``tail``."""
+        return b"".join(self.chunks(openmetrics, tail))
+
+    def chunks(self, openmetrics: bool, tail: bytes = b"") -> list[bytes]:
+        """:meth:`body` in pieces (headers and joined slices, never copied into one body)."""
         out: list[bytes] = []
         for index, family in enumerate(self._families):
             parts = self._core[index]
@@ -125,7 +129,7 @@ class Assembly:
                 out.append(family.header(openmetrics).encode())
                 out.extend(chunks)
         out.append(tail)
-        return b"".join(out)
+        return out
 
 
 _LAYOUT = itemgetter(1)

@@ -11,9 +11,9 @@ daemon.
 from __future__ import annotations
 
 import asyncio
-import gzip
 import platform
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final
@@ -180,11 +180,33 @@ a slow scraper then holds about one slice of buffered bytes, not a copy of the b
 
 @dataclass(frozen=True, slots=True)
 class Scrape:
-    """One rendered ``/metrics`` body, shared by every scraper that asked while it rendered."""
+    """One rendered ``/metrics`` body, shared by every scraper that asked while it rendered.
 
-    body: bytes
+    Kept in the pieces it was assembled from (a family's header, a slice's lines of one
+    family): at 50,000 checks the body is over 20 MB, and joining it would hold it twice.
+    """
+
+    chunks: tuple[bytes, ...]
     gzipped: bool
     content_type: str
+
+    @property
+    def size(self) -> int:
+        """Length of the body in bytes."""
+        return sum(map(len, self.chunks))
+
+    @property
+    def body(self) -> bytes:
+        """The body in one piece (a copy: for tests and small bodies)."""
+        return b"".join(self.chunks)
+
+
+def _gzip(chunks: Iterable[bytes]) -> bytes:
+    """What ``gzip.compress(b"".join(chunks), 6, mtime=0)`` returns, without the join."""
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 31)  # 31: a gzip header, time 0
+    out = [compressor.compress(chunk) for chunk in chunks]
+    out.append(compressor.flush())
+    return b"".join(out)
 
 
 async def send(request: web.Request, scrape: Scrape) -> web.StreamResponse:
@@ -194,13 +216,13 @@ async def send(request: web.Request, scrape: Scrape) -> web.StreamResponse:
     )
     if scrape.gzipped:
         response.headers["Content-Encoding"] = "gzip"
-    body = scrape.body
-    response.content_length = len(body)
+    response.content_length = scrape.size
     await response.prepare(request)
     if request.method != "HEAD":
-        view = memoryview(body)
-        for start in range(0, len(body), SEND_CHUNK):
-            await response.write(view[start : start + SEND_CHUNK])
+        for chunk in scrape.chunks:
+            view = memoryview(chunk)
+            for start in range(0, len(chunk), SEND_CHUNK):
+                await response.write(view[start : start + SEND_CHUNK])
     await response.write_eof()
     return response
 
@@ -262,15 +284,16 @@ class Exporter:
     async def _produce(self, openmetrics: bool, accepts_gzip: bool, shard: Shard | None) -> Scrape:
         content_type = CONTENT_TYPE_OPENMETRICS if openmetrics else CONTENT_TYPE_TEXT
         if not accepts_gzip:
-            body = await self.render_async(openmetrics, shard=shard)
-            return Scrape(body, False, content_type)
+            chunks = await self._render_chunks(openmetrics, RENDER_BATCH, shard)
+            return Scrape(tuple(chunks), False, content_type)
         plain = await self.scrape(openmetrics, shard=shard)  # shared with plain scrapers
-        if len(plain.body) < GZIP_FROM:
+        size = plain.size
+        if size < GZIP_FROM:
             return plain
-        if len(plain.body) <= GZIP_INLINE:
-            return Scrape(gzip.compress(plain.body, 6, mtime=0), True, content_type)
-        body = await asyncio.to_thread(gzip.compress, plain.body, 6, mtime=0)
-        return Scrape(body, True, content_type)
+        if size <= GZIP_INLINE:
+            return Scrape((_gzip(plain.chunks),), True, content_type)
+        body = await asyncio.to_thread(_gzip, plain.chunks)
+        return Scrape((body,), True, content_type)
 
     def render(self, openmetrics: bool) -> bytes:
         """The whole ``/metrics`` body in the requested format (all at once)."""
@@ -286,6 +309,11 @@ class Exporter:
         runs that fall due meanwhile start on time instead of waiting for the whole scrape.
         With ``shard``, only that shard's checks, and the daemon series on shard 0 only.
         """
+        return b"".join(await self._render_chunks(openmetrics, batch, shard))
+
+    async def _render_chunks(
+        self, openmetrics: bool, batch: int, shard: Shard | None
+    ) -> list[bytes]:
         now = time.monotonic()
         started = time.perf_counter()
         last = self.last_scrape if shard is None else self._last_by_shard.get(shard)
@@ -310,7 +338,7 @@ class Exporter:
             tail = _daemon_text(self.instruments, openmetrics)
         else:  # the daemon series are on shard 0; OpenMetrics still ends every body with EOF
             tail = b"# EOF\n" if openmetrics else b""
-        body = assembly.body(openmetrics, tail)
+        body = assembly.chunks(openmetrics, tail)
         del assembly
         if gap is not None:  # lines that change between every two scrapes are not worth keeping
             for start in range(0, len(states), RELEASE_BATCH):

@@ -281,3 +281,29 @@ def test_compact_copies_picklable_objects_and_keeps_others() -> None:
     assert compact(lambda: original, lambda _obj: False) is original
     unpicklable = {"f": lambda: None}
     assert compact(lambda: unpicklable, lambda _obj: True) is unpicklable
+
+
+async def test_a_scrape_keeps_its_body_in_pieces_and_gzips_them_as_one_body() -> None:
+    import gzip
+
+    from probed.metrics import RENDER_BATCH, DaemonMetrics, Exporter
+    from probed.state import StateStore
+
+    states = {f"c{i}": state(f"c{i}") for i in range(2 * RENDER_BATCH + 1)}
+    for s in states.values():
+        s.record(Result.ok(duration=0.001, timestamp=1.0))
+    store = StateStore(states)
+    exporter = Exporter(store, TYPES, DaemonMetrics(store, lambda: True))
+    plain = await exporter.scrape(False)
+    # a family's header, then one piece per slice of checks: never joined into one copy
+    ups = [c for c in plain.chunks if c.startswith(b"probed_check_up{")]
+    assert len(ups) == 3 and sum(c.count(b"\n") for c in ups) == len(states)
+    assert plain.size == len(plain.body) and not plain.gzipped
+    assert _samples_of(plain.body) == _samples_of(exporter.renderer.render(list(store), False))
+    zipped = await exporter.scrape(False, accepts_gzip=True)
+    assert zipped.gzipped and _samples_of(gzip.decompress(zipped.body)) == _samples_of(plain.body)
+
+
+def _samples_of(body: bytes | str) -> set[str]:
+    text = body.decode() if isinstance(body, bytes) else body
+    return {line for line in text.splitlines() if line.startswith("probed_check_")}

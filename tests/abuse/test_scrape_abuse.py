@@ -87,14 +87,14 @@ async def test_fifty_parallel_scrapers_share_one_render_and_all_parse(tmp_path: 
         await _all_started(r)
         exporter = r.daemon.exporter
         renders = 0
-        original = exporter.render_async
+        original = exporter._render_chunks
 
-        async def counted(openmetrics: bool, batch: int = 500, shard: Any = None) -> bytes:
+        async def counted(openmetrics: bool, batch: int, shard: Any) -> list[bytes]:
             nonlocal renders
             renders += 1
             return await original(openmetrics, batch, shard)
 
-        exporter.render_async = counted  # type: ignore[method-assign]
+        exporter._render_chunks = counted  # type: ignore[method-assign]
         formats = [i % 3 == 0 for i in range(50)]
         texts = await asyncio.gather(*(_scrape(r.session, r.url, om) for om in formats))
         distinct = set(zip(texts, formats, strict=True))  # scrapes of one flight: same bytes
