@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import functools
 import re
 import time
 from typing import Any, ClassVar, Final
@@ -26,6 +25,7 @@ from probed.checks._http_assert import (
 )
 from probed.checks._http_decode import CompressionOptions
 from probed.checks._http_oauth2 import OAuth2Options, TokenSource
+from probed.checks._http_shared import parse_status_codes, shared_client, status_ranges
 from probed.checks._httpclient import (
     BodyTooLargeError,
     ClientConfig,
@@ -64,64 +64,9 @@ __all__ = [
 ]
 
 _TOKEN_RE: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-_STATUS_RE: Final = re.compile(r"([1-5])xx|(\d{3})(?:\s*-\s*(\d{3}))?")
 
 # offered by ALPN with enable_http2 (as probed.checks._http2.alpn_context does)
 _H2_ALPN: Final = ("h2", "http/1.1")
-
-
-def parse_status_codes(specs: list[int | str]) -> tuple[tuple[int, int], ...]:
-    """Inclusive (low, high) ranges from ``200``, ``"2xx"``, ``"200-299"`` items.
-
-    :raises ValueError: for anything else, saying which item.
-    """
-    ranges = []
-    for spec in specs:
-        text = str(spec).strip().lower()
-        match = _STATUS_RE.fullmatch(text)
-        if not match:
-            raise ValueError(f"invalid status code {spec!r}: use 200, '2xx' or '200-299'")
-        if match.group(1):
-            low = int(match.group(1)) * 100
-            ranges.append((low, low + 99))
-            continue
-        low = int(match.group(2))
-        high = int(match.group(3) or low)
-        if not 100 <= low <= high <= 599:
-            raise ValueError(f"invalid status code range {spec!r}: codes are 100-599, low first")
-        ranges.append((low, high))
-    if not ranges:
-        raise ValueError("valid_status_codes must not be empty")
-    return tuple(ranges)
-
-
-@functools.lru_cache(maxsize=256)
-def _status_ranges(specs: tuple[int | str, ...]) -> tuple[tuple[int, int], ...]:
-    return parse_status_codes(list(specs))
-
-
-_CLIENTS: Final[dict[tuple[ClientConfig, tuple[type, ...], object], ClientConfig]] = {}
-_CLIENTS_MAX: Final = 4096
-
-
-def _shared_client(config: ClientConfig) -> ClientConfig:
-    """``config``, or an equal one already built: one object for the many checks that fetch
-    the same way (the URL is not part of it), each 120 bytes otherwise. Equal means equal
-    fields of the same types, and the same preferred family (a ``PreferredFamily`` is an
-    ``int`` equal to ``AF_UNSPEC`` whichever family it prefers). Only
-    a config without an SSL context of its own or a proxy (each check builds its own of
-    these); at most :data:`_CLIENTS_MAX` kept."""
-    if config.ssl_context is not None or config.proxy is not None:
-        return config
-    kinds = tuple(type(getattr(config, name)) for name in ClientConfig.__slots__)
-    key = (config, kinds, getattr(config.family, "prefer", None))
-    try:
-        shared = _CLIENTS.get(key)
-        if shared is None and len(_CLIENTS) < _CLIENTS_MAX:
-            shared = _CLIENTS[key] = config
-    except TypeError:  # an unhashable field (a plugin's redirect_check, say)
-        return config
-    return config if shared is None else shared
 
 
 def _compile(pattern: str, field: str) -> re.Pattern[str]:
@@ -338,7 +283,7 @@ class HttpProbe(Check[HttpOptions]):
         url = Url.parse(options.url)
         self.request = build_request(options, url)
         # Tuples: equal status specs share one parsed copy.
-        self.status_ranges = _status_ranges(tuple(options.valid_status_codes))
+        self.status_ranges = status_ranges(tuple(options.valid_status_codes))
         if options.body_must_match:
             self.body_must = tuple(_compile(p, "body regex") for p in options.body_must_match)
         if options.body_must_not_match:
@@ -385,7 +330,7 @@ class HttpProbe(Check[HttpOptions]):
         if ctx is None and options.follow_redirects:
             # A redirect to https needs the system CA store: load it here, off the loop.
             await asyncio.to_thread(default_context)
-        self.client = _shared_client(
+        self.client = shared_client(
             ClientConfig(
                 ssl_context=ctx,
                 server_name=options.tls.server_name,
