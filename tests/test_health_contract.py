@@ -379,9 +379,7 @@ async def test_live_is_503_when_the_scheduler_timer_is_stuck(tmp_path: Path) -> 
         # back. The heap order is unchanged by a uniform shift.
         assert scheduler._timer is not None
         scheduler._timer.cancel()
-        scheduler._heap[:] = [
-            (due - STUCK_AFTER - 5, seq, job) for due, seq, job in scheduler._heap
-        ]
+        scheduler._heap[:] = [(due - STUCK_AFTER - 5, job) for due, job in scheduler._heap]
         runs = sum(r.state("tick").runs)
 
         status, body, _ = await health(r, "/health/live")

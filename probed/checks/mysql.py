@@ -139,7 +139,11 @@ class MysqlCheck(Check[MysqlOptions]):
 
     async def _connect(self, budget: Budget, timeout: float) -> Any:
         conn = self._new_connection(budget, timeout)
-        await conn._connect()
+        try:
+            await conn._connect()
+        except BaseException:  # cancelled or failed mid-handshake: nobody else can close it
+            conn.close()
+            raise
         return conn
 
     async def run(self) -> Result:
