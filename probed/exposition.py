@@ -207,12 +207,7 @@ for depends on its type, its settings and whether it failed)."""
 
 def shared_layout(layout: Layout) -> Layout:
     """The one kept tuple equal to ``layout`` (up to 1,000 kept; others are used as given)."""
-    kept = _LAYOUTS.get(layout)
-    if kept is not None:
-        return kept
-    if len(_LAYOUTS) < 1000:
-        _LAYOUTS[layout] = layout
-    return layout
+    return _LAYOUTS.setdefault(layout, layout) if len(_LAYOUTS) < 1000 else layout
 
 
 def _static_lines(

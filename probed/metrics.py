@@ -338,7 +338,7 @@ class Exporter:
             tail = _daemon_text(self.instruments, openmetrics)
         else:  # the daemon series are on shard 0; OpenMetrics still ends every body with EOF
             tail = b"# EOF\n" if openmetrics else b""
-        body = assembly.chunks(openmetrics, tail)
+        chunks = assembly.chunks(openmetrics, tail)
         del assembly
         if gap is not None:  # lines that change between every two scrapes are not worth keeping
             for start in range(0, len(states), RELEASE_BATCH):
@@ -348,7 +348,7 @@ class Exporter:
         self.instruments.render_seconds.set(time.perf_counter() - started)
         if self._trim_from is not None and len(states) >= self._trim_from:
             self._trim_soon()
-        return body
+        return chunks
 
     def _trim_soon(self) -> None:
         if self._trim_pending:
