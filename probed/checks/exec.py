@@ -57,6 +57,9 @@ _SHELL: Final = "/bin/sh"
 # Time to read what an exited command left in its pipes before deciding something else
 # (a child it left behind) holds them open.
 _DRAIN: Final = 0.1
+# Time a cancelled run waits for its SIGKILLed command to be reaped (at most; it is usually
+# a millisecond, longer only for a process stuck in the kernel).
+_REAP_AFTER_CANCEL: Final = 1.0
 # Process groups of finished commands whose members may be probed's own children: when probed
 # is PID 1 (a container without an init), whatever a command left behind is re-parented to it
 # once its parent exits, and after the kill nobody else would reap it. Process-wide because
@@ -346,6 +349,10 @@ class ExecCheck(Check[ExecOptions]):
             if not stopped.how:
                 # Leftovers in the group (or everything, when the run was cancelled) go now.
                 _kill_group(pgid, signal.SIGKILL)
+                if not proto.exited.is_set():
+                    # Cancelled: reap the killed command before closing, so its exit reaches
+                    # this loop (not a closed one) and no zombie or unreaped Popen is left.
+                    await _wait(proto.exited, _REAP_AFTER_CANCEL)
             transport.close()
             if os.getpid() == 1:
                 if (
