@@ -77,6 +77,11 @@ def gone(pid: int) -> bool:
     return fields[0] in ("Z", "X")
 
 
+def reaped(pid: int) -> bool:
+    """True when ``pid`` is gone entirely: exited and reaped by its parent (not a zombie)."""
+    return not Path(f"/proc/{pid}").exists()
+
+
 async def wait_gone(pid: int, within: float = 3.0) -> bool:
     end = perf_counter() + within
     while perf_counter() < end:
@@ -475,7 +480,7 @@ async def test_a_cancelled_run_kills_the_group(tmp_path: Path) -> None:
         await task
     # Killed and already reaped when the cancelled run returns: no zombie, and its exit was
     # delivered to this loop (a Popen left unreaped warns once the loop is closed).
-    assert not Path(f"/proc/{read_pid(pid_file)}").exists()
+    assert reaped(read_pid(pid_file))
 
 
 ZOMBIE_SCRIPT = """
