@@ -94,17 +94,20 @@ async def blackhole() -> AsyncIterator[tuple[int, list[socket.socket]]]:
     accepted: list[socket.socket] = []
     loop = asyncio.get_running_loop()
 
-    async def accept() -> None:
-        while True:
-            conn, _ = await loop.sock_accept(server)
-            accepted.append(conn)
+    def accept() -> None:
+        # Accepted in the reader callback, so every accepted socket is in the list at once:
+        # a task awaiting sock_accept, cancelled with a connection in its future, would drop
+        # that socket for the garbage collector to warn about in some later test.
+        with contextlib.suppress(BlockingIOError, InterruptedError):
+            while True:
+                conn, _ = server.accept()
+                accepted.append(conn)
 
-    task = loop.create_task(accept())
+    loop.add_reader(server.fileno(), accept)
     try:
         yield server.getsockname()[1], accepted
     finally:
-        task.cancel()
-        await asyncio.wait([task])
+        loop.remove_reader(server.fileno())
         for conn in accepted:
             conn.close()
         server.close()
