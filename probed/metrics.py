@@ -11,6 +11,8 @@ daemon.
 from __future__ import annotations
 
 import asyncio
+import bisect
+import math
 import platform
 import time
 import zlib
@@ -19,12 +21,14 @@ from dataclasses import dataclass
 from typing import Final
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client import exposition as text_exposition
+from prometheus_client import metrics as client_metrics
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.openmetrics import exposition as om_exposition
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from probed import __version__
 from probed._gc import trim
@@ -81,6 +85,41 @@ class _StoreCollector(Collector):
         )
 
 
+class LagHistogram(Collector):
+    """``probed_scheduler_lag_seconds``: the same family a prometheus_client ``Histogram``
+    exposes (buckets, count, sum, created), observed for every run.
+
+    Only the event loop observes it, so one list of counts and a sum do, without the client's
+    per-bucket locks (a run's observation costs a tenth of ``Histogram.observe``).
+    """
+
+    def __init__(self, name: str, documentation: str, buckets: tuple[float, ...]) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._bounds = (*buckets, math.inf)
+        self._les = tuple(str(floatToGoString(b)) for b in self._bounds)  # type: ignore[no-untyped-call]
+        self._counts = [0] * len(self._bounds)
+        self._sum = 0.0
+        self._created = time.time()
+
+    def observe(self, amount: float) -> None:
+        """Count one value (in the first bucket whose bound is at least ``amount``)."""
+        self._counts[bisect.bisect_left(self._bounds, amount)] += 1
+        self._sum += amount
+
+    def collect(self) -> Iterator[Metric]:
+        family = Metric(self._name, self._documentation, "histogram")
+        total = 0
+        for le, count in zip(self._les, self._counts, strict=True):
+            total += count
+            family.add_sample(f"{self._name}_bucket", {"le": le}, float(total))
+        family.add_sample(f"{self._name}_count", {}, float(total))
+        family.add_sample(f"{self._name}_sum", {}, self._sum)
+        if getattr(client_metrics, "_use_created", True):
+            family.add_sample(f"{self._name}_created", {}, self._created)
+        yield family
+
+
 class DaemonMetrics:
     """The daemon's own instruments, on a registry of their own."""
 
@@ -115,12 +154,12 @@ class DaemonMetrics:
             ["result"],
             registry=reg,
         )
-        self.lag = Histogram(
+        self.lag = LagHistogram(
             "probed_scheduler_lag_seconds",
             "Delay between when a run was due and when it started.",
-            buckets=LAG_BUCKETS,
-            registry=reg,
+            LAG_BUCKETS,
         )
+        reg.register(self.lag)
         self.running = Gauge(
             "probed_scheduler_running_checks", "Checks running right now.", registry=reg
         )

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from numbers import Real
 
-from probed.check import Reason, Result, Sample, Status
+from probed.check import NO_NUMBERS, Reason, Result, Sample, Status
 from probed.notify import Notifier
 from probed.scheduler import Job
 
@@ -111,6 +111,19 @@ def _samples(samples: object) -> tuple[Sample, ...]:
     return tuple(samples)
 
 
+def _plain(mapping: object) -> bool:
+    """True for what checks return: a ``dict`` of names to floats (or the shared empty one),
+    which :func:`checked` would only copy into an equal dict."""
+    if mapping is NO_NUMBERS:
+        return True
+    if type(mapping) is not dict:
+        return False
+    for key, value in mapping.items():
+        if type(key) is not str or type(value) is not float:
+            return False
+    return True
+
+
 def checked(result: Result, type_name: str) -> Result:
     """``result`` if well-formed, else a ``fail`` naming what the check type got wrong."""
     try:
@@ -118,6 +131,14 @@ def checked(result: Result, type_name: str) -> Result:
             raise TypeError(f"status is {result.status!r:.40}, not a Status")
         if not isinstance(result.reason, str) or not isinstance(result.message, str):
             raise TypeError("reason and message must be text")
+        samples = result.samples
+        if (
+            type(samples) is tuple
+            and not samples
+            and _plain(result.phases)
+            and _plain(result.values)
+        ):
+            return result  # the common case, checked without copying
         phases = _numbers(result.phases, "phases")
         values = _numbers(result.values, "values")
         samples = _samples(result.samples)

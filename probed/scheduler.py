@@ -307,8 +307,7 @@ class Scheduler:
         self._running += 1
         task = self._loop.create_task(self._run(job, due), name=f"check:{job.state.spec.name}")
         job.task = task  # running until _run clears it
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.add(task)  # until _run ends (no done callback: one loop turn less a run)
 
     async def _run(self, job: Job, due: float) -> None:
         assert self._loop is not None
@@ -325,6 +324,8 @@ class Scheduler:
         except Exception:  # the runner never raises; the lag observer might
             self._fault(job, "run", f"running check {job.spec.name} failed")
         finally:
+            if job.task is not None:
+                self._tasks.discard(job.task)
             job.task = None
             self._running -= 1
             self._start_waiting()

@@ -357,6 +357,86 @@ async def test_a_run_that_hangs_is_cancelled_at_its_timeout_with_reason_timeout(
     assert 0.1 <= result.duration <= elapsed
 
 
+async def test_a_timed_out_run_leaves_no_cancellation_pending_on_the_task() -> None:
+    async def hang() -> Any:
+        await asyncio.Event().wait()
+
+    result = await runner.execute(Scripted(hang), 0.05)
+    assert result.reason == "timeout"
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0
+    await asyncio.sleep(0)  # and the task can await again (a pending cancel would raise here)
+
+
+async def test_runs_with_different_timeouts_each_time_out_at_their_own() -> None:
+    """The runner watches every run's deadline with one timer: a shorter timeout started
+    later still comes first, and runs that end in time leave nothing to cancel."""
+
+    async def hang() -> Any:
+        await asyncio.Event().wait()
+
+    async def quick() -> Result:
+        await asyncio.sleep(0)
+        return Result.ok("in time")
+
+    loop = asyncio.get_running_loop()
+    slow = loop.create_task(runner.execute(Scripted(hang), 0.4))
+    await asyncio.sleep(0)
+    fast = loop.create_task(runner.execute(Scripted(hang), 0.05))
+    for _ in range(3):
+        assert (await runner.execute(Scripted(quick), 0.4)).status is Status.OK
+    fast_result = await fast
+    assert fast_result.reason == "timeout" and 0.05 <= fast_result.duration < 0.4
+    assert not slow.done()
+    slow_result = await slow
+    assert slow_result.reason == "timeout" and slow_result.duration >= 0.4
+    assert slow_result.message == "no answer within the timeout of 0.4s"
+
+
+async def test_a_run_cancelled_from_outside_is_cancelled_not_reported_as_a_timeout() -> None:
+    started = asyncio.Event()
+
+    async def hang() -> Any:
+        started.set()
+        await asyncio.Event().wait()
+
+    task = asyncio.get_running_loop().create_task(runner.execute(Scripted(hang), 5.0))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_a_run_cancelled_from_outside_after_its_timeout_stays_cancelled() -> None:
+    """The timeout fired and another cancellation came too: the run is cancelled, as with
+    ``asyncio.timeout`` (the other cancellation is not swallowed as a timeout)."""
+    started = asyncio.Event()
+
+    async def hang() -> Any:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.1)  # still unwinding when the outside cancel comes
+            raise
+
+    task = asyncio.get_running_loop().create_task(runner.execute(Scripted(hang), 0.05))
+    await started.wait()
+    await asyncio.sleep(0.08)  # past the timeout: hang() is unwinding
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_a_timeout_error_raised_by_the_check_itself_is_reported_as_a_timeout() -> None:
+    async def own_timeout() -> Any:
+        raise TimeoutError
+
+    result = await runner.execute(Scripted(own_timeout), 1.0)
+    assert result.reason == "timeout"
+    assert result.message == "no answer within the timeout of 1s"
+
+
 async def test_a_setup_that_hangs_reports_how_long_it_was_given(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

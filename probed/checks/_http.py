@@ -399,10 +399,6 @@ class HttpProbe(Check[HttpOptions]):
         if problem is not None:
             reason, detail = problem
             return Result.fail(reason, f"{self.prefix}: {detail}", phases=phases, values=values)
-        via = f" after {len(response.redirects)} redirect(s)" if response.redirects else ""
-        summary = (
-            f"{response.status} {response.reason}".strip() + f"{via} in {_ms(sum(phases.values()))}"
-        )
         if response.earliest_cert_expiry is not None:
             verdict = expiry_verdict(response.earliest_cert_expiry, self.options.tls, time.time())
             if verdict is not None:
@@ -411,12 +407,21 @@ class HttpProbe(Check[HttpOptions]):
                 return Result(
                     status, reason, f"{self.prefix}: {who}{detail}", phases=phases, values=values
                 )
-        return Result(Status.OK, "", f"{self.prefix}: {summary}", phases=phases, values=values)
+        via = f" after {len(response.redirects)} redirect(s)" if response.redirects else ""
+        status_line = f"{response.status} {response.reason}".strip()
+        return Result(
+            Status.OK,
+            "",
+            f"{self.prefix}: {status_line}{via} in {_ms(sum(phases.values()))}",
+            phases,
+            values,
+        )
 
     def _check_status(self, response: HttpResponse) -> tuple[str, str] | None:
         status = response.status
-        if any(low <= status <= high for low, high in self.status_ranges):
-            return None
+        for low, high in self.status_ranges:
+            if low <= status <= high:
+                return None
         expected = ", ".join(str(s) for s in self.options.valid_status_codes)
         detail = f"status {status} {response.reason}".rstrip() + f", expected {expected}"
         location = response.headers.get("location")

@@ -60,6 +60,7 @@ __all__ = [
 USER_AGENT: Final = "probed/0.1"
 REDIRECT_CODES: Final = frozenset({301, 302, 303, 307, 308})
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+_WITH_BODY: Final = ("POST", "PUT", "PATCH")  # methods whose request says its length, even 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +155,13 @@ class HttpRequest:
         self, url: Url, method: str, body: bytes, with_auth: bool, via: Proxy | None = None
     ) -> bytes:
         """The request head and body as bytes for one hop (absolute form through a proxy)."""
+        if via is None and not self.headers and not (with_auth and self.auth_headers):
+            # The usual probe (no headers of its own): the same bytes, in one piece.
+            length = f"Content-Length: {len(body)}\r\n" if body or method in _WITH_BODY else ""
+            return (
+                f"{method} {url.target} HTTP/1.1\r\nHost: {url.authority}\r\n"
+                f"User-Agent: {USER_AGENT}\r\nAccept: */*\r\n{length}Connection: close\r\n\r\n"
+            ).encode("latin-1") + body
         lines = [f"{method} {url.target} HTTP/1.1", f"Host: {url.authority}"]
         if via is not None and url.scheme == "http":
             lines[0] = f"{method} {url} HTTP/1.1"
@@ -170,7 +178,7 @@ class HttpRequest:
             lines.append(f"User-Agent: {USER_AGENT}")
         if "accept" not in names:
             lines.append("Accept: */*")
-        if body or method in ("POST", "PUT", "PATCH"):
+        if body or method in _WITH_BODY:
             lines.append(f"Content-Length: {len(body)}")
         lines.append("Connection: close")
         lines.append("\r\n")
@@ -276,7 +284,7 @@ async def _fetch_once(
     loop = asyncio.get_running_loop()
     ssl_context = None
     server_name = None
-    same_origin = url.origin() == request.url.origin()
+    same_origin = url is request.url or url.origin() == request.url.origin()
     if url.scheme == "https":
         ssl_context = config.ssl_context or default_context()
         if url.host == request.url.host:
@@ -434,18 +442,20 @@ async def fetch(request: HttpRequest, config: ClientConfig) -> HttpResponse:
                 status,
                 version,
             ) from None
-        _merge(phases, hop)
+        if phases:
+            _merge(phases, hop)
+        else:  # the first hop's phases are the sum so far
+            phases = hop
         if cert is not None:
             first = cert.earliest_not_after  # of the hop's verified chain
             earliest = first if earliest is None else min(earliest, first)
         status = proto.parser.get_status_code()
         headers = Headers(proto.headers)
-        location = headers.get("location")
         if (
             config.follow_redirects
             and status in REDIRECT_CODES
-            and location
             and len(redirects) < config.max_redirects
+            and (location := headers.get("location"))
         ):
             try:
                 next_url = Url.parse(urljoin(str(url), location))

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from time import perf_counter
-from typing import Any, Final, Protocol
+from typing import Any, Final, NoReturn, Protocol
 
 import httptools
 
@@ -236,7 +236,22 @@ class ResponseProtocol(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         size = len(name) + len(value)
-        self.head_size += size + 4
+        head_size = self.head_size = self.head_size + size + 4
+        headers = self.headers
+        if size > MAX_LINE or len(headers) >= MAX_HEADERS or head_size > self.max_head:
+            self._head_too_large(name, size)
+        key = name.decode("latin-1")
+        text = value.decode("latin-1")
+        n = len(key)  # only two names matter here: look at the rest no further
+        if n == 14 and key.lower() == "content-length":
+            if text.isdigit():
+                self.content_length = int(text)
+        elif n == 17 and key.lower() == "transfer-encoding" and "chunked" in text.lower():
+            self.chunked = True
+        headers.append((key, text))
+
+    def _head_too_large(self, name: bytes, size: int) -> NoReturn:
+        """Stop parsing: the header ``name`` (of ``size`` bytes) is past one of the caps."""
         if size > MAX_LINE:
             raise _HeadTooLarge(
                 f"response header {_name(name)} is longer than {format_size(MAX_LINE)} "
@@ -244,19 +259,10 @@ class ResponseProtocol(asyncio.Protocol):
             )
         if len(self.headers) >= MAX_HEADERS:
             raise _HeadTooLarge(f"the response sends more than {MAX_HEADERS} header fields")
-        if self.head_size > self.max_head:
-            raise _HeadTooLarge(
-                f"response headers exceed max_header_size of {format_size(self.max_head)} "
-                f"({len(self.headers)} header(s) so far)"
-            )
-        key = name.decode("latin-1")
-        text = value.decode("latin-1")
-        lower = key.lower()
-        if lower == "content-length" and text.isdigit():
-            self.content_length = int(text)
-        elif lower == "transfer-encoding" and "chunked" in text.lower():
-            self.chunked = True
-        self.headers.append((key, text))
+        raise _HeadTooLarge(
+            f"response headers exceed max_header_size of {format_size(self.max_head)} "
+            f"({len(self.headers)} header(s) so far)"
+        )
 
     def on_headers_complete(self) -> None:
         self.headers_done = True
@@ -270,7 +276,9 @@ class ResponseProtocol(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         self.body_size += len(body)
         room = self.max_body - len(self.body)
-        if room > 0:
+        if room >= len(body):
+            self.body += body
+        elif room > 0:
             self.body += body[:room]
         if self.body_size > self.max_body:
             self.too_large = True

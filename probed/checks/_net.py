@@ -397,7 +397,12 @@ async def open_connection(
     for fam, addr in addrs:
         set_phase(f"connecting to {format_addr(addr[0], addr[1])}")
         try:
-            transport, protocol = await _connect_transport(loop, protocol_factory, fam, addr)
+            if len(addr) > 2 and addr[3]:
+                transport, protocol = await _connect_transport(loop, protocol_factory, fam, addr)
+            else:  # _connect_transport's own path, without a coroutine of its own per run
+                transport, protocol = await loop.create_connection(
+                    protocol_factory, addr[0], addr[1], family=fam
+                )
         except OSError as exc:
             last = _connect_error(exc, format_addr(addr[0], addr[1]))
             continue

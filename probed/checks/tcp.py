@@ -118,7 +118,14 @@ class TcpCheck(Check[TcpOptions]):
         host, port = split_address(where)
         family = family_for(options.ip_version)
         if ssl_context is None and not options.send and self.expect is None:
-            return await self._connect_only(where, host, port, family, phases)
+            # The plain connect check: connect and close, nothing read or written (the fast
+            # path: awaited here, without a coroutine of its own per run).
+            try:
+                await connect_and_close(host, port, family=family, phases=phases)
+            except ProbeError as exc:
+                return exc.result(where)
+            total = sum(phases.values()) * 1000
+            return Result(Status.OK, "", f"{where}: connected in {total:.1f}ms", phases)
         try:
             transport, proto, cert = await open_connection(
                 lambda: _TcpProtocol(loop, options.max_read_size),
@@ -156,17 +163,6 @@ class TcpCheck(Check[TcpOptions]):
             phases=phases,
             values=values,
         )
-
-    async def _connect_only(
-        self, where: str, host: str, port: int, family: int, phases: dict[str, float]
-    ) -> Result:
-        """The plain connect check: connect and close, nothing read or written (the fast path)."""
-        try:
-            await connect_and_close(host, port, family=family, phases=phases)
-        except ProbeError as exc:
-            return exc.result(where)
-        total = sum(phases.values()) * 1000
-        return Result(Status.OK, "", f"{where}: connected in {total:.1f}ms", phases=phases)
 
     async def _exchange(
         self, transport: asyncio.Transport, proto: _TcpProtocol, phases: dict[str, float]
